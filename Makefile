@@ -1,0 +1,47 @@
+# casebus — every target does its own set-up on a fresh machine (Debian, Python 3.11+, Java 17, Maven).
+#   make demo   the whole bus on local Kafka + PostgreSQL, driving a scenario end to end
+#   make test   the test suite against a real broker and database
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: setup infra demo test lint bench down status clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# Starts (or reuses) the local Kafka broker and PostgreSQL; writes their addresses to .casebus/env.
+infra:
+	@mkdir -p .casebus
+	deploy/local/up > .casebus/env.tmp && mv .casebus/env.tmp .casebus/env
+
+demo: setup infra
+	source .casebus/env && $(BIN)/casebus db migrate && $(BIN)/casebus topics ensure >/dev/null \
+	  && $(BIN)/casebus --dev demo $(ARGS)
+
+test: setup infra
+	source .casebus/env && $(BIN)/pytest $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: setup infra
+	source .casebus/env && for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+down:
+	deploy/local/down
+
+status:
+	deploy/local/status
+
+clean: down
+	rm -rf .casebus $(VENV)

@@ -1,0 +1,7 @@
+"""The ``casebus`` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+from bus.cli._app import app, main
+
+__all__ = ["app", "main"]

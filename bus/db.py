@@ -1,0 +1,118 @@
+"""PostgreSQL plumbing: connection pools and the migration runner.
+
+Migrations are plain numbered SQL files in ``bus/migrations`` (``0001_name.sql``), applied in
+order, each in its own transaction, recorded in ``schema_migrations`` with a checksum so an
+edited migration is caught. An advisory lock lets several replicas start at once safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from bus.errors import ConfigError, TransportError
+
+__all__ = ["MIGRATIONS_DIR", "Migration", "connect", "create_pool", "discover", "migrate"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Any fixed 64-bit number works; this one spells "casebus" so it is easy to spot in pg_locks.
+_ADVISORY_LOCK = 0x63617365627573
+
+log = structlog.get_logger("casebus.db")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One SQL file."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the file's text: an applied migration must never change."""
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration file in version order; a misnamed file or a repeated version is an error."""
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        m = _NAME.match(path.name)
+        if not m:
+            raise ConfigError(f"{path}: migration files are named NNNN_snake_name.sql")
+        version = int(m.group(1))
+        if version in found:
+            raise ConfigError(f"{path}: migration version {version} appears twice")
+        found[version] = Migration(version, m.group(2), path.read_text(encoding="utf-8"))
+    return [found[v] for v in sorted(found)]
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection; driver errors become TransportError."""
+    try:
+        return await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError) as e:
+        raise TransportError(f"cannot connect to PostgreSQL: {e}", retriable=True) from e
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A connection pool; driver errors become TransportError."""
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    except (OSError, asyncpg.PostgresError) as e:
+        raise TransportError(f"cannot connect to PostgreSQL: {e}", retriable=True) from e
+    assert pool is not None
+    return pool
+
+
+async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply every migration not yet applied; return those applied now. Safe to rerun."""
+    migrations = discover(directory)
+    conn = await connect(dsn)
+    applied_now: list[Migration] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version    integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   checksum   text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
+        for m in migrations:
+            if m.version in done:
+                if done[m.version] != m.checksum:
+                    raise ConfigError(
+                        f"migration {m.version:04d}_{m.name} was changed after it was applied"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    m.version,
+                    m.name,
+                    m.checksum,
+                )
+            log.info("db.migrated", version=m.version, name=m.name)
+            applied_now.append(m)
+    except asyncpg.PostgresError as e:
+        raise TransportError(f"migration failed: {e}", retriable=False) from e
+    finally:
+        try:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _ADVISORY_LOCK)
+        finally:
+            await conn.close()
+    return applied_now

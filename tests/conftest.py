@@ -1,0 +1,169 @@
+"""Shared fixtures: a real Kafka broker and a real PostgreSQL for the whole session,
+with per-test isolation (a topic prefix and a database of its own for each test).
+
+Where the infrastructure comes from, in order:
+1. ``CASEBUS_KAFKA_BOOTSTRAP`` and ``CASEBUS_DATABASE_URL`` already set: use them.
+2. a Docker engine answers: testcontainers starts Kafka and PostgreSQL.
+3. otherwise ``deploy/local/up`` (no Docker: Kafka from Maven Central, Debian's PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bus.agencies import load_registry
+from bus.db import migrate
+from bus.settings import REPO_ROOT, Settings, load_settings
+from bus.topics import ensure_topics
+
+TEST_PARTITIONS = 3
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Where the session's broker and database answer."""
+
+    kafka_bootstrap: str
+    database_url: str  # a DSN of a role that may create databases
+
+
+def _docker_answers() -> bool:
+    """Whether a Docker engine answers on its socket (a client binary alone is not enough)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return bool(host)
+    path = host.removeprefix("unix://")
+    if not Path(path).exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        try:
+            s.connect(path)
+            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return s.recv(64).split(b"\r\n", 1)[0].endswith(b" 200 OK")
+        except OSError:
+            return False
+
+
+def _from_local_scripts() -> Infra:
+    out = subprocess.run(
+        [str(REPO_ROOT / "deploy" / "local" / "up")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    env = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in out.splitlines()
+        if line.startswith("export ")
+    )
+    return Infra(env["CASEBUS_KAFKA_BOOTSTRAP"], env["CASEBUS_DATABASE_URL"])
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    """The session's real Kafka broker and PostgreSQL."""
+    bootstrap = os.environ.get("CASEBUS_KAFKA_BOOTSTRAP")
+    dsn = os.environ.get("CASEBUS_DATABASE_URL")
+    if bootstrap and dsn:
+        yield Infra(bootstrap, dsn)
+    elif not bootstrap and _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        with (
+            KafkaContainer("apache/kafka:4.4.0").with_kraft() as kafka,
+            PostgresContainer("postgres:16", driver=None) as pg,
+        ):
+            yield Infra(kafka.get_bootstrap_server(), pg.get_connection_url())
+    else:
+        yield _from_local_scripts()
+
+
+def _with_db(dsn: str, dbname: str) -> str:
+    base, _, _ = dsn.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+async def template_db(infra: Infra) -> AsyncIterator[str]:
+    """A database migrated once per session; each test gets a copy of it."""
+    name = f"casebus_tpl_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(infra.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await migrate(_with_db(infra.database_url, name))
+        yield name
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(infra: Infra, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = f"casebus_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(infra.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        yield _with_db(infra.database_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def settings(infra: Infra, database_url: str) -> Settings:
+    """Settings that point at the real infrastructure, with a topic prefix of this test's own."""
+    return load_settings(
+        kafka_bootstrap=infra.kafka_bootstrap,
+        database_url=database_url,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+        topic_partitions=TEST_PARTITIONS,
+        topic_replication=1,
+        log_format="console",
+    )
+
+
+@pytest.fixture
+async def provisioned(settings: Settings) -> Settings:
+    """``settings`` with every topic of the agency registry created."""
+    await ensure_topics(settings, load_registry(settings.agencies_file))
+    return settings
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for running the ``casebus`` CLI as a subprocess against this test's infra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
+    env.update(
+        CASEBUS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        CASEBUS_DATABASE_URL=settings.database_url,
+        CASEBUS_TOPIC_PREFIX=settings.topic_prefix,
+        CASEBUS_TOPIC_PARTITIONS=str(settings.topic_partitions),
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def casebus_exe() -> Path:
+    """The installed ``casebus`` console script of this environment."""
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).parent / "casebus"
+    if not exe.exists():
+        found = shutil.which("casebus")
+        assert found, "the casebus console script is not installed (pip install -e .)"
+        exe = Path(found)
+    return exe
