@@ -1,0 +1,375 @@
+"""Signed tree heads: C2SP checkpoints (c2sp.org/tlog-checkpoint) in C2SP signed notes
+(c2sp.org/signed-note), signed with Ed25519.
+
+A checkpoint body is exactly::
+
+    <origin>
+    <tree size, decimal, no leading zeros>
+    <root hash, standard base64 with padding>
+    [timestamp_ms <unix time in milliseconds, decimal>]
+
+The fourth line is the one extension line casebus writes, and only when the checkpoint carries
+a time: its name states the unit, so nobody has to guess seconds or milliseconds. Parsing is
+strict: lines must be canonical (the parsed :class:`Checkpoint` re-serialises to the very bytes
+that were signed), and any other extension line is rejected rather than silently dropped from
+what the verifier believes was signed.
+
+The signed note is the body, a blank line, then one line per signature::
+
+    — <key name> <base64(4-byte key id || 64-byte Ed25519 signature)>
+
+with key id = SHA-256(key name || 0x0A || 0x01 || 32-byte public key)[:4]. The signature covers
+the body bytes, final newline included, blank line excluded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bus.errors import ProofError
+
+__all__ = [
+    "ED25519_SIGNATURE_TYPE",
+    "MAX_SIGNATURES",
+    "TIMESTAMP_EXTENSION",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointErrorReason",
+    "NoteSignature",
+    "VerifierKey",
+    "ed25519_key_id",
+    "parse_note",
+    "parse_signed_checkpoint",
+    "parse_verifier_key",
+    "sign_checkpoint",
+    "sign_note",
+    "verifier_key_string",
+    "verify_note",
+    "verify_signed_checkpoint",
+]
+
+ED25519_SIGNATURE_TYPE = 0x01
+"""Signature type byte of Ed25519 in the signed-note key id and verifier key."""
+
+TIMESTAMP_EXTENSION = "timestamp_ms"
+"""Name of the checkpoint extension line carrying the signing time in Unix milliseconds."""
+
+MAX_SIGNATURES = 100
+"""Notes with more signature lines are rejected; the spec asks verifiers to accept 16."""
+
+_MAX_UINT64 = 2**64 - 1
+_MAX_NOTE_BYTES = 1 << 20
+_HASH_SIZE = 32
+_KEY_ID_SIZE = 4
+_ED25519_SIGNATURE_SIZE = 64
+_ED25519_KEY_SIZE = 32
+_SIG_PREFIX = "— "
+_DECIMAL = re.compile(r"0|[1-9][0-9]*", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+_HEX_KEY_ID = re.compile(r"[0-9a-f]{8}", re.ASCII)
+
+CheckpointErrorReason = Literal[
+    "malformed", "bad_root_length", "bad_key", "unknown_key", "bad_signature", "wrong_origin"
+]
+
+
+class CheckpointError(ProofError):
+    """A signed checkpoint, note or verifier key is not valid. ``reason`` says which rule broke:
+    ``malformed``, ``bad_root_length``, ``bad_key``, ``unknown_key`` (no signature by the
+    expected key), ``bad_signature`` or ``wrong_origin``."""
+
+    def __init__(self, reason: CheckpointErrorReason, detail: str) -> None:
+        self.reason: CheckpointErrorReason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
+def _malformed(detail: str) -> CheckpointError:
+    return CheckpointError("malformed", detail)
+
+
+def _decimal(text: str, what: str, maximum: int) -> int:
+    if not _DECIMAL.fullmatch(text):
+        raise _malformed(f"{what} {text!r} is not a decimal number without sign or leading zeros")
+    value = int(text)
+    if value > maximum:
+        raise _malformed(f"{what} {value} is larger than {maximum}")
+    return value
+
+
+def _b64decode(text: str, what: str) -> bytes:
+    """Strict standard base64: padded, no whitespace, and no stray bits in the last symbol."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise _malformed(f"{what} is not valid base64") from e
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise _malformed(f"{what} is not canonical base64")
+    return raw
+
+
+def _check_name(name: str, what: str) -> None:
+    """Key names (and our origins) are non-empty, without spaces, plus signs or control codes."""
+    if not isinstance(name, str) or not name:
+        raise _malformed(f"{what} must be a non-empty string")
+    if any(ch.isspace() or ch == "+" for ch in name) or _CONTROL.search(name):
+        raise _malformed(f"{what} {name!r} contains a space, a plus sign or a control character")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One tree head of the audit log: who (``origin``), how many leaves, which root, when."""
+
+    origin: str
+    size: int
+    root_hash: bytes
+    timestamp_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.origin, str) or not self.origin:
+            raise _malformed("origin must be a non-empty string")
+        # The spec only recommends this, but a space at the end of the origin line would be
+        # invisible, and an origin that cannot double as a key name is not worth allowing.
+        if any(ch.isspace() for ch in self.origin) or _CONTROL.search(self.origin):
+            raise _malformed(f"origin {self.origin!r} contains a space or a control character")
+        if isinstance(self.size, bool) or not isinstance(self.size, int):
+            raise _malformed("size must be an int")
+        if not 0 <= self.size <= _MAX_UINT64:
+            raise _malformed(f"size {self.size} is outside 0..2**64-1")
+        if not isinstance(self.root_hash, bytes) or len(self.root_hash) != _HASH_SIZE:
+            got = len(self.root_hash) if isinstance(self.root_hash, bytes) else "non-bytes"
+            raise CheckpointError("bad_root_length", f"root hash has {got} bytes, want 32")
+        if self.timestamp_ms is not None and (
+            isinstance(self.timestamp_ms, bool)
+            or not isinstance(self.timestamp_ms, int)
+            or not 0 <= self.timestamp_ms <= _MAX_UINT64
+        ):
+            raise _malformed(f"timestamp_ms {self.timestamp_ms!r} is not an int in 0..2**64-1")
+
+    def body(self) -> bytes:
+        """The checkpoint note text, UTF-8, ending in a newline: the bytes that get signed."""
+        lines = [self.origin, str(self.size), base64.b64encode(self.root_hash).decode("ascii")]
+        if self.timestamp_ms is not None:
+            lines.append(f"{TIMESTAMP_EXTENSION} {self.timestamp_ms}")
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_body(cls, body: str | bytes) -> Checkpoint:
+        """Parse checkpoint note text strictly; raises :class:`CheckpointError`."""
+        text = _as_text(body)
+        if not text.endswith("\n"):
+            raise _malformed("checkpoint body does not end in a newline")
+        lines = text[:-1].split("\n")
+        if len(lines) < 3:
+            raise _malformed(f"checkpoint body has {len(lines)} lines, want at least 3")
+        if len(lines) > 4:
+            raise _malformed(f"checkpoint body has {len(lines)} lines, want at most 4")
+        if not all(lines):
+            raise _malformed("checkpoint body has an empty line")
+        origin, size_text, root_text = lines[:3]
+        size = _decimal(size_text, "tree size", _MAX_UINT64)
+        root = _b64decode(root_text, "root hash")
+        if len(root) != _HASH_SIZE:
+            raise CheckpointError("bad_root_length", f"root hash has {len(root)} bytes, want 32")
+        timestamp_ms: int | None = None
+        if len(lines) == 4:
+            name, sep, value = lines[3].partition(" ")
+            if name != TIMESTAMP_EXTENSION or not sep:
+                raise _malformed(f"unknown extension line {lines[3]!r}")
+            timestamp_ms = _decimal(value, TIMESTAMP_EXTENSION, _MAX_UINT64)
+        checkpoint = cls(origin=origin, size=size, root_hash=root, timestamp_ms=timestamp_ms)
+        if checkpoint.body() != text.encode("utf-8"):
+            raise _malformed("checkpoint body is not in canonical form")
+        return checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class NoteSignature:
+    """One signature line of a note: key name, 4-byte key id, raw signature bytes."""
+
+    key_name: str
+    key_id: bytes
+    signature: bytes
+
+    def line(self) -> str:
+        """The signature line, without its newline."""
+        blob = base64.b64encode(self.key_id + self.signature).decode("ascii")
+        return f"{_SIG_PREFIX}{self.key_name} {blob}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierKey:
+    """A parsed verifier key (vkey): the key name, its key id, the Ed25519 public key."""
+
+    name: str
+    key_id: bytes
+    public_key: Ed25519PublicKey
+
+
+def _raw_public(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def ed25519_key_id(key_name: str, public_key: Ed25519PublicKey) -> bytes:
+    """The 4-byte key id: SHA-256(key name || 0x0A || 0x01 || public key)[:4]."""
+    _check_name(key_name, "key name")
+    material = key_name.encode("utf-8") + b"\n" + bytes([ED25519_SIGNATURE_TYPE])
+    return hashlib.sha256(material + _raw_public(public_key)).digest()[:_KEY_ID_SIZE]
+
+
+def verifier_key_string(name: str, public_key: Ed25519PublicKey) -> str:
+    """The vkey text ``<name>+<hex key id>+<base64(0x01 || public key)>``."""
+    key_id = ed25519_key_id(name, public_key)
+    blob = base64.b64encode(bytes([ED25519_SIGNATURE_TYPE]) + _raw_public(public_key))
+    return f"{name}+{key_id.hex()}+{blob.decode('ascii')}"
+
+
+def parse_verifier_key(vkey: str) -> VerifierKey:
+    """Parse an Ed25519 vkey; raises :class:`CheckpointError` (``bad_key``) if it is not one."""
+    # Split at the first two: base64 key material may itself contain '+'.
+    parts = vkey.split("+", 2)
+    if len(parts) != 3:
+        raise CheckpointError("bad_key", "a verifier key has three parts separated by '+'")
+    name, key_id_hex, blob_text = parts
+    try:
+        _check_name(name, "key name")
+        blob = _b64decode(blob_text, "key material")
+    except CheckpointError as e:
+        raise CheckpointError("bad_key", str(e)) from e
+    if not _HEX_KEY_ID.fullmatch(key_id_hex):
+        raise CheckpointError("bad_key", "key id must be 8 lowercase hex digits")
+    if len(blob) != 1 + _ED25519_KEY_SIZE or blob[0] != ED25519_SIGNATURE_TYPE:
+        raise CheckpointError("bad_key", "key material is not 0x01 || 32-byte Ed25519 key")
+    public_key = Ed25519PublicKey.from_public_bytes(blob[1:])
+    key_id = bytes.fromhex(key_id_hex)
+    if key_id != ed25519_key_id(name, public_key):
+        raise CheckpointError("bad_key", "key id does not match the key name and public key")
+    return VerifierKey(name=name, key_id=key_id, public_key=public_key)
+
+
+def _as_text(data: str | bytes) -> str:
+    if isinstance(data, bytes):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _malformed("note is not valid UTF-8") from e
+    try:
+        data.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _malformed("note is not valid UTF-8") from e
+    return data
+
+
+def _check_note_text(text: str) -> None:
+    if not text:
+        raise _malformed("note text is empty")
+    if not text.endswith("\n"):
+        raise _malformed("note text does not end in a newline")
+    if _CONTROL.search(text):
+        raise _malformed("note contains a control character other than newline")
+
+
+def sign_note(text: str, key_name: str, private_key: Ed25519PrivateKey) -> str:
+    """Sign note ``text`` (which must end in a newline) and return the signed note."""
+    _check_note_text(text)
+    _check_name(key_name, "key name")
+    signature = NoteSignature(
+        key_name=key_name,
+        key_id=ed25519_key_id(key_name, private_key.public_key()),
+        signature=private_key.sign(text.encode("utf-8")),
+    )
+    return f"{text}\n{signature.line()}\n"
+
+
+def parse_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
+    """Split a signed note into its text and signatures, checking syntax only."""
+    raw = _as_text(note)
+    if len(raw.encode("utf-8")) > _MAX_NOTE_BYTES:
+        raise _malformed(f"note is larger than {_MAX_NOTE_BYTES} bytes")
+    if _CONTROL.search(raw):
+        raise _malformed("note contains a control character other than newline")
+    cut = raw.rfind("\n\n")
+    if cut < 0:
+        raise _malformed("note has no blank line before its signatures")
+    text, block = raw[: cut + 1], raw[cut + 2 :]
+    _check_note_text(text)
+    if not block:
+        raise _malformed("note has no signatures")
+    if not block.endswith("\n"):
+        raise _malformed("the last signature line does not end in a newline")
+    lines = block[:-1].split("\n")
+    if len(lines) > MAX_SIGNATURES:
+        raise _malformed(f"note has {len(lines)} signatures, more than {MAX_SIGNATURES}")
+    signatures: list[NoteSignature] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.startswith(_SIG_PREFIX):
+            raise _malformed(f"signature line {number} does not start with an em dash and space")
+        fields = line[len(_SIG_PREFIX) :].split(" ")
+        if len(fields) != 2:
+            raise _malformed(f"signature line {number} is not '— <name> <signature>'")
+        name, blob_text = fields
+        _check_name(name, f"key name on signature line {number}")
+        blob = _b64decode(blob_text, f"signature on line {number}")
+        if len(blob) <= _KEY_ID_SIZE:
+            raise _malformed(f"signature on line {number} is too short")
+        signatures.append(NoteSignature(name, blob[:_KEY_ID_SIZE], blob[_KEY_ID_SIZE:]))
+    return text, signatures
+
+
+def verify_note(note: str | bytes, key_name: str, public_key: Ed25519PublicKey) -> str:
+    """Return the text of ``note`` if it carries a valid signature by the given key.
+
+    Signatures by other keys are ignored, as the spec requires; but if any signature that
+    claims to be by this key (same name and key id) fails, the whole note is rejected.
+    """
+    text, signatures = parse_note(note)
+    key_id = ed25519_key_id(key_name, public_key)
+    ours = [s for s in signatures if s.key_name == key_name and s.key_id == key_id]
+    if not ours:
+        raise CheckpointError("unknown_key", f"note has no signature by {key_name} {key_id.hex()}")
+    message = text.encode("utf-8")
+    for signature in ours:
+        if len(signature.signature) != _ED25519_SIGNATURE_SIZE:
+            raise CheckpointError("bad_signature", "Ed25519 signature is not 64 bytes")
+        try:
+            public_key.verify(signature.signature, message)
+        except InvalidSignature as e:
+            raise CheckpointError("bad_signature", f"signature by {key_name} is invalid") from e
+    return text
+
+
+def sign_checkpoint(checkpoint: Checkpoint, key_name: str, private_key: Ed25519PrivateKey) -> str:
+    """The signed note text of ``checkpoint``; ``key_name`` should equal its origin."""
+    return sign_note(checkpoint.body().decode("utf-8"), key_name, private_key)
+
+
+def parse_signed_checkpoint(note: str | bytes) -> tuple[Checkpoint, list[NoteSignature]]:
+    """Parse a signed checkpoint without checking any signature: for display and routing."""
+    text, signatures = parse_note(note)
+    return Checkpoint.from_body(text), signatures
+
+
+def verify_signed_checkpoint(
+    note: str | bytes,
+    key_name: str,
+    public_key: Ed25519PublicKey,
+    *,
+    origin: str | None = None,
+) -> Checkpoint:
+    """The checkpoint in ``note`` if the given key signed it (and, if ``origin`` is given, if
+    the checkpoint names that origin); raises :class:`CheckpointError` saying why not."""
+    checkpoint, _ = parse_signed_checkpoint(note)
+    verify_note(note, key_name, public_key)
+    if origin is not None and checkpoint.origin != origin:
+        raise CheckpointError(
+            "wrong_origin", f"checkpoint origin is {checkpoint.origin!r}, want {origin!r}"
+        )
+    return checkpoint
