@@ -1,0 +1,103 @@
+"""Which model carries which kind: ``KINDS``, ``PAYLOAD_MODELS`` and :func:`validate_payload`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from bus.errors import Problem, ValidationFailed
+from bus.models import bus_kinds, court, criminal, regulators
+from bus.models._common import PayloadModel
+from bus.models._problems import problems_from_validation_error
+
+__all__ = ["KINDS", "PAYLOAD_MODELS", "payload_model", "validate_payload"]
+
+KINDS: Final[tuple[str, ...]] = (
+    "criminal.transfer",
+    "criminal.receipt",
+    "criminal.jurisdiction_forward",
+    "criminal.filing_decision",
+    "criminal.reconsideration_request",
+    "criminal.reconsideration_decision",
+    "criminal.evidence_handover",
+    "criminal.case_update",
+    "supervision.request",
+    "supervision.notice",
+    "obstruction.report",
+    "clue.handover",
+    "clue.receipt",
+    "opinion.request",
+    "opinion.response",
+    "opinion.delegated",
+    "penalty.feedback",
+    "court.execution_application",
+    "court.acceptance",
+    "court.ruling",
+    "bus.delivered",
+    "bus.ack",
+    "bus.nack",
+    "sla.warning",
+    "sla.breach",
+    "sla.met",
+    "audit.tree_head",
+)
+"""Every message kind of design §4, in its order."""
+
+_MODELS: tuple[type[PayloadModel], ...] = (
+    criminal.CriminalTransfer,
+    criminal.CriminalReceipt,
+    criminal.CriminalJurisdictionForward,
+    criminal.CriminalFilingDecision,
+    criminal.CriminalReconsiderationRequest,
+    criminal.CriminalReconsiderationDecision,
+    criminal.CriminalEvidenceHandover,
+    criminal.CriminalCaseUpdate,
+    criminal.SupervisionRequest,
+    criminal.SupervisionNotice,
+    criminal.ObstructionReport,
+    regulators.ClueHandover,
+    regulators.ClueReceipt,
+    regulators.OpinionRequest,
+    regulators.OpinionResponse,
+    regulators.OpinionDelegated,
+    regulators.PenaltyFeedback,
+    court.CourtExecutionApplication,
+    court.CourtAcceptance,
+    court.CourtRuling,
+    bus_kinds.BusDelivered,
+    bus_kinds.BusAck,
+    bus_kinds.BusNack,
+    bus_kinds.SlaWarning,
+    bus_kinds.SlaBreach,
+    bus_kinds.SlaMet,
+    bus_kinds.AuditTreeHead,
+)
+
+PAYLOAD_MODELS: Final[dict[str, type[PayloadModel]]] = {m.KIND: m for m in _MODELS}
+"""Message kind → the pydantic model of its payload (each has ``to_avro`` / ``from_avro``)."""
+
+
+def payload_model(kind: str) -> type[PayloadModel]:
+    """The payload model of ``kind``; raises :class:`ValidationFailed` for an unknown kind."""
+    model = PAYLOAD_MODELS.get(kind)
+    if model is None:
+        problem = Problem(
+            path="kind",
+            rule="unknown_kind",
+            message="unknown message kind",
+            value=kind,
+            message_zh="未知的消息类型",
+        )
+        raise ValidationFailed([problem])
+    return model
+
+
+def validate_payload(kind: str, data: Mapping[str, Any]) -> PayloadModel:
+    """Validate ``data`` as a ``kind`` payload; :class:`ValidationFailed` lists every problem."""
+    model = payload_model(kind)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ValidationFailed(problems_from_validation_error(e)) from e
