@@ -22,6 +22,7 @@ app = typer.Typer(
 _GROUPS: dict[str, str] = {
     "db": "bus.cli.db",
     "demo": "bus.cli.demo",
+    "keys": "bus.cli.keys",
     "schemas": "bus.cli.schemas",
     "sla": "bus.cli.sla",
     "topics": "bus.cli.topics",

@@ -1,0 +1,430 @@
+"""Envelope signatures: what is signed, who signs, and how a receiver decides to trust it.
+
+The signature is what lets the procuratorate and a court rely on the audit log: it proves which
+agency sent which bytes. So the signed bytes are defined once, here, and cover everything —
+every envelope field including the signature's own ``algorithm`` and ``key_id`` and the exact
+payload bytes (see :func:`canonical_bytes`).
+
+Signing and verifying go through two small ports so a 国密 deployment can add an SM2/SM3 signer
+and verifier without touching callers: a :class:`Signer` (holds a private key) and, for each
+algorithm, a verifier function registered with :func:`register_verifier`. Public keys come from
+a :class:`KeyStore`; :class:`InMemoryKeyStore` serves tests and tools, and the agency registry
+provides the PostgreSQL-backed one. Every refusal is a :class:`~bus.errors.SignatureError` with
+a stable ``reason`` code, so routers can count and nack by reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, Protocol, runtime_checkable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from bus.codec import Codec, default_codec
+from bus.errors import ConfigError, SignatureError
+from bus.models import Envelope, Signature
+from bus.models._common import AGENCY_ID_PATTERN
+
+__all__ = [
+    "DOMAIN_PREFIX",
+    "ED25519",
+    "Ed25519Signer",
+    "InMemoryKeyStore",
+    "KeyFiles",
+    "KeyStore",
+    "PublicKeyRecord",
+    "Signer",
+    "Verifier",
+    "canonical_bytes",
+    "generate_keypair",
+    "key_id_for",
+    "raw_public_key_from_pem",
+    "register_verifier",
+    "sign_envelope",
+    "supported_algorithms",
+    "verify_envelope",
+    "write_keypair",
+]
+
+DOMAIN_PREFIX: Final = b"casebus-envelope-v1\x00"
+"""Opens the signed bytes, so a casebus signature can never be replayed as some other document's."""
+
+ED25519: Final = "ed25519"
+"""The default signature algorithm's name, as carried in ``signature.algorithm``."""
+
+_AGENCY_ID = re.compile(AGENCY_ID_PATTERN)
+
+
+# -- what is signed -----------------------------------------------------------------------------
+
+
+def canonical_bytes(envelope: Envelope, *, codec: Codec | None = None) -> bytes:
+    """The bytes a sender signs: :data:`DOMAIN_PREFIX` + the envelope's Avro binary with
+    ``signature.value`` set to empty bytes.
+
+    Every other field is covered, including ``signature.algorithm`` and ``signature.key_id``
+    (no algorithm or key substitution) and the payload's single-object bytes exactly as sent.
+    """
+    return DOMAIN_PREFIX + (codec or default_codec()).envelope_body(envelope, signature_value=b"")
+
+
+# -- signers ------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Holds one private key and signs with it; SM2/SM3 can be added as another implementation."""
+
+    @property
+    def algorithm(self) -> str:
+        """The algorithm name put in ``signature.algorithm``, e.g. ``ed25519``."""
+        ...
+
+    @property
+    def key_id(self) -> str:
+        """The key's id in the agency registry, put in ``signature.key_id``."""
+        ...
+
+    def sign(self, data: bytes) -> bytes:
+        """The signature over ``data``."""
+        ...
+
+
+def key_id_for(agency_id: str, public_key: bytes) -> str:
+    """The key id of a public key: ``<agency_id>:<first 16 hex digits of SHA-256(raw key)>``."""
+    return f"{agency_id}:{hashlib.sha256(public_key).hexdigest()[:16]}"
+
+
+def _check_agency_id(agency_id: str) -> None:
+    if not _AGENCY_ID.fullmatch(agency_id) or len(agency_id) > 128:
+        raise ConfigError(f"agency id {agency_id!r} must match {AGENCY_ID_PATTERN}")
+
+
+def _raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+class Ed25519Signer:
+    """Signs with an Ed25519 private key (RFC 8032); the default algorithm."""
+
+    algorithm: Final = ED25519
+    """Always ``ed25519``."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, *, agency_id: str) -> None:
+        _check_agency_id(agency_id)
+        self._key = private_key
+        self.agency_id: Final = agency_id
+        """The agency the key belongs to."""
+        self.public_key: Final = _raw_public(private_key.public_key())
+        """The raw 32-byte public key."""
+        self.key_id: Final = key_id_for(agency_id, self.public_key)
+        """``<agency_id>:<16 hex>``, derived from the public key."""
+
+    @classmethod
+    def from_pem(
+        cls, pem: bytes, *, agency_id: str, password: bytes | None = None
+    ) -> Ed25519Signer:
+        """A signer from a PKCS#8 PEM private key; ConfigError if it is not an Ed25519 key."""
+        try:
+            key = serialization.load_pem_private_key(pem, password=password)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"not a readable PKCS#8 PEM private key: {e}") from e
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError(f"expected an Ed25519 private key, got {type(key).__name__}")
+        return cls(key, agency_id=agency_id)
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], *, agency_id: str, password: bytes | None = None
+    ) -> Ed25519Signer:
+        """A signer from a PEM key file, refused (ConfigError) if group or others may access it."""
+        path = Path(path)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            raise ConfigError(f"cannot open private key file {path}: {e.strerror}") from e
+        with os.fdopen(fd, "rb") as f:
+            # Check the mode of the file actually opened, not of whatever the path names later.
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            if os.name == "posix" and mode & 0o077:
+                raise ConfigError(
+                    f"private key file {path} has mode {mode:04o}: group or others can access it; "
+                    f"run `chmod 600 {path}` (a leaked key lets anyone sign as {agency_id})",
+                    agency=agency_id,
+                )
+            pem = f.read()
+        return cls.from_pem(pem, agency_id=agency_id, password=password)
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        """The key itself, for the signed formats other than envelopes (audit checkpoints)."""
+        return self._key
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-byte Ed25519 signature over ``data``."""
+        return self._key.sign(data)
+
+
+def sign_envelope(envelope: Envelope, signer: Signer, *, codec: Codec | None = None) -> Envelope:
+    """A copy of ``envelope`` signed by ``signer`` (algorithm, key id and value filled in)."""
+    unsigned = envelope.model_copy(
+        update={"signature": Signature(algorithm=signer.algorithm, key_id=signer.key_id, value=b"")}
+    )
+    value = signer.sign(canonical_bytes(unsigned, codec=codec))
+    return envelope.model_copy(
+        update={
+            "signature": Signature(algorithm=signer.algorithm, key_id=signer.key_id, value=value)
+        }
+    )
+
+
+# -- keys and key stores ------------------------------------------------------------------------
+
+
+def _aware(name: str, value: datetime | None) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{name} must be time-zone aware, got naive {value.isoformat()}")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeyRecord:
+    """One agency public key as the registry holds it, with its validity window."""
+
+    key_id: str
+    agency_id: str
+    algorithm: str
+    public_key: bytes
+    """The raw public key (32 bytes for ed25519)."""
+    valid_from: datetime
+    valid_to: datetime | None = None
+    """First instant the key is no longer valid; None for open-ended."""
+    revoked_at: datetime | None = None
+    """When the key was revoked; signatures checked at or after this instant are refused."""
+
+    def __post_init__(self) -> None:
+        _aware("valid_from", self.valid_from)
+        _aware("valid_to", self.valid_to)
+        _aware("revoked_at", self.revoked_at)
+        if self.algorithm == ED25519 and len(self.public_key) != 32:
+            raise ValueError(f"an ed25519 public key is 32 raw bytes, not {len(self.public_key)}")
+
+    @classmethod
+    def from_pem(
+        cls,
+        public_pem: bytes,
+        *,
+        agency_id: str,
+        valid_from: datetime,
+        valid_to: datetime | None = None,
+    ) -> PublicKeyRecord:
+        """The record of an Ed25519 public key PEM, its key id derived from the key."""
+        raw = raw_public_key_from_pem(public_pem)
+        return cls(
+            key_id=key_id_for(agency_id, raw),
+            agency_id=agency_id,
+            algorithm=ED25519,
+            public_key=raw,
+            valid_from=valid_from,
+            valid_to=valid_to,
+        )
+
+
+def raw_public_key_from_pem(public_pem: bytes) -> bytes:
+    """The raw 32 bytes of an Ed25519 public key in SubjectPublicKeyInfo PEM."""
+    try:
+        key = serialization.load_pem_public_key(public_pem)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"not a readable PEM public key: {e}") from e
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"expected an Ed25519 public key, got {type(key).__name__}")
+    return _raw_public(key)
+
+
+class KeyStore(Protocol):
+    """Where verifiers find public keys by id; the agency registry implements it on PostgreSQL."""
+
+    async def get_key(self, key_id: str) -> PublicKeyRecord | None:
+        """The record of ``key_id``, or None if there is no such key."""
+        ...
+
+
+class InMemoryKeyStore:
+    """A :class:`KeyStore` held in a dict, for tests, tools and the demo."""
+
+    def __init__(self, records: Iterable[PublicKeyRecord] = ()) -> None:
+        self._records: dict[str, PublicKeyRecord] = {}
+        for record in records:
+            self.add(record)
+
+    def add(self, record: PublicKeyRecord) -> None:
+        """Add or replace the record of ``record.key_id``."""
+        self._records[record.key_id] = record
+
+    def revoke(self, key_id: str, *, at: datetime | None = None) -> PublicKeyRecord:
+        """Mark ``key_id`` revoked from ``at`` (now by default); KeyError if unknown."""
+        record = dataclasses.replace(self._records[key_id], revoked_at=at or datetime.now(UTC))
+        self._records[key_id] = record
+        return record
+
+    async def get_key(self, key_id: str) -> PublicKeyRecord | None:
+        """The record of ``key_id``, or None."""
+        return self._records.get(key_id)
+
+
+# -- verifying ----------------------------------------------------------------------------------
+
+Verifier = Callable[[bytes, bytes, bytes], bool]
+"""``(raw public key, signature, data) -> valid?``; one per algorithm."""
+
+
+def _verify_ed25519(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+_VERIFIERS: dict[str, Verifier] = {ED25519: _verify_ed25519}
+
+
+def register_verifier(algorithm: str, verifier: Verifier) -> None:
+    """Make ``algorithm`` verifiable (e.g. ``sm2-sm3`` in a 国密 deployment)."""
+    _VERIFIERS[algorithm] = verifier
+
+
+def supported_algorithms() -> tuple[str, ...]:
+    """The algorithms :func:`verify_envelope` can check, sorted."""
+    return tuple(sorted(_VERIFIERS))
+
+
+async def verify_envelope(
+    envelope: Envelope,
+    keystore: KeyStore,
+    *,
+    at: datetime | None = None,
+    codec: Codec | None = None,
+) -> PublicKeyRecord:
+    """Check ``envelope``'s signature as of ``at`` (now by default); return the key that signed.
+
+    Raises :class:`SignatureError` whose ``reason`` is one of ``unsupported_algorithm``,
+    ``unknown_key``, ``sender_mismatch``, ``revoked_key``, ``key_not_yet_valid``,
+    ``expired_key`` or ``bad_signature`` (checked in that order).
+    """
+    at = at or datetime.now(UTC)
+    _aware("at", at)
+    sig = envelope.signature
+    context = {
+        "message_id": str(envelope.message_id),
+        "case_id": envelope.case_id,
+        "agency": envelope.sender,
+    }
+    verifier = _VERIFIERS.get(sig.algorithm)
+    if verifier is None:
+        raise SignatureError(
+            "unsupported_algorithm",
+            f"signature algorithm {sig.algorithm!r} is not one of {supported_algorithms()}",
+            **context,
+        )
+    record = await keystore.get_key(sig.key_id)
+    if record is None:
+        raise SignatureError("unknown_key", f"no key {sig.key_id!r} in the key store", **context)
+    if record.algorithm != sig.algorithm:
+        raise SignatureError(
+            "unsupported_algorithm",
+            f"key {record.key_id} is a {record.algorithm} key, the signature says {sig.algorithm}",
+            **context,
+        )
+    if record.agency_id != envelope.sender:
+        raise SignatureError(
+            "sender_mismatch",
+            f"key {record.key_id} belongs to {record.agency_id}, not to sender {envelope.sender}",
+            **context,
+        )
+    if record.revoked_at is not None and record.revoked_at <= at:
+        raise SignatureError(
+            "revoked_key",
+            f"key {record.key_id} was revoked at {record.revoked_at.isoformat()}",
+            **context,
+        )
+    if at < record.valid_from:
+        raise SignatureError(
+            "key_not_yet_valid",
+            f"key {record.key_id} is valid from {record.valid_from.isoformat()}",
+            **context,
+        )
+    if record.valid_to is not None and at >= record.valid_to:
+        raise SignatureError(
+            "expired_key",
+            f"key {record.key_id} expired at {record.valid_to.isoformat()}",
+            **context,
+        )
+    if not verifier(record.public_key, sig.value, canonical_bytes(envelope, codec=codec)):
+        raise SignatureError(
+            "bad_signature",
+            f"signature does not verify with key {record.key_id} over the envelope as received",
+            **context,
+        )
+    return record
+
+
+# -- key generation -----------------------------------------------------------------------------
+
+
+def generate_keypair(agency_id: str) -> tuple[bytes, bytes, str]:
+    """A fresh Ed25519 key pair: ``(PKCS#8 private PEM, SubjectPublicKeyInfo PEM, key id)``."""
+    _check_agency_id(agency_id)
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key()
+    public_pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, public_pem, key_id_for(agency_id, _raw_public(public))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFiles:
+    """Where :func:`write_keypair` put a key pair, and the key's id."""
+
+    private_key: Path
+    public_key: Path
+    key_id: str
+
+
+def write_keypair(
+    agency_id: str, directory: str | os.PathLike[str], *, overwrite: bool = False
+) -> KeyFiles:
+    """Generate a key pair into ``directory`` as ``<agency>.key.pem`` (mode 0600) and
+    ``<agency>.pub.pem``; an existing key is kept (FileExistsError) unless ``overwrite``."""
+    private_pem, public_pem, key_id = generate_keypair(agency_id)
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    private_path = folder / f"{agency_id}.key.pem"
+    public_path = folder / f"{agency_id}.pub.pem"
+    if overwrite:
+        private_path.unlink(missing_ok=True)
+    elif public_path.exists():
+        raise FileExistsError(errno.EEXIST, "a key pair file exists already", str(public_path))
+    # O_EXCL with mode 0600: the key is never, even for an instant, readable by anyone else.
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # the umask could only narrow it; be explicit anyway
+        f.write(private_pem)
+    public_path.write_bytes(public_pem)
+    return KeyFiles(private_key=private_path, public_key=public_path, key_id=key_id)
