@@ -11,13 +11,29 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 from bus.errors import ConfigError, TransportError
 
-__all__ = ["MIGRATIONS_DIR", "Migration", "connect", "create_pool", "discover", "migrate"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Conn",
+    "Executor",
+    "Migration",
+    "connect",
+    "create_pool",
+    "discover",
+    "migrate",
+]
+
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+"""A connection, on its own or borrowed from a pool."""
+Executor: TypeAlias = "Conn | asyncpg.Pool[asyncpg.Record]"
+"""Anything that runs a query: a connection or a pool."""
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

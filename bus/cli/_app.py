@@ -20,6 +20,8 @@ app = typer.Typer(
 # Each module defines ``app`` (a typer.Typer) and is mounted under its group name.
 # Keep this list sorted; one line per group.
 _GROUPS: dict[str, str] = {
+    "agency": "bus.cli.agency",
+    "audit": "bus.cli.audit",
     "db": "bus.cli.db",
     "demo": "bus.cli.demo",
     "keys": "bus.cli.keys",
