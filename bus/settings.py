@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field("json", description="Log rendering.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
     checkpoint_interval_s: float = Field(5.0, gt=0, description="Seconds between checkpoints.")
+    audit_origin: str = Field(
+        "casebus.local/audit",
+        description="The audit log's C2SP origin line, also the name of its signing key.",
+    )
+    bus_key_file: Path = Field(
+        REPO_ROOT / ".casebus" / "keys" / "casebus.key.pem",
+        description="The bus's own Ed25519 private key (agency 'casebus'): checkpoints, receipts.",
+    )
     clock: str = Field(
         "real", description="'real', or 'accelerated:<start ISO 8601>:<rate>' for drills."
     )

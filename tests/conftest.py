@@ -167,3 +167,11 @@ def casebus_exe() -> Path:
         assert found, "the casebus console script is not installed (pip install -e .)"
         exe = Path(found)
     return exe
+
+
+@pytest.fixture
+def superuser_url(database_url: str) -> str:
+    """This test's database as the cluster's superuser (tamper tests play the attacker)."""
+    scheme, _, rest = database_url.partition("://")
+    _, _, hostpart = rest.rpartition("@")
+    return f"{scheme}://postgres@{hostpart}"

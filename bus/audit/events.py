@@ -1,0 +1,119 @@
+"""The canonical bytes of audited events: what a leaf of the audit log is.
+
+A leaf is canonical JSON (keys sorted, no spaces, UTF-8, bytes as standard base64) so that a
+verifier in any language can read it without our code, and one event always has exactly one
+encoding. A leaf about a message carries the whole signed Kafka value and the public key the
+router verified it with, so an evidence bundle needs nothing outside the log to check the
+sender's signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from bus.signing import PublicKeyRecord
+
+__all__ = [
+    "LEAF_VERSION",
+    "EventKind",
+    "canonical_json",
+    "decode_leaf",
+    "leaf_envelope",
+    "message_leaf",
+    "plain_leaf",
+    "recipients_detail",
+]
+
+LEAF_VERSION = 1
+
+EventKind = Literal[
+    "accepted", "rejected", "delivered", "acknowledged", "dead_lettered", "sla", "query"
+]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _ms(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("audit times must be time-zone aware")
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """One encoding per value: sorted keys, no insignificant spaces, UTF-8."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def message_leaf(
+    event: EventKind,
+    *,
+    message_id: uuid.UUID,
+    case_id: str | None,
+    at: datetime,
+    value: bytes | None = None,
+    key: PublicKeyRecord | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The leaf of an event about one message.
+
+    ``value`` is the Kafka value exactly as received (the signed envelope); ``key`` the
+    registry key its signature verified with; ``details`` anything else the event states
+    (recipients, the rejection reasons, who acknowledged).
+    """
+    leaf: dict[str, Any] = {
+        "v": LEAF_VERSION,
+        "event": event,
+        "message_id": str(message_id),
+        "case_id": case_id,
+        "at": _ms(at),
+    }
+    if value is not None:
+        leaf["envelope"] = _b64(value)
+    if key is not None:
+        leaf["signing_key"] = {
+            "key_id": key.key_id,
+            "agency_id": key.agency_id,
+            "algorithm": key.algorithm,
+            "public_key": _b64(key.public_key),
+        }
+    if details:
+        leaf["details"] = dict(details)
+    return canonical_json(leaf)
+
+
+def plain_leaf(event: EventKind, *, event_id: uuid.UUID, at: datetime, **fields: Any) -> bytes:
+    """The leaf of an event that is not about one message (e.g. a query the procuratorate ran)."""
+    return canonical_json(
+        {"v": LEAF_VERSION, "event": event, "message_id": str(event_id), "at": _ms(at), **fields}
+    )
+
+
+def decode_leaf(leaf: bytes) -> dict[str, Any]:
+    """Parse a leaf and check it is canonical (re-encoding gives the same bytes)."""
+    try:
+        value = json.loads(leaf.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"leaf is not UTF-8 JSON: {e}") from e
+    if not isinstance(value, dict) or canonical_json(value) != leaf:
+        raise ValueError("leaf is not canonical JSON")
+    return value
+
+
+def leaf_envelope(leaf: Mapping[str, Any]) -> bytes | None:
+    """The Kafka value a message leaf carries, if any."""
+    raw = leaf.get("envelope")
+    return base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
+
+
+def recipients_detail(recipients: Sequence[str]) -> dict[str, Any]:
+    """The ``details`` of a delivery: who it went to, in order."""
+    return {"deliver_to": list(recipients)}

@@ -1,0 +1,175 @@
+"""The procuratorate's audit monitor: it remembers every checkpoint it has seen and checks each
+new one against them with a consistency proof, so a split view or a rewritten history raises
+an alarm the moment the bus publishes a head that does not extend the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import asyncpg
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from prometheus_client import Counter, Gauge
+
+from bus.audit.checkpoint import Checkpoint, verify_signed_checkpoint
+from bus.audit.log import AuditLog
+from bus.audit.merkle import verify_consistency
+from bus.errors import CasebusError, ProofError
+
+__all__ = ["DatabaseProofSource", "Monitor", "Observation", "ProofSource"]
+
+log = structlog.get_logger("casebus.audit.monitor")
+
+ALARMS = Counter(
+    "casebus_audit_monitor_alarms_total",
+    "Checkpoints the monitor refused (bad signature, inconsistent history, split view).",
+    ["kind"],
+)
+FAILED = Gauge(
+    "casebus_audit_monitor_failed",
+    "1 once the monitor has seen a checkpoint that does not extend what it saw before.",
+)
+SEEN_SIZE = Gauge("casebus_audit_monitor_tree_size", "Size of the latest verified checkpoint.")
+
+AlarmKind = Literal["bad_signature", "inconsistent", "split_view", "proof_unavailable"]
+
+
+class ProofSource(Protocol):
+    """Where the monitor asks for consistency proofs (the bus's proof service)."""
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """The proof that the tree of ``old_size`` is a prefix of the tree of ``new_size``."""
+        ...
+
+
+class DatabaseProofSource:
+    """Proofs straight from the bus's database (tests, and a monitor run beside the bus)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._log = AuditLog()
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """See :class:`ProofSource`."""
+        return await self._log.consistency_proof(self._pool, old_size, new_size)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the monitor concluded about one checkpoint."""
+
+    ok: bool
+    tree_size: int | None
+    alarm: AlarmKind | None = None
+    detail: str = ""
+
+
+class Monitor:
+    """Checks checkpoints of one log, keeping what it saw in its own tables."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        origin: str,
+        log_key: Ed25519PublicKey,
+        proofs: ProofSource,
+    ) -> None:
+        self._pool = pool
+        self._origin = origin
+        self._key = log_key
+        self._proofs = proofs
+
+    async def _alarm(
+        self, kind: AlarmKind, detail: str, note: str, size: int | None
+    ) -> Observation:
+        ALARMS.labels(kind=kind).inc()
+        if kind != "proof_unavailable":
+            FAILED.set(1)
+        log.error("audit.monitor_alarm", alarm=kind, detail=detail, tree_size=size)
+        await self._pool.execute(
+            "INSERT INTO monitor_alarms (origin, kind, tree_size, detail, note) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            self._origin,
+            kind,
+            size,
+            detail,
+            note,
+        )
+        return Observation(False, size, kind, detail)
+
+    async def observe(self, note: str) -> Observation:
+        """Verify a signed checkpoint against everything seen before; keep it when it holds."""
+        try:
+            cp = verify_signed_checkpoint(note, self._origin, self._key)
+        except ProofError as e:
+            return await self._alarm("bad_signature", str(e), note, None)
+        async with self._pool.acquire() as conn:
+            same = await conn.fetchrow(
+                "SELECT root_hash FROM monitor_checkpoints WHERE origin = $1 AND tree_size = $2",
+                self._origin,
+                cp.size,
+            )
+            if same is not None:
+                if bytes(same["root_hash"]) != cp.root_hash:
+                    return await self._alarm(
+                        "split_view",
+                        f"two different roots signed for size {cp.size}",
+                        note,
+                        cp.size,
+                    )
+                return Observation(True, cp.size)
+            # Check against the nearest seen checkpoints on both sides: heads may arrive late.
+            below = await conn.fetchrow(
+                "SELECT tree_size, root_hash FROM monitor_checkpoints WHERE origin = $1 "
+                "AND tree_size < $2 ORDER BY tree_size DESC LIMIT 1",
+                self._origin,
+                cp.size,
+            )
+            above = await conn.fetchrow(
+                "SELECT tree_size, root_hash FROM monitor_checkpoints WHERE origin = $1 "
+                "AND tree_size > $2 ORDER BY tree_size LIMIT 1",
+                self._origin,
+                cp.size,
+            )
+        pairs = []
+        if below is not None and below["tree_size"] > 0:
+            pairs.append((below["tree_size"], bytes(below["root_hash"]), cp.size, cp.root_hash))
+        if above is not None and cp.size > 0:
+            pairs.append((cp.size, cp.root_hash, above["tree_size"], bytes(above["root_hash"])))
+        for old_size, old_root, new_size, new_root in pairs:
+            try:
+                proof = await self._proofs.consistency_proof(old_size, new_size)
+            except (CasebusError, OSError) as e:
+                return await self._alarm(
+                    "proof_unavailable", f"no proof {old_size}->{new_size}: {e}", note, cp.size
+                )
+            try:
+                verify_consistency(old_size, new_size, old_root, new_root, proof)
+            except ProofError as e:
+                return await self._alarm(
+                    "inconsistent",
+                    f"checkpoint {new_size} does not extend checkpoint {old_size}: {e}",
+                    note,
+                    cp.size,
+                )
+        await self._keep(cp, note)
+        return Observation(True, cp.size)
+
+    async def _keep(self, cp: Checkpoint, note: str) -> None:
+        await self._pool.execute(
+            "INSERT INTO monitor_checkpoints (origin, tree_size, root_hash, timestamp_ms, note) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            self._origin,
+            cp.size,
+            cp.root_hash,
+            cp.timestamp_ms,
+            note,
+        )
+        latest = await self._pool.fetchval(
+            "SELECT max(tree_size) FROM monitor_checkpoints WHERE origin = $1", self._origin
+        )
+        SEEN_SIZE.set(latest or 0)
+        log.info("audit.monitor_verified", tree_size=cp.size, root_hash=cp.root_hash.hex())

@@ -1,0 +1,187 @@
+"""``casebus audit``: proofs for the procuratorate, offline verification, full replays."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from bus.audit.checkpoint import verifier_key_string
+from bus.audit.checkpointer import Checkpointer
+from bus.audit.evidence import BundleError, build_bundle, load_bundle, verify_bundle
+from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.verify import verify_log
+from bus.db import create_pool
+from bus.errors import CasebusError, ConfigError
+from bus.settings import Settings, load_settings
+from bus.signing import Ed25519Signer
+
+app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
+
+
+def bus_signer(settings: Settings) -> Ed25519Signer:
+    """The bus's own signer (agency ``casebus``), from ``CASEBUS_BUS_KEY_FILE``."""
+    return Ed25519Signer.from_file(settings.bus_key_file, agency_id="casebus")
+
+
+def _public_key(path: Path | None, settings: Settings) -> Ed25519PublicKey:
+    if path is None:
+        return bus_signer(settings).private_key.public_key()
+    key = serialization.load_pem_public_key(path.read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+@app.command("checkpoint")
+def checkpoint_cmd() -> None:
+    """Sign a checkpoint of the log now, if it grew since the last one."""
+    settings = load_settings()
+
+    async def go() -> None:
+        pool = await create_pool(settings.database_url, max_size=2)
+        try:
+            cp = await Checkpointer(
+                pool,
+                origin=settings.audit_origin,
+                private_key=bus_signer(settings).private_key,
+            ).checkpoint()
+        finally:
+            await pool.close()
+        typer.echo(cp.note if cp else "log did not grow; no new checkpoint")
+
+    asyncio.run(go())
+
+
+@app.command("prove")
+def prove_cmd(
+    message_id: uuid.UUID = typer.Argument(..., help="The message to prove."),
+    event: str = typer.Option("accepted", help="Which event of the message."),
+    checkpoint: int | None = typer.Option(None, "--checkpoint", help="Prove against this size."),
+) -> None:
+    """Print the evidence bundle (JSON) of one audited event."""
+    settings = load_settings()
+
+    async def go() -> dict[str, Any]:
+        pool = await create_pool(settings.database_url, max_size=2)
+        try:
+            return await build_bundle(
+                pool, message_id, event_kind=event, checkpoint_size=checkpoint
+            )
+        finally:
+            await pool.close()
+
+    try:
+        bundle = asyncio.run(go())
+    except EntryNotFound as e:
+        raise _fail(str(e)) from e
+    typer.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
+
+
+@app.command("consistency")
+def consistency_cmd(old_size: int, new_size: int) -> None:
+    """Print the consistency proof between two checkpoints, with both checkpoints (JSON)."""
+    settings = load_settings()
+
+    async def go() -> dict[str, Any]:
+        log = AuditLog()
+        pool = await create_pool(settings.database_url, max_size=2)
+        try:
+            old = await log.checkpoint(pool, old_size)
+            new = await log.checkpoint(pool, new_size)
+            if old is None or new is None:
+                missing = old_size if old is None else new_size
+                raise EntryNotFound(f"no checkpoint of size {missing}")
+            proof = await log.consistency_proof(pool, old_size, new_size)
+        finally:
+            await pool.close()
+        return {
+            "old_size": old_size,
+            "new_size": new_size,
+            "proof": [_b64(p) for p in proof],
+            "old_checkpoint": old.note,
+            "new_checkpoint": new.note,
+        }
+
+    try:
+        out = asyncio.run(go())
+    except (EntryNotFound, CasebusError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(json.dumps(out, indent=2))
+
+
+@app.command("verify-bundle")
+def verify_bundle_cmd(
+    bundle_file: Path = typer.Argument(..., exists=True, dir_okay=False),
+    log_key: Path = typer.Option(
+        ..., "--log-key", exists=True, dir_okay=False, help="The log's Ed25519 public key (PEM)."
+    ),
+    origin: str | None = typer.Option(None, help="Require this log origin."),
+) -> None:
+    """Check a bundle offline (no database, no network): exit 0 with a verdict, or 1."""
+    key = _public_key(log_key, load_settings())
+    try:
+        verdict = asyncio.run(
+            verify_bundle(load_bundle(bundle_file.read_text()), log_key=key, origin=origin)
+        )
+    except BundleError as e:
+        raise _fail(f"FAILED: {e}") from e
+    typer.echo(verdict.line())
+
+
+@app.command("verify")
+def verify_cmd(
+    log_key: Path | None = typer.Option(
+        None, "--log-key", exists=True, dir_okay=False, help="Default: the bus key's public half."
+    ),
+) -> None:
+    """Replay the whole log from the database; exit 1 naming the first bad index."""
+    settings = load_settings()
+    key = _public_key(log_key, settings)
+
+    async def go() -> str:
+        pool = await create_pool(settings.database_url, max_size=2)
+        try:
+            report = await verify_log(pool, log_key=key, origin=settings.audit_origin)
+        finally:
+            await pool.close()
+        if not report.ok:
+            raise _fail(report.line())
+        return report.line()
+
+    typer.echo(asyncio.run(go()))
+
+
+@app.command("log-key")
+def log_key_cmd(
+    pem: bool = typer.Option(False, "--pem", help="Print the public key as PEM."),
+) -> None:
+    """Print the log's verifier key (C2SP vkey), or its public key PEM."""
+    settings = load_settings()
+    public = bus_signer(settings).private_key.public_key()
+    if pem:
+        sys.stdout.write(
+            public.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode()
+        )
+    else:
+        typer.echo(verifier_key_string(settings.audit_origin, public))
