@@ -1,0 +1,325 @@
+"""The consumer side of an adapter: read one agency's inbox topic and handle each message once.
+
+Kafka delivers at least once, and the router may deliver a message again after a crash. The
+:class:`InboxReader` makes handling idempotent with the ``inbox_handled`` table (design §6): for
+each record, in ONE PostgreSQL transaction, it inserts ``(consumer, message_id)`` and, only if
+that row is new, calls the handler with the same connection. The handler's own writes therefore
+commit together with the "handled" marker, or not at all; a redelivered message finds its marker
+and skips the handler. Kafka offsets are committed after the database commit, so a crash in
+between re-reads records whose markers already exist.
+
+A handler that raises is retried with backoff, never skipped: the reader does not move past a
+message of a case before it is handled, so per-case order holds. After ``max_attempts`` the
+reader stops and raises :class:`InboxHandlerFailed`; the message is read again on the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+from uuid import UUID
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+
+from bus.codec import Codec, default_codec
+from bus.db import Conn
+from bus.errors import CasebusError, ConfigError, DecodeError, TransportError, ValidationFailed
+from bus.models import Envelope
+from bus.settings import Settings
+
+__all__ = [
+    "INBOX_MESSAGES",
+    "InboxHandler",
+    "InboxHandlerFailed",
+    "InboxReader",
+    "handled_ids",
+]
+
+log = structlog.get_logger("casebus.inbox")
+
+INBOX_MESSAGES: Final = Counter(
+    "casebus_inbox_messages_total",
+    "Inbox records by consumer and outcome (handled, duplicate, undecodable, failed).",
+    ["consumer", "outcome"],
+)
+"""Inbox records seen, by consumer and outcome."""
+
+InboxHandler = Callable[[Conn, Envelope, ConsumerRecord[bytes, bytes]], Awaitable[None]]
+"""``await handler(conn, envelope, record)``: do the work on ``conn``, inside the reader's
+transaction; raise to have it rolled back and retried."""
+
+_Outcome = Literal["handled", "duplicate", "undecodable", "failed"]
+
+_MARK: Final = """
+INSERT INTO inbox_handled (consumer, message_id, topic, partition, kafka_offset)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (consumer, message_id) DO NOTHING
+RETURNING true
+"""
+
+
+class InboxHandlerFailed(CasebusError):
+    """The handler failed on one message ``attempts`` times; the reader stopped before it."""
+
+    retriable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        topic: str,
+        partition: int,
+        offset: int,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.attempts = attempts
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
+def _backoff_s(failures: int, initial_s: float, max_s: float) -> float:
+    """Exponential backoff with "equal jitter": never below half the step."""
+    step: float = min(max_s, initial_s * 2 ** min(failures - 1, 30))
+    return step / 2 + random.uniform(0, step / 2)
+
+
+class InboxReader:
+    """Reads ``<prefix>.inbox.<agency_id>`` and hands each new message to ``handler`` once.
+
+    The consumer group is ``<prefix>.inbox.<consumer_name>`` unless ``group_id`` says otherwise;
+    idempotency is keyed by ``consumer_name``, so readers sharing the name (in one group or
+    not) never handle a message twice. Use ``async with`` or :meth:`start` / :meth:`stop`, or
+    await :meth:`run` directly.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        agency_id: str,
+        consumer_name: str,
+        handler: InboxHandler,
+        pool: asyncpg.Pool,
+        codec: Codec | None = None,
+        group_id: str | None = None,
+        max_attempts: int = 5,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 5.0,
+        poll_timeout_ms: int = 500,
+        max_records: int = 100,
+    ) -> None:
+        if not consumer_name:
+            raise ConfigError("consumer_name must not be empty")
+        if max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1, not {max_attempts}")
+        self._settings = settings
+        self._topic = settings.topic_inbox(agency_id)
+        self._consumer_name = consumer_name
+        self._group_id = group_id or f"{settings.topic_prefix}.inbox.{consumer_name}"
+        self._handler = handler
+        self._pool = pool
+        self._codec = codec if codec is not None else default_codec()
+        self._max_attempts = max_attempts
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_records = max_records
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._log = log.bind(consumer=consumer_name, group_id=self._group_id)
+
+    @property
+    def topic(self) -> str:
+        """The inbox topic read."""
+        return self._topic
+
+    @property
+    def group_id(self) -> str:
+        """The Kafka consumer group."""
+        return self._group_id
+
+    @property
+    def consumer_name(self) -> str:
+        """The idempotency key's consumer part in ``inbox_handled``."""
+        return self._consumer_name
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run :meth:`run` as a background task."""
+        if self._task is not None:
+            raise CasebusError("this inbox reader is already running")
+        self._stopping.clear()
+        self._task = asyncio.create_task(self.run(), name=f"casebus-inbox-{self._consumer_name}")
+
+    async def stop(self) -> None:
+        """Finish the record in flight, commit offsets, close; re-raise what ended :meth:`run`."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; raises :class:`InboxHandlerFailed` or TransportError."""
+        consumer = AIOKafkaConsumer(
+            self._topic,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=self._group_id,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"casebus-inbox-{self._consumer_name}",
+        )
+        try:
+            await consumer.start()
+        except KafkaError as e:
+            await consumer.stop()
+            raise TransportError(f"cannot consume {self._topic}: {e}", retriable=True) from e
+        self._log.info("inbox.started", topic=self._topic)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+                    )
+                except KafkaError as e:  # aiokafka retries transient errors itself
+                    raise TransportError(
+                        f"consuming {self._topic} failed: {e}", retriable=True
+                    ) from e
+                if batch:
+                    await self._handle_batch(consumer, batch)
+        finally:
+            await consumer.stop()
+            self._log.info("inbox.stopped", topic=self._topic)
+
+    # -- records --------------------------------------------------------------------------------
+
+    async def _handle_batch(
+        self, consumer: Any, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        done: dict[TopicPartition, int] = {}
+        try:
+            for tp, records in batch.items():
+                for record in records:
+                    if self._stopping.is_set() or not await self._handle(record):
+                        return  # the rest is read again on the next run
+                    done[tp] = record.offset + 1
+        finally:
+            # After the database commits, never before: a crash in between only re-reads.
+            if done:
+                await self._commit(consumer, done)
+
+    async def _commit(self, consumer: Any, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as e:
+            # E.g. a rebalance moved the partition: its new reader re-reads and skips by marker.
+            self._log.warning("inbox.commit_failed", error=f"{type(e).__name__}: {e}")
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Handle one record; True once it may be passed, False if abandoned because stopping."""
+        bound = self._log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
+        try:
+            if record.value is None:
+                raise DecodeError("the record has no value")
+            envelope = self._codec.decode_envelope(record.value)
+        except (DecodeError, ValidationFailed) as e:
+            # The router delivers only decodable messages; skipping here is defence in depth.
+            bound.warning("inbox.undecodable", error=str(e))
+            self._count("undecodable")
+            return True
+        bound = bound.bind(
+            message_id=str(envelope.message_id),
+            case_id=envelope.case_id,
+            kind=envelope.kind,
+            sender=envelope.sender,
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                fresh = await self._handle_once(record, envelope)
+            except Exception as e:  # the handler may raise anything: roll back and retry
+                self._count("failed")
+                bound.warning(
+                    "inbox.handler_failed",
+                    attempt=attempt,
+                    max_attempts=self._max_attempts,
+                    error=f"{type(e).__name__}: {e}",
+                )
+                if attempt >= self._max_attempts:
+                    raise InboxHandlerFailed(
+                        f"handler failed {attempt} times on {envelope.kind} "
+                        f"{envelope.message_id}: {type(e).__name__}: {e}",
+                        attempts=attempt,
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        message_id=str(envelope.message_id),
+                        case_id=envelope.case_id,
+                        agency=envelope.sender,
+                    ) from e
+                delay = _backoff_s(attempt, self._retry_initial_s, self._retry_max_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    bound.info("inbox.retry_abandoned", attempt=attempt)
+                    return False
+                continue
+            if fresh:
+                bound.info("inbox.handled", attempt=attempt)
+                self._count("handled")
+            else:
+                bound.info("inbox.duplicate")
+                self._count("duplicate")
+            return True
+
+    async def _handle_once(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                _MARK,
+                self._consumer_name,
+                envelope.message_id,
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            if fresh:
+                await self._handler(conn, envelope, record)
+            return bool(fresh)
+
+    def _count(self, outcome: _Outcome) -> None:
+        INBOX_MESSAGES.labels(consumer=self._consumer_name, outcome=outcome).inc()
+
+
+async def handled_ids(conn: Conn, consumer: str) -> list[UUID]:
+    """The message ids ``consumer`` has handled, in the order it handled them."""
+    rows = await conn.fetch(
+        "SELECT message_id FROM inbox_handled WHERE consumer = $1"
+        " ORDER BY handled_at, topic, partition, kafka_offset",
+        consumer,
+    )
+    return [r["message_id"] for r in rows]

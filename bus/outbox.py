@@ -1,0 +1,469 @@
+"""The transactional outbox (design §6): adapters write messages with their own state; a relay
+publishes them to ``<prefix>.submit``.
+
+An adapter calls :meth:`OutboxWriter.add` inside the database transaction that changes its own
+state, so a message exists if and only if the state change committed. :class:`OutboxRelay`
+then claims unpublished rows in id order (``FOR UPDATE SKIP LOCKED``, so several relays can run
+at once), publishes them with an idempotent ``acks=all`` producer, waits for the acks and marks
+the rows published in the same transaction that claimed them.
+
+Guarantees, and their limits:
+
+- **At least once.** A crash (or a lost connection) after Kafka acked a row but before the
+  marking transaction committed leaves the row unpublished, so it is published again on
+  restart. That is by design: the router deduplicates by ``message_id``.
+- **Per-case order.** Rows of one ``(owner, case_id)`` are published in id order: within a round
+  each case's rows are sent one after another, each only after the previous one was acked, and
+  a row that fails holds back every later row of its case until it is published. A row whose
+  earlier case-mate is claimed by another relay is left for a later round. Cases run in
+  parallel. Two transactions that write the same case *concurrently* have no defined order;
+  an adapter serialises the writes of a case (it locks the case's own row).
+- **Kafka down.** Rows stay pending, ``attempts`` and ``last_error`` record each failure, and
+  the relay backs off exponentially with jitter (capped) until Kafka answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Self
+from uuid import UUID
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+
+from bus.codec import Codec, default_codec
+from bus.db import Conn
+from bus.errors import CasebusError, TransportError
+from bus.models import Envelope
+from bus.settings import Settings
+
+__all__ = [
+    "OUTBOX_PENDING",
+    "OUTBOX_PUBLISHED",
+    "OUTBOX_PUBLISH_ERRORS",
+    "OutboxConflict",
+    "OutboxMisuse",
+    "OutboxRelay",
+    "OutboxWriter",
+    "RelayRound",
+]
+
+log = structlog.get_logger("casebus.outbox")
+
+# prometheus_client registers metrics in one process-wide registry: define each exactly once.
+OUTBOX_PUBLISHED: Final = Counter(
+    "casebus_outbox_published_total",
+    "Outbox rows published to Kafka and marked published.",
+    ["owner"],
+)
+"""Rows published and marked, by owner."""
+OUTBOX_PUBLISH_ERRORS: Final = Counter(
+    "casebus_outbox_publish_errors_total",
+    "Failed attempts to publish an outbox row (the row stays pending).",
+    ["owner"],
+)
+"""Failed publish attempts, by owner."""
+OUTBOX_PENDING: Final = Gauge(
+    "casebus_outbox_pending",
+    "Outbox rows not yet published, as the relay last counted them.",
+    ["owner"],
+)
+"""Rows waiting to be published, by owner."""
+
+
+class OutboxConflict(CasebusError, ValueError):
+    """A ``message_id`` already in the outbox was added again with different bytes."""
+
+
+class OutboxMisuse(CasebusError, ValueError):
+    """The outbox was called wrongly: outside a transaction, with an unsigned envelope, etc."""
+
+
+_INSERT: Final = """
+INSERT INTO outbox (owner, message_id, case_id, topic, key, value, headers)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+ON CONFLICT (message_id) DO NOTHING
+RETURNING id
+"""
+
+_EXISTING: Final = "SELECT owner, topic, key, value FROM outbox WHERE message_id = $1"
+
+
+class OutboxWriter:
+    """Adds signed envelopes to the outbox inside the caller's database transaction."""
+
+    def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
+        self._topic = settings.topic_submit()
+        self._codec = codec if codec is not None else default_codec()
+
+    @property
+    def topic(self) -> str:
+        """The topic rows are published to: ``<prefix>.submit``."""
+        return self._topic
+
+    async def add(self, conn: Conn, envelope: Envelope, *, owner: str) -> bool:
+        """Queue ``envelope`` (already signed) for publishing; True if added, False if a no-op.
+
+        Runs on ``conn`` inside the caller's open transaction, so the message commits or rolls
+        back with the caller's own writes. Adding a ``message_id`` again with the same bytes
+        changes nothing; with other bytes it raises :class:`OutboxConflict`.
+        """
+        context = {
+            "message_id": str(envelope.message_id),
+            "case_id": envelope.case_id,
+            "agency": owner,
+        }
+        if not owner:
+            raise OutboxMisuse("owner must name the adapter or agency writing the row", **context)
+        if not conn.is_in_transaction():
+            raise OutboxMisuse(
+                "OutboxWriter.add must run inside the caller's transaction, with its own writes",
+                **context,
+            )
+        if not envelope.signature.value:
+            raise OutboxMisuse("the envelope must be signed before it enters the outbox", **context)
+        value = self._codec.encode_envelope(envelope)
+        key = self._codec.kafka_key(envelope)
+        headers = json.dumps(
+            [[name, raw.decode()] for name, raw in self._codec.cloudevents_headers(envelope)],
+            ensure_ascii=False,
+        )
+        bound = log.bind(
+            message_id=context["message_id"],
+            case_id=envelope.case_id,
+            owner=owner,
+            topic=self._topic,
+        )
+        row_id = await conn.fetchval(
+            _INSERT, owner, envelope.message_id, envelope.case_id, self._topic, key, value, headers
+        )
+        if row_id is not None:
+            bound.debug("outbox.added", outbox_id=row_id)
+            return True
+        existing = await conn.fetchrow(_EXISTING, envelope.message_id)
+        if existing is None:
+            # The conflicting row vanished between the two statements (a cleanup job).
+            raise TransportError(
+                "outbox row changed under us; try again", retriable=True, **context
+            )
+        stored = (
+            existing["owner"],
+            existing["topic"],
+            bytes(existing["key"]),
+            bytes(existing["value"]),
+        )
+        if stored != (owner, self._topic, key, value):
+            raise OutboxConflict(
+                f"message_id {envelope.message_id} is already in the outbox with other content",
+                **context,
+            )
+        bound.debug("outbox.duplicate")
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRound:
+    """What one relay round did with the rows it claimed."""
+
+    claimed: int
+    published: int
+    failed: int
+    deferred: int
+    """Claimed but held back behind an earlier row of their case (failed, or another relay's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    owner: str
+    message_id: UUID
+    case_id: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    blocked: bool
+
+
+# A row is "blocked" when an earlier pending row of its case is not in this claim: another relay
+# holds it (SKIP LOCKED skipped it), so sending this one now could overtake it.
+_CLAIM: Final = """
+WITH claimed AS (
+    SELECT id, owner, message_id, case_id, topic, key, value, headers
+    FROM outbox
+    WHERE published_at IS NULL AND ($2::text IS NULL OR owner = $2::text)
+    ORDER BY id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.*,
+       EXISTS (SELECT 1 FROM outbox o
+               WHERE o.published_at IS NULL AND o.owner = c.owner AND o.case_id = c.case_id
+                 AND o.id < c.id AND o.id NOT IN (SELECT id FROM claimed)) AS blocked
+FROM claimed c
+ORDER BY c.id
+"""
+
+_MARK_PUBLISHED: Final = """
+UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
+WHERE id = ANY($1::bigint[])
+"""
+
+_MARK_FAILED: Final = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1"
+
+_PENDING: Final = """
+SELECT owner, count(*) AS n FROM outbox
+WHERE published_at IS NULL AND ($1::text IS NULL OR owner = $1::text)
+GROUP BY owner
+"""
+
+
+def _backoff_s(failures: int, initial_s: float, max_s: float) -> float:
+    """Exponential backoff with "equal jitter": never below half the step, so never a busy loop."""
+    step: float = min(max_s, initial_s * 2 ** min(failures - 1, 30))
+    return step / 2 + random.uniform(0, step / 2)
+
+
+class OutboxRelay:
+    """Publishes the outbox to Kafka until stopped; safe to run as several replicas at once.
+
+    Use as ``async with OutboxRelay(...):`` or ``start()`` / ``stop()``. ``owner`` limits the
+    relay to one owner's rows (None: every owner's).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool: asyncpg.Pool,
+        owner: str | None = None,
+        batch_size: int = 100,
+        poll_interval_s: float = 0.5,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+        request_timeout_ms: int = 10_000,
+    ) -> None:
+        if batch_size < 1:
+            raise OutboxMisuse(f"batch_size must be at least 1, not {batch_size}")
+        if poll_interval_s <= 0 or backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
+            raise OutboxMisuse("poll and backoff intervals must be positive, initial <= max")
+        self._settings = settings
+        self._pool = pool
+        self._owner = owner
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._request_timeout_ms = request_timeout_ms
+        # aiokafka gives up on a send after about two request timeouts (metadata wait, then the
+        # batch's own expiry); this outer limit only guards the claimed rows' locks against a hang.
+        self._send_timeout_s = 2 * request_timeout_ms / 1000 + 5
+        self._producer: Any = None
+        self._owners_seen: set[str] = set() if owner is None else {owner}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._log = log.bind(relay_owner=owner or "*")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run :meth:`run` as a background task."""
+        if self._task is not None:
+            raise OutboxMisuse("this relay is already running")
+        self._stopping.clear()
+        self._task = asyncio.create_task(self.run(), name="casebus-outbox-relay")
+
+    async def stop(self) -> None:
+        """Finish the round in flight, close the producer and return."""
+        self._stopping.set()
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def wake(self) -> None:
+        """Start the next round now rather than after the poll interval (e.g. after a commit)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish rounds until :meth:`stop`; never raises for Kafka or database failures."""
+        failures = 0
+        self._log.info("outbox.relay_started", bootstrap=self._settings.kafka_bootstrap)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    result: RelayRound | None = await self.publish_pending()
+                except Exception as e:  # a service loop: log, back off, try again
+                    self._log.warning("outbox.relay_failed", error=f"{type(e).__name__}: {e}")
+                    result = None
+                if result is None or result.failed:
+                    failures += 1
+                    delay = _backoff_s(failures, self._backoff_initial_s, self._backoff_max_s)
+                    self._log.debug("outbox.backoff", failures=failures, retry_in_s=delay)
+                    await self._pause(delay, wakeable=False)
+                elif result.published == 0:
+                    failures = 0
+                    await self._pause(self._poll_interval_s, wakeable=True)
+                else:
+                    failures = 0  # more rows may be waiting: go on at once
+        finally:
+            await self._close_producer()
+            self._log.info("outbox.relay_stopped")
+
+    async def _pause(self, delay_s: float, *, wakeable: bool) -> None:
+        event = self._wake if wakeable else self._stopping
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), delay_s)
+        if wakeable and not self._stopping.is_set():
+            self._wake.clear()
+
+    # -- one round ------------------------------------------------------------------------------
+
+    async def publish_pending(self) -> RelayRound:
+        """One round: claim up to ``batch_size`` pending rows, publish them, mark them; commit."""
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                records = await conn.fetch(_CLAIM, self._batch_size, self._owner)
+                rows = [_row(r) for r in records]
+                outcome = await self._publish(rows) if rows else {}
+                published = [row for row in rows if row.id in outcome and outcome[row.id] is None]
+                failed = [(row, outcome[row.id]) for row in rows if outcome.get(row.id)]
+                if published:
+                    await conn.execute(_MARK_PUBLISHED, [row.id for row in published])
+                if failed:
+                    await conn.executemany(
+                        _MARK_FAILED, [(row.id, (error or "")[:2000]) for row, error in failed]
+                    )
+            # Count only once the transaction committed: the rows are really marked now.
+            for row in published:
+                OUTBOX_PUBLISHED.labels(owner=row.owner).inc()
+            for row, _ in failed:
+                OUTBOX_PUBLISH_ERRORS.labels(owner=row.owner).inc()
+            self._owners_seen.update(row.owner for row in rows)
+            await self._refresh_pending(conn)
+        if failed:
+            await self._close_producer()  # a fresh producer next round clears any fatal state
+        return RelayRound(
+            claimed=len(rows),
+            published=len(published),
+            failed=len(failed),
+            deferred=len(rows) - len(published) - len(failed),
+        )
+
+    async def _publish(self, rows: list[_Row]) -> dict[int, str | None]:
+        """Send each case's rows in order, one ack at a time; return row id → error (None: ok)."""
+        chains: dict[tuple[str, str], list[_Row]] = {}
+        for row in rows:
+            if not row.blocked:
+                chains.setdefault((row.owner, row.case_id), []).append(row)
+        outcome: dict[int, str | None] = {}
+        if not chains:
+            return outcome
+        try:
+            producer = await self._ensure_producer()
+        except Exception as e:
+            error = f"Kafka unavailable: {type(e).__name__}: {e}"
+            for chain in chains.values():
+                outcome[chain[0].id] = error
+                self._failed(chain[0], error)
+            return outcome
+
+        async def send_chain(chain: list[_Row]) -> None:
+            for row in chain:
+                try:
+                    await asyncio.wait_for(
+                        producer.send_and_wait(
+                            row.topic, row.value, key=row.key, headers=row.headers
+                        ),
+                        self._send_timeout_s,
+                    )
+                except Exception as e:  # any failure holds the rest of the case back
+                    outcome[row.id] = f"{type(e).__name__}: {e}"
+                    self._failed(row, outcome[row.id] or "")
+                    return
+                outcome[row.id] = None
+                log.info(
+                    "outbox.published",
+                    message_id=str(row.message_id),
+                    case_id=row.case_id,
+                    owner=row.owner,
+                    topic=row.topic,
+                )
+
+        await asyncio.gather(*(send_chain(chain) for chain in chains.values()))
+        return outcome
+
+    def _failed(self, row: _Row, error: str) -> None:
+        log.warning(
+            "outbox.publish_failed",
+            message_id=str(row.message_id),
+            case_id=row.case_id,
+            owner=row.owner,
+            topic=row.topic,
+            error=error,
+        )
+
+    async def _ensure_producer(self) -> Any:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._settings.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                request_timeout_ms=self._request_timeout_ms,
+                client_id="casebus-outbox-relay",
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # close what start() opened; nothing is pending
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception as e:
+                self._log.warning("outbox.producer_close_failed", error=str(e))
+
+    async def _refresh_pending(self, conn: Conn) -> None:
+        counts = {r["owner"]: r["n"] for r in await conn.fetch(_PENDING, self._owner)}
+        self._owners_seen.update(counts)
+        for owner in self._owners_seen:
+            OUTBOX_PENDING.labels(owner=owner).set(counts.get(owner, 0))
+
+
+def _row(record: asyncpg.Record) -> _Row:
+    return _Row(
+        id=record["id"],
+        owner=record["owner"],
+        message_id=record["message_id"],
+        case_id=record["case_id"],
+        topic=record["topic"],
+        key=bytes(record["key"]),
+        value=bytes(record["value"]),
+        headers=[(name, text.encode()) for name, text in json.loads(record["headers"])],
+        blocked=record["blocked"],
+    )
