@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         REPO_ROOT / ".casebus" / "keys" / "casebus.key.pem",
         description="The bus's own Ed25519 private key (agency 'casebus'): checkpoints, receipts.",
     )
+    router_id: str = Field(
+        "router-0", description="This router replica's stable id (its Kafka transactional id)."
+    )
+    router_max_batch: int = Field(500, ge=1, le=10_000, description="Records per router batch.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve Prometheus metrics on this port, if set."
+    )
     clock: str = Field(
         "real", description="'real', or 'accelerated:<start ISO 8601>:<rate>' for drills."
     )

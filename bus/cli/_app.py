@@ -23,6 +23,7 @@ _GROUPS: dict[str, str] = {
     "agency": "bus.cli.agency",
     "audit": "bus.cli.audit",
     "db": "bus.cli.db",
+    "router": "bus.cli.router",
     "demo": "bus.cli.demo",
     "keys": "bus.cli.keys",
     "schemas": "bus.cli.schemas",

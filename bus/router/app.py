@@ -1,0 +1,90 @@
+"""Wiring a router from settings: the same for ``casebus router``, tests and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+
+import structlog
+
+from bus.agencies import load_registry
+from bus.audit.checkpointer import Checkpointer
+from bus.db import create_pool, migrate
+from bus.registry import PgKeyStore, add_key, sync_agencies
+from bus.router.service import Router
+from bus.router.tree_heads import TreeHeadPublisher
+from bus.routing import load_policy
+from bus.settings import REPO_ROOT, Settings
+from bus.signing import Ed25519Signer, PublicKeyRecord
+
+__all__ = ["run_router"]
+
+log = structlog.get_logger("casebus.router")
+
+
+async def run_router(
+    settings: Settings, *, handle_signals: bool = True, stop_event: asyncio.Event | None = None
+) -> None:
+    """Migrate, register the bus key, then route and publish tree heads until SIGTERM/SIGINT
+    (or until ``stop_event`` is set, for callers that run it as a task)."""
+    await migrate(settings.database_url)
+    registry = load_registry(settings.agencies_file)
+    policy = load_policy(REPO_ROOT / "deploy" / "routing.yaml", registry)
+    signer = Ed25519Signer.from_file(settings.bus_key_file, agency_id="casebus")
+    pool = await create_pool(settings.database_url, min_size=2, max_size=8)
+    try:
+        async with pool.acquire() as conn:
+            await sync_agencies(conn, registry)
+            await add_key(
+                conn,
+                PublicKeyRecord(
+                    key_id=signer.key_id,
+                    agency_id="casebus",
+                    algorithm=signer.algorithm,
+                    public_key=signer.public_key,
+                    valid_from=datetime.now(UTC),
+                ),
+            )
+        router = Router(
+            settings,
+            pool=pool,
+            keystore=PgKeyStore(pool),
+            registry=registry,
+            policy=policy,
+            signer=signer,
+            router_id=settings.router_id,
+            max_batch=settings.router_max_batch,
+        )
+        heads = TreeHeadPublisher(
+            settings,
+            checkpointer=Checkpointer(
+                pool, origin=settings.audit_origin, private_key=signer.private_key
+            ),
+            signer=signer,
+            procuratorates=[a.id for a in registry.of_kind("procuratorate")],
+        )
+
+        def stop() -> None:
+            router.stop()
+            heads.stop()
+
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop)
+        waiter = None
+        if stop_event is not None:
+
+            async def wait_for_stop() -> None:
+                await stop_event.wait()
+                stop()
+
+            waiter = asyncio.create_task(wait_for_stop())
+        try:
+            await asyncio.gather(router.run(), heads.run())
+        finally:
+            if waiter is not None:
+                waiter.cancel()
+    finally:
+        await pool.close()

@@ -1,0 +1,190 @@
+"""What the router decides about one submitted record, before anything is written.
+
+Checks run in the order that gives the most useful answer to the sender: can it be decoded
+at all; is the envelope well-formed; is the signature valid for the claimed sender; is the
+payload valid for its kind; may this sender send this kind to these recipients. The first
+failing stage decides; a failed stage reports every problem it found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import structlog
+from aiokafka.structs import ConsumerRecord
+
+from bus.agencies import Registry
+from bus.codec import Codec
+from bus.errors import DecodeError, Problem, SignatureError, ValidationFailed
+from bus.models import Envelope
+from bus.routing import RoutingPolicy
+from bus.signing import KeyStore, PublicKeyRecord, verify_envelope
+
+__all__ = ["Classifier", "Outcome", "Verdict"]
+
+Outcome = Literal["accept", "reject", "dead"]
+
+log = structlog.get_logger("casebus.router")
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The router's decision on one record, and what it needs to act on it."""
+
+    record: ConsumerRecord[bytes, bytes]
+    outcome: Outcome
+    value: bytes
+    value_sha256: bytes
+    envelope: Envelope | None = None
+    key: PublicKeyRecord | None = None
+    deliver_to: tuple[str, ...] = ()
+    code: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    reply_to: str | None = None
+    """Who gets the nack: the sender when it is a registered agency."""
+
+    @property
+    def received_at(self) -> datetime:
+        """When the broker appended the submission: the bus's receive time."""
+        return datetime.fromtimestamp(self.record.timestamp / 1000, tz=UTC)
+
+    @property
+    def message_id(self) -> uuid.UUID | None:
+        """The sender's message id, when the envelope could be read."""
+        return self.envelope.message_id if self.envelope is not None else None
+
+    @property
+    def case_id(self) -> str | None:
+        """The case, when the envelope could be read."""
+        return self.envelope.case_id if self.envelope is not None else None
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            try:
+                return bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+class Classifier:
+    """Turns records into verdicts with the codec, the key store, the registry and the policy."""
+
+    def __init__(
+        self, *, codec: Codec, keystore: KeyStore, registry: Registry, policy: RoutingPolicy
+    ) -> None:
+        self._codec = codec
+        self._keys = keystore
+        self._registry = registry
+        self._policy = policy
+
+    def _known(self, agency: str | None) -> str | None:
+        return agency if agency is not None and self._registry.get(agency) else None
+
+    async def classify(self, record: ConsumerRecord[bytes, bytes], *, now: datetime) -> Verdict:
+        """The verdict on one record (never raises for bad input)."""
+        value = record.value or b""
+        verdict = Verdict(record, "dead", value, hashlib.sha256(value).digest())
+        # 1. Bytes that are no envelope at all: dead letter; nack whoever the headers name.
+        try:
+            envelope = self._codec.decode_envelope(value)
+        except DecodeError as e:
+            verdict.code = "undecodable"
+            verdict.problems = [Problem("value", "undecodable", str(e), message_zh="无法解码")]
+            verdict.reply_to = self._known(_header(record, "ce_source"))
+            return verdict
+        except ValidationFailed as e:
+            verdict.outcome = "reject"
+            verdict.code = "invalid_envelope"
+            verdict.problems = list(e.problems)
+            verdict.reply_to = self._known(e.agency or _header(record, "ce_source"))
+            return verdict
+        verdict.envelope = envelope
+        verdict.reply_to = self._known(envelope.sender)
+        verdict.outcome = "reject"
+        # 2. The signature, against the registry's keys as of now.
+        try:
+            verdict.key = await verify_envelope(envelope, self._keys, at=now, codec=self._codec)
+        except SignatureError as e:
+            verdict.code = "bad_signature"
+            verdict.problems = [
+                Problem(
+                    "signature",
+                    e.reason,
+                    str(e),
+                    value=envelope.signature.key_id,
+                    message_zh="签名无效",
+                )
+            ]
+            return verdict
+        # 3. The payload, for its kind.
+        try:
+            _, _, payload = self._codec.decode_payload_model(envelope.payload, kind=envelope.kind)
+            version = self._codec.writer_entry(envelope.payload).version
+        except DecodeError as e:
+            unknown = envelope.kind not in self._policy.kinds
+            verdict.code = "unknown_kind" if unknown else "invalid_payload"
+            verdict.problems = [
+                Problem(
+                    "kind" if unknown else "payload",
+                    verdict.code,
+                    str(e),
+                    value=envelope.kind,
+                    message_zh="未知的消息类型" if unknown else "载荷无法解码",
+                )
+            ]
+            return verdict
+        except ValidationFailed as e:
+            verdict.code = "invalid_payload"
+            verdict.problems = [
+                Problem(f"payload.{p.path}", p.rule, p.message, p.value, p.message_zh)
+                for p in e.problems
+            ]
+            return verdict
+        problems = envelope.check_attachment_refs(payload)
+        if version != envelope.schema_version:
+            problems.append(
+                Problem(
+                    "schema_version",
+                    "schema_version_mismatch",
+                    f"the payload was written with v{version}",
+                    envelope.schema_version,
+                )
+            )
+        if problems:
+            verdict.code = "invalid_payload"
+            verdict.problems = problems
+            return verdict
+        # 4. The routing policy.
+        decision = self._policy.authorize(
+            kind=envelope.kind, sender=envelope.sender, recipients=envelope.recipients
+        )
+        if not decision.allowed:
+            verdict.code = "unauthorized_route"
+            verdict.problems = list(decision.problems)
+            log.warning(
+                "router.security_event",
+                event_type="unauthorized_route",
+                message_id=str(envelope.message_id),
+                case_id=envelope.case_id,
+                kind=envelope.kind,
+                sender=envelope.sender,
+                recipients=list(envelope.recipients),
+            )
+            return verdict
+        verdict.outcome = "accept"
+        verdict.deliver_to = tuple(decision.deliver_to)
+        return verdict
+
+    async def classify_all(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], *, now: datetime
+    ) -> list[Verdict]:
+        """Verdicts for a batch, in record order."""
+        return [await self.classify(r, now=now) for r in records]

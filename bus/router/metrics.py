@@ -1,0 +1,25 @@
+"""The router's Prometheus metrics (defined once per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = ["BATCH_SIZE", "LAG", "LATENCY", "MESSAGES", "RETRIES"]
+
+MESSAGES = Counter(
+    "casebus_router_messages_total",
+    "Submissions handled by the router, by kind and outcome.",
+    ["kind", "outcome"],
+)
+BATCH_SIZE = Histogram(
+    "casebus_router_batch_size",
+    "Records per router batch.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+LATENCY = Histogram(
+    "casebus_router_latency_seconds",
+    "Submit (broker append) to delivery commit, per accepted message.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LAG = Gauge("casebus_router_consumer_lag", "Records not yet routed, by partition.", ["partition"])
+RETRIES = Counter("casebus_router_retries_total", "Audit or delivery attempts retried.", ["stage"])

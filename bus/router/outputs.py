@@ -1,0 +1,249 @@
+"""What the router writes for a verdict: audit leaves, receipts, nacks, dead letters.
+
+Ids of everything the router creates are derived from what it reacts to (UUIDv5), so a batch
+re-run after a crash produces the same receipt and nack ids, and idempotent consumers drop
+the second copy if one ever escapes a transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bus.audit.events import message_leaf
+from bus.audit.log import AuditRecord
+from bus.codec import Codec
+from bus.errors import Problem
+from bus.models import Envelope, Signature
+from bus.models.bus_kinds import BusDelivered, BusNack, NackReason
+from bus.router.classify import Verdict
+from bus.settings import Settings
+from bus.signing import Ed25519Signer, sign_envelope
+
+__all__ = ["BUS_AGENCY", "Outputs", "Send", "rejection_id"]
+
+BUS_AGENCY = "casebus"
+_NS = uuid.UUID("5b3f5e2a-7c1d-4c55-9a57-63617365b075")
+
+
+def _id(purpose: str, ref: str) -> uuid.UUID:
+    return uuid.uuid5(_NS, f"{purpose}:{ref}")
+
+
+def rejection_id(verdict: Verdict) -> uuid.UUID:
+    """The audit id of a rejected or dead-lettered submission: one per distinct byte string."""
+    return _id(verdict.outcome, verdict.value_sha256.hex())
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One record the router produces in its Kafka transaction."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def _problems_json(problems: list[Problem]) -> list[dict[str, Any]]:
+    return [p.as_dict() for p in problems]
+
+
+def _source(verdict: Verdict) -> dict[str, Any]:
+    r = verdict.record
+    return {"topic": r.topic, "partition": r.partition, "offset": r.offset}
+
+
+class Outputs:
+    """Builds the router's own messages, signed as the bus."""
+
+    def __init__(self, settings: Settings, *, signer: Ed25519Signer, codec: Codec) -> None:
+        self._settings = settings
+        self._signer = signer
+        self._codec = codec
+
+    def _envelope(
+        self,
+        payload: Any,
+        *,
+        message_id: uuid.UUID,
+        recipient: str,
+        case_id: str,
+        correlation_id: str,
+        causation_id: str | None,
+        sent_at: datetime,
+    ) -> bytes:
+        unsigned = Envelope(
+            message_id=message_id,
+            kind=payload.KIND,
+            schema_version=payload.SCHEMA_VERSION,
+            sender=BUS_AGENCY,
+            recipients=[recipient],
+            case_id=case_id,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            sent_at=sent_at,
+            payload=self._codec.encode_payload(payload.KIND, payload),
+            signature=Signature(
+                algorithm=self._signer.algorithm, key_id=self._signer.key_id, value=b""
+            ),
+        )
+        return self._codec.encode_envelope(sign_envelope(unsigned, self._signer, codec=self._codec))
+
+    # -- accepted -----------------------------------------------------------------------------
+
+    def accepted_record(self, v: Verdict) -> AuditRecord:
+        """The audit record of an accepted submission: its signed value and verifying key."""
+        env = v.envelope
+        assert env is not None
+        leaf = message_leaf(
+            "accepted",
+            message_id=env.message_id,
+            case_id=env.case_id,
+            at=v.received_at,
+            value=v.value,
+            key=v.key,
+            details={
+                "kind": env.kind,
+                "sender": env.sender,
+                "deliver_to": list(v.deliver_to),
+                "source": _source(v),
+            },
+        )
+        return AuditRecord("accepted", env.message_id, env.case_id, leaf)
+
+    def receipt(self, v: Verdict, *, audit_index: int) -> tuple[AuditRecord, bytes]:
+        """The ``bus.delivered`` receipt for the sender, and its audit record."""
+        env = v.envelope
+        assert env is not None
+        payload = BusDelivered(
+            original_message_id=env.message_id,
+            original_kind=env.kind,
+            recipients=list(v.deliver_to),
+            audit_index=audit_index,
+            delivered_at=v.received_at,
+        )
+        value = self._envelope(
+            payload,
+            message_id=_id("delivered", str(env.message_id)),
+            recipient=env.sender,
+            case_id=env.case_id,
+            correlation_id=env.correlation_id,
+            causation_id=str(env.message_id),
+            sent_at=v.received_at,
+        )
+        leaf = message_leaf(
+            "delivered",
+            message_id=env.message_id,
+            case_id=env.case_id,
+            at=v.received_at,
+            value=value,
+            details={"deliver_to": list(v.deliver_to), "accepted_index": audit_index},
+        )
+        return AuditRecord("delivered", env.message_id, env.case_id, leaf), value
+
+    def deliveries(self, v: Verdict, *, audit_index: int) -> list[Send]:
+        """The submission, unchanged, to every recipient's inbox, keyed by case."""
+        env = v.envelope
+        assert env is not None
+        headers = [*(v.record.headers or ()), ("casebus_audit_index", str(audit_index).encode())]
+        key = env.case_id.encode()
+        return [Send(self._settings.topic_inbox(a), key, v.value, headers) for a in v.deliver_to]
+
+    def receipt_send(self, v: Verdict, value: bytes) -> Send:
+        """The receipt, to the sender's inbox."""
+        env = v.envelope
+        assert env is not None
+        receipt = self._codec.decode_envelope(value)
+        return Send(
+            self._settings.topic_inbox(env.sender),
+            env.case_id.encode(),
+            value,
+            self._codec.cloudevents_headers(receipt),
+        )
+
+    # -- rejected and dead ---------------------------------------------------------------------
+
+    def nack(self, v: Verdict) -> bytes | None:
+        """The ``bus.nack`` for the sender, or None when there is nobody known to tell."""
+        if v.reply_to is None:
+            return None
+        env = v.envelope
+        original = env.message_id if env is not None else rejection_id(v)
+        payload = BusNack(
+            original_message_id=original,
+            code=v.code or "rejected",
+            reasons=[NackReason.from_problem(p) for p in v.problems],
+            rejected_by=BUS_AGENCY,
+            rejected_at=v.received_at,
+        )
+        return self._envelope(
+            payload,
+            message_id=_id("nack", v.value_sha256.hex()),
+            recipient=v.reply_to,
+            case_id=env.case_id if env is not None else "casebus.undecodable",
+            correlation_id=env.correlation_id if env is not None else str(original),
+            causation_id=str(original),
+            sent_at=v.received_at,
+        )
+
+    def rejected_record(self, v: Verdict, nack: bytes | None) -> AuditRecord:
+        """The audit record of a refused or undecodable submission, with the nack sent for it."""
+        env = v.envelope
+        details: dict[str, Any] = {
+            "code": v.code,
+            "problems": _problems_json(v.problems),
+            "source": _source(v),
+        }
+        if env is not None:
+            details.update(
+                original_message_id=str(env.message_id), kind=env.kind, sender=env.sender
+            )
+        if nack is not None:
+            details["nack_to"] = v.reply_to
+        leaf = message_leaf(
+            "rejected" if v.outcome == "reject" else "dead_lettered",
+            message_id=rejection_id(v),
+            case_id=v.case_id,
+            at=v.received_at,
+            value=v.value,
+            key=v.key,
+            details=details,
+        )
+        return AuditRecord(
+            "rejected" if v.outcome == "reject" else "dead_lettered",
+            rejection_id(v),
+            v.case_id,
+            leaf,
+        )
+
+    def dead_letter(self, v: Verdict) -> Send:
+        """The submission, unchanged, to the dead-letter topic with why, from where and when."""
+        r = v.record
+        headers = [
+            *(r.headers or ()),
+            ("casebus_dead_code", (v.code or "").encode()),
+            (
+                "casebus_dead_reason",
+                json.dumps(_problems_json(v.problems), ensure_ascii=False).encode(),
+            ),
+            ("casebus_source_topic", r.topic.encode()),
+            ("casebus_source_partition", str(r.partition).encode()),
+            ("casebus_source_offset", str(r.offset).encode()),
+            ("casebus_dead_at", v.received_at.isoformat().encode()),
+        ]
+        return Send(self._settings.topic_dead(), r.key or b"", v.value, headers)
+
+    def nack_send(self, v: Verdict, value: bytes) -> Send:
+        """The nack, to the sender's inbox."""
+        assert v.reply_to is not None
+        nack = self._codec.decode_envelope(value)
+        return Send(
+            self._settings.topic_inbox(v.reply_to),
+            nack.case_id.encode(),
+            value,
+            self._codec.cloudevents_headers(nack),
+        )

@@ -1,0 +1,401 @@
+"""The router service: consume a batch, audit it in PostgreSQL, deliver it in one Kafka
+transaction with the consumer offsets.
+
+Guarantees (design §6): the audit transaction is idempotent per message and event, so a batch
+re-run after a crash at any point adds no second audit entry; deliveries, receipts, nacks,
+dead letters and the offsets commit together in one Kafka transaction, so a read_committed
+recipient sees each delivery once (inbox readers drop the rare zombie duplicate by id). A
+record that cannot be decoded or is refused never blocks its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
+
+from bus import failpoints
+from bus.agencies import Registry
+from bus.audit.events import decode_leaf, leaf_envelope
+from bus.audit.log import AuditLog, AuditRecord
+from bus.codec import Codec, default_codec
+from bus.db import Conn
+from bus.errors import Problem
+from bus.router import metrics
+from bus.router.classify import Classifier, Verdict
+from bus.router.outputs import Outputs, Send, rejection_id
+from bus.routing import RoutingPolicy
+from bus.settings import Settings
+from bus.signing import Ed25519Signer, KeyStore
+
+__all__ = ["BatchPlan", "Router"]
+
+log = structlog.get_logger("casebus.router")
+
+_PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """What one batch turned into: the records to produce, and the tallies for logs."""
+
+    sends: list[Send] = field(default_factory=list)
+    accepted: list[Verdict] = field(default_factory=list)
+    duplicates: list[Verdict] = field(default_factory=list)
+    refused: list[Verdict] = field(default_factory=list)
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets a rebalance wait until the batch in flight is committed or aborted."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        return None
+
+
+class Router:
+    """One router replica. ``await run()`` until ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool: asyncpg.Pool,
+        keystore: KeyStore,
+        registry: Registry,
+        policy: RoutingPolicy,
+        signer: Ed25519Signer,
+        router_id: str = "router-0",
+        max_batch: int = 500,
+        codec: Codec | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._codec = codec or default_codec()
+        self._classifier = Classifier(
+            codec=self._codec, keystore=keystore, registry=registry, policy=policy
+        )
+        self._outputs = Outputs(settings, signer=signer, codec=self._codec)
+        self._log = AuditLog()
+        self._group = f"{settings.topic_prefix}.router"
+        self._txn_id = f"{settings.topic_prefix}.router.{router_id}"
+        self._max_batch = max_batch
+        self._batch_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            transactional_id=self._txn_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            request_timeout_ms=15_000,
+        )
+        await producer.start()
+        return producer
+
+    async def start(self) -> None:
+        """Connect to Kafka: the transactional producer first, so a zombie is fenced early."""
+        self._producer = await self._new_producer()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=self._group,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._max_batch,
+            max_poll_interval_ms=600_000,
+        )
+        self._consumer.subscribe(
+            [self._settings.topic_submit()], listener=_Revocations(self._batch_lock)
+        )
+        await self._consumer.start()
+        log.info("router.started", group=self._group, transactional_id=self._txn_id)
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in flight and return."""
+        self._stopping.set()
+
+    async def close(self) -> None:
+        """Leave the group and close the producer."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        log.info("router.stopped")
+
+    async def run(self) -> None:
+        """The consume → audit → deliver loop."""
+        await self.start()
+        try:
+            assert self._consumer is not None
+            while not self._stopping.is_set():
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                records = [r for tp in sorted(batch) for r in batch[tp]]
+                if not records:
+                    continue
+                async with self._batch_lock:
+                    await self._process(records)
+                failpoints.hit("router.after_commit")
+                await self._observe_lag()
+        finally:
+            await self.close()
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    async def _process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        now = datetime.now(UTC)
+        verdicts = await self._classifier.classify_all(records, now=now)
+        plan = await self._audit_with_retry(verdicts)
+        failpoints.hit("router.after_audit")
+        if plan is None:  # stopping while the database was away: nothing was committed
+            return
+        offsets = {}
+        for r in records:
+            offsets[TopicPartition(r.topic, r.partition)] = OffsetAndMetadata(r.offset + 1, "")
+        if not await self._deliver(plan, offsets):
+            await self._rewind(records)
+            return
+        done = datetime.now(UTC)
+        metrics.BATCH_SIZE.observe(len(records))
+        for v in plan.accepted:
+            env = v.envelope
+            assert env is not None
+            metrics.MESSAGES.labels(kind=env.kind, outcome="delivered").inc()
+            metrics.LATENCY.observe((done - v.received_at).total_seconds())
+            log.info(
+                "router.delivered",
+                message_id=str(env.message_id),
+                case_id=env.case_id,
+                kind=env.kind,
+                sender=env.sender,
+                deliver_to=list(v.deliver_to),
+                partition=v.record.partition,
+                offset=v.record.offset,
+            )
+        for v in plan.duplicates:
+            metrics.MESSAGES.labels(kind=_kind(v), outcome="duplicate").inc()
+        for v in plan.refused:
+            outcome = "dead_lettered" if v.outcome == "dead" else "rejected"
+            metrics.MESSAGES.labels(kind=_kind(v), outcome=outcome).inc()
+            log.warning(
+                f"router.{outcome}",
+                message_id=str(v.message_id or rejection_id(v)),
+                case_id=v.case_id,
+                kind=_kind(v),
+                sender=v.reply_to,
+                code=v.code,
+                problems=[p.as_dict() for p in v.problems],
+                partition=v.record.partition,
+                offset=v.record.offset,
+            )
+
+    async def _audit_with_retry(self, verdicts: list[Verdict]) -> BatchPlan | None:
+        delay = 0.1
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await self._audit(conn, verdicts)
+            except _PG_ERRORS as e:
+                metrics.RETRIES.labels(stage="audit").inc()
+                log.warning("router.audit_retry", error=repr(e), retry_in_s=round(delay, 2))
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    return None
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)
+
+    async def _audit(self, conn: Conn, verdicts: list[Verdict]) -> BatchPlan:
+        """Classify duplicates, append every audit entry, and say what to produce."""
+        plan = BatchPlan()
+        ids = [v.envelope.message_id for v in verdicts if v.outcome == "accept" and v.envelope]
+        known = {
+            r["message_id"]: r
+            for r in await conn.fetch(
+                "SELECT * FROM router_accepted WHERE message_id = ANY($1::uuid[])", ids
+            )
+        }
+        seen_now: dict[object, Verdict] = {}
+        first_pass: list[AuditRecord] = []
+        nacks: dict[int, bytes | None] = {}
+        for i, v in enumerate(verdicts):
+            if v.outcome == "accept":
+                env = v.envelope
+                assert env is not None
+                prior = known.get(env.message_id)
+                earlier = seen_now.get(env.message_id)
+                if prior is not None:
+                    same_bytes = bytes(prior["value_sha256"]) == v.value_sha256
+                    rerun = (prior["src_partition"], prior["src_offset"]) == (
+                        v.record.partition,
+                        v.record.offset,
+                    )
+                elif earlier is not None:
+                    same_bytes, rerun = earlier.value_sha256 == v.value_sha256, False
+                else:
+                    same_bytes, rerun = True, True
+                if not same_bytes:
+                    v.outcome, v.code = "reject", "conflicting_duplicate"
+                    v.problems = [_conflict(env.message_id)]
+                elif not rerun:
+                    plan.duplicates.append(v)
+                    log.info(
+                        "router.duplicate",
+                        message_id=str(env.message_id),
+                        case_id=env.case_id,
+                        kind=env.kind,
+                        sender=env.sender,
+                    )
+                    continue
+                else:
+                    seen_now[env.message_id] = v
+                    first_pass.append(self._outputs.accepted_record(v))
+                    continue
+            nack = self._outputs.nack(v)
+            nacks[i] = nack
+            first_pass.append(self._outputs.rejected_record(v, nack))
+
+        appended = {
+            (e.message_id, e.event_kind): e for e in await self._log.append(conn, first_pass)
+        }
+        second_pass: list[AuditRecord] = []
+        receipts: dict[int, bytes] = {}
+        for i, v in enumerate(verdicts):
+            if v.outcome != "accept" or v in plan.duplicates:
+                continue
+            env = v.envelope
+            assert env is not None
+            entry = appended[(env.message_id, "accepted")]
+            if entry.new:
+                await conn.execute(
+                    """INSERT INTO router_accepted
+                       (message_id, value_sha256, src_partition, src_offset, audit_index)
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING""",
+                    env.message_id,
+                    v.value_sha256,
+                    v.record.partition,
+                    v.record.offset,
+                    entry.index,
+                )
+            record, receipts[i] = self._outputs.receipt(v, audit_index=entry.index)
+            second_pass.append(record)
+        for e in await self._log.append(conn, second_pass):
+            if not e.new:  # a re-run: send exactly what the log already says was sent
+                stored = await self._log.entry(conn, e.message_id, "delivered")
+                value = leaf_envelope(decode_leaf(stored.leaf))
+                for i, v in enumerate(verdicts):
+                    if v.envelope is not None and v.envelope.message_id == e.message_id:
+                        receipts[i] = value or receipts[i]
+
+        for i, v in enumerate(verdicts):
+            if v in plan.duplicates:
+                continue
+            if v.outcome == "accept":
+                env = v.envelope
+                assert env is not None
+                index = appended[(env.message_id, "accepted")].index
+                plan.sends.extend(self._outputs.deliveries(v, audit_index=index))
+                plan.sends.append(self._outputs.receipt_send(v, receipts[i]))
+                plan.accepted.append(v)
+            else:
+                plan.sends.append(self._outputs.dead_letter(v))
+                nack = nacks.get(i)
+                if nack is not None:
+                    plan.sends.append(self._outputs.nack_send(v, nack))
+                plan.refused.append(v)
+        return plan
+
+    async def _deliver(
+        self, plan: BatchPlan, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> bool:
+        """Produce the plan and commit the offsets in one Kafka transaction."""
+        producer = self._producer
+        assert producer is not None
+        try:
+            await producer.begin_transaction()
+            half = len(plan.sends) // 2
+            for n, s in enumerate(plan.sends):
+                await producer.send(s.topic, s.value, key=s.key, headers=s.headers)
+                if n == half:
+                    failpoints.hit("router.mid_produce")
+            await producer.send_offsets_to_transaction(offsets, self._group)
+            await producer.commit_transaction()
+            return True
+        except KafkaError as e:
+            metrics.RETRIES.labels(stage="deliver").inc()
+            log.warning("router.deliver_failed", error=repr(e), sends=len(plan.sends))
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            await asyncio.sleep(random.uniform(0.5, 1.5))
+            self._producer = await self._start_producer_with_retry()
+            return False
+
+    async def _start_producer_with_retry(self) -> AIOKafkaProducer:
+        delay = 0.5
+        while True:
+            try:
+                return await self._new_producer()
+            except KafkaError as e:
+                log.warning("router.producer_restart_failed", error=repr(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _rewind(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """After an aborted transaction, read the batch again from its first offsets."""
+        consumer = self._consumer
+        assert consumer is not None
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            if tp in consumer.assignment():
+                consumer.seek(tp, offset)
+
+    async def _observe_lag(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            with contextlib.suppress(Exception):
+                position = await consumer.position(tp)
+                metrics.LAG.labels(partition=str(tp.partition)).set(max(0, high - position))
+
+
+def _kind(v: Verdict) -> str:
+    return v.envelope.kind if v.envelope is not None else "unknown"
+
+
+def _conflict(message_id: object) -> Problem:
+    return Problem(
+        "message_id",
+        "conflicting_duplicate",
+        "this message id was already accepted with other content",
+        str(message_id),
+        "该消息编号已以不同内容被接收",
+    )

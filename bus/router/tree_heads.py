@@ -1,0 +1,128 @@
+"""Publishing the audit log's signed checkpoints to the procuratorate as ``audit.tree_head``.
+
+Runs beside the router. A checkpoint is signed only when the log grew; each is published to
+every procuratorate inbox. Tree heads are not themselves audited (that would grow the log
+forever); the procuratorate's monitor keeps them instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from bus.audit.checkpointer import Checkpointer
+from bus.audit.log import StoredCheckpoint
+from bus.codec import Codec, default_codec
+from bus.errors import TransportError
+from bus.models import Envelope, Signature
+from bus.models.bus_kinds import AuditTreeHead
+from bus.settings import Settings
+from bus.signing import Ed25519Signer, sign_envelope
+
+__all__ = ["AUDIT_CASE_ID", "TreeHeadPublisher"]
+
+AUDIT_CASE_ID = "casebus.audit"
+"""The Kafka key of every tree head: one partition, so the procuratorate sees them in order."""
+_NS = uuid.UUID("0f8f6c55-3a8e-4f0e-8d0e-747265656864")
+
+log = structlog.get_logger("casebus.audit")
+
+
+class TreeHeadPublisher:
+    """Signs checkpoints on a timer and sends each to the procuratorate(s)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        checkpointer: Checkpointer,
+        signer: Ed25519Signer,
+        procuratorates: list[str],
+        codec: Codec | None = None,
+    ) -> None:
+        self._settings = settings
+        self._checkpointer = checkpointer
+        self._signer = signer
+        self._to = procuratorates
+        self._codec = codec or default_codec()
+        self._stopping = asyncio.Event()
+        self._unsent: StoredCheckpoint | None = None
+
+    def stop(self) -> None:
+        """Finish the current tick and return from :meth:`run`."""
+        self._stopping.set()
+
+    def envelope(self, cp: StoredCheckpoint) -> Envelope:
+        """The signed ``audit.tree_head`` message of one checkpoint."""
+        issued = datetime.fromtimestamp(cp.timestamp_ms / 1000, tz=UTC)
+        payload = AuditTreeHead(
+            checkpoint=cp.note,
+            origin=self._settings.audit_origin,
+            tree_size=cp.tree_size,
+            root_hash=cp.root_hash,
+            issued_at=issued,
+        )
+        mid = uuid.uuid5(_NS, f"{self._settings.audit_origin}:{cp.tree_size}")
+        unsigned = Envelope(
+            message_id=mid,
+            kind=AuditTreeHead.KIND,
+            schema_version=AuditTreeHead.SCHEMA_VERSION,
+            sender="casebus",
+            recipients=list(self._to),
+            case_id=AUDIT_CASE_ID,
+            correlation_id=str(mid),
+            sent_at=issued,
+            payload=self._codec.encode_payload(AuditTreeHead.KIND, payload),
+            signature=Signature(
+                algorithm=self._signer.algorithm, key_id=self._signer.key_id, value=b""
+            ),
+        )
+        return sign_envelope(unsigned, self._signer, codec=self._codec)
+
+    async def tick(self, producer: AIOKafkaProducer) -> StoredCheckpoint | None:
+        """Sign a checkpoint if the log grew and publish it (or the one a failure left unsent)."""
+        cp = await self._checkpointer.checkpoint() or self._unsent
+        if cp is None or not self._to:
+            return None
+        self._unsent = cp
+        env = self.envelope(cp)
+        value = self._codec.encode_envelope(env)
+        headers = self._codec.cloudevents_headers(env)
+        try:
+            for agency in self._to:
+                await producer.send_and_wait(
+                    self._settings.topic_inbox(agency),
+                    value,
+                    key=AUDIT_CASE_ID.encode(),
+                    headers=headers,
+                )
+        except KafkaError as e:
+            raise TransportError(f"tree head not published: {e}", retriable=True) from e
+        self._unsent = None
+        log.info("audit.tree_head_published", tree_size=cp.tree_size, to=self._to)
+        return cp
+
+    async def run(self) -> None:
+        """Tick every ``checkpoint_interval_s`` until stopped."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.tick(producer)
+                except Exception as e:
+                    log.warning("audit.tree_head_failed", error=repr(e))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stopping.wait(), self._settings.checkpoint_interval_s
+                    )
+        finally:
+            await producer.stop()

@@ -1,0 +1,177 @@
+"""A test harness around the real bus: parties with registered keys, submitting, reading
+inboxes and the dead-letter topic, and running routers in-process or as killable processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from bus.agencies import load_registry
+from bus.codec import default_codec
+from bus.models import Envelope
+from bus.models.criminal import CriminalReceipt
+from bus.registry import add_key, sync_agencies
+from bus.router.app import run_router
+from bus.settings import Settings
+from bus.signing import write_keypair
+from bus.testing import Party, make_party
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+def receipt_payload(n: int = 0) -> CriminalReceipt:
+    """A small valid payload: the police's receipt of a transfer letter."""
+    return CriminalReceipt(
+        transfer_letter_no=f"阳城执移〔2026〕{n:04d}号",
+        received_at=datetime.now(UTC),
+        receiver="阳宗海分局法制大队",
+        signed_by="李某",
+    )
+
+
+class Bus:
+    """One test's view of the bus."""
+
+    def __init__(self, settings: Settings, tmp: Path) -> None:
+        bus_key = write_keypair("casebus", tmp / "bus-key")
+        self.settings = settings.model_copy(
+            update={"bus_key_file": bus_key.private_key, "checkpoint_interval_s": 0.5}
+        )
+        self._tmp = tmp
+        self.parties: dict[str, Party] = {}
+        self.codec = default_codec()
+        self._producer: AIOKafkaProducer | None = None
+
+    async def setup(self) -> None:
+        conn = await asyncpg.connect(self.settings.database_url)
+        try:
+            await sync_agencies(conn, load_registry(self.settings.agencies_file))
+        finally:
+            await conn.close()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        )
+        await self._producer.start()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def party(self, agency_id: str) -> Party:
+        """A party whose key is registered (created on first use)."""
+        if agency_id not in self.parties:
+            party = make_party(agency_id, self._tmp / "keys")
+            conn = await asyncpg.connect(self.settings.database_url)
+            try:
+                await add_key(conn, party.key_record())
+            finally:
+                await conn.close()
+            self.parties[agency_id] = party
+        return self.parties[agency_id]
+
+    async def submit(self, *items: Envelope | bytes, key: bytes = b"raw") -> None:
+        """Produce envelopes (or raw bytes) to the submit topic, as an outbox relay would."""
+        assert self._producer is not None
+        for item in items:
+            if isinstance(item, Envelope):
+                await self._producer.send(
+                    self.settings.topic_submit(),
+                    self.codec.encode_envelope(item),
+                    key=item.case_id.encode(),
+                    headers=self.codec.cloudevents_headers(item),
+                )
+            else:
+                await self._producer.send(self.settings.topic_submit(), item, key=key)
+        await self._producer.flush()
+
+    async def read(
+        self, topic: str, *, want: int, timeout_s: float = 30, settle_s: float = 0.0
+    ) -> list[Record]:
+        """Everything committed on a topic, from the start, until ``want`` records arrived (then
+        ``settle_s`` more, to catch extras) or the time is up."""
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"reader-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        got: list[Record] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            while loop.time() < deadline:
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    got.extend(records)
+                if len(got) >= want:
+                    if settle_s <= 0:
+                        break
+                    deadline = min(deadline, loop.time() + settle_s)
+                    settle_s = 0
+        finally:
+            await consumer.stop()
+        return got
+
+    async def inbox(self, agency_id: str, **kw: float | int) -> list[Record]:
+        """An agency's inbox."""
+        return await self.read(self.settings.topic_inbox(agency_id), **kw)  # type: ignore[arg-type]
+
+    def envelopes(self, records: list[Record]) -> list[Envelope]:
+        return [self.codec.decode_envelope(r.value or b"") for r in records]
+
+    def payload(self, envelope: Envelope) -> object:
+        return self.codec.decode_payload_model(envelope.payload, kind=envelope.kind)[2]
+
+    @contextlib.asynccontextmanager
+    async def router(self, **overrides: object) -> AsyncIterator[None]:
+        """A router running in this process for the block."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run_router(
+                self.settings.model_copy(update=overrides),
+                handle_signals=False,
+                stop_event=stop,
+            )
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    def router_process(
+        self, *, router_id: str = "router-0", failpoints: str = "", log_file: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A router as a separate process (to SIGKILL it)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
+        s = self.settings
+        env.update(
+            CASEBUS_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
+            CASEBUS_DATABASE_URL=s.database_url,
+            CASEBUS_TOPIC_PREFIX=s.topic_prefix,
+            CASEBUS_BUS_KEY_FILE=str(s.bus_key_file),
+            CASEBUS_ROUTER_ID=router_id,
+            CASEBUS_CHECKPOINT_INTERVAL_S="1",
+            CASEBUS_FAILPOINTS=failpoints,
+        )
+        out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "casebus"), "router"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )

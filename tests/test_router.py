@@ -1,0 +1,213 @@
+"""The router on the real broker and database: delivery with copies and receipts, refusals,
+poison records, duplicates, and tree heads."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from buskit import Bus, receipt_payload
+
+from bus.audit.log import AuditLog
+from bus.settings import Settings
+
+POLICE = "ygh.police.bureau"
+BUREAU = "ygh.enforcement.bureau"
+PROC = "ygh.procuratorate"
+SLA = "casebus.sla"
+
+
+@pytest.fixture
+async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
+    b = Bus(provisioned, tmp_path)
+    await b.setup()
+    yield b
+    await b.close()
+
+
+async def test_an_accepted_message_reaches_recipients_and_copies_with_a_receipt_and_audit(
+    bus: Bus,
+) -> None:
+    police = await bus.party(POLICE)
+    env = police.envelope(receipt_payload(), recipients=[BUREAU], case_id="YGH-2026-0101")
+    async with bus.router():
+        await bus.submit(env)
+        delivered = await bus.inbox(BUREAU, want=1)
+        copies = {a: await bus.inbox(a, want=1) for a in (PROC, SLA)}
+        receipts = await bus.inbox(POLICE, want=1)
+
+    # The recipient gets the sender's exact bytes, keyed by case, with its audit index.
+    assert [r.value for r in delivered] == [police.value(env)]
+    assert delivered[0].key == b"YGH-2026-0101"
+    headers = dict(delivered[0].headers)
+    assert headers["ce_id"] == str(env.message_id).encode()
+    for agency, records in copies.items():
+        assert [r.value for r in records] == [police.value(env)], agency
+
+    [receipt] = bus.envelopes(receipts)
+    assert (receipt.kind, receipt.sender, receipt.recipients) == (
+        "bus.delivered",
+        "casebus",
+        [POLICE],
+    )
+    body = bus.payload(receipt)
+    assert body.original_message_id == env.message_id  # type: ignore[attr-defined]
+    assert set(body.recipients) == {BUREAU, PROC, SLA}  # type: ignore[attr-defined]
+
+    pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=2)
+    try:
+        accepted = await AuditLog().entry(pool, env.message_id, "accepted")
+        delivered_entry = await AuditLog().entry(pool, env.message_id, "delivered")
+    finally:
+        await pool.close()
+    assert body.audit_index == accepted.index  # type: ignore[attr-defined]
+    assert headers["casebus_audit_index"] == str(accepted.index).encode()
+    assert delivered_entry.index > accepted.index
+
+
+async def test_poison_records_go_to_dead_letters_with_reasons_and_never_block_the_partition(
+    bus: Bus,
+) -> None:
+    police = await bus.party(POLICE)
+    case = "YGH-2026-0202"
+    key = case.encode()
+    good_before = police.envelope(receipt_payload(1), recipients=[BUREAU], case_id=case)
+    # A valid envelope whose signature does not match its content.
+    forged = police.envelope(receipt_payload(2), recipients=[BUREAU], case_id=case)
+    forged = forged.model_copy(update={"case_id": case, "recipients": [BUREAU, PROC]})
+    # A payload that breaks its kind's rules: signed, but the model refuses it.
+    bad_payload = police.envelope(receipt_payload(3), recipients=[BUREAU], case_id=case)
+    bad_payload = police.envelope(receipt_payload(3), recipients=[BUREAU], case_id=case).model_copy(
+        update={
+            "payload": bus.codec.encode_payload(
+                "criminal.receipt",
+                {
+                    "transfer_letter_no": "",
+                    "received_at": receipt_payload().received_at,
+                    "receiver": "",
+                    "signed_by": "x",
+                    "receipt_no": None,
+                    "note": None,
+                },
+            )
+        }
+    )
+    from bus.signing import sign_envelope
+
+    bad_payload = sign_envelope(bad_payload, police.signer)
+    unknown_kind = sign_envelope(
+        police.envelope(receipt_payload(4), recipients=[BUREAU], case_id=case).model_copy(
+            update={"kind": "criminal.telepathy"}
+        ),
+        police.signer,
+    )
+    good_after = police.envelope(receipt_payload(5), recipients=[BUREAU], case_id=case)
+
+    async with bus.router():
+        await bus.submit(good_before)
+        await bus.submit(os.urandom(300), key=key)
+        await bus.submit(forged, bad_payload, unknown_kind, good_after)
+        delivered = await bus.inbox(BUREAU, want=2, settle_s=1.0)
+        dead = await bus.read(bus.settings.topic_dead(), want=4, settle_s=1.0)
+        nacks = [
+            e
+            for e in bus.envelopes(await bus.inbox(POLICE, want=5, settle_s=1.0))
+            if e.kind == "bus.nack"
+        ]
+
+    assert [bus.codec.decode_envelope(r.value).message_id for r in delivered] == [
+        good_before.message_id,
+        good_after.message_id,
+    ]
+    codes = [dict(r.headers)["casebus_dead_code"].decode() for r in dead]
+    assert codes == ["undecodable", "bad_signature", "invalid_payload", "unknown_kind"]
+    for r in dead:
+        h = dict(r.headers)
+        assert h["casebus_source_topic"] == bus.settings.topic_submit().encode()
+        assert int(h["casebus_source_offset"]) >= 0
+        reasons = json.loads(h["casebus_dead_reason"])
+        assert reasons and all({"path", "rule", "message"} <= set(p) for p in reasons)
+    invalid = json.loads(dict(dead[2].headers)["casebus_dead_reason"])
+    assert {p["path"] for p in invalid} == {"payload.transfer_letter_no", "payload.receiver"}
+
+    # The undecodable bytes name no sender; the three signed-as-police ones are nacked.
+    by_cause = {bus.payload(n).original_message_id: bus.payload(n) for n in nacks}  # type: ignore[attr-defined]
+    assert by_cause[forged.message_id].code == "bad_signature"  # type: ignore[attr-defined]
+    assert by_cause[bad_payload.message_id].code == "invalid_payload"  # type: ignore[attr-defined]
+    assert by_cause[unknown_kind.message_id].code == "unknown_kind"  # type: ignore[attr-defined]
+    assert len(nacks) == 3
+
+
+async def test_refused_route_is_audited_and_nacked_never_delivered(bus: Bus) -> None:
+    regulator = await bus.party("ygh.regulator.planning")
+    # A regulator may not send anything of the criminal chain, let alone to the court.
+    env = regulator.envelope(receipt_payload(), recipients=["ygh.court"], case_id="YGH-9")
+    async with bus.router():
+        await bus.submit(env)
+        nacks = bus.envelopes(await bus.inbox("ygh.regulator.planning", want=1))
+        court = await bus.inbox("ygh.court", want=1, timeout_s=2)
+    assert court == []
+    assert bus.payload(nacks[0]).code == "unauthorized_route"  # type: ignore[attr-defined]
+    pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=2)
+    try:
+        rows = await pool.fetch("SELECT event_kind, leaf FROM audit_entries ORDER BY idx")
+    finally:
+        await pool.close()
+    assert [r["event_kind"] for r in rows] == ["rejected"]
+    leaf = json.loads(rows[0]["leaf"])
+    assert leaf["details"]["code"] == "unauthorized_route"
+    assert leaf["details"]["original_message_id"] == str(env.message_id)
+
+
+async def test_a_duplicate_is_delivered_once_and_a_conflicting_one_is_refused(bus: Bus) -> None:
+    police = await bus.party(POLICE)
+    env = police.envelope(receipt_payload(7), recipients=[BUREAU], case_id="YGH-3")
+    same_id_other_bytes = police.envelope(
+        receipt_payload(8), recipients=[BUREAU], case_id="YGH-3", message_id=env.message_id
+    )
+    async with bus.router():
+        await bus.submit(env)
+        await bus.inbox(BUREAU, want=1)
+        await bus.submit(env, env, same_id_other_bytes)
+        delivered = await bus.inbox(BUREAU, want=2, timeout_s=4)
+        to_police = bus.envelopes(await bus.inbox(POLICE, want=2, settle_s=1.0))
+    assert len(delivered) == 1
+    kinds = sorted(e.kind for e in to_police)
+    assert kinds == ["bus.delivered", "bus.nack"]
+    nack = next(e for e in to_police if e.kind == "bus.nack")
+    assert bus.payload(nack).code == "conflicting_duplicate"  # type: ignore[attr-defined]
+
+
+async def test_tree_heads_reach_the_procuratorate_and_verify(bus: Bus) -> None:
+    from bus.audit.checkpoint import verify_signed_checkpoint
+    from bus.signing import Ed25519Signer
+
+    police = await bus.party(POLICE)
+    async with bus.router():
+        await bus.submit(
+            *(
+                police.envelope(receipt_payload(i), recipients=[BUREAU], case_id=f"YGH-{i}")
+                for i in range(3)
+            )
+        )
+        await bus.inbox(BUREAU, want=3)
+        heads = [
+            e
+            for e in bus.envelopes(await bus.inbox(PROC, want=4, timeout_s=20))
+            if e.kind == "audit.tree_head"
+        ]
+    assert heads, "no tree head reached the procuratorate"
+    head = bus.payload(heads[-1])
+    key = Ed25519Signer.from_file(bus.settings.bus_key_file, agency_id="casebus")
+    cp = verify_signed_checkpoint(
+        head.checkpoint,
+        bus.settings.audit_origin,
+        key.private_key.public_key(),  # type: ignore[attr-defined]
+    )
+    assert cp.size == head.tree_size >= 6  # type: ignore[attr-defined]
+    assert uuid.UUID(str(heads[-1].message_id))
