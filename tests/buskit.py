@@ -167,11 +167,12 @@ class Bus:
             CASEBUS_ROUTER_ID=router_id,
             CASEBUS_CHECKPOINT_INTERVAL_S="1",
             CASEBUS_FAILPOINTS=failpoints,
+            CASEBUS_ROUTER_MAX_BATCH=str(s.router_max_batch),
         )
-        out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-        return subprocess.Popen(
-            [str(Path(sys.executable).parent / "casebus"), "router"],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
+        exe = [str(Path(sys.executable).parent / "casebus"), "router"]
+        if log_file is None:
+            return subprocess.Popen(
+                exe, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        with open(log_file, "ab") as out:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(exe, env=env, stdout=out, stderr=out)

@@ -95,31 +95,32 @@ def _with_db(dsn: str, dbname: str) -> str:
     return f"{base}/{dbname}"
 
 
+async def _admin(infra: Infra, sql: str) -> None:
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 async def template_db(infra: Infra) -> AsyncIterator[str]:
     """A database migrated once per session; each test gets a copy of it."""
     name = f"casebus_tpl_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(infra.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await migrate(_with_db(infra.database_url, name))
-        yield name
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin(infra, f'CREATE DATABASE "{name}"')
+    await migrate(_with_db(infra.database_url, name))
+    yield name
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def database_url(infra: Infra, template_db: str) -> AsyncIterator[str]:
     """A fresh, migrated database of this test's own."""
     name = f"casebus_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(infra.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        yield _with_db(infra.database_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin(infra, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield _with_db(infra.database_url, name)
+    # A fresh connection: fault tests restart PostgreSQL under the test's feet.
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -164,9 +164,7 @@ class Router:
     # -- one batch ------------------------------------------------------------------------------
 
     async def _process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        now = datetime.now(UTC)
-        verdicts = await self._classifier.classify_all(records, now=now)
-        plan = await self._audit_with_retry(verdicts)
+        plan = await self._decide_with_retry(records)
         failpoints.hit("router.after_audit")
         if plan is None:  # stopping while the database was away: nothing was committed
             return
@@ -210,10 +208,15 @@ class Router:
                 offset=v.record.offset,
             )
 
-    async def _audit_with_retry(self, verdicts: list[Verdict]) -> BatchPlan | None:
+    async def _decide_with_retry(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> BatchPlan | None:
+        """Classify and audit a batch; while PostgreSQL is away, wait with backoff (the key
+        store and the audit log both live there) instead of failing or spinning."""
         delay = 0.1
         while True:
             try:
+                verdicts = await self._classifier.classify_all(records, now=datetime.now(UTC))
                 async with self._pool.acquire() as conn, conn.transaction():
                     return await self._audit(conn, verdicts)
             except _PG_ERRORS as e:
@@ -364,16 +367,30 @@ class Router:
                 delay = min(delay * 2, 5.0)
 
     async def _rewind(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """After an aborted transaction, read the batch again from its first offsets."""
+        """After a failed transaction, read again from the committed offsets.
+
+        Not from the batch's first offsets: when the commit reached the broker but its answer
+        was lost, the offsets moved with it, and re-reading the batch would deliver it twice.
+        """
         consumer = self._consumer
         assert consumer is not None
         first: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             first[tp] = min(first.get(tp, r.offset), r.offset)
-        for tp, offset in first.items():
-            if tp in consumer.assignment():
-                consumer.seek(tp, offset)
+        delay = 0.5
+        while True:
+            try:
+                for tp, offset in first.items():
+                    if tp not in consumer.assignment():
+                        continue
+                    committed = await consumer.committed(tp)
+                    consumer.seek(tp, committed if committed is not None else offset)
+                return
+            except KafkaError as e:
+                log.warning("router.rewind_retry", error=repr(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _observe_lag(self) -> None:
         consumer = self._consumer
