@@ -96,12 +96,13 @@ class Bus:
         await self._producer.flush()
 
     async def read(
-        self, topic: str, *, want: int, timeout_s: float = 30, settle_s: float = 0.0
+        self, topic: str | list[str], *, want: int, timeout_s: float = 30, settle_s: float = 0.0
     ) -> list[Record]:
         """Everything committed on a topic, from the start, until ``want`` records arrived (then
         ``settle_s`` more, to catch extras) or the time is up."""
+        topics = [topic] if isinstance(topic, str) else topic
         consumer = AIOKafkaConsumer(
-            topic,
+            *topics,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"reader-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
@@ -112,16 +113,19 @@ class Bus:
         got: list[Record] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        settled: float | None = None
         try:
             while loop.time() < deadline:
                 batch = await consumer.getmany(timeout_ms=300)
                 for records in batch.values():
                     got.extend(records)
                 if len(got) >= want:
-                    if settle_s <= 0:
+                    if settled is None:
+                        if settle_s <= 0:
+                            break
+                        settled = loop.time() + settle_s
+                    elif loop.time() >= settled:
                         break
-                    deadline = min(deadline, loop.time() + settle_s)
-                    settle_s = 0
         finally:
             await consumer.stop()
         return got

@@ -211,3 +211,67 @@ async def test_tree_heads_reach_the_procuratorate_and_verify(bus: Bus) -> None:
     )
     assert cp.size == head.tree_size >= 6  # type: ignore[attr-defined]
     assert uuid.UUID(str(heads[-1].message_id))
+
+
+async def test_every_routing_rule_both_ways_through_the_router(bus: Bus) -> None:
+    """For each kind: its typical route is delivered (with the policy's copies); a route the
+    policy refuses is audited and nacked, and reaches no inbox."""
+    import random
+
+    from bus.agencies import load_registry
+    from bus.models import KINDS
+    from bus.routing import load_policy
+    from bus.samples import SAMPLE_ROUTES, refused_route, sample_envelope
+    from bus.settings import REPO_ROOT
+
+    policy = load_policy(
+        REPO_ROOT / "deploy" / "routing.yaml", load_registry(bus.settings.agencies_file)
+    )
+    rng = random.Random(2026)
+    allowed, refused = {}, {}
+    for n, kind in enumerate(KINDS):
+        sender, recipients = SAMPLE_ROUTES[kind]
+        env = sample_envelope(
+            await bus.party(sender), kind, rng, recipients=recipients, case_id=f"YGH-R-{n:03d}"
+        )
+        allowed[kind] = (
+            env,
+            set(policy.authorize(kind=kind, sender=sender, recipients=recipients).deliver_to),
+        )
+        bad_sender, bad_recipients = refused_route(kind)
+        refused[kind] = sample_envelope(
+            await bus.party(bad_sender),
+            kind,
+            rng,
+            recipients=bad_recipients,
+            case_id=f"YGH-X-{n:03d}",
+        )
+    inboxes = [bus.settings.topic_inbox(a) for a in load_registry(bus.settings.agencies_file).ids()]
+    expected_deliveries = sum(len(to) for _, to in allowed.values())
+    async with bus.router():
+        await bus.submit(*(e for e, _ in allowed.values()), *refused.values())
+        records = await bus.read(
+            inboxes, want=expected_deliveries + 2 * len(KINDS), timeout_s=40, settle_s=2
+        )
+
+    where: dict[object, set[str]] = {}
+    nacked: dict[object, str] = {}
+    prefix = bus.settings.topic_inbox("")
+    for r in records:
+        env = bus.codec.decode_envelope(r.value or b"")
+        where.setdefault(env.message_id, set()).add(r.topic.removeprefix(prefix))
+        if env.kind == "bus.nack":
+            body = bus.payload(env)
+            nacked[body.original_message_id] = body.code  # type: ignore[attr-defined]
+    for kind, (env, to) in allowed.items():
+        assert where.get(env.message_id) == to, f"{kind}: delivered to {where.get(env.message_id)}"
+    for kind, env in refused.items():
+        assert env.message_id not in where, f"{kind}: a refused message was delivered"
+        assert nacked.get(env.message_id) == "unauthorized_route", kind
+    pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=2)
+    try:
+        audited = await pool.fetch("SELECT leaf FROM audit_entries WHERE event_kind = 'rejected'")
+    finally:
+        await pool.close()
+    rejected_ids = {json.loads(r["leaf"])["details"].get("original_message_id") for r in audited}
+    assert {str(e.message_id) for e in refused.values()} <= rejected_ids

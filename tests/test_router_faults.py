@@ -212,3 +212,31 @@ async def test_postgres_stopped_for_ten_seconds_under_load(bus: Bus, tmp_path: P
     retries = log_file.read_text().count("router.audit_retry")
     # It waited with backoff: a handful of retries over ten seconds, not a busy loop.
     assert 3 <= retries <= 60, retries
+
+
+@pytest.mark.timeout(300)
+async def test_two_routers_share_the_partitions_and_survive_one_killed(
+    bus: Bus, tmp_path: Path
+) -> None:
+    police = await bus.party(POLICE)
+    sent = _stream(police, cases=20, per_case=30)
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+    a = bus.router_process(router_id="router-a", log_file=logs["a"])
+    b = bus.router_process(router_id="router-b", log_file=logs["b"])
+    try:
+        load = asyncio.create_task(_load(bus, sent, rate_per_s=150))
+        await asyncio.sleep(3)
+        # Both replicas took part before the kill.
+        assert "router.delivered" in logs["a"].read_text()
+        assert "router.delivered" in logs["b"].read_text()
+        a.kill()
+        assert await _wait(a, 10) == -signal.SIGKILL
+        await asyncio.wait_for(load, 120)
+        await _check_exactly_once_in_order(bus, sent)
+        # A graceful stop finishes the batch in flight and leaves the group.
+        b.send_signal(signal.SIGTERM)
+        assert await _wait(b, 30) == 0
+        assert "router.stopped" in logs["b"].read_text()
+    finally:
+        _stop(a)
+        _stop(b)
