@@ -5,6 +5,8 @@ an alarm the moment the bus publishes a head that does not extend the last one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -16,9 +18,14 @@ from prometheus_client import Counter, Gauge
 from bus.audit.checkpoint import Checkpoint, verify_signed_checkpoint
 from bus.audit.log import AuditLog
 from bus.audit.merkle import verify_consistency
+from bus.codec import default_codec
+from bus.db import Conn
 from bus.errors import CasebusError, ProofError
+from bus.inbox import InboxReader
+from bus.models import Envelope
+from bus.settings import Settings
 
-__all__ = ["DatabaseProofSource", "Monitor", "Observation", "ProofSource"]
+__all__ = ["DatabaseProofSource", "Monitor", "Observation", "ProofSource", "run_monitor"]
 
 log = structlog.get_logger("casebus.audit.monitor")
 
@@ -173,3 +180,40 @@ class Monitor:
         )
         SEEN_SIZE.set(latest or 0)
         log.info("audit.monitor_verified", tree_size=cp.size, root_hash=cp.root_hash.hex())
+
+
+async def run_monitor(
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    log_key: Ed25519PublicKey,
+    proofs: ProofSource,
+    agency_id: str = "ygh.procuratorate",
+    stop_event: asyncio.Event | None = None,
+) -> None:
+    """Follow ``audit.tree_head`` messages in the procuratorate's inbox and check each one.
+
+    Runs in its own consumer group, so it sees every head whatever else reads the inbox.
+    """
+    monitor = Monitor(pool, origin=settings.audit_origin, log_key=log_key, proofs=proofs)
+    codec = default_codec()
+
+    async def handle(conn: Conn, envelope: Envelope, record: object) -> None:
+        if envelope.kind != "audit.tree_head":
+            return
+        _, _, head = codec.decode_payload_model(envelope.payload, kind="audit.tree_head")
+        await monitor.observe(head.checkpoint)  # type: ignore[attr-defined]
+
+    reader = InboxReader(
+        settings, agency_id=agency_id, consumer_name="audit-monitor", handler=handle, pool=pool
+    )
+    task = asyncio.create_task(reader.run())
+    try:
+        if stop_event is None:
+            await task
+        else:
+            await stop_event.wait()
+    finally:
+        await reader.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

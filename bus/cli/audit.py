@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -12,11 +13,13 @@ from typing import Any
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from prometheus_client import start_http_server
 
 from bus.audit.checkpoint import verifier_key_string
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.evidence import BundleError, build_bundle, load_bundle, verify_bundle
 from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.monitor import DatabaseProofSource, run_monitor
 from bus.audit.verify import verify_log
 from bus.db import create_pool
 from bus.errors import CasebusError, ConfigError
@@ -185,3 +188,44 @@ def log_key_cmd(
         )
     else:
         typer.echo(verifier_key_string(settings.audit_origin, public))
+
+
+@app.command("monitor")
+def monitor_cmd(
+    log_key: Path | None = typer.Option(
+        None,
+        "--log-key",
+        exists=True,
+        dir_okay=False,
+        help="The log's public key (PEM); default: the bus key.",
+    ),
+    agency: str = typer.Option("ygh.procuratorate", help="Whose inbox carries the tree heads."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port"),
+) -> None:
+    """Follow audit.tree_head messages and check each against the ones seen before; a split
+    view or a rewritten history raises an alarm (log event, metric, monitor_alarms row)."""
+    settings = load_settings()
+    key = _public_key(log_key, settings)
+    port = metrics_port or settings.metrics_port
+    if port:
+        start_http_server(port, addr="127.0.0.1")
+
+    async def go() -> None:
+        pool = await create_pool(settings.database_url, max_size=4)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await run_monitor(
+                settings,
+                pool=pool,
+                log_key=key,
+                proofs=DatabaseProofSource(pool),
+                agency_id=agency,
+                stop_event=stop,
+            )
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
