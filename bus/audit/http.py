@@ -1,0 +1,76 @@
+"""The audit log's proof service over HTTP, mounted by the procuratorate adapter.
+
+``GET /v1/audit/proofs/{message_id}`` returns an evidence bundle (as ``casebus audit prove``),
+``GET /v1/audit/consistency?from=&to=`` a consistency proof with both checkpoints, and
+``GET /v1/audit/checkpoints/latest`` the latest signed checkpoint. Answers are JSON that a
+verifier checks with the log's public key alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, HTTPException, Query
+
+from bus.audit.evidence import build_bundle
+from bus.audit.log import AuditLog, EntryNotFound
+
+__all__ = ["audit_router"]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def audit_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
+    """The proof endpoints; ``pool()`` gives the bus database's pool at request time."""
+    router = APIRouter(prefix="/v1/audit", tags=["audit"])
+    log = AuditLog()
+
+    @router.get("/proofs/{message_id}", summary="Evidence bundle of one audited event")
+    async def proof(
+        message_id: uuid.UUID,
+        event: Annotated[str, Query(pattern="^[a-z_]+$", max_length=32)] = "accepted",
+        checkpoint: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        try:
+            return await build_bundle(
+                pool(), message_id, event_kind=event, checkpoint_size=checkpoint
+            )
+        except EntryNotFound as e:
+            raise HTTPException(status_code=404, detail=str(e)) from e
+
+    @router.get("/consistency", summary="Consistency proof between two checkpoints")
+    async def consistency(
+        old: Annotated[int, Query(alias="from", ge=1)],
+        new: Annotated[int, Query(alias="to", ge=1)],
+    ) -> dict[str, Any]:
+        if old > new:
+            raise HTTPException(status_code=422, detail="'from' must not exceed 'to'")
+        db = pool()
+        first = await log.checkpoint(db, old)
+        second = await log.checkpoint(db, new)
+        if first is None or second is None:
+            missing = old if first is None else new
+            raise HTTPException(status_code=404, detail=f"no checkpoint of size {missing}")
+        proof = await log.consistency_proof(db, old, new)
+        return {
+            "old_size": old,
+            "new_size": new,
+            "proof": [_b64(p) for p in proof],
+            "old_checkpoint": first.note,
+            "new_checkpoint": second.note,
+        }
+
+    @router.get("/checkpoints/latest", summary="The latest signed checkpoint")
+    async def latest() -> dict[str, Any]:
+        cp = await log.checkpoint(pool())
+        if cp is None:
+            raise HTTPException(status_code=404, detail="no checkpoint yet")
+        return {"tree_size": cp.tree_size, "root_hash": _b64(cp.root_hash), "note": cp.note}
+
+    return router

@@ -1,0 +1,89 @@
+"""The proof service over HTTP, checked with the offline verifiers."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+
+from bus.audit.checkpoint import verify_signed_checkpoint
+from bus.audit.checkpointer import Checkpointer
+from bus.audit.events import message_leaf
+from bus.audit.evidence import verify_bundle
+from bus.audit.http import audit_router
+from bus.audit.log import AuditLog, AuditRecord
+from bus.audit.merkle import verify_consistency
+from bus.models import PAYLOAD_MODELS
+from bus.testing import make_party
+
+ORIGIN = "test.casebus/audit"
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    yield p
+    await p.close()
+
+
+async def test_proofs_and_consistency_over_http_verify_offline(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    party = make_party("ygh.police.bureau", tmp_path)
+    ack = PAYLOAD_MODELS["bus.ack"](
+        original_message_id=uuid.uuid4(),
+        acknowledged_by="ygh.police.bureau",
+        acknowledged_at=datetime.now(UTC),
+    )
+    env = party.envelope(ack, recipients=["ygh.enforcement.bureau"], case_id="YGH-77")
+    leaf = message_leaf(
+        "accepted",
+        message_id=env.message_id,
+        case_id="YGH-77",
+        at=datetime.now(UTC),
+        value=party.value(env),
+        key=party.key_record(),
+    )
+    checkpointer = Checkpointer(pool, origin=ORIGIN, private_key=key)
+    async with pool.acquire() as conn, conn.transaction():
+        await AuditLog().append(conn, [AuditRecord("accepted", env.message_id, "YGH-77", leaf)])
+    await checkpointer.checkpoint()
+    async with pool.acquire() as conn, conn.transaction():
+        await AuditLog().append(
+            conn, [AuditRecord("accepted", uuid.uuid4(), "x", f"{i}".encode()) for i in range(4)]
+        )
+    await checkpointer.checkpoint()
+
+    app = FastAPI()
+    app.include_router(audit_router(lambda: pool))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        bundle = (await client.get(f"/v1/audit/proofs/{env.message_id}")).json()
+        verdict = await verify_bundle(bundle, log_key=key.public_key())
+        assert verdict.tree_size == 5 and verdict.leaf_index == 0
+
+        pinned = (await client.get(f"/v1/audit/proofs/{env.message_id}?checkpoint=1")).json()
+        assert (await verify_bundle(pinned, log_key=key.public_key())).tree_size == 1
+
+        c = (await client.get("/v1/audit/consistency?from=1&to=5")).json()
+        old = verify_signed_checkpoint(c["old_checkpoint"], ORIGIN, key.public_key())
+        new = verify_signed_checkpoint(c["new_checkpoint"], ORIGIN, key.public_key())
+        verify_consistency(
+            1, 5, old.root_hash, new.root_hash, [base64.b64decode(p) for p in c["proof"]]
+        )
+
+        assert (await client.get(f"/v1/audit/proofs/{uuid.uuid4()}")).status_code == 404
+        assert (await client.get("/v1/audit/consistency?from=2&to=5")).status_code == 404
+        assert (await client.get("/v1/audit/consistency?from=5&to=1")).status_code == 422
+        latest = (await client.get("/v1/audit/checkpoints/latest")).json()
+        assert latest["tree_size"] == 5
