@@ -25,6 +25,7 @@ _GROUPS: dict[str, str] = {
     "db": "bus.cli.db",
     "router": "bus.cli.router",
     "demo": "bus.cli.demo",
+    "envelope": "bus.cli.envelope",
     "keys": "bus.cli.keys",
     "schemas": "bus.cli.schemas",
     "sla": "bus.cli.sla",

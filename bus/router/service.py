@@ -115,8 +115,9 @@ class Router:
         return producer
 
     async def start(self) -> None:
-        """Connect to Kafka: the transactional producer first, so a zombie is fenced early."""
-        self._producer = await self._new_producer()
+        """Connect to Kafka: the transactional producer first, so a zombie is fenced early.
+        A broker that is not up yet is waited for, not a reason to die."""
+        self._producer = await self._start_producer_with_retry()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=self._group,
@@ -129,7 +130,15 @@ class Router:
         self._consumer.subscribe(
             [self._settings.topic_submit()], listener=_Revocations(self._batch_lock)
         )
-        await self._consumer.start()
+        delay = 0.5
+        while True:
+            try:
+                await self._consumer.start()
+                break
+            except KafkaError as e:
+                log.warning("router.consumer_start_retry", error=repr(e), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         log.info("router.started", group=self._group, transactional_id=self._txn_id)
 
     def stop(self) -> None:
@@ -168,6 +177,19 @@ class Router:
         failpoints.hit("router.after_audit")
         if plan is None:  # stopping while the database was away: nothing was committed
             return
+        for v in plan.accepted:
+            env = v.envelope
+            assert env is not None
+            log.info(
+                "router.accepted",
+                message_id=str(env.message_id),
+                case_id=env.case_id,
+                kind=env.kind,
+                sender=env.sender,
+                key_id=v.key.key_id if v.key else None,
+                partition=v.record.partition,
+                offset=v.record.offset,
+            )
         offsets = {}
         for r in records:
             offsets[TopicPartition(r.topic, r.partition)] = OffsetAndMetadata(r.offset + 1, "")
@@ -362,7 +384,7 @@ class Router:
             try:
                 return await self._new_producer()
             except KafkaError as e:
-                log.warning("router.producer_restart_failed", error=repr(e))
+                log.warning("router.producer_start_retry", error=repr(e), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

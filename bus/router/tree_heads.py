@@ -113,7 +113,17 @@ class TreeHeadPublisher:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True
         )
-        await producer.start()
+        delay = 0.5
+        while True:
+            try:
+                await producer.start()
+                break
+            except KafkaError as e:
+                if self._stopping.is_set():
+                    return
+                log.warning("audit.tree_head_producer_retry", error=repr(e), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         try:
             while not self._stopping.is_set():
                 try:
