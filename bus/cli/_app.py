@@ -20,6 +20,7 @@ app = typer.Typer(
 # Each module defines ``app`` (a typer.Typer) and is mounted under its group name.
 # Keep this list sorted; one line per group.
 _GROUPS: dict[str, str] = {
+    "adapter": "bus.cli.adapter",
     "agency": "bus.cli.agency",
     "audit": "bus.cli.audit",
     "db": "bus.cli.db",

@@ -1,0 +1,401 @@
+"""The HTTP API every adapter serves (FastAPI), over an :class:`AdapterService`.
+
+No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations,
+which name dependencies local to :func:`create_app`.
+
+``POST /v1/submissions`` takes a department document in the department's vocabulary;
+``GET /v1/inbox`` with ``POST /v1/inbox/{message_id}/ack|reject`` is the pull channel;
+``/healthz``, ``/readyz`` and ``/metrics`` are for operations. Every 4xx body is
+``{"problems": [{"field", "rule", "message", "message_zh", "value"?}, ...]}``.
+"""
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adapters._framework.auth import token_agency
+from adapters._framework.inbound import SubmissionRejected, department_problem
+from adapters._framework.outbound import (
+    DeliveryConflict,
+    DeliveryNotFound,
+    pending_deliveries,
+)
+from adapters._framework.service import AdapterService
+from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
+
+__all__ = ["create_app"]
+
+REQUESTS: Final = Counter(
+    "casebus_adapter_requests_total",
+    "HTTP requests to adapters, by adapter, route and status.",
+    ["adapter", "route", "status"],
+)
+"""Requests by route and status."""
+SUBMIT_LATENCY: Final = Histogram(
+    "casebus_adapter_submission_seconds",
+    "Time to check, sign and queue one accepted submission.",
+    ["adapter"],
+)
+"""Latency of accepted submissions."""
+
+_bearer = HTTPBearer(auto_error=False, description="The department's API token.")
+
+
+class ProblemOut(BaseModel):
+    """One problem, named in the department's vocabulary."""
+
+    field: str
+    rule: str
+    message: str
+    message_zh: str
+    value: Any = None
+
+
+class Problems(BaseModel):
+    """Every problem found with a request."""
+
+    problems: list[ProblemOut]
+
+
+class SubmissionAccepted(BaseModel):
+    """The message id the submission travels under."""
+
+    message_id: uuid.UUID
+
+
+class InboxItem(BaseModel):
+    """One message waiting for the department."""
+
+    cursor: int
+    message_id: uuid.UUID
+    document: dict[str, Any]
+
+
+class InboxPage(BaseModel):
+    """Pending messages after a cursor; pass ``next_cursor`` as ``after`` for the next page."""
+
+    items: list[InboxItem]
+    next_cursor: int
+
+
+class Rejection(BaseModel):
+    """Why the department rejects a message (拒收原因)."""
+
+    jjyy: str = Field(min_length=1, max_length=2000, description="拒收原因 / the reason")
+
+
+class Settled(BaseModel):
+    """The result of an ack or reject."""
+
+    message_id: uuid.UUID
+    state: str
+    changed: bool
+
+
+def _problems(status: int, problems: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse({"problems": problems}, status_code=status)
+
+
+def _submission_schema(service: AdapterService) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        KIND_FIELD: {
+            "type": "string",
+            "enum": service.vocabulary.codes(service.sends),
+            "description": "业务类型 / the message kind",
+        },
+        "ajbh": {"type": "string", "description": "案件编号 / case number"},
+        "jsdw": {"type": "array", "items": {"type": "string"}, "description": "接收单位"},
+    }
+    for name, spec in ENVELOPE_FIELDS.items():
+        if name not in properties and not isinstance(spec, Nested):
+            properties.setdefault(name, {"description": spec})
+    return {
+        "type": "object",
+        "required": [KIND_FIELD, "ajbh", "jsdw"],
+        "properties": properties,
+        "additionalProperties": True,
+    }
+
+
+def create_app(service: AdapterService, *, manage_service: bool = True) -> FastAPI:
+    """The FastAPI app of ``service``; with ``manage_service`` its lifespan starts and stops it."""
+    kind = service.config.adapter_kind
+    max_body = service.config.max_body_bytes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_service:
+            await service.start()
+        try:
+            yield
+        finally:
+            if manage_service:
+                await service.stop()
+
+    app = FastAPI(
+        title=f"casebus {kind} adapter",
+        version="1",
+        description=(
+            "提交本部门业务文书、接收总线消息 / submit documents in the department's vocabulary "
+            "and receive bus messages by webhook or pull."
+        ),
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "other")
+        REQUESTS.labels(adapter=kind, route=path, status=str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            department_problem(
+                ".".join(str(p) for p in e.get("loc", ())[1:]) or "$",
+                str(e.get("type", "invalid")),
+                str(e.get("msg", "invalid")),
+                "请求参数无效",
+            )
+            for e in exc.errors()
+        ]
+        return _problems(422, problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if isinstance(detail, list):
+            return JSONResponse(
+                {"problems": detail}, status_code=exc.status_code, headers=exc.headers
+            )
+        problem = department_problem("$", "http_error", str(detail), str(detail))
+        return JSONResponse(
+            {"problems": [problem]}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    async def agency_of(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(
+                401,
+                [
+                    department_problem(
+                        "Authorization",
+                        "missing_token",
+                        "an API token is required: Authorization: Bearer <token>",
+                        "缺少访问令牌",
+                    )
+                ],
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        agency = await token_agency(service.pool, credentials.credentials)
+        if agency is None:
+            raise HTTPException(
+                401,
+                [
+                    department_problem(
+                        "Authorization",
+                        "invalid_token",
+                        "the API token is unknown or revoked",
+                        "访问令牌无效或已注销",
+                    )
+                ],
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if service.config.agency(agency) is None:
+            raise HTTPException(
+                403,
+                [
+                    department_problem(
+                        "Authorization",
+                        "agency_not_served",
+                        "the token's agency is not served by this adapter",
+                        "本适配器不为该令牌所属单位提供服务",
+                        agency,
+                    )
+                ],
+            )
+        return agency
+
+    Agency = Annotated[str, Depends(agency_of)]
+
+    @app.post(
+        "/v1/submissions",
+        status_code=202,
+        response_model=SubmissionAccepted,
+        responses={
+            200: {"model": SubmissionAccepted, "description": "a replay of an Idempotency-Key"},
+            400: {"model": Problems},
+            401: {"model": Problems},
+            403: {"model": Problems},
+            409: {"model": Problems},
+            413: {"model": Problems},
+            422: {"model": Problems},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _submission_schema(service)}},
+            }
+        },
+        summary="提交业务文书 / submit a document",
+        description=(
+            "Submit one document in the department's vocabulary; `Idempotency-Key` makes a retry "
+            "safe. Envelope fields: "
+            + ", ".join(f"`{k}`" for k in ENVELOPE_FIELDS if k not in ("xxbh", "fssj"))
+            + ".\n\n"
+            + service.vocabulary.describe(service.sends)
+        ),
+    )
+    async def submit(
+        request: Request,
+        agency: Agency,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> Response:
+        started = time.perf_counter()
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            return _too_large(max_body)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                return _too_large(max_body)
+        try:
+            accepted = await service.submitter.submit(
+                agency, bytes(body), idempotency_key=idempotency_key
+            )
+        except SubmissionRejected as e:
+            return _problems(e.status, e.problems)
+        SUBMIT_LATENCY.labels(adapter=kind).observe(time.perf_counter() - started)
+        return JSONResponse(
+            {"message_id": str(accepted.message_id)}, status_code=200 if accepted.replay else 202
+        )
+
+    @app.get(
+        "/v1/inbox",
+        response_model=InboxPage,
+        responses={401: {"model": Problems}, 403: {"model": Problems}},
+        summary="拉取待接收消息 / pull pending messages",
+        description=(
+            "Messages waiting for the department, oldest first; settle each with `ack` or "
+            "`reject`, a case's messages in order.\n\n"
+            + service.vocabulary.describe(service.receives)
+        ),
+    )
+    async def inbox(
+        agency: Agency,
+        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> InboxPage:
+        items = await pending_deliveries(
+            service.pool, agency, after=after, limit=min(limit, service.config.pull_max_limit)
+        )
+        page = [InboxItem.model_validate(i) for i in items]
+        return InboxPage(items=page, next_cursor=page[-1].cursor if page else after)
+
+    async def settle(agency: str, message_id: uuid.UUID, outcome: Any, reason: str | None) -> Any:
+        try:
+            changed = await service.settler.settle(
+                service.pool, agency, message_id, outcome, reason=reason
+            )
+        except DeliveryNotFound as e:
+            return _problems(
+                404, [department_problem("message_id", "not_found", str(e), "没有该消息")]
+            )
+        except DeliveryConflict as e:
+            return _problems(
+                409,
+                [
+                    department_problem(
+                        "message_id", "conflict", str(e), "须先处理同一案件的前序消息或该消息已处理"
+                    )
+                ],
+            )
+        return Settled(message_id=message_id, state=outcome, changed=changed)
+
+    @app.post(
+        "/v1/inbox/{message_id}/ack",
+        response_model=Settled,
+        responses={401: {"model": Problems}, 404: {"model": Problems}, 409: {"model": Problems}},
+        summary="确认接收 / accept a message",
+    )
+    async def ack(agency: Agency, message_id: uuid.UUID) -> Any:
+        return await settle(agency, message_id, "accepted", None)
+
+    @app.post(
+        "/v1/inbox/{message_id}/reject",
+        response_model=Settled,
+        responses={401: {"model": Problems}, 404: {"model": Problems}, 409: {"model": Problems}},
+        summary="拒收 / reject a message, with the reason",
+    )
+    async def reject(agency: Agency, message_id: uuid.UUID, rejection: Rejection) -> Any:
+        return await settle(agency, message_id, "rejected", rejection.jjyy)
+
+    @app.get("/healthz", summary="存活检查 / liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="就绪检查 / PostgreSQL and Kafka reachable")
+    async def readyz() -> JSONResponse:
+        checks = {"postgresql": await _pg_ok(service), "kafka": await _kafka_ok(service)}
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _problems(
+        413,
+        [
+            department_problem(
+                "$",
+                "body_too_large",
+                f"the body exceeds {limit} bytes",
+                f"请求体超过 {limit} 字节上限",
+            )
+        ],
+    )
+
+
+async def _pg_ok(service: AdapterService) -> bool:
+    try:
+        return bool(await asyncio.wait_for(service.pool.fetchval("SELECT 1"), 2.0) == 1)
+    except Exception:
+        return False
+
+
+async def _kafka_ok(service: AdapterService) -> bool:
+    for part in service.relay_bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2.0)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False

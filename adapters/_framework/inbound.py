@@ -1,0 +1,336 @@
+"""Department → bus: check a submitted document, sign it, and queue it in the outbox.
+
+A submission is durable once :meth:`Submitter.submit` returns: its envelope, signed with the
+agency's key, sits in the outbox table, written in the same transaction as the idempotency
+record of its ``Idempotency-Key``. Kafka need not be up; the relay publishes it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import asyncpg
+import structlog
+from pydantic import ValidationError
+
+from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
+from bus.codec import Codec, default_codec
+from bus.errors import CasebusError, Problem, ValidationFailed
+from bus.models import Envelope, PayloadModel, Signature, validate_payload
+from bus.models._problems import problems_from_validation_error
+from bus.outbox import OutboxWriter
+from bus.settings import Settings
+from bus.signing import Signer, sign_envelope
+
+__all__ = ["Accepted", "SubmissionRejected", "Submitter", "department_problem"]
+
+log = structlog.get_logger("casebus.adapter.inbound")
+
+MAX_IDEMPOTENCY_KEY: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A submission in the outbox: its message id, and whether this was a replay of the key."""
+
+    message_id: uuid.UUID
+    replay: bool
+
+
+class SubmissionRejected(CasebusError):
+    """A submission was refused: ``status`` is the HTTP status, ``problems`` every reason."""
+
+    def __init__(self, status: int, problems: list[dict[str, Any]]) -> None:
+        super().__init__(f"{status}: " + "; ".join(str(p.get("message")) for p in problems))
+        self.status = status
+        self.problems = problems
+
+
+def department_problem(
+    field: str, rule: str, message: str, message_zh: str, value: Any = None
+) -> dict[str, Any]:
+    """One problem as a department reads it: its field name, the value, the rule, both languages."""
+    out: dict[str, Any] = {"field": field, "rule": rule, "message": message}
+    out["message_zh"] = message_zh
+    if value is not None:
+        out["value"] = value if isinstance(value, str | int | float | bool) else repr(value)
+    return out
+
+
+def _as_department(problem: Problem, field: str) -> dict[str, Any]:
+    return department_problem(
+        field,
+        problem.rule,
+        problem.message,
+        problem.message_zh or problem.message,
+        problem.value,
+    )
+
+
+class Submitter:
+    """Turns department documents into signed envelopes in the outbox."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        vocabulary: Vocabulary,
+        sends: list[str],
+        signers: Mapping[str, Signer],
+        pool: asyncpg.Pool,
+        codec: Codec | None = None,
+        on_commit: Callable[[str], None] | None = None,
+    ) -> None:
+        self._vocabulary = vocabulary
+        self._sends = list(sends)
+        self._signers = dict(signers)
+        self._pool = pool
+        self._codec = codec or default_codec()
+        self._writer = OutboxWriter(settings, codec=self._codec)
+        self._on_commit = on_commit
+
+    @property
+    def sends(self) -> list[str]:
+        """The kinds departments may submit here."""
+        return list(self._sends)
+
+    async def submit(
+        self, agency_id: str, body: bytes, *, idempotency_key: str | None = None
+    ) -> Accepted:
+        """Check, sign and queue one document for ``agency_id`` (already authenticated)."""
+        signer = self._signers.get(agency_id)
+        if signer is None:
+            raise SubmissionRejected(
+                403,
+                [
+                    department_problem(
+                        "fsdw",
+                        "agency_not_served",
+                        "this adapter does not serve the token's agency",
+                        "本适配器不为该令牌所属单位提供服务",
+                        agency_id,
+                    )
+                ],
+            )
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise SubmissionRejected(
+                400,
+                [
+                    department_problem(
+                        "Idempotency-Key",
+                        "invalid_idempotency_key",
+                        f"the key must have 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                        f"幂等键长度须为 1 至 {MAX_IDEMPOTENCY_KEY} 个字符",
+                    )
+                ],
+            )
+        digest = hashlib.sha256(body).digest()
+        async with self._pool.acquire() as conn:
+            if idempotency_key is not None:
+                earlier = await self._earlier(conn, agency_id, idempotency_key, digest)
+                if earlier is not None:
+                    return earlier
+            envelope = self._envelope(agency_id, body, signer)
+            async with conn.transaction():
+                if idempotency_key is not None:
+                    fresh = await conn.fetchval(
+                        """INSERT INTO adapter_submissions
+                           (agency_id, idempotency_key, body_sha256, message_id, kind, case_id)
+                           VALUES ($1, $2, $3, $4, $5, $6)
+                           ON CONFLICT (agency_id, idempotency_key) DO NOTHING
+                           RETURNING true""",
+                        agency_id,
+                        idempotency_key,
+                        digest,
+                        envelope.message_id,
+                        envelope.kind,
+                        envelope.case_id,
+                    )
+                    if not fresh:  # a concurrent request with the same key won the race
+                        earlier = await self._earlier(conn, agency_id, idempotency_key, digest)
+                        assert earlier is not None
+                        return earlier
+                await self._writer.add(conn, envelope, owner=agency_id)
+        log.info(
+            "adapter.submitted",
+            agency=agency_id,
+            message_id=str(envelope.message_id),
+            case_id=envelope.case_id,
+            kind=envelope.kind,
+        )
+        if self._on_commit is not None:
+            self._on_commit(agency_id)
+        return Accepted(envelope.message_id, replay=False)
+
+    async def _earlier(self, conn: Any, agency_id: str, key: str, digest: bytes) -> Accepted | None:
+        row = await conn.fetchrow(
+            "SELECT body_sha256, message_id FROM adapter_submissions"
+            " WHERE agency_id = $1 AND idempotency_key = $2",
+            agency_id,
+            key,
+        )
+        if row is None:
+            return None
+        if bytes(row["body_sha256"]) != digest:
+            raise SubmissionRejected(
+                409,
+                [
+                    department_problem(
+                        "Idempotency-Key",
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used with another body",
+                        "该幂等键已用于内容不同的提交",
+                        key,
+                    )
+                ],
+            )
+        return Accepted(row["message_id"], replay=True)
+
+    # -- checking and building ------------------------------------------------------------------
+
+    def _envelope(self, agency_id: str, body: bytes, signer: Signer) -> Envelope:
+        doc = _parse(body)
+        voc = self._vocabulary
+        sender = doc.get("fsdw")
+        if sender is not None and sender != agency_id:
+            raise SubmissionRejected(
+                403,
+                [
+                    department_problem(
+                        "fsdw",
+                        "sender_mismatch",
+                        "the token belongs to another agency than fsdw",
+                        "令牌所属单位与发送单位不一致，不得代其他单位提交",
+                        sender,
+                    )
+                ],
+            )
+        code = doc.get(KIND_FIELD)
+        kind = voc.kind_of(code) if isinstance(code, str) else None
+        if kind is None or kind not in self._sends:
+            allowed = "、".join(voc.codes(self._sends))
+            problem = department_problem(
+                KIND_FIELD,
+                "missing" if code is None else "unknown_kind",
+                f"{KIND_FIELD} must be one of: {allowed}",
+                f"业务类型须为其中之一：{allowed}",
+                code,
+            )
+            raise SubmissionRejected(422, [problem])
+        env_fields, payload_fields, raw = voc.split_submission(kind, doc)
+        problems = [_as_department(p, p.path) for p in raw]
+        model: PayloadModel | None = None
+        try:
+            model = validate_payload(kind, payload_fields)
+        except ValidationFailed as e:
+            problems += [_as_department(p, voc.department_path(kind, p.path)) for p in e.problems]
+        payload = b""
+        if model is not None:
+            try:
+                payload = self._codec.encode_payload(kind, model)
+            except ValidationFailed as e:
+                problems += [
+                    _as_department(p, voc.department_path(kind, p.path)) for p in e.problems
+                ]
+        message_id = uuid.uuid4()
+        data: dict[str, Any] = {
+            "message_id": message_id,
+            "kind": kind,
+            "schema_version": model.SCHEMA_VERSION if model is not None else 1,
+            "sender": agency_id,
+            "correlation_id": str(message_id),
+            "sent_at": datetime.now(UTC),
+            "payload": payload,
+            "attachments": [],
+            "signature": Signature(algorithm=signer.algorithm, key_id=signer.key_id, value=b""),
+        }
+        data.update(env_fields)
+        envelope: Envelope | None = None
+        try:
+            envelope = Envelope.model_validate(data)
+        except ValidationError as e:
+            problems += [
+                _as_department(p, voc.department_path(None, p.path, envelope=True))
+                for p in problems_from_validation_error(e)
+            ]
+        if envelope is not None and model is not None:
+            problems += [
+                _as_department(p, voc.department_path(kind, p.path))
+                for p in envelope.check_attachment_refs(model)
+            ]
+        if problems or envelope is None:
+            raise SubmissionRejected(422, problems)
+        return sign_envelope(envelope, signer, codec=self._codec)
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise SubmissionRejected(
+            400,
+            [
+                department_problem(
+                    "$", "invalid_json", f"the body is not JSON: {e}", "请求体不是合法的 JSON"
+                )
+            ],
+        ) from e
+    if isinstance(doc, dict):
+        try:
+            bad = list(_unstorable(doc, ""))
+        except RecursionError:
+            bad = ["$"]
+        if bad:
+            raise SubmissionRejected(
+                422,
+                [
+                    department_problem(
+                        path,
+                        "invalid_characters",
+                        "text may not contain NUL or unpaired surrogate characters",
+                        "文本中不得含有空字符或无效的 Unicode 字符",
+                    )
+                    for path in bad
+                ],
+            )
+    if not isinstance(doc, dict):
+        raise SubmissionRejected(
+            422,
+            [
+                department_problem(
+                    "$", "dict_type", "the body must be a JSON object", "请求体须为 JSON 对象"
+                )
+            ],
+        )
+    return doc
+
+
+def _unstorable(value: Any, path: str) -> Iterator[str]:
+    """Paths of strings (keys included) PostgreSQL and UTF-8 cannot store: NUL, lone surrogates."""
+    if isinstance(value, str):
+        if "\x00" in value or not _utf8(value):
+            yield path or "$"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if "\x00" in key or not _utf8(key):
+                yield path or "$"
+            else:
+                yield from _unstorable(item, sub)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _unstorable(item, f"{path}[{i}]")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

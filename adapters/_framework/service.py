@@ -1,0 +1,229 @@
+"""The running parts of one adapter: pool, signers, outbox relays, inbox readers, deliverers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+import asyncpg
+import structlog
+
+from adapters._framework.config import AdapterConfig
+from adapters._framework.inbound import Submitter
+from adapters._framework.outbound import (
+    Settler,
+    WebhookDeliverer,
+    inbox_handler,
+    record_lateness,
+)
+from adapters._framework.vocabulary import Vocabulary
+from bus.codec import default_codec
+from bus.db import create_pool
+from bus.errors import ConfigError
+from bus.inbox import InboxReader
+from bus.outbox import OutboxRelay
+from bus.registry import add_key
+from bus.settings import Settings
+from bus.signing import Ed25519Signer, PublicKeyRecord
+
+__all__ = ["AdapterService"]
+
+log = structlog.get_logger("casebus.adapter")
+
+
+class AdapterService:
+    """Everything behind one adapter's HTTP API; ``async with`` runs it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: AdapterConfig,
+        *,
+        vocabulary: Vocabulary,
+        sends: list[str],
+        receives: list[str],
+        run_relay: bool = True,
+        run_readers: bool = True,
+        relay_settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.vocabulary = vocabulary
+        self.sends = list(sends)
+        self.receives = list(receives)
+        self._run_relay = run_relay
+        self._run_readers = run_readers
+        self._relay_settings = relay_settings or settings
+        self._codec = default_codec()
+        self._pool: asyncpg.Pool | None = None
+        self._relays: dict[str, OutboxRelay] = {}
+        self._deliverers: dict[str, WebhookDeliverer] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.signers = {
+            a.agency_id: Ed25519Signer.from_file(a.key_file, agency_id=a.agency_id)
+            for a in config.agencies
+        }
+        self.settler = Settler(
+            settings, signers=self.signers, codec=self._codec, on_commit=self._woke
+        )
+        self._submitter: Submitter | None = None
+        self.started = False
+
+    @property
+    def relay_bootstrap(self) -> str:
+        """The Kafka bootstrap the outbox relays publish to."""
+        return self._relay_settings.kafka_bootstrap
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The database pool (after :meth:`start`)."""
+        if self._pool is None:
+            raise ConfigError("the adapter service is not started")
+        return self._pool
+
+    @property
+    def submitter(self) -> Submitter:
+        """Checks and queues submissions (after :meth:`start`)."""
+        if self._submitter is None:
+            raise ConfigError("the adapter service is not started")
+        return self._submitter
+
+    def _woke(self, agency_id: str) -> None:
+        relay = self._relays.get(agency_id)
+        if relay is not None:
+            relay.wake()
+
+    def _stored(self, agency_id: str) -> None:
+        deliverer = self._deliverers.get(agency_id)
+        if deliverer is not None:
+            deliverer.wake()
+
+    async def start(self) -> None:
+        """Connect, register the agencies' keys, start relays, readers and deliverers."""
+        if self.started:
+            return
+        self._stopping.clear()
+        self._pool = await create_pool(
+            self.settings.database_url, min_size=1, max_size=self.config.db_pool_max_size
+        )
+        async with self._pool.acquire() as conn:
+            for agency_id, signer in self.signers.items():
+                await add_key(
+                    conn,
+                    PublicKeyRecord(
+                        key_id=signer.key_id,
+                        agency_id=agency_id,
+                        algorithm=signer.algorithm,
+                        public_key=signer.public_key,
+                        valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+                    ),
+                )
+        self._submitter = Submitter(
+            self.settings,
+            vocabulary=self.vocabulary,
+            sends=self.sends,
+            signers=self.signers,
+            pool=self._pool,
+            codec=self._codec,
+            on_commit=self._woke,
+        )
+        for endpoint in self.config.agencies:
+            agency = endpoint.agency_id
+            if self._run_relay:
+                relay = OutboxRelay(
+                    self._relay_settings,
+                    pool=self._pool,
+                    owner=agency,
+                    poll_interval_s=self.config.relay_poll_interval_s,
+                    backoff_max_s=2.0,
+                    request_timeout_ms=5000,
+                )
+                self._relays[agency] = relay
+                await relay.start()
+            if endpoint.webhook_url:
+                deliverer = WebhookDeliverer(
+                    endpoint, config=self.config, pool=self._pool, settler=self.settler
+                )
+                self._deliverers[agency] = deliverer
+                self._tasks.append(asyncio.create_task(deliverer.run()))
+            else:
+                self._tasks.append(asyncio.create_task(self._watch_pull(agency)))
+            if self._run_readers:
+                self._tasks.append(asyncio.create_task(self._read(agency)))
+        self.started = True
+        log.info("adapter.started", kind=self.config.adapter_kind, agencies=self.config.agency_ids)
+
+    async def _read(self, agency_id: str) -> None:
+        """Keep an inbox reader running; a failed one is replaced after a pause."""
+        failures = 0
+        while not self._stopping.is_set():
+            reader = InboxReader(
+                self.settings,
+                agency_id=agency_id,
+                consumer_name=f"adapter.{agency_id}",
+                handler=inbox_handler(
+                    agency_id, vocabulary=self.vocabulary, codec=self._codec, on_stored=self._stored
+                ),
+                pool=self.pool,
+                codec=self._codec,
+                poll_timeout_ms=200,
+            )
+            task = asyncio.create_task(reader.run())
+            stop = asyncio.create_task(self._stopping.wait())
+            done, _ = await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if task not in done:
+                await reader.stop()  # run() was awaited directly: this only asks it to end
+            try:
+                await task
+                failures = 0
+            except Exception as e:  # the reader gave up: log, pause, start a new one
+                failures += 1
+                log.warning("adapter.reader_failed", agency=agency_id, error=f"{e!r}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), min(30.0, 0.5 * 2**failures))
+
+    async def _watch_pull(self, agency_id: str) -> None:
+        """Lateness metrics for a pull agency."""
+        while not self._stopping.is_set():
+            try:
+                await record_lateness(self.pool, agency_id, self.config.max_wait_s)
+            except Exception as e:
+                log.warning("adapter.lateness_failed", agency=agency_id, error=f"{e!r}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 5.0)
+
+    async def stop(self) -> None:
+        """Stop everything started, then close the pool."""
+        if not self.started:
+            return
+        self._stopping.set()
+        for deliverer in self._deliverers.values():
+            deliverer.stop()
+        tasks, self._tasks = self._tasks, []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for relay in self._relays.values():
+            await relay.stop()
+        self._relays.clear()
+        self._deliverers.clear()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        self.started = False
+        log.info("adapter.stopped", kind=self.config.adapter_kind)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
