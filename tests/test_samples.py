@@ -367,3 +367,10 @@ def test_document_bytes_are_stable_and_typed_by_suffix() -> None:
     assert document_bytes("现场照片.jpg").startswith(b"\xff\xd8\xff")
     with pytest.raises(ValueError, match="suffix"):
         document_bytes("说明.txt")
+
+
+def test_sample_sla_events_name_only_policies_that_exist() -> None:
+    from bus.samples._bus import _POLICIES
+    from bus.sla.policy import load_policies
+
+    assert set(_POLICIES) <= set(load_policies().ids())

@@ -18,12 +18,14 @@ from typer.testing import CliRunner
 
 from bus.errors import ConfigError
 from bus.sla.calendar import SHANGHAI, WorkCalendar
+from bus.sla.fields import policy_field_problems
 from bus.sla.policy import (
     DEFAULT_POLICIES_PATH,
     KINDS,
     PolicyInputError,
     PolicySet,
     UnknownPolicyError,
+    field_value,
     load_policies,
 )
 
@@ -31,7 +33,6 @@ CAL = WorkCalendar(None)
 SHIPPED_IDS = {
     "criminal.transfer_after_approval",
     "criminal.receipt",
-    "criminal.jurisdiction_forward",
     "criminal.filing_decision",
     "criminal.reconsideration_request",
     "criminal.reconsideration_decision",
@@ -100,17 +101,93 @@ def test_criminal_chain_duties_go_to_the_procuratorate(shipped: PolicySet) -> No
             assert policy.notify_procuratorate, policy.id
 
 
+def test_shipped_policies_name_only_fields_and_values_the_payload_models_have(
+    shipped: PolicySet,
+) -> None:
+    assert policy_field_problems(shipped) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"opens_on": {"kind": "supervision.notice", "when": {"demand": "EXPLAIN"}}},
+            "supervision.notice has no field 'demand'",
+        ),
+        (
+            {"opens_on": {"kind": "supervision.notice", "when": {"notice_type": "EXPLAIN"}}},
+            "'EXPLAIN' is not one of ['EXPLAIN_REFUSAL', 'FILE_CASE']",
+        ),
+        (
+            {"opens_on": {"kind": "court.acceptance", "when": {"hearing_required": "yes"}}},
+            "'yes' is not a boolean",
+        ),
+        (
+            {"opens_on": {"kind": "criminal.transfer", "start_field": "approved_at"}},
+            "criminal.transfer has no field 'approved_at'",
+        ),
+        (
+            {"opens_on": {"kind": "criminal.transfer", "start_field": "approval.approver"}},
+            "field 'approval.approver' is not a timestamp",
+        ),
+        ({"from_field": "deadline"}, "clue.handover has no field 'deadline'"),
+        (
+            {
+                "conditional_periods": [
+                    {"when": {"urgent": True}, "period": {"unit": "hours", "amount": 4}}
+                ]
+            },
+            "conditional_periods[0].when: clue.handover has no field 'urgent'",
+        ),
+        (
+            {"moves_on": {"kind": "opinion.delegated", "due_field": "expected_on"}},
+            "opinion.delegated has no field 'expected_on'",
+        ),
+        (
+            {
+                "opens_on": None,
+                "period": None,
+                "match_by": "period",
+                "owner": "enforcement",
+                "waiting": "regulator",
+                "closes_on": ["penalty.feedback"],
+                "schedule": {"every": "month", "due_day": 10, "period_field": "period"},
+            },
+            "penalty.feedback has no field 'period'",
+        ),
+    ],
+)
+def test_a_field_or_enum_value_the_model_lacks_is_a_problem(
+    tmp_path: Path, changes: dict[str, Any], expected: str
+) -> None:
+    policies = load_policies(_write(tmp_path, _policy(**changes)))
+    problems = policy_field_problems(policies)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("test.policy: ")
+    assert expected in problems[0]
+
+
+def test_dotted_field_names_reach_into_nested_records() -> None:
+    payload = {"approval": {"approved_at": "2026-09-29T15:30:00+08:00"}, "note": None}
+    assert field_value(payload, "approval.approved_at") == "2026-09-29T15:30:00+08:00"
+    assert field_value(payload, "approval.approver") is None
+    assert field_value(payload, "note.text") is None
+    assert field_value(payload, "missing") is None
+
+
 def test_transfer_deadline_runs_24_hours_from_approved_at(shipped: PolicySet) -> None:
     policy = shipped.get("criminal.transfer_after_approval")
     sent_at = datetime(2026, 9, 30, 4, tzinfo=UTC)
-    payload = {"approved_at": "2026-09-29T15:30:00+08:00"}
+    payload = {"approval": {"approved_at": "2026-09-29T15:30:00+08:00"}}
     start = policy.start_from(sent_at=sent_at, payload=payload)
     assert start == sh(2026, 9, 29, 15, 30)
     assert policy.due_from(start, payload=payload, calendar=CAL) == sh(2026, 9, 30, 15, 30)
     with pytest.raises(PolicyInputError, match="approved_at"):
         policy.start_from(sent_at=sent_at, payload={})
     with pytest.raises(PolicyInputError, match="approved_at"):
-        policy.start_from(sent_at=sent_at, payload={"approved_at": "2026-09-29T15:30:00"})
+        policy.start_from(
+            sent_at=sent_at, payload={"approval": {"approved_at": "2026-09-29T15:30:00"}}
+        )
 
 
 def test_filing_decision_opens_evidence_handover_or_reconsideration_window_by_decision(
@@ -124,11 +201,37 @@ def test_filing_decision_opens_evidence_handover_or_reconsideration_window_by_de
     assert shipped.opened_by("criminal.filing_decision", {}) == []
 
 
-def test_receipt_opens_filing_review_or_forwarding_by_jurisdiction(shipped: PolicySet) -> None:
-    ours = shipped.opened_by("criminal.receipt", {"outside_jurisdiction": False})
-    theirs = shipped.opened_by("criminal.receipt", {"outside_jurisdiction": True})
-    assert [p.id for p in ours] == ["criminal.filing_decision"]
-    assert [p.id for p in theirs] == ["criminal.jurisdiction_forward"]
+def test_receipt_opens_the_filing_review_that_a_decision_or_a_forward_closes(
+    shipped: PolicySet,
+) -> None:
+    [review] = shipped.opened_by("criminal.receipt", {})
+    assert review.id == "criminal.filing_decision"
+    assert review.start_from(
+        sent_at=datetime(2026, 9, 30, 4, tzinfo=UTC),
+        payload={"received_at": datetime(2026, 9, 29, 2, tzinfo=UTC)},
+    ) == sh(2026, 9, 29, 10)
+    assert review in shipped.closed_by("criminal.filing_decision")
+    assert review in shipped.closed_by("criminal.jurisdiction_forward")
+
+
+def test_supervision_notice_opens_by_notice_type_and_is_due_when_it_says(
+    shipped: PolicySet,
+) -> None:
+    explain = shipped.opened_by("supervision.notice", {"notice_type": "EXPLAIN_REFUSAL"})
+    file = shipped.opened_by("supervision.notice", {"notice_type": "FILE_CASE"})
+    assert [p.id for p in explain] == ["supervision.explanation"]
+    assert [p.id for p in file] == ["supervision.filing"]
+    asked = sh(2026, 10, 9, 18)
+    start = sh(2026, 9, 29, 10)
+    assert explain[0].due_from(start, payload={"due_at": asked}, calendar=CAL) == asked
+    assert explain[0].owner == "police" and file[0].owner == "police"
+
+
+def test_only_an_accepted_application_opens_the_ruling_deadline(shipped: PolicySet) -> None:
+    accepted = shipped.opened_by("court.acceptance", {"decision": "ACCEPTED"})
+    refused = shipped.opened_by("court.acceptance", {"decision": "NOT_ACCEPTED"})
+    assert [p.id for p in accepted] == ["court.ruling"]
+    assert refused == []
 
 
 def test_transfer_opens_transfer_and_receipt_deadlines(shipped: PolicySet) -> None:
@@ -174,8 +277,10 @@ def test_execution_application_window_runs_three_months_from_compliance_deadline
     shipped: PolicySet,
 ) -> None:
     policy = shipped.get("court.execution_application")
-    payload = {"execution_required": True, "compliance_deadline": "2026-02-01"}
-    assert shipped.opened_by("penalty.feedback", payload) == [policy]
+    payload = {"compliance_deadline": date(2026, 2, 1)}
+    opened = shipped.opened_by("court.execution_application", payload)
+    assert [p.id for p in opened] == ["court.execution_application", "court.acceptance"]
+    assert policy.closed_by("court.execution_application")
     start = policy.start_from(sent_at=datetime(2026, 3, 1, tzinfo=UTC), payload=payload)
     assert start == eod(2026, 2, 1)
     assert policy.due_from(start, payload=payload, calendar=CAL) == eod(2026, 5, 6)

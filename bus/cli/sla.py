@@ -1,27 +1,37 @@
-"""``casebus sla``: look at deadline policies and compute due instants by hand.
+"""``casebus sla``: run the SLA engine, see its deadlines, and compute due instants by hand.
 
 ``casebus sla due court.acceptance --start 2026-09-29T10:00:00+08:00`` prints
-``2026-10-12T23:59:59+08:00``. Exit status 2 means the input was refused (unknown policy, a
-start without a UTC offset, a bad ``--field``, a broken policy or holiday file).
+``2026-10-12T23:59:59+08:00``. ``casebus sla run`` runs the engine until SIGTERM;
+``casebus sla status`` prints the open and breached deadlines with the time left. Exit status 2
+means the input was refused (unknown policy, a start without a UTC offset, a bad ``--field``,
+a broken policy, holiday or key file, a bad setting).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from prometheus_client import start_http_server
 
+from bus.db import connect
 from bus.errors import CasebusError
+from bus.settings import load_settings
+from bus.sla.app import DEFAULT_SLA_KEY_FILE, run_sla_engine
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, SHANGHAI, WorkCalendar
+from bus.sla.clock import clock_from_setting
+from bus.sla.deadline import Deadline
 from bus.sla.policy import DEFAULT_POLICIES_PATH, UnknownPolicyError, load_policies
+from bus.sla.store import DeadlineStore
 
 __all__ = ["app"]
 
 app = typer.Typer(
     name="sla",
-    help="Deadline (SLA) policies: list them, compute due instants.",
+    help="Deadlines (SLA): run the engine, show deadlines, list policies, compute due instants.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -48,7 +58,7 @@ HolidaysOption = Annotated[
 
 @app.callback()
 def _group() -> None:
-    """Deadline (SLA) policies: list them, compute due instants."""
+    """Deadlines (SLA): run the engine, show deadlines, list policies, compute due instants."""
 
 
 def _refuse(message: str) -> NoReturn:
@@ -146,3 +156,125 @@ def policies(policies_file: PoliciesOption = DEFAULT_POLICIES_PATH) -> None:
             if policy.from_field:
                 what = f"{policy.from_field}, else {what}"
         typer.echo(f"{policy.id}\t{what}")
+
+
+@app.command("run")
+def run(
+    key_file: Annotated[
+        Path,
+        typer.Option(
+            "--key-file",
+            envvar="CASEBUS_SLA_KEY_FILE",
+            help="The engine's Ed25519 private key (agency casebus.sla); make one with "
+            "`casebus keys generate --agency casebus.sla --out .casebus/keys`.",
+            show_default=True,
+        ),
+    ] = DEFAULT_SLA_KEY_FILE,
+    policies_file: PoliciesOption = DEFAULT_POLICIES_PATH,
+    holidays_file: HolidaysOption = DEFAULT_HOLIDAYS_OVERRIDE_PATH,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve /metrics here (default CASEBUS_METRICS_PORT)."),
+    ] = None,
+) -> None:
+    """Run the SLA engine (inbox, scheduler, outbox relay) until SIGTERM or SIGINT.
+
+    Time comes from CASEBUS_CLOCK (``real``, or ``accelerated:<start>:<rate>`` for drills).
+    """
+    try:
+        settings = load_settings()
+        clock = clock_from_setting(settings.clock)
+    except CasebusError as e:
+        _refuse(str(e))
+    if not key_file.exists():
+        _refuse(
+            f"--key-file {key_file} does not exist; make the engine's key with "
+            f"`casebus keys generate --agency casebus.sla --out {key_file.parent}`"
+        )
+    port = metrics_port or settings.metrics_port
+    if port:
+        start_http_server(port, addr="127.0.0.1")
+    try:
+        asyncio.run(
+            run_sla_engine(
+                settings,
+                key_file=key_file,
+                policies_file=policies_file,
+                holidays_file=holidays_file,
+                clock=clock,
+            )
+        )
+    except CasebusError as e:
+        if getattr(e, "retriable", False):  # e.g. the database is down: a supervisor retries
+            typer.echo(str(e), err=True)
+            raise typer.Exit(1) from e
+        _refuse(str(e))
+
+
+def _span(delta: timedelta) -> str:
+    minutes = int(abs(delta.total_seconds()) // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return f"{days}d {hours:02d}h" if days else f"{hours}h {minutes:02d}m"
+
+
+def _left(deadline: Deadline, now: datetime) -> str:
+    delta = deadline.due_at - now
+    if delta.total_seconds() >= 0:
+        return _span(delta)
+    return f"overdue {_span(delta)}"
+
+
+async def _unclosed(
+    database_url: str, *, agency: str | None, breached_only: bool, limit: int
+) -> list[Deadline]:
+    conn = await connect(database_url)
+    try:
+        return await DeadlineStore().unclosed(
+            conn, agency=agency, breached_only=breached_only, limit=limit
+        )
+    finally:
+        await conn.close()
+
+
+@app.command("status")
+def status(
+    agency: Annotated[
+        str | None,
+        typer.Option("--agency", help="Only deadlines this agency owes or waits for."),
+    ] = None,
+    breached: Annotated[
+        bool, typer.Option("--breached", help="Only breached deadlines still not closed.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 200,
+) -> None:
+    """Print open and breached deadlines, soonest due first, with the time left."""
+    try:
+        settings = load_settings()
+        now = clock_from_setting(settings.clock).now()
+        rows = asyncio.run(
+            _unclosed(settings.database_url, agency=agency, breached_only=breached, limit=limit)
+        )
+    except CasebusError as e:
+        _refuse(str(e))
+    header = ("DEADLINE", "POLICY", "CASE", "OWNER", "WAITING", "STATE", "DUE (+08:00)", "LEFT")
+    table = [header]
+    for d in rows:
+        due = d.due_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        table.append(
+            (
+                str(d.id)[:8],
+                d.policy_id,
+                d.case_id,
+                d.owner_agency,
+                d.waiting_agency,
+                d.state,
+                due,
+                _left(d, now),
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    breached_n = sum(1 for d in rows if d.state == "breached")
+    typer.echo(f"{len(rows)} deadline(s), {breached_n} breached", err=True)

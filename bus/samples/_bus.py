@@ -34,7 +34,6 @@ _DAY = timedelta(days=1)
 # None stands for the regulator of the case.
 _POLICIES: dict[str, tuple[str | None, str | None, timedelta]] = {
     "criminal.receipt": (POLICE, BUREAU, _DAY),
-    "criminal.jurisdiction_forward": (POLICE, BUREAU, _DAY),
     "criminal.filing_decision": (POLICE, BUREAU, 3 * _DAY),
     "criminal.reconsideration_decision": (POLICE, BUREAU, 3 * _DAY),
     "criminal.evidence_handover": (BUREAU, POLICE, 3 * _DAY),

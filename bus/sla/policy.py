@@ -4,7 +4,9 @@ A policy says which message opens a deadline (or that it recurs monthly), which 
 how the due instant is computed, when to warn, who owes the action and who waits, and on which
 legal basis. A bad file raises :class:`~bus.errors.ConfigError` naming the policy id and field.
 Field names in ``start_field``, ``from_field``, ``moves_on.due_field`` and ``when`` are looked
-up in the message payload first, then in the envelope (``sent_at``, ``due_at``).
+up in the message payload first, then in the envelope (``sent_at``, ``due_at``); a dotted name
+(``approval.approved_at``) reaches into a nested record. :mod:`bus.sla.fields` checks every
+such name against the payload models.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "PolicySet",
     "Schedule",
     "UnknownPolicyError",
+    "field_value",
     "load_policies",
 ]
 
@@ -114,8 +117,30 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
+_MISSING: Any = object()
+
+
+def field_value(payload: Mapping[str, Any], name: str) -> Any:
+    """The value at ``name`` in ``payload``; a dotted name (``approval.approved_at``) walks
+    nested records. A field that is absent anywhere along the way reads as ``None``."""
+    value = _walk(payload, name)
+    return None if value is _MISSING else value
+
+
+def _walk(payload: Mapping[str, Any], name: str) -> Any:
+    value: Any = payload
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
 def _matches(when: Mapping[str, Scalar], payload: Mapping[str, Any]) -> bool:
-    return all(key in payload and _same(payload[key], want) for key, want in when.items())
+    return all(
+        (value := _walk(payload, key)) is not _MISSING and _same(value, want)
+        for key, want in when.items()
+    )
 
 
 class Period(_Strict):
@@ -279,7 +304,7 @@ class Policy(_Strict):
         if self.moves_on is None:
             raise PolicyInputError(f"policy {self.id!r} has no moves_on")
         field = self.moves_on.due_field
-        value = payload.get(field)
+        value = field_value(payload, field)
         if value is None:
             raise PolicyInputError(f"policy {self.id!r}: the {self.moves_on.kind} has no {field!r}")
         return self._instant(value, field).astimezone(SHANGHAI)
@@ -309,7 +334,7 @@ class Policy(_Strict):
 
 
 def _lookup(name: str, payload: Mapping[str, Any], envelope: Mapping[str, Any]) -> Any:
-    value = payload.get(name)
+    value = field_value(payload, name)
     return value if value is not None else envelope.get(name)
 
 

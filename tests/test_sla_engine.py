@@ -1,0 +1,756 @@
+"""The SLA engine on the real broker and database: deadlines opened, moved and closed from its
+inbox, warnings and breaches delivered through the router to every party (and audited), sla.met
+in time, exactly one breach across a crash and across replicas, and ``casebus sla status``.
+
+Time is an accelerated clock: one simulated day per real second, from Monday 2 March 2026
+09:00 in Shanghai (no public holiday near), so a 3-day deadline passes in about 4 seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+from buskit import Bus
+from prometheus_client import REGISTRY
+
+from bus.agencies import load_registry
+from bus.audit.log import AuditLog
+from bus.codec import default_codec
+from bus.models import Envelope
+from bus.samples import sample_envelope
+from bus.settings import Settings
+from bus.signing import Ed25519Signer, write_keypair
+from bus.sla.app import run_sla_engine
+from bus.sla.calendar import SHANGHAI, WorkCalendar
+from bus.sla.clock import AcceleratedClock, Clock
+from bus.sla.deadline import SLA_AGENCY, Deadline, deadline_id
+from bus.sla.engine import SlaEngine
+from bus.sla.events import SlaEmitter
+from bus.sla.parties import Parties
+from bus.sla.policy import load_policies
+from bus.sla.scheduler import SlaScheduler
+from bus.sla.store import DeadlineStore
+from bus.testing import Party, make_party
+
+POLICE = "ygh.police.bureau"
+BUREAU = "ygh.enforcement.bureau"
+PROC = "ygh.procuratorate"
+ENV_REGULATOR = "ygh.regulator.environment"
+START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
+RATE = 86_400.0  # one simulated day per real second
+POLICIES = load_policies()
+CALENDAR = WorkCalendar(None)
+store = DeadlineStore()
+
+
+def day(d: int, hh: int = 23, mm: int = 59, ss: int = 59) -> datetime:
+    """An instant of March 2026 in Shanghai."""
+    return datetime(2026, 3, d, hh, mm, ss, tzinfo=SHANGHAI)
+
+
+# --- fixtures and helpers ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
+    b = Bus(provisioned, tmp_path)
+    await b.setup()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+def sla_key(tmp_path: Path) -> Path:
+    return write_keypair(SLA_AGENCY, tmp_path / "sla-key").private_key
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
+    yield pool
+    await pool.close()
+
+
+def make_engine(settings: Settings, sla_key: Path, clock: Clock) -> SlaEngine:
+    emitter = SlaEmitter(settings, signer=Ed25519Signer.from_file(sla_key, agency_id=SLA_AGENCY))
+    return SlaEngine(
+        policies=POLICIES,
+        calendar=CALENDAR,
+        parties=Parties(load_registry(settings.agencies_file)),
+        clock=clock,
+        emitter=emitter,
+    )
+
+
+def bus_payload(envelope: Envelope) -> dict[str, Any]:
+    """An envelope's payload as a dict."""
+    model = default_codec().decode_payload_model(envelope.payload, kind=envelope.kind)[2]
+    return model.model_dump()
+
+
+async def outbox(pool: asyncpg.Pool, kind: str | None = None) -> list[Envelope]:
+    """The envelopes in the outbox, in order, optionally of one kind."""
+    rows = await pool.fetch("SELECT value FROM outbox ORDER BY id")
+    envelopes = [default_codec().decode_envelope(bytes(r["value"])) for r in rows]
+    return [e for e in envelopes if kind is None or e.kind == kind]
+
+
+class FixedClock:
+    """A clock that stands still unless a test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.at = now
+
+    def now(self) -> datetime:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+def send(party: Party, kind: str, rng: random.Random, clock: Clock, **kw: Any) -> Envelope:
+    """A sample ``kind`` from ``party``, sent now by ``clock`` (its times lie shortly before)."""
+    now = clock.now()
+    return sample_envelope(party, kind, rng, now=now, sent_at=now, **kw)
+
+
+class Inboxes:
+    """Everything read_committed in some agencies' inboxes, collected in the background."""
+
+    def __init__(self, bus: Bus, agencies: list[str]) -> None:
+        self._bus = bus
+        self.got: dict[str, list[Envelope]] = {a: [] for a in agencies}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Inboxes:
+        for agency in self.got:
+            consumer = AIOKafkaConsumer(
+                self._bus.settings.topic_inbox(agency),
+                bootstrap_servers=self._bus.settings.kafka_bootstrap,
+                group_id=f"watch-{uuid.uuid4().hex[:8]}",
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            self._tasks.append(asyncio.create_task(self._collect(consumer, agency)))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _collect(self, consumer: AIOKafkaConsumer, agency: str) -> None:
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    self.got[agency].extend(self._bus.envelopes(records))
+        finally:
+            await consumer.stop()
+
+    def sla(self, agency: str, kind: str, policy: str) -> list[Envelope]:
+        """The ``kind`` events about ``policy`` in ``agency``'s inbox."""
+        return [
+            e
+            for e in self.got[agency]
+            if e.kind == kind and self._bus.payload(e).policy_id == policy  # type: ignore[attr-defined]
+        ]
+
+    async def until(self, check: Callable[[], bool], timeout_s: float = 30) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not check():
+            assert loop.time() < deadline, f"timed out; inboxes: {self.summary()}"
+            await asyncio.sleep(0.1)
+
+    def summary(self) -> dict[str, list[str]]:
+        return {a: [e.kind for e in envs] for a, envs in self.got.items()}
+
+
+@contextlib.asynccontextmanager
+async def engine_running(
+    bus: Bus, sla_key: Path, clock: Clock, *, replicas: int = 1
+) -> AsyncIterator[None]:
+    """``replicas`` SLA engines in this process for the block."""
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            run_sla_engine(
+                bus.settings,
+                key_file=sla_key,
+                clock=clock,
+                handle_signals=False,
+                stop_event=stop,
+                scheduler_poll_s=0.1,
+                relay_poll_s=0.1,
+            )
+        )
+        for _ in range(replicas)
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+# --- the engine against the database (no broker) ----------------------------------------------
+
+
+async def test_transfer_and_receipt_open_close_and_open_the_criminal_chain_deadlines(
+    settings: Settings, sla_key: Path, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    bureau = make_party(BUREAU, tmp_path / "keys")
+    police = make_party(POLICE, tmp_path / "keys")
+    clock = FixedClock(START)
+    engine = make_engine(settings, sla_key, clock)
+    rng = random.Random(1)
+    transfer = send(bureau, "criminal.transfer", rng, clock)
+    async with pool.acquire() as conn, conn.transaction():
+        done = await engine.apply(conn, transfer)
+    opened = {d.policy_id: d for d in done.opened}
+    assert set(opened) == {"criminal.transfer_after_approval", "criminal.receipt"}
+    receipt_deadline = opened["criminal.receipt"]
+    assert (receipt_deadline.owner_agency, receipt_deadline.waiting_agency) == (POLICE, BUREAU)
+    assert receipt_deadline.due_at == day(3)  # one calendar day, ends at the end of it
+    assert receipt_deadline.notify_agencies == (PROC,)
+    # The transfer itself closes the 24-hour transfer deadline: it was sent in time.
+    [met] = done.emitted
+    assert (met.kind, met.recipients, met.sender) == ("sla.met", [BUREAU, POLICE], SLA_AGENCY)
+
+    clock.at = START + timedelta(hours=2)
+    receipt = send(
+        police,
+        "criminal.receipt",
+        rng,
+        clock,
+        correlation_id=transfer.correlation_id,
+        case_id=transfer.case_id,
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        again = await engine.apply(conn, transfer)  # the inbox dedups; the engine is safe anyway
+        done = await engine.apply(conn, receipt)
+    assert again.opened == [] and again.emitted == []
+    assert [d.policy_id for d in done.closed] == ["criminal.receipt"]
+    assert [e.kind for e in done.emitted] == ["sla.met"]
+    [filing] = done.opened
+    received_at = bus_payload(receipt)["received_at"]
+    assert filing.policy_id == "criminal.filing_decision"
+    assert filing.start_at == received_at
+    assert filing.due_at == day(5)  # 3 calendar days from the day of receipt
+    assert list(filing.warnings_at) == [
+        received_at + (day(5) - received_at) / 2,
+        day(4),  # one working day before
+    ]
+    assert [e.kind for e in await outbox(pool)] == ["sla.met", "sla.met"]
+
+
+async def test_a_late_step_breaches_once_and_only_the_owing_agency_closes(
+    settings: Settings, sla_key: Path, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    bureau = make_party(BUREAU, tmp_path / "keys")
+    police = make_party(POLICE, tmp_path / "keys")
+    eco = make_party("kmg.police.eco", tmp_path / "keys")
+    clock = FixedClock(START)
+    engine = make_engine(settings, sla_key, clock)
+    rng = random.Random(2)
+    transfer = send(bureau, "criminal.transfer", rng, clock)
+    async with pool.acquire() as conn, conn.transaction():
+        await engine.apply(conn, transfer)
+    clock.at = day(4, 10)  # the receipt was due at the end of 3 March
+    wrong = send(
+        eco,
+        "criminal.receipt",
+        rng,
+        clock,
+        correlation_id=transfer.correlation_id,
+        case_id=transfer.case_id,
+    )
+    late = send(
+        police,
+        "criminal.receipt",
+        rng,
+        clock,
+        correlation_id=transfer.correlation_id,
+        case_id=transfer.case_id,
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        ignored = await engine.apply(conn, wrong)
+        done = await engine.apply(conn, late)
+    assert ignored.closed == []
+    [closed] = [d for d in done.closed if d.policy_id == "criminal.receipt"]
+    assert (closed.state, closed.closed_by) == ("breached", late.message_id)
+    [breach] = done.emitted
+    assert breach.kind == "sla.breach"
+    assert breach.recipients == [POLICE, BUREAU, PROC]
+    assert bus_payload(breach)["occurred_at"] == day(3)
+    # The scheduler finds nothing left to report about it.
+    async with pool.acquire() as conn, conn.transaction():
+        due = await store.claim_due(conn, day(9), limit=50)
+    assert "criminal.receipt" not in {d.policy_id for d in due}
+    assert [e.message_id for e in await outbox(pool, "sla.breach")] == [breach.message_id]
+
+
+async def test_a_notice_to_no_police_agency_is_skipped_not_retried(
+    settings: Settings, sla_key: Path, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    proc = make_party(PROC, tmp_path / "keys")
+    clock = FixedClock(START)
+    engine = make_engine(settings, sla_key, clock)
+    rng = random.Random(3)
+    # Addressed to the bureau only: the registry has two police agencies, so none owes it.
+    notice = send(proc, "supervision.notice", rng, clock, recipients=[BUREAU])
+    to_police = send(proc, "supervision.notice", rng, clock, recipients=[POLICE, BUREAU])
+    labels = {"policy": "supervision.explanation", "reason": "no_party"}
+    before = REGISTRY.get_sample_value("casebus_sla_skipped_total", labels) or 0.0
+    async with pool.acquire() as conn, conn.transaction():
+        skipped = await engine.apply(conn, notice)  # does not raise: the inbox moves on
+        done = await engine.apply(conn, to_police)
+    assert skipped.opened == []
+    assert REGISTRY.get_sample_value("casebus_sla_skipped_total", labels) == before + 1
+    [deadline] = done.opened
+    assert (deadline.owner_agency, deadline.waiting_agency) == (POLICE, PROC)
+    assert deadline.due_at == bus_payload(to_police)["due_at"]  # the notice's own due date
+
+
+async def test_monthly_penalty_feedback_deadlines_open_and_a_report_closes_its_own(
+    settings: Settings, sla_key: Path, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    bureau = make_party(BUREAU, tmp_path / "keys")
+    clock = FixedClock(day(20, 10))
+    engine = make_engine(settings, sla_key, clock)
+    scheduler = make_scheduler(settings, sla_key, pool, clock)
+    await scheduler.tick()
+    await scheduler.tick()  # once a month
+    rows = await pool.fetch(
+        "SELECT owner_agency, waiting_agency, due_at FROM sla_deadlines WHERE policy_id = $1",
+        "penalty.feedback",
+    )
+    regulators = [a.id for a in load_registry(settings.agencies_file).of_kind("regulator")]
+    assert sorted(r["waiting_agency"] for r in rows) == sorted(regulators)
+    assert {r["owner_agency"] for r in rows} == {BUREAU}  # squadrons report through it
+    assert {r["due_at"] for r in rows} == {datetime(2026, 4, 10, 23, 59, 59, tzinfo=SHANGHAI)}
+    report = send(
+        bureau,
+        "penalty.feedback",
+        random.Random(4),
+        clock,
+        recipients=["ygh.regulator.planning"],
+        period_start=datetime(2026, 3, 1).date(),
+        period_end=datetime(2026, 3, 20).date(),
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        done = await engine.apply(conn, report)
+    assert [(d.waiting_agency, d.state) for d in done.closed] == [("ygh.regulator.planning", "met")]
+
+
+def make_scheduler(
+    settings: Settings, sla_key: Path, pool: asyncpg.Pool, clock: Clock, **kw: Any
+) -> SlaScheduler:
+    emitter = SlaEmitter(settings, signer=Ed25519Signer.from_file(sla_key, agency_id=SLA_AGENCY))
+    return SlaScheduler(
+        pool=pool,
+        emitter=emitter,
+        clock=clock,
+        policies=POLICIES,
+        parties=Parties(load_registry(settings.agencies_file)),
+        calendar=CALENDAR,
+        **kw,
+    )
+
+
+async def test_two_scheduler_replicas_emit_each_warning_and_breach_once(
+    settings: Settings, sla_key: Path, pool: asyncpg.Pool
+) -> None:
+    n = 400
+    rows = [
+        Deadline(
+            id=deadline_id("criminal.filing_decision", opened),
+            policy_id="criminal.filing_decision",
+            case_id=f"YGH-2026-{i:04d}",
+            correlation_id=str(opened),
+            opened_by=opened,
+            opened_kind="criminal.receipt",
+            opened_at=START,
+            start_at=START,
+            due_at=START + timedelta(hours=2 + i % 7),
+            owner_agency=POLICE,
+            waiting_agency=BUREAU,
+            notify_procuratorate=True,
+            notify_agencies=(PROC,),
+            warnings_at=(START + timedelta(hours=1), START + timedelta(hours=1, minutes=30)),
+        )
+        for i, opened in enumerate(uuid.uuid4() for _ in range(n))
+    ]
+    async with pool.acquire() as conn:
+        await store.insert_many(conn, rows)
+    clock = FixedClock(START + timedelta(hours=1, minutes=10))
+    a = make_scheduler(settings, sla_key, pool, clock, batch_size=15)
+    b = make_scheduler(settings, sla_key, pool, clock, batch_size=15)
+    first = await asyncio.gather(a.tick(), b.tick())  # the first warning, n of them
+    clock.at = START + timedelta(hours=12)  # past every warning and every due instant
+    second = await asyncio.gather(a.tick(), b.tick(), a.tick(), b.tick())
+    assert sum(r.warnings for r in first) == n
+    assert all(r.warnings > 0 for r in first), "both replicas should have claimed work"
+    assert sum(r.breaches for r in second) == n and sum(r.warnings for r in second) == 0
+    events = await outbox(pool)
+    assert Counter(e.kind for e in events) == {"sla.warning": n, "sla.breach": n}
+    assert Counter(bus_payload(e)["deadline_id"] for e in events) == {str(d.id): 2 for d in rows}
+    states = await pool.fetch(
+        "SELECT state, count(*) AS n FROM sla_deadlines WHERE policy_id = $1 GROUP BY state",
+        "criminal.filing_decision",
+    )
+    assert [(r["state"], r["n"]) for r in states] == [("breached", n)]
+
+
+# --- end to end: the router delivers what the engine emits -------------------------------------
+
+
+async def test_transfer_without_filing_decision_warns_then_breach_reaches_all_three_and_audit(
+    bus: Bus, sla_key: Path
+) -> None:
+    bureau, police = await bus.party(BUREAU), await bus.party(POLICE)
+    clock = AcceleratedClock(START, RATE)
+    rng = random.Random(10)
+    policy = "criminal.filing_decision"
+    async with (
+        Inboxes(bus, [BUREAU, POLICE, PROC]) as inboxes,
+        bus.router(),
+        engine_running(bus, sla_key, clock, replicas=2),
+    ):
+        transfer = send(bureau, "criminal.transfer", rng, clock)
+        receipt = send(
+            police,
+            "criminal.receipt",
+            rng,
+            clock,
+            correlation_id=transfer.correlation_id,
+            case_id=transfer.case_id,
+        )
+        await bus.submit(transfer, receipt)
+        await inboxes.until(
+            lambda: all(inboxes.sla(a, "sla.breach", policy) for a in (BUREAU, POLICE, PROC)),
+            timeout_s=45,
+        )
+        await asyncio.sleep(1.5)  # anything extra would show up now
+    for agency in (BUREAU, POLICE):
+        warnings = inboxes.sla(agency, "sla.warning", policy)
+        assert len(warnings) == 2, agency  # half time, then one working day before
+        assert len(inboxes.sla(agency, "sla.breach", policy)) == 1, agency
+    [breach] = inboxes.sla(PROC, "sla.breach", policy)
+    assert inboxes.sla(PROC, "sla.warning", policy) == []  # warnings go to the parties only
+    body = bus.payload(breach)
+    assert (body.owner_agency, body.waiting_agency) == (POLICE, BUREAU)  # type: ignore[attr-defined]
+    assert body.due_at == day(5) and body.opened_by == receipt.message_id  # type: ignore[attr-defined]
+    assert (breach.sender, breach.recipients) == (SLA_AGENCY, [POLICE, BUREAU, PROC])
+    warning_times = [bus.payload(w).occurred_at for w in inboxes.sla(POLICE, "sla.warning", policy)]  # type: ignore[attr-defined]
+    assert warning_times[1] == day(4)
+    # Both the receipt and the transfer deadline were met, each reported once.
+    assert len(inboxes.sla(BUREAU, "sla.met", "criminal.receipt")) == 1
+    assert len(inboxes.sla(BUREAU, "sla.met", "criminal.transfer_after_approval")) == 1
+    pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=2)
+    try:
+        for event in (breach, *inboxes.sla(POLICE, "sla.warning", policy)):
+            assert await AuditLog().entry(pool, event.message_id, "accepted")
+            assert await AuditLog().entry(pool, event.message_id, "delivered")
+        [row] = await store.opened_by(pool, receipt.message_id)
+        assert (row.state, row.warnings_sent, row.breach_emitted_at is not None) == (
+            "breached",
+            2,
+            True,
+        )
+    finally:
+        await pool.close()
+
+
+async def test_a_filing_decision_in_time_is_met_and_never_breached(bus: Bus, sla_key: Path) -> None:
+    bureau, police = await bus.party(BUREAU), await bus.party(POLICE)
+    clock = AcceleratedClock(START, RATE)
+    rng = random.Random(11)
+    policy = "criminal.filing_decision"
+    async with (
+        Inboxes(bus, [BUREAU, POLICE]) as inboxes,
+        bus.router(),
+        engine_running(bus, sla_key, clock),
+    ):
+        transfer = send(bureau, "criminal.transfer", rng, clock)
+        receipt = send(
+            police,
+            "criminal.receipt",
+            rng,
+            clock,
+            correlation_id=transfer.correlation_id,
+            case_id=transfer.case_id,
+        )
+        await bus.submit(transfer, receipt)
+        await inboxes.until(lambda: bool(inboxes.sla(BUREAU, "sla.met", "criminal.receipt")))
+        decision = send(
+            police,
+            "criminal.filing_decision",
+            rng,
+            clock,
+            correlation_id=transfer.correlation_id,
+            case_id=transfer.case_id,
+            causation_id=str(receipt.message_id),
+            decision="FILED",
+        )
+        await bus.submit(decision)
+        await inboxes.until(lambda: bool(inboxes.sla(BUREAU, "sla.met", policy)))
+        await clock.sleep((day(6, 12) - clock.now()).total_seconds())  # well past the due instant
+    assert inboxes.sla(BUREAU, "sla.breach", policy) == []
+    assert inboxes.sla(POLICE, "sla.breach", policy) == []
+    [met] = inboxes.sla(POLICE, "sla.met", policy)
+    assert bus.payload(met).closed_by == decision.message_id  # type: ignore[attr-defined]
+    assert met.causation_id == str(decision.message_id)
+
+
+async def test_opinion_delegated_moves_the_opinion_deadline_to_its_expected_at(
+    bus: Bus, sla_key: Path
+) -> None:
+    bureau, regulator = await bus.party(BUREAU), await bus.party(ENV_REGULATOR)
+    clock = AcceleratedClock(START, RATE)
+    rng = random.Random(12)
+    policy = "opinion.response"
+    asked = day(4, 18, 0, 0)
+    async with (
+        Inboxes(bus, [BUREAU, ENV_REGULATOR]) as inboxes,
+        bus.router(),
+        engine_running(bus, sla_key, clock),
+    ):
+        request = send(
+            bureau, "opinion.request", rng, clock, recipients=[ENV_REGULATOR], due_at=asked
+        )
+        await bus.submit(request)
+        pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=2)
+        try:
+            for _ in range(100):
+                opened = await store.opened_by(pool, request.message_id)
+                if opened:
+                    break
+                await asyncio.sleep(0.05)
+            [deadline] = opened
+            assert deadline.due_at == asked  # the request's own due_at
+            delegated = send(
+                regulator,
+                "opinion.delegated",
+                rng,
+                clock,
+                recipients=[BUREAU],
+                correlation_id=request.correlation_id,
+                case_id=request.case_id,
+                causation_id=str(request.message_id),
+                expected_at=day(25, 17, 30, 0),
+            )
+            await bus.submit(delegated)
+            for _ in range(100):
+                [moved] = await store.opened_by(pool, request.message_id)
+                if moved.moves:
+                    break
+                await asyncio.sleep(0.05)
+            await clock.sleep((day(5, 12) - clock.now()).total_seconds())  # past the first due
+            [after] = await store.opened_by(pool, request.message_id)
+        finally:
+            await pool.close()
+    assert (moved.due_at, moved.moved_by, moved.state) == (
+        day(25, 17, 30, 0),
+        delegated.message_id,
+        "open",
+    )
+    assert after.state == "open"
+    assert inboxes.sla(ENV_REGULATOR, "sla.breach", policy) == []
+    # The new period's warnings: half-way from the start, and two working days before.
+    assert list(moved.warnings_at) == [
+        deadline.start_at + (day(25, 17, 30, 0) - deadline.start_at) / 2,
+        day(23, 17, 30, 0),
+    ]
+
+
+# --- a crash between "due" and "emitted" --------------------------------------------------------
+
+
+def _engine_env(bus: Bus, *, start: datetime, failpoints: str = "") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
+    s = bus.settings
+    env.update(
+        CASEBUS_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
+        CASEBUS_DATABASE_URL=s.database_url,
+        CASEBUS_TOPIC_PREFIX=s.topic_prefix,
+        CASEBUS_CLOCK=f"accelerated:{start.isoformat()}:{RATE:g}",
+        CASEBUS_FAILPOINTS=failpoints,
+    )
+    return env
+
+
+def _engine_process(
+    bus: Bus, casebus_exe: Path, sla_key: Path, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [str(casebus_exe), "sla", "run", "--key-file", str(sla_key)],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+@pytest.mark.parametrize("point", ["sla.breach.before_commit", "sla.breach.after_commit"])
+async def test_a_crash_around_the_breach_emits_it_exactly_once_after_restart(
+    bus: Bus,
+    sla_key: Path,
+    casebus_exe: Path,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+    point: str,
+) -> None:
+    bureau = await bus.party(BUREAU)
+    clock = AcceleratedClock(START, RATE)  # the test's idea of simulated time
+    policy = "criminal.receipt"
+    log = tmp_path / "engine.log"
+    transfer = send(bureau, "criminal.transfer", random.Random(13), clock)
+    async with Inboxes(bus, [BUREAU, POLICE, PROC]) as inboxes, bus.router():
+        first = _engine_process(
+            bus, casebus_exe, sla_key, _engine_env(bus, start=START, failpoints=f"{point}:1"), log
+        )
+        processes.append(first)
+        await bus.submit(transfer)
+        # The receipt is due at the end of 3 March; the engine dies at its breach.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 45
+        while first.poll() is None:
+            assert loop.time() < until, log.read_text()
+            await asyncio.sleep(0.1)
+        assert first.returncode == -signal.SIGKILL, log.read_text()
+        pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=2)
+        try:
+            row = await store.get(pool, deadline_id(policy, transfer.message_id))
+            assert row is not None
+            emitted = len(await outbox(pool, "sla.breach"))
+            if point.endswith("before_commit"):
+                assert (row.state, emitted) == ("open", 0)  # rolled back with the crash
+            else:
+                assert (row.state, emitted) == ("breached", 1)  # committed, not yet published
+            restart_at = max(clock.now(), day(4, 0, 0, 0))
+            second = _engine_process(
+                bus, casebus_exe, sla_key, _engine_env(bus, start=restart_at), log
+            )
+            processes.append(second)
+            await inboxes.until(
+                lambda: all(inboxes.sla(a, "sla.breach", policy) for a in (BUREAU, POLICE, PROC)),
+                timeout_s=45,
+            )
+            await asyncio.sleep(2.0)  # time for a second copy to show up, if there were one
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(second.wait, 20) == 0, log.read_text()
+            row = await store.get(pool, deadline_id(policy, transfer.message_id))
+            breaches = await outbox(pool, "sla.breach")
+        finally:
+            await pool.close()
+    assert row is not None and row.state == "breached"
+    [breach] = breaches
+    for agency in (BUREAU, POLICE, PROC):
+        delivered = inboxes.sla(agency, "sla.breach", policy)
+        assert [e.message_id for e in delivered] == [breach.message_id], inboxes.summary()
+
+
+async def test_status_lists_open_and_breached_deadlines_with_time_left(
+    settings: Settings, sla_key: Path, pool: asyncpg.Pool, casebus_exe: Path, tmp_path: Path
+) -> None:
+    bureau = make_party(BUREAU, tmp_path / "keys")
+    clock = FixedClock(START)
+    engine = make_engine(settings, sla_key, clock)
+    transfer = send(bureau, "criminal.transfer", random.Random(14), clock)
+    async with pool.acquire() as conn, conn.transaction():
+        await engine.apply(conn, transfer)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
+    env.update(
+        CASEBUS_DATABASE_URL=settings.database_url,
+        CASEBUS_CLOCK=f"accelerated:{day(2, 12, 0, 0).isoformat()}:1",
+    )
+    done = subprocess.run(
+        [casebus_exe, "sla", "status", "--agency", POLICE], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()
+    assert header.split()[:3] == ["DEADLINE", "POLICY", "CASE"]
+    assert "criminal.receipt" in row and "open" in row and "2026-03-03 23:59" in row
+    assert row.endswith("1d 11h")
+    env["CASEBUS_CLOCK"] = f"accelerated:{day(4, 12, 0, 0).isoformat()}:1"
+    overdue = subprocess.run(
+        [casebus_exe, "sla", "status"], env=env, capture_output=True, text=True
+    )
+    assert "overdue 0d" not in overdue.stdout and "overdue 12h 00m" in overdue.stdout
+    breached = subprocess.run(
+        [casebus_exe, "sla", "status", "--breached"], env=env, capture_output=True, text=True
+    )
+    assert breached.stdout.splitlines()[1:] == []  # the scheduler has not run: still open
+
+
+# --- running it, and watching it ---------------------------------------------------------------
+
+
+def test_run_refuses_a_missing_key_file_naming_the_command_that_makes_one(
+    casebus_exe: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "keys" / "casebus.sla.key.pem"
+    done = subprocess.run(
+        [casebus_exe, "sla", "run", "--key-file", str(missing)],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "casebus keys generate --agency casebus.sla" in done.stderr
+
+
+def test_alert_rules_are_prometheus_rule_groups_on_metrics_the_engine_exports() -> None:
+    import re
+
+    import yaml
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from bus.settings import REPO_ROOT
+    from bus.sla import metrics
+
+    rules = yaml.safe_load(
+        (REPO_ROOT / "deploy" / "prometheus" / "sla-rules.yaml").read_text(encoding="utf-8")
+    )
+    exported = {
+        m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)
+    }
+    [group] = rules["groups"]
+    assert group["name"] and group["rules"]
+    for rule in group["rules"]:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+        assert rule["alert"].startswith("CasebusSla") and rule["expr"], rule
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule
+        assert rule["annotations"]["summary"], rule
+        for name in re.findall(r"casebus_sla_[a-z_]+", rule["expr"]):
+            base = re.sub(r"_(total|bucket|count|sum)$", "", name)
+            assert base in exported, (rule["alert"], name)
