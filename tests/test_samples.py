@@ -373,4 +373,4 @@ def test_sample_sla_events_name_only_policies_that_exist() -> None:
     from bus.samples._bus import _POLICIES
     from bus.sla.policy import load_policies
 
-    assert set(_POLICIES) <= set(load_policies().ids())
+    assert set(_POLICIES) <= set(load_policies().ids)
