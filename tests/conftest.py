@@ -19,6 +19,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from bus.agencies import load_registry
 from bus.db import migrate
@@ -124,9 +126,13 @@ async def database_url(infra: Infra, template_db: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings(infra: Infra, database_url: str) -> Settings:
-    """Settings that point at the real infrastructure, with a topic prefix of this test's own."""
-    return load_settings(
+async def settings(infra: Infra, database_url: str) -> AsyncIterator[Settings]:
+    """Settings that point at the real infrastructure, with a topic prefix of this test's own.
+
+    The test's topics are deleted afterwards: a broker keeps files open per partition, and a
+    suite that left thousands behind ran the local broker out of file descriptors.
+    """
+    s = load_settings(
         kafka_bootstrap=infra.kafka_bootstrap,
         database_url=database_url,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}",
@@ -134,6 +140,21 @@ def settings(infra: Infra, database_url: str) -> Settings:
         topic_replication=1,
         log_format="console",
     )
+    yield s
+    await _delete_topics(s)
+
+
+async def _delete_topics(s: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    try:
+        await admin.start()
+        mine = [t for t in await admin.list_topics() if t.startswith(f"{s.topic_prefix}.")]
+        if mine:
+            await admin.delete_topics(mine)
+    except KafkaError:
+        pass  # a test that broke the broker on purpose; the next run's prefix differs anyway
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

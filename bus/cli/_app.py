@@ -21,6 +21,7 @@ app = typer.Typer(
 # Keep this list sorted; one line per group.
 _GROUPS: dict[str, str] = {
     "adapter": "bus.cli.adapter",
+    "acl": "bus.cli.acl",
     "agency": "bus.cli.agency",
     "audit": "bus.cli.audit",
     "db": "bus.cli.db",

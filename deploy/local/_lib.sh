@@ -54,3 +54,22 @@ print_exports() {
   echo "export CASEBUS_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
   echo "export CASEBUS_DATABASE_URL=postgresql://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB"
 }
+
+# Brokers 2..N of `up --brokers N` live in $KDIR/node-<i>/ (broker 1 is the one above).
+extra_nodes() { ls -d "$KDIR"/node-* 2>/dev/null || true; }
+
+node_pid() {
+  local dir="$1" pid
+  pid="$(cat "$dir/kafka.pid" 2>/dev/null || true)"
+  if pid_alive "$pid" && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $dir/server.properties"; then
+    echo "$pid"
+  fi
+}
+
+stop_pid() {
+  local pid="$1" what="$2"
+  log "stopping $what (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do pid_alive "$pid" || break; sleep 0.5; done
+  if pid_alive "$pid"; then log "$what did not stop in 30 s; killing it"; kill -KILL "$pid" 2>/dev/null || true; fi
+}

@@ -1,0 +1,97 @@
+"""``casebus acl``: Kafka ACLs derived from the agency registry and the routing policy."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from bus.acl import (
+    SecurityProtocol,
+    apply_acls,
+    client_security,
+    plan_acls,
+    render_json,
+    render_strimzi_users,
+    render_text,
+)
+from bus.agencies import load_registry
+from bus.errors import ConfigError, TransportError
+from bus.routing import DEFAULT_POLICY_PATH, load_policy
+from bus.settings import load_settings
+
+app = typer.Typer(help="Kafka ACLs.", no_args_is_help=True)
+
+
+@app.command("plan")
+def plan_cmd(
+    policy_file: Path = typer.Option(
+        DEFAULT_POLICY_PATH, "--policy", help="The routing policy file."
+    ),
+    fmt: str = typer.Option(
+        "text", "--format", help="text | json | strimzi (KafkaUser manifests)."
+    ),
+    cluster: str = typer.Option("casebus", "--cluster", help="Strimzi Kafka cluster name."),
+    namespace: str = typer.Option("casebus", "--namespace", help="Kubernetes namespace."),
+) -> None:
+    """Print every ACL binding, per principal; changes nothing."""
+    if fmt not in ("text", "json", "strimzi"):
+        typer.echo(f"--format {fmt!r}: choose text, json or strimzi", err=True)
+        raise typer.Exit(2)
+    settings = load_settings()
+    try:
+        registry = load_registry(settings.agencies_file)
+        plan = plan_acls(registry, load_policy(policy_file, registry), prefix=settings.topic_prefix)
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from e
+    if fmt == "json":
+        typer.echo(render_json(plan), nl=False)
+    elif fmt == "strimzi":
+        typer.echo(render_strimzi_users(plan, cluster=cluster, namespace=namespace), nl=False)
+    else:
+        typer.echo(render_text(plan), nl=False)
+
+
+@app.command("apply")
+def apply_cmd(
+    policy_file: Path = typer.Option(
+        DEFAULT_POLICY_PATH, "--policy", help="The routing policy file."
+    ),
+    protocol: str = typer.Option(
+        "SASL_SSL",
+        "--security-protocol",
+        envvar="CASEBUS_KAFKA_SECURITY_PROTOCOL",
+        help="PLAINTEXT | SASL_SSL.",
+    ),
+    username: str | None = typer.Option(
+        None, "--username", envvar="CASEBUS_KAFKA_SASL_USERNAME", help="A super user."
+    ),
+    password_file: Path | None = typer.Option(
+        None,
+        "--password-file",
+        envvar="CASEBUS_KAFKA_SASL_PASSWORD_FILE",
+        help="File holding that user's password (never pass a password itself).",
+    ),
+    ca_file: Path | None = typer.Option(
+        None, "--ca-file", envvar="CASEBUS_KAFKA_CA_FILE", help="CA that signed the broker."
+    ),
+) -> None:
+    """Create every binding of the plan on the cluster at CASEBUS_KAFKA_BOOTSTRAP."""
+    if protocol not in ("PLAINTEXT", "SASL_SSL"):
+        typer.echo(f"--security-protocol {protocol!r}: choose PLAINTEXT or SASL_SSL", err=True)
+        raise typer.Exit(2)
+    proto: SecurityProtocol = "SASL_SSL" if protocol == "SASL_SSL" else "PLAINTEXT"
+    settings = load_settings()
+    try:
+        registry = load_registry(settings.agencies_file)
+        plan = plan_acls(registry, load_policy(policy_file, registry), prefix=settings.topic_prefix)
+        security = client_security(
+            protocol=proto, username=username, password_file=password_file, ca_file=ca_file
+        )
+        done = asyncio.run(apply_acls(plan, bootstrap=settings.kafka_bootstrap, security=security))
+    except (ConfigError, TransportError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    typer.echo(f"applied {len(done)} ACL bindings for {len(plan.principals)} principals")

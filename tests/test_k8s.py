@@ -1,0 +1,221 @@
+"""The Kubernetes manifests in deploy/k8s, checked structurally (no cluster needed).
+
+Every file parses; kinds and apiVersions are ones the cluster knows (core, apps, batch, Strimzi
+v1beta2); the Kafka cluster has 3 KRaft nodes, RF 3 and min.insync.replicas 2 and no plaintext
+listener; every topic of ``casebus topics ensure`` is a KafkaTopic with 3 replicas; every
+principal of ``casebus acl plan`` is a KafkaUser with exactly the plan's ACLs; each service
+connects as its own user; no password is written in a manifest.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bus.acl import ROUTER_PRINCIPAL, SLA_PRINCIPAL, plan_acls
+from bus.agencies import load_registry
+from bus.routing import DEFAULT_POLICY_PATH, load_policy
+from bus.settings import REPO_ROOT, Settings
+from bus.topics import planned_topics
+
+K8S = REPO_ROOT / "deploy" / "k8s"
+REGISTRY = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")
+PLAN = plan_acls(REGISTRY, load_policy(DEFAULT_POLICY_PATH, REGISTRY))
+API = {
+    "Namespace": "v1",
+    "Service": "v1",
+    "Deployment": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "Job": "batch/v1",
+    "Kafka": "kafka.strimzi.io/v1beta2",
+    "KafkaNodePool": "kafka.strimzi.io/v1beta2",
+    "KafkaTopic": "kafka.strimzi.io/v1beta2",
+    "KafkaUser": "kafka.strimzi.io/v1beta2",
+}
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _docs() -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if doc is not None:
+                out.append((path, doc))
+    return out
+
+
+DOCS = _docs()
+
+
+def _of(kind: str) -> list[dict[str, Any]]:
+    return [d for _, d in DOCS if d["kind"] == kind]
+
+
+def _workloads() -> list[dict[str, Any]]:
+    return _of("Deployment") + _of("StatefulSet") + _of("Job")
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_every_manifest_has_a_known_kind_apiversion_and_a_legal_name() -> None:
+    assert len(DOCS) > 40
+    for path, doc in DOCS:
+        assert doc["kind"] in API, (path.name, doc["kind"])
+        assert doc["apiVersion"] == API[doc["kind"]], (path.name, doc["kind"])
+        name = doc["metadata"]["name"]
+        assert DNS1123.match(name) and len(name) <= 253, name
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "casebus", (path.name, name)
+    names = [(d["kind"], d["metadata"]["name"]) for _, d in DOCS]
+    assert len(names) == len(set(names)), "a kind/name pair appears twice"
+
+
+def test_the_generated_manifests_are_up_to_date() -> None:
+    run = subprocess.run(
+        [sys.executable, str(K8S / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def test_kafka_is_three_kraft_nodes_with_rf3_min_isr2_and_only_a_scram_tls_listener() -> None:
+    (kafka,) = _of("Kafka")
+    (pool,) = _of("KafkaNodePool")
+    assert kafka["metadata"]["annotations"] == {
+        "strimzi.io/node-pools": "enabled",
+        "strimzi.io/kraft": "enabled",
+    }
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    assert pool["spec"]["replicas"] == 3
+    assert sorted(pool["spec"]["roles"]) == ["broker", "controller"]
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["default.replication.factor"] == 3
+    assert config["min.insync.replicas"] == 2
+    assert config["offsets.topic.replication.factor"] == 3
+    assert config["transaction.state.log.replication.factor"] == 3
+    assert config["transaction.state.log.min.isr"] == 2
+    assert config["auto.create.topics.enable"] is False
+    assert config["allow.everyone.if.no.acl.found"] is False
+    listeners = kafka["spec"]["kafka"]["listeners"]
+    assert listeners and all(
+        lst["tls"] is True and lst["authentication"] == {"type": "scram-sha-512"}
+        for lst in listeners
+    )
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    assert kafka["spec"]["kafka"]["authorization"]["superUsers"] == []
+    assert "userOperator" in kafka["spec"]["entityOperator"]
+
+
+def test_every_topic_is_a_kafkatopic_with_three_replicas() -> None:
+    topics = {t["spec"]["topicName"]: t for t in _of("KafkaTopic")}
+    assert set(topics) == set(planned_topics(Settings(), REGISTRY))
+    for t in topics.values():
+        assert t["spec"]["replicas"] == 3
+        assert t["spec"]["config"]["min.insync.replicas"] == "2"
+        assert t["metadata"]["labels"]["strimzi.io/cluster"] == "casebus"
+
+
+def _acls(user: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+    types = {"transactionalId": "transactional_id"}
+    ops = {"Read": "READ", "Write": "WRITE", "Describe": "DESCRIBE"}
+    ops["IdempotentWrite"] = "IDEMPOTENT_WRITE"
+    out = set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        r = acl["resource"]
+        for op in acl["operations"]:
+            out.add(
+                (
+                    types.get(r["type"], r["type"]),
+                    r.get("name", "kafka-cluster"),
+                    r.get("patternType", "literal"),
+                    ops[op],
+                )
+            )
+        assert acl.get("host", "*") == "*"
+    return out
+
+
+def test_every_principal_has_a_kafkauser_whose_acls_equal_the_plan() -> None:
+    users = {u["metadata"]["name"]: u for u in _of("KafkaUser")}
+    parties = {a.id for a in REGISTRY.agencies if a.kind != "bus"}
+    assert parties <= set(users)
+    assert set(users) == set(PLAN.principals) == parties | {ROUTER_PRINCIPAL, SLA_PRINCIPAL}
+    for name, user in users.items():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert user["spec"]["authorization"]["type"] == "simple"
+        want = {
+            (b.resource_type, b.resource_name, b.pattern_type, b.operation)
+            for b in PLAN.principals[name]
+        }
+        assert _acls(user) == want, name
+
+
+@pytest.mark.parametrize(
+    "agency", [a for a in REGISTRY.agencies if a.kind != "bus"], ids=lambda a: a.id
+)
+def test_each_agency_has_an_adapter_that_connects_as_itself(agency: Any) -> None:
+    mine = [
+        d for d in _of("Deployment") if d["metadata"]["labels"].get("casebus/agency") == agency.id
+    ]
+    assert len(mine) == 1
+    pod = mine[0]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[0] == "adapter" and args[args.index("--agency") + 1] == agency.id
+    assert args.count("--agency") == 1
+    env = _env(container)
+    assert env["CASEBUS_KAFKA_SASL_USERNAME"]["value"] == agency.id
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert agency.id in secrets  # the user operator's Secret of this agency's KafkaUser
+
+
+def test_every_kafka_client_uses_sasl_ssl_as_an_existing_user_with_its_own_secret() -> None:
+    users = {u["metadata"]["name"] for u in _of("KafkaUser")}
+    seen = set()
+    for w in _workloads():
+        pod = w["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            env = _env(c)
+            if "CASEBUS_KAFKA_BOOTSTRAP" not in env:
+                continue
+            assert env["CASEBUS_KAFKA_BOOTSTRAP"]["value"].endswith(":9094")
+            assert env["CASEBUS_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+            user = env["CASEBUS_KAFKA_SASL_USERNAME"]["value"]
+            assert user in users
+            assert user not in seen, f"two workloads share Kafka user {user}"
+            seen.add(user)
+            secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+            assert user in secrets
+    assert {ROUTER_PRINCIPAL, SLA_PRINCIPAL} <= seen
+
+
+def test_the_router_is_a_statefulset_so_transactional_ids_stay_stable() -> None:
+    (router,) = [s for s in _of("StatefulSet") if s["metadata"]["name"] == "casebus-router"]
+    (c,) = router["spec"]["template"]["spec"]["containers"]
+    assert c["args"][c["args"].index("--id") + 1] == "$(POD_NAME)"
+    assert router["spec"]["replicas"] >= 2
+    (pg,) = [s for s in _of("StatefulSet") if s["metadata"]["name"] == "casebus-postgres"]
+    assert pg["spec"]["volumeClaimTemplates"]
+
+
+def test_no_manifest_holds_a_password() -> None:
+    for w in _workloads() + _of("StatefulSet"):
+        for c in w["spec"]["template"]["spec"]["containers"]:
+            for name, e in _env(c).items():
+                if "PASSWORD" in name or name == "CASEBUS_DATABASE_URL":
+                    assert name.endswith("_FILE") or "valueFrom" in e, name
+    for path in K8S.glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(?i)password\s*[:=]\s*['\"]?\w", text), path.name
+        assert "postgresql://" not in text, path.name
