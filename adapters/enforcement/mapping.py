@@ -15,14 +15,19 @@ from adapters._framework.vocabulary import (
     SUBJECT_FIELDS,
     KindVocabulary,
     Nested,
-    Vocabulary,
+)
+from adapters.enforcement.criminal import (
+    CRIMINAL_KINDS,
+    CRIMINAL_RECEIVES,
+    CRIMINAL_SENDS,
+    ChainVocabulary,
 )
 
 __all__ = ["OPINION_TYPES", "RECEIVES", "SENDS", "VOCABULARY"]
 
-SENDS: Final = ["opinion.request", "penalty.feedback", "clue.receipt"]
-"""What the bureau submits (the criminal-transfer chain comes later)."""
-RECEIVES: Final = ["clue.handover", "opinion.response", "opinion.delegated"]
+SENDS: Final = ["opinion.request", "penalty.feedback", "clue.receipt", *CRIMINAL_SENDS]
+"""What the bureau submits (the criminal-transfer chain: :mod:`adapters.enforcement.criminal`)."""
+RECEIVES: Final = ["clue.handover", "opinion.response", "opinion.delegated", *CRIMINAL_RECEIVES]
 """What the bureau is sent (besides the bus's own receipts and SLA events)."""
 
 OPINION_TYPES: Final = {
@@ -61,7 +66,7 @@ _EXECUTION: Final = {
     "终结执行": "TERMINATED",
 }
 
-VOCABULARY: Final = Vocabulary(
+VOCABULARY: Final = ChainVocabulary(
     [
         KindVocabulary(
             "clue.handover",
@@ -164,6 +169,7 @@ VOCABULARY: Final = Vocabulary(
             },
             {"decision": {"接收": "ACCEPTED", "拒收": "REJECTED"}},
         ),
+        *CRIMINAL_KINDS,
         *BUS_KINDS,
     ]
 )

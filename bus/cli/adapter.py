@@ -23,7 +23,7 @@ from bus.settings import REPO_ROOT, load_settings
 
 app = typer.Typer(help="Department adapters (HTTP APIs in each department's vocabulary).")
 
-_KINDS = ("regulators", "enforcement")
+_KINDS = ("regulators", "enforcement", "police", "procuratorate", "court")
 
 
 def _webhooks(values: list[str]) -> dict[str, str]:

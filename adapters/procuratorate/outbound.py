@@ -1,0 +1,164 @@
+"""Bus → 人民检察院: inbox messages in the procuratorate's vocabulary, and its own case store.
+
+Besides the deliveries every adapter makes (webhook or pull), the procuratorate keeps what it is
+sent: each message of the chain, per case, in ``procuratorate_events`` (payload in the bus's field
+names, for the timeline, the screening and the statistics), and each ``audit.tree_head`` in
+``procuratorate_tree_heads``. A second inbox reader with a consumer name of its own does the
+storing, so it commits exactly once per message, independently of the department's deliveries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+import structlog
+from aiokafka import ConsumerRecord
+
+from adapters._framework.outbound import inbox_handler
+from adapters.procuratorate.mapping import RECEIVES, VOCABULARY
+from bus.audit.events import decode_leaf, leaf_envelope
+from bus.codec import Codec, default_codec
+from bus.db import Conn
+from bus.errors import DecodeError, ValidationFailed
+from bus.inbox import InboxHandler
+from bus.models import AuditTreeHead, Envelope
+from bus.models.bus_kinds import BusDelivered
+
+__all__ = [
+    "RECEIVES",
+    "STORE_CONSUMER",
+    "document",
+    "handler",
+    "record_event",
+    "store_handler",
+]
+
+log = structlog.get_logger("casebus.adapter.procuratorate")
+
+STORE_CONSUMER: Final = "procuratorate.store.{agency}"
+"""The consumer name (idempotency key) of the store reader of one procuratorate."""
+
+_NOT_KEPT: Final = ("bus.",)
+
+
+def handler(agency_id: str, *, on_stored: Callable[[str], None] | None = None) -> InboxHandler:
+    """The inbox handler storing the procuratorate's messages as pending deliveries."""
+    return inbox_handler(agency_id, vocabulary=VOCABULARY, on_stored=on_stored)
+
+
+def document(envelope: Envelope, payload: dict[str, Any]) -> dict[str, Any]:
+    """One message as the procuratorate's system reads it."""
+    head = envelope.model_dump(mode="json", exclude={"payload", "signature"})
+    return VOCABULARY.document(head, payload)
+
+
+async def record_event(
+    db: Conn | asyncpg.Pool,
+    agency_id: str,
+    *,
+    message_id: Any,
+    kind: str,
+    case_id: str,
+    sender: str,
+    recipients: Sequence[str],
+    sent_at: datetime,
+    payload: Mapping[str, Any],
+) -> bool:
+    """Keep one message of a case; True if it is new (a message is kept once)."""
+    inserted = await db.fetchval(
+        """INSERT INTO procuratorate_events
+           (agency_id, message_id, kind, case_id, sender, recipients, sent_at, payload)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+           ON CONFLICT (agency_id, message_id) DO NOTHING RETURNING true""",
+        agency_id,
+        message_id,
+        kind,
+        case_id,
+        sender,
+        list(recipients),
+        sent_at,
+        json.dumps(dict(payload), ensure_ascii=False).replace("\\u0000", "\ufffd"),
+    )
+    return bool(inserted)
+
+
+async def _keep_own(conn: Conn, agency_id: str, receipt: BusDelivered, codec: Codec) -> None:
+    """Keep a message the procuratorate sent itself (the bus sends it no copy, only a receipt):
+    the signed envelope comes from the audit leaf the receipt points at."""
+    leaf = await conn.fetchval(
+        "SELECT leaf FROM audit_entries WHERE message_id = $1 AND event_kind = 'accepted'",
+        receipt.original_message_id,
+    )
+    value = leaf_envelope(decode_leaf(bytes(leaf))) if leaf is not None else None
+    if value is None:
+        log.warning(
+            "procuratorate.own_message_unaudited", message_id=str(receipt.original_message_id)
+        )
+        return
+    own = codec.decode_envelope(value)
+    _, _, model = codec.decode_payload_model(own.payload, kind=own.kind)
+    await record_event(
+        conn,
+        agency_id,
+        message_id=own.message_id,
+        kind=own.kind,
+        case_id=own.case_id,
+        sender=own.sender,
+        recipients=own.recipients,
+        sent_at=own.sent_at,
+        payload=model.model_dump(mode="json"),
+    )
+
+
+def store_handler(agency_id: str, *, codec: Codec | None = None) -> InboxHandler:
+    """The inbox handler keeping chain events and tree heads for the procuratorate's queries."""
+    the_codec = codec or default_codec()
+
+    async def handle(conn: Conn, envelope: Envelope, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            _, _, model = the_codec.decode_payload_model(envelope.payload, kind=envelope.kind)
+        except (DecodeError, ValidationFailed) as e:
+            log.warning("procuratorate.undecodable_payload", error=str(e), agency=agency_id)
+            return
+        if isinstance(model, BusDelivered):
+            if not model.original_kind.startswith(_NOT_KEPT):
+                await _keep_own(conn, agency_id, model, the_codec)
+            return
+        if envelope.kind.startswith(_NOT_KEPT):
+            return
+        if isinstance(model, AuditTreeHead):
+            await conn.execute(
+                """INSERT INTO procuratorate_tree_heads
+                   (agency_id, tree_size, root_hash, checkpoint, issued_at)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agency_id, tree_size) DO NOTHING""",
+                agency_id,
+                model.tree_size,
+                model.root_hash,
+                model.checkpoint,
+                model.issued_at,
+            )
+            return
+        await record_event(
+            conn,
+            agency_id,
+            message_id=envelope.message_id,
+            kind=envelope.kind,
+            case_id=envelope.case_id,
+            sender=envelope.sender,
+            recipients=envelope.recipients,
+            sent_at=envelope.sent_at,
+            payload=model.model_dump(mode="json"),
+        )
+        log.info(
+            "procuratorate.kept",
+            agency=agency_id,
+            message_id=str(envelope.message_id),
+            case_id=envelope.case_id,
+            kind=envelope.kind,
+        )
+
+    return handle
