@@ -81,7 +81,8 @@ DOMAIN: dict[str, Flow] = {
     "opinion.request": _flow({"enforcement"}, {"regulator"}, {SLA}),
     "opinion.response": _flow({"regulator"}, {"enforcement"}, {SLA}),
     "opinion.delegated": _flow({"regulator"}, {"enforcement"}, {SLA}),
-    "penalty.feedback": _flow({"enforcement"}, {"regulator"}, {SLA}),
+    # The procuratorate screens penalty feedback for 以罚代刑 (penalty instead of transfer).
+    "penalty.feedback": _flow({"enforcement"}, {"regulator"}, {PROSECUTOR, SLA}),
     # Administrative Compulsion Law: applications to the court.
     "court.execution_application": _flow({"enforcement"}, {"court"}, {SLA}),
     "court.acceptance": _flow({"court"}, {"enforcement"}, {SLA}),
