@@ -75,7 +75,7 @@ class Outputs:
         correlation_id: str,
         causation_id: str | None,
         sent_at: datetime,
-    ) -> bytes:
+    ) -> Envelope:
         unsigned = Envelope(
             message_id=message_id,
             kind=payload.KIND,
@@ -91,7 +91,7 @@ class Outputs:
                 algorithm=self._signer.algorithm, key_id=self._signer.key_id, value=b""
             ),
         )
-        return self._codec.encode_envelope(sign_envelope(unsigned, self._signer, codec=self._codec))
+        return sign_envelope(unsigned, self._signer, codec=self._codec)
 
     # -- accepted -----------------------------------------------------------------------------
 
@@ -115,8 +115,9 @@ class Outputs:
         )
         return AuditRecord("accepted", env.message_id, env.case_id, leaf)
 
-    def receipt(self, v: Verdict, *, audit_index: int) -> tuple[AuditRecord, bytes]:
-        """The ``bus.delivered`` receipt for the sender, and its audit record."""
+    def receipt(self, v: Verdict, *, audit_index: int) -> tuple[AuditRecord, Envelope, bytes]:
+        """The ``bus.delivered`` receipt for the sender (envelope and value), and its audit
+        record."""
         env = v.envelope
         assert env is not None
         payload = BusDelivered(
@@ -126,7 +127,7 @@ class Outputs:
             audit_index=audit_index,
             delivered_at=v.received_at,
         )
-        value = self._envelope(
+        receipt = self._envelope(
             payload,
             message_id=_id("delivered", str(env.message_id)),
             recipient=env.sender,
@@ -135,6 +136,7 @@ class Outputs:
             causation_id=str(env.message_id),
             sent_at=v.received_at,
         )
+        value = self._codec.encode_envelope(receipt)
         leaf = message_leaf(
             "delivered",
             message_id=env.message_id,
@@ -143,7 +145,7 @@ class Outputs:
             value=value,
             details={"deliver_to": list(v.deliver_to), "accepted_index": audit_index},
         )
-        return AuditRecord("delivered", env.message_id, env.case_id, leaf), value
+        return AuditRecord("delivered", env.message_id, env.case_id, leaf), receipt, value
 
     def deliveries(self, v: Verdict, *, audit_index: int) -> list[Send]:
         """The submission, unchanged, to every recipient's inbox, keyed by case."""
@@ -153,11 +155,11 @@ class Outputs:
         key = env.case_id.encode()
         return [Send(self._settings.topic_inbox(a), key, v.value, headers) for a in v.deliver_to]
 
-    def receipt_send(self, v: Verdict, value: bytes) -> Send:
-        """The receipt, to the sender's inbox."""
+    def receipt_send(self, v: Verdict, value: bytes, receipt: Envelope | None = None) -> Send:
+        """The receipt, to the sender's inbox (``receipt`` is ``value`` decoded, if at hand)."""
         env = v.envelope
         assert env is not None
-        receipt = self._codec.decode_envelope(value)
+        receipt = receipt or self._codec.decode_envelope(value)
         return Send(
             self._settings.topic_inbox(env.sender),
             env.case_id.encode(),
@@ -167,7 +169,7 @@ class Outputs:
 
     # -- rejected and dead ---------------------------------------------------------------------
 
-    def nack(self, v: Verdict) -> bytes | None:
+    def nack(self, v: Verdict) -> Envelope | None:
         """The ``bus.nack`` for the sender, or None when there is nobody known to tell."""
         if v.reply_to is None:
             return None
@@ -190,7 +192,7 @@ class Outputs:
             sent_at=v.received_at,
         )
 
-    def rejected_record(self, v: Verdict, nack: bytes | None) -> AuditRecord:
+    def rejected_record(self, v: Verdict, nack: Envelope | None) -> AuditRecord:
         """The audit record of a refused or undecodable submission, with the nack sent for it."""
         env = v.envelope
         details: dict[str, Any] = {
@@ -237,13 +239,12 @@ class Outputs:
         ]
         return Send(self._settings.topic_dead(), r.key or b"", v.value, headers)
 
-    def nack_send(self, v: Verdict, value: bytes) -> Send:
+    def nack_send(self, v: Verdict, nack: Envelope) -> Send:
         """The nack, to the sender's inbox."""
         assert v.reply_to is not None
-        nack = self._codec.decode_envelope(value)
         return Send(
             self._settings.topic_inbox(v.reply_to),
             nack.case_id.encode(),
-            value,
+            self._codec.encode_envelope(nack),
             self._codec.cloudevents_headers(nack),
         )

@@ -30,6 +30,7 @@ from bus.audit.log import AuditLog, AuditRecord
 from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import Problem
+from bus.models import Envelope
 from bus.router import metrics
 from bus.router.classify import Classifier, Verdict
 from bus.router.outputs import Outputs, Send, rejection_id
@@ -263,7 +264,7 @@ class Router:
         }
         seen_now: dict[object, Verdict] = {}
         first_pass: list[AuditRecord] = []
-        nacks: dict[int, bytes | None] = {}
+        nacks: dict[int, Envelope | None] = {}
         for i, v in enumerate(verdicts):
             if v.outcome == "accept":
                 env = v.envelope
@@ -305,43 +306,50 @@ class Router:
             (e.message_id, e.event_kind): e for e in await self._log.append(conn, first_pass)
         }
         second_pass: list[AuditRecord] = []
-        receipts: dict[int, bytes] = {}
+        receipts: dict[int, tuple[bytes, Envelope | None]] = {}
+        duplicates = {id(v) for v in plan.duplicates}
+        fresh: list[tuple[Verdict, int]] = []
         for i, v in enumerate(verdicts):
-            if v.outcome != "accept" or v in plan.duplicates:
+            if v.outcome != "accept" or id(v) in duplicates:
                 continue
             env = v.envelope
             assert env is not None
             entry = appended[(env.message_id, "accepted")]
             if entry.new:
-                await conn.execute(
-                    """INSERT INTO router_accepted
-                       (message_id, value_sha256, src_partition, src_offset, audit_index)
-                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING""",
-                    env.message_id,
-                    v.value_sha256,
-                    v.record.partition,
-                    v.record.offset,
-                    entry.index,
-                )
-            record, receipts[i] = self._outputs.receipt(v, audit_index=entry.index)
+                fresh.append((v, entry.index))
+            record, receipt, value = self._outputs.receipt(v, audit_index=entry.index)
+            receipts[i] = (value, receipt)
             second_pass.append(record)
+        if fresh:  # one round trip for the whole batch
+            await conn.execute(
+                """INSERT INTO router_accepted
+                   (message_id, value_sha256, src_partition, src_offset, audit_index)
+                   SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::int[], $4::bigint[],
+                                        $5::bigint[])
+                   ON CONFLICT (message_id) DO NOTHING""",
+                [v.envelope.message_id for v, _ in fresh if v.envelope is not None],
+                [v.value_sha256 for v, _ in fresh],
+                [v.record.partition for v, _ in fresh],
+                [v.record.offset for v, _ in fresh],
+                [index for _, index in fresh],
+            )
         for e in await self._log.append(conn, second_pass):
             if not e.new:  # a re-run: send exactly what the log already says was sent
                 stored = await self._log.entry(conn, e.message_id, "delivered")
-                value = leaf_envelope(decode_leaf(stored.leaf))
+                logged = leaf_envelope(decode_leaf(stored.leaf))
                 for i, v in enumerate(verdicts):
-                    if v.envelope is not None and v.envelope.message_id == e.message_id:
-                        receipts[i] = value or receipts[i]
+                    if logged and v.envelope is not None and v.envelope.message_id == e.message_id:
+                        receipts[i] = (logged, None)
 
         for i, v in enumerate(verdicts):
-            if v in plan.duplicates:
+            if id(v) in duplicates:
                 continue
             if v.outcome == "accept":
                 env = v.envelope
                 assert env is not None
                 index = appended[(env.message_id, "accepted")].index
                 plan.sends.extend(self._outputs.deliveries(v, audit_index=index))
-                plan.sends.append(self._outputs.receipt_send(v, receipts[i]))
+                plan.sends.append(self._outputs.receipt_send(v, *receipts[i]))
                 plan.accepted.append(v)
             else:
                 plan.sends.append(self._outputs.dead_letter(v))
