@@ -1,183 +1,118 @@
-"""The demo: a clue handover through the whole bus, proven to the procuratorate at the end.
+"""The demo: a seeded, simulated fortnight of Yangzonghai case work through the whole bus.
 
-A regulator hands a clue to the enforcement bureau; the router verifies, authorizes, audits
-and delivers it (with its receipt); the bureau accepts the clue; the log signs a checkpoint;
-the procuratorate gets an evidence bundle for the handover and verifies it offline.
+One process runs the router, the SLA engine (on :class:`~bus.sim.clock.SteppedClock`), the
+procuratorate's audit monitor, the five adapters and a fake system behind every department.
+The flows of :mod:`bus.sim.fortnight` drive the adapters' HTTP APIs day by day; at the end the
+summary counts messages by kind and deadlines by agency, replays the audit log, and asks the
+procuratorate's screening for the planted 以罚代刑 case.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import time
-import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bus.agencies import load_registry
-from bus.audit.evidence import build_bundle, verify_bundle
-from bus.codec import default_codec
-from bus.db import create_pool
-from bus.errors import CasebusError
-from bus.models import Envelope
-from bus.registry import add_key, sync_agencies
-from bus.router.app import run_router
-from bus.samples import sample_envelope
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, write_keypair
-from bus.testing import Party
+from bus.sim.clock import SteppedClock
+from bus.sim.fortnight import Fortnight, SimulationError
+from bus.sim.report import Summary, pulse, summarize
+from bus.sim.world import REGULATORS, World, running_world
+from bus.sla.calendar import SHANGHAI
 
-__all__ = ["run_demo"]
+__all__ = ["run_days", "run_demo"]
 
-REGULATOR = "ygh.regulator.planning"
-BUREAU = "ygh.enforcement.bureau"
-
-
-def _signer(agency: str, path: Path) -> Ed25519Signer:
-    if not path.exists():
-        write_keypair(agency, path.parent)
-    return Ed25519Signer.from_file(path, agency_id=agency)
+SETTLE_S = 0.6
+"""Real seconds each simulated day lasts once its traffic is done (the scheduler's turn)."""
 
 
-class _Inbox:
-    """A consumer positioned at the end of some inboxes before anything is sent."""
-
-    def __init__(self, settings: Settings, agencies: list[str]) -> None:
-        self._codec = default_codec()
-        self._seen: list[tuple[Envelope, ConsumerRecord[bytes, bytes]]] = []
-        self._consumer = AIOKafkaConsumer(
-            *(settings.topic_inbox(a) for a in agencies),
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=f"casebus.demo.{uuid.uuid4()}",
-            auto_offset_reset="latest",
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-        )
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        await self._consumer.getmany(timeout_ms=500)
-        for tp in self._consumer.assignment():
-            await self._consumer.position(tp)
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
-
-    async def wait_for(
-        self, match: Callable[[Envelope], bool], timeout_s: float = 30
-    ) -> tuple[Envelope, ConsumerRecord[bytes, bytes]]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for i, (env, r) in enumerate(self._seen):
-                if match(env):
-                    del self._seen[i]
-                    return env, r
-            batch = await self._consumer.getmany(timeout_ms=250)
-            for records in batch.values():
-                self._seen.extend((self._codec.decode_envelope(r.value or b""), r) for r in records)
-        raise CasebusError("the demo waited in vain for a message; see the router's log")
+async def run_days(
+    sim: Fortnight,
+    flows: list[Awaitable[None]],
+    *,
+    console: Console,
+    since: datetime,
+) -> None:
+    """Drive ``flows`` through ``sim.length`` simulated days, showing progress; raises
+    SimulationError if a flow fails or a day's traffic does not settle."""
+    world = sim.world
+    days = sim.length
+    tasks = [sim.days.spawn(flow) for flow in flows]
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[figures]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    try:
+        with progress:
+            bar = progress.add_task("day", total=days, figures="")
+            for day in range(days):
+                if day:
+                    world.clock.advance(timedelta(days=1))
+                sim.days.begin(day)
+                await sim.days.idle(timeout_s=120)
+                await asyncio.sleep(SETTLE_S)
+                for task in tasks:
+                    if task.done() and task.exception() is not None:
+                        raise SimulationError(f"day {day}: a flow failed") from task.exception()
+                p = await pulse(world.pool, since)
+                today = world.clock.now().astimezone(SHANGHAI).strftime("%Y-%m-%d %a")
+                figures = (
+                    f"{today} · messages {p.messages} · open deadlines {p.open_deadlines} · "
+                    f"warnings {p.warnings} · breaches {p.breaches}"
+                )
+                progress.update(
+                    bar, completed=day + 1, description=f"day {day + 1}", figures=figures
+                )
+                if not console.is_terminal:
+                    console.print(f"day {day + 1:>2}/{days}  {figures}", soft_wrap=True)
+        waiting = [t for t in tasks if not t.done()]
+        if waiting:
+            raise SimulationError(f"{len(waiting)} flow(s) wait for a day after the last one")
+        for task in tasks:
+            await task
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def run_demo(
-    settings: Settings, *, key_dir: Path, seed: int = 2017, say: Callable[[str], None] = print
-) -> None:
-    """Run the scenario; raises if any step does not happen."""
-    registry = load_registry(settings.agencies_file)
-    codec = default_codec()
-    regulator = Party(REGULATOR, _signer(REGULATOR, key_dir / f"{REGULATOR}.key.pem"))
-    bureau = Party(BUREAU, _signer(BUREAU, key_dir / f"{BUREAU}.key.pem"))
-    bus_signer = _signer("casebus", settings.bus_key_file)
-    pool = await create_pool(settings.database_url, max_size=4)
-    stop = asyncio.Event()
-    router = None
-    inbox = _Inbox(settings, [REGULATOR, BUREAU])
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
-    try:
-        async with pool.acquire() as conn:
-            await sync_agencies(conn, registry)
-            for party in (regulator, bureau):
-                await add_key(conn, party.key_record())
-        say(f"agencies: {len(registry.agencies)} registered; keys of {REGULATOR} and {BUREAU}")
-        router = asyncio.create_task(run_router(settings, handle_signals=False, stop_event=stop))
-        await inbox.start()
-        await producer.start()
-
-        async def submit(env: Envelope) -> None:
-            await producer.send_and_wait(
-                settings.topic_submit(),
-                codec.encode_envelope(env),
-                key=env.case_id.encode(),
-                headers=codec.cloudevents_headers(env),
-            )
-
-        rng = random.Random(seed)
-        now = datetime.now(UTC)
-        clue = sample_envelope(
-            regulator,
-            "clue.handover",
-            rng,
-            recipients=[BUREAU],
-            message_id=uuid.uuid4(),
-            sent_at=now,
-            now=now,
+    settings: Settings,
+    *,
+    key_dir: Path,
+    seed: int = 2017,
+    days: int = 14,
+    console: Console | None = None,
+    then: Callable[[World], Awaitable[None]] | None = None,
+) -> Summary:
+    """Run the fortnight and summarize it; ``then`` runs on the live world before it stops
+    (the console, until Ctrl-C). Raises SimulationError if a step did not happen."""
+    if days < 7:
+        raise ValueError("the fortnight needs at least 7 simulated days (days >= 7)")
+    console = console or Console()
+    since = datetime.now(UTC)
+    clock = SteppedClock()
+    async with running_world(settings, key_dir=key_dir, clock=clock) as world:
+        console.print(
+            f"casebus demo: seed {seed}, {days} simulated days from "
+            f"{clock.now().astimezone(SHANGHAI):%Y-%m-%d}; router, SLA engine, audit monitor "
+            "and 5 adapters running"
         )
-        t0 = time.perf_counter()
-        await submit(clue)
-        say(
-            f"1. {REGULATOR} hands over clue {clue.message_id} (case {clue.case_id}, "
-            f"{len(clue.attachments)} supervision records attached)"
-        )
-        got, record = await inbox.wait_for(lambda e: e.message_id == clue.message_id)
-        index = dict(record.headers).get("casebus_audit_index", b"?").decode()
-        say(
-            f"2. router verified, authorized and audited it (audit index {index}); "
-            f"{BUREAU} received it in {(time.perf_counter() - t0) * 1000:.0f} ms"
-        )
-        receipt, _ = await inbox.wait_for(
-            lambda e: e.kind == "bus.delivered" and e.causation_id == str(clue.message_id)
-        )
-        say(f"3. {REGULATOR} got the bus's signed delivery receipt {receipt.message_id}")
-
-        payload = codec.decode_payload_model(got.payload, kind="clue.handover")[2]
-        answer = sample_envelope(
-            bureau,
-            "clue.receipt",
-            rng,
-            recipients=[REGULATOR],
-            case_id=clue.case_id,
-            correlation_id=clue.correlation_id,
-            causation_id=str(clue.message_id),
-            message_id=uuid.uuid4(),
-            sent_at=datetime.now(UTC),
-            now=datetime.now(UTC),
-            decision="ACCEPTED",
-            clue_no=payload.clue_no,  # type: ignore[attr-defined]
-        )
-        await submit(answer)
-        await inbox.wait_for(lambda e: e.message_id == answer.message_id)
-        say(f"4. {BUREAU} accepted the clue; {REGULATOR} has the receipt")
-
-        bundle = None
-        deadline = time.monotonic() + 30
-        while bundle is None:
-            try:
-                bundle = await build_bundle(pool, clue.message_id)
-            except CasebusError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-        verdict = await verify_bundle(bundle, log_key=bus_signer.private_key.public_key())
-        say(f"5. procuratorate: {verdict.line()}")
-    finally:
-        stop.set()
-        await inbox.stop()
-        await producer.stop()
-        if router is not None:
-            await asyncio.wait_for(router, 30)
-        await pool.close()
+        sim = Fortnight(world, seed=seed, days=days)
+        await run_days(sim, sim.plan(list(REGULATORS)), console=console, since=since)
+        await asyncio.sleep(1.5)  # the last checkpoint reaches the monitor
+        summary = await summarize(world, sim.expected, since)
+        for line in summary.lines():
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        if then is not None:
+            await then(world)
+    return summary

@@ -20,10 +20,11 @@ app = typer.Typer(
 # Each module defines ``app`` (a typer.Typer) and is mounted under its group name.
 # Keep this list sorted; one line per group.
 _GROUPS: dict[str, str] = {
-    "adapter": "bus.cli.adapter",
     "acl": "bus.cli.acl",
+    "adapter": "bus.cli.adapter",
     "agency": "bus.cli.agency",
     "audit": "bus.cli.audit",
+    "console": "bus.cli.console",
     "db": "bus.cli.db",
     "router": "bus.cli.router",
     "demo": "bus.cli.demo",
@@ -32,6 +33,7 @@ _GROUPS: dict[str, str] = {
     "schemas": "bus.cli.schemas",
     "sla": "bus.cli.sla",
     "topics": "bus.cli.topics",
+    "trace": "bus.cli.trace",
 }
 
 

@@ -1,0 +1,28 @@
+"""``casebus console``: the ops console over the bus's database and broker."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from bus.console import create_app
+from bus.settings import load_settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="The ops console (HTML).", invoke_without_command=True)
+
+
+@app.callback()
+def console(
+    port: int = typer.Option(8088, "--port", envvar="CASEBUS_CONSOLE_PORT", help="Listen here."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Listen on this address."),
+    refresh_s: int = typer.Option(5, "--refresh-s", help="Seconds between page refreshes."),
+) -> None:
+    """Serve open deadlines, warnings and breaches by agency and flow, delivery health, response
+    times and case timelines until Ctrl-C."""
+    settings = load_settings()
+    typer.echo(f"casebus console on http://{host}:{port}/")
+    uvicorn.run(
+        create_app(settings, refresh_s=refresh_s), host=host, port=port, log_level="warning"
+    )

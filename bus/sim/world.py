@@ -1,0 +1,182 @@
+"""Every part of the bus in one process: router, SLA engine, audit monitor, the five adapters
+and a fake departmental system behind each agency they serve."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from adapters import court, enforcement, police, regulators
+from adapters._framework.testing import FakeDepartment, RunningAdapter, running_adapter
+from adapters.court.testing import FakeCourt
+from adapters.enforcement.testing import FakeBureau
+from adapters.police.testing import FakePolice
+from adapters.procuratorate.testing import running_procuratorate
+from adapters.regulators.testing import FakeRegulator
+from bus.agencies import load_registry
+from bus.audit.monitor import DatabaseProofSource, run_monitor
+from bus.db import create_pool, migrate
+from bus.registry import sync_agencies
+from bus.router.app import run_router
+from bus.settings import Settings
+from bus.signing import Ed25519Signer, write_keypair
+from bus.sim.clock import SteppedClock
+from bus.sla.app import run_sla_engine
+from bus.topics import ensure_topics
+
+__all__ = [
+    "BUREAU",
+    "COURT",
+    "ECO",
+    "POLICE",
+    "PROCURATORATE",
+    "REGULATORS",
+    "World",
+    "running_world",
+]
+
+BUREAU = "ygh.enforcement.bureau"
+POLICE = "ygh.police.bureau"
+ECO = "kmg.police.eco"
+PROCURATORATE = "ygh.procuratorate"
+COURT = "ygh.court"
+REGULATORS = (
+    "ygh.regulator.planning",
+    "ygh.regulator.construction",
+    "ygh.regulator.environment",
+    "ygh.regulator.water",
+    "ygh.regulator.market",
+    "ygh.regulator.fooddrug",
+    "ygh.regulator.land",
+    "ygh.regulator.park",
+)
+
+
+@dataclass
+class World:
+    """The running parts and the departments behind them."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    clock: SteppedClock
+    log_key: Ed25519PublicKey
+    bureau: FakeDepartment
+    police: FakeDepartment
+    eco: FakeDepartment
+    court: FakeDepartment
+    regulators: dict[str, FakeDepartment]
+    enf: RunningAdapter
+    reg: RunningAdapter
+    pol: RunningAdapter
+    proc: RunningAdapter
+    crt: RunningAdapter
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def failed(self) -> list[str]:
+        """Components that stopped on their own (they should run until the end)."""
+        return [
+            f"{name}: {t.exception()!r}" if not t.cancelled() and t.exception() else name
+            for name, t in self.tasks.items()
+            if t.done()
+        ]
+
+
+def _bus_log_key(settings: Settings) -> Ed25519PublicKey:
+    path = settings.bus_key_file
+    if not path.exists():
+        write_keypair("casebus", path.parent)
+    return Ed25519Signer.from_file(path, agency_id="casebus").private_key.public_key()
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    settings: Settings, *, key_dir: Path, clock: SteppedClock
+) -> AsyncIterator[World]:
+    """Start everything (migrating and creating topics first); stop it all on exit."""
+    registry = load_registry(settings.agencies_file)
+    await migrate(settings.database_url)
+    await ensure_topics(settings, registry)
+    log_key = _bus_log_key(settings)
+    sla_key = write_keypair("casebus.sla", key_dir / "casebus.sla", overwrite=True).private_key
+    pool = await create_pool(settings.database_url, max_size=6)
+    stop = asyncio.Event()
+    tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(name: str, coro: Coroutine[Any, Any, None]) -> None:
+        tasks[name] = asyncio.create_task(coro, name=f"demo.{name}")
+
+    small: dict[str, Any] = {"db_pool_max_size": 4}
+    try:
+        async with pool.acquire() as conn:
+            await sync_agencies(conn, registry)
+        start("router", run_router(settings, handle_signals=False, stop_event=stop))
+        start(
+            "sla",
+            run_sla_engine(
+                settings,
+                key_file=sla_key,
+                clock=clock,
+                handle_signals=False,
+                stop_event=stop,
+                scheduler_poll_s=0.1,
+                relay_poll_s=0.05,
+            ),
+        )
+        start(
+            "monitor",
+            run_monitor(
+                settings,
+                pool=pool,
+                log_key=log_key,
+                proofs=DatabaseProofSource(pool),
+                stop_event=stop,
+            ),
+        )
+        fakes = {a: FakeRegulator(secret=a.encode(), name=a) for a in REGULATORS}
+        async with contextlib.AsyncExitStack() as stack:
+            bureau = await stack.enter_async_context(FakeBureau(secret=b"bureau"))
+            pol = await stack.enter_async_context(FakePolice(secret=b"police"))
+            eco = await stack.enter_async_context(FakePolice(secret=b"eco"))
+            crt = await stack.enter_async_context(FakeCourt(secret=b"court"))
+            for fake in fakes.values():
+                await stack.enter_async_context(fake)
+
+            async def adapter(build: Any, hooks: dict[str, FakeDepartment | None]) -> Any:
+                cm = running_adapter(build, settings, key_dir=key_dir, webhooks=hooks, **small)
+                return await stack.enter_async_context(cm)
+
+            world = World(
+                settings=settings,
+                pool=pool,
+                clock=clock,
+                log_key=log_key,
+                bureau=bureau,
+                police=pol,
+                eco=eco,
+                court=crt,
+                regulators=dict(fakes),
+                enf=await adapter(enforcement.build_service, {BUREAU: bureau}),
+                reg=await adapter(regulators.build_service, dict(fakes)),
+                pol=await adapter(police.build_service, {POLICE: pol, ECO: eco}),
+                proc=await stack.enter_async_context(
+                    running_procuratorate(
+                        settings, key_dir=key_dir, webhooks={PROCURATORATE: None}, **small
+                    )
+                ),
+                crt=await adapter(court.build_service, {COURT: crt}),
+                tasks=tasks,
+            )
+            yield world
+    finally:
+        stop.set()
+        for task in tasks.values():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 30)
+        await pool.close()

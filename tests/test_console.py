@@ -1,0 +1,123 @@
+"""The ops console on real data: a small scenario through the adapters (one transfer the police
+never decide, one that goes through), and one undecodable record sent straight to the bus."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from rich.console import Console
+
+from bus.console import create_app
+from bus.demo import run_days
+from bus.settings import Settings
+from bus.sim import Fortnight, SteppedClock, running_world
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+POLICE = "ygh.police.bureau"
+BUREAU = "ygh.enforcement.bureau"
+
+
+@dataclass
+class Scenario:
+    client: httpx.AsyncClient
+    silent: str
+    filed: str
+    settings: Settings
+
+
+@pytest.fixture
+async def scenario(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Scenario]:
+    settings = provisioned.model_copy(
+        update={"bus_key_file": tmp_path / "bus" / "casebus.key.pem", "checkpoint_interval_s": 1.0}
+    )
+    since = datetime.now(UTC)
+    async with running_world(settings, key_dir=tmp_path / "k", clock=SteppedClock()) as world:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.topic_submit(), b"not an envelope", key=b"x")
+        finally:
+            await producer.stop()
+        sim = Fortnight(world, seed=5, days=6)
+        flows = [sim.transfer_filed(0, evidence=True), sim.transfer_never_decided(0, report_on=5)]
+        await run_days(sim, flows, console=Console(quiet=True), since=since)
+        app = create_app(settings, pool=world.pool, clock=world.clock, dead_letter_cache_s=0)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+            yield Scenario(
+                client,
+                silent=sim.expected.flows["transfer: never decided"],
+                filed=sim.expected.flows["transfer: filed and evidence"],
+                settings=settings,
+            )
+
+
+def rows(html: str, table: str) -> list[str]:
+    """The body rows of the table of class ``table``."""
+    body = html.split(f'<table class="{table}">', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>", 1)[1])
+
+
+async def test_console_shows_the_breach_filters_and_delivery_health(scenario: Scenario) -> None:
+    r = await scenario.client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert '<meta http-equiv="refresh" content="5">' in html
+    breach = int(re.search(r'id="breach-count"><b>(\d+)</b>', html).group(1))  # type: ignore[union-attr]
+    assert breach >= 1
+    deadlines = rows(html, "deadlines")
+    breached = [row for row in deadlines if 'class="breached">breached' in row]
+    assert any("criminal.filing_decision" in row and scenario.silent in row for row in breached)
+    # Open deadlines come first, with the time left.
+    states = [re.search(r'<span class="(\w+)">', row).group(1) for row in deadlines]  # type: ignore[union-attr]
+    assert states == sorted(states, key=lambda s: s != "open")
+    # Totals by agency and flow: the police owe the breached filing decision.
+    totals = rows(html, "totals")
+    [police_filing] = [t for t in totals if POLICE in t and "criminal.filing_decision" in t]
+    assert 'class="breached">1<' in police_filing
+    # Response times: an inline SVG bar per agency that closed something.
+    assert "<svg" in html and POLICE in html.split("<svg", 1)[1]
+    # The undecodable record is among the dead letters, with its code and source.
+    dead = rows(html, "dead")
+    assert any(scenario.settings.topic_submit() in row for row in dead), dead
+
+    r = await scenario.client.get("/", params={"status": "breached"})
+    only_breached = rows(r.text, "deadlines")
+    assert only_breached and all('class="breached">breached' in row for row in only_breached)
+
+    r = await scenario.client.get("/", params={"agency": POLICE})
+    narrowed = rows(r.text, "deadlines")
+    assert 0 < len(narrowed) < len(deadlines)
+    assert all(POLICE in row for row in narrowed)
+    assert f'<option value="{POLICE}" selected>' in r.text
+
+    r = await scenario.client.get("/", params={"flow": "criminal.receipt"})
+    assert all(row.startswith("<td>criminal.receipt</td>") for row in rows(r.text, "deadlines"))
+
+
+async def test_case_page_shows_the_timeline_and_deadlines(scenario: Scenario) -> None:
+    r = await scenario.client.get(f"/cases/{quote(scenario.filed, safe='')}")
+    assert r.status_code == 200
+    steps = rows(r.text, "timeline")
+    kinds = [re.findall(r"<td>(.*?)</td>", s)[2] for s in steps]
+    assert [k for k in kinds if k.startswith("criminal.")] == [
+        "criminal.transfer",
+        "criminal.receipt",
+        "criminal.filing_decision",
+        "criminal.evidence_handover",
+    ]
+    deadlines = rows(r.text, "case-deadlines")
+    assert deadlines and all('class="met">met' in d for d in deadlines)
+
+    r = await scenario.client.get("/cases/no-such-case")
+    assert r.status_code == 404
+    assert (await scenario.client.get("/healthz")).text == "ok"
