@@ -17,10 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# Starts (or reuses) the local Kafka broker and PostgreSQL; writes their addresses to .casebus/env.
+# Starts (or reuses) the local Kafka broker and PostgreSQL; writes their addresses to .casebus/env
+# as defaults: a caller that already set CASEBUS_KAFKA_BOOTSTRAP / CASEBUS_DATABASE_URL keeps them.
 infra:
 	@mkdir -p .casebus
-	deploy/local/up > .casebus/env.tmp && mv .casebus/env.tmp .casebus/env
+	set -o pipefail; deploy/local/up | sed -E 's/^export ([A-Z_]+)=(.*)$$/export \1="$${\1:-\2}"/' > .casebus/env.tmp
+	mv .casebus/env.tmp .casebus/env
 
 demo: setup infra
 	source .casebus/env && $(BIN)/casebus db migrate && $(BIN)/casebus topics ensure >/dev/null \

@@ -121,3 +121,28 @@ def test_demo_runs_a_simulated_fortnight_and_every_expected_outcome_shows(
     [planted] = re.findall(r"penalty instead of transfer: (\S+)", out)
     assert planted.startswith("阳城执罚")
     assert "every expected outcome is present" in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_make_demo_headless_from_the_repo(
+    provisioned: object, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's command itself, on this test's own topics and database."""
+    from bus.settings import REPO_ROOT
+
+    env = {
+        **cli_env,
+        "CASEBUS_BUS_KEY_FILE": str(tmp_path / "bus" / "casebus.key.pem"),
+        "CASEBUS_CHECKPOINT_INTERVAL_S": "1",
+    }
+    proc = subprocess.run(
+        ["make", "-C", str(REPO_ROOT), "demo", f"ARGS=--headless --seed 3 --key-dir {tmp_path}/k"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-3000:])
+    assert "day 14/14" in proc.stdout
+    assert re.search(r"verify_log: OK: \d+ entries", proc.stdout)
