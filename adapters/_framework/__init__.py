@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from adapters._framework.app import create_app
 from adapters._framework.auth import create_token, hash_token, revoke_token, token_agency
+from adapters._framework.chain import CHAIN_KINDS, DOCUMENT_TYPES
 from adapters._framework.config import AdapterConfig, AgencyEndpoint, DeliveryMode
 from adapters._framework.inbound import Accepted, SubmissionRejected, Submitter
 from adapters._framework.outbound import (
@@ -34,6 +35,8 @@ from adapters._framework.vocabulary import (
 
 __all__ = [
     "BUS_KINDS",
+    "CHAIN_KINDS",
+    "DOCUMENT_TYPES",
     "ENVELOPE_FIELDS",
     "KIND_FIELD",
     "SIGNATURE_HEADER",
