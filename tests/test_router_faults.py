@@ -179,12 +179,13 @@ async def _load(bus: Bus, envelopes: list[Envelope], rate_per_s: float) -> None:
 
 
 def _local(*args: str) -> None:
-    subprocess.run(
+    proc = subprocess.run(
         [str(REPO_ROOT / "deploy" / "local" / args[0]), *args[1:]],
-        check=True,
         capture_output=True,
-        timeout=180,
+        text=True,
+        timeout=280,
     )
+    assert proc.returncode == 0, f"deploy/local/{' '.join(args)} failed:\n{proc.stderr[-3000:]}"
 
 
 def _kill_kafka() -> None:

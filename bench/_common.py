@@ -1,0 +1,136 @@
+"""Helpers the benchmarks share: where the infrastructure answers, a scratch database, the
+broker's topics, a process's CPU and memory, and a Markdown table."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bus.settings import REPO_ROOT
+
+__all__ = [
+    "admin_sql",
+    "cpu_seconds",
+    "delete_topics",
+    "infra",
+    "kafka_version",
+    "markdown_table",
+    "say",
+    "vm_kib",
+    "with_db",
+]
+
+
+def say(bench: str, text: str) -> None:
+    """A progress line on stderr; stdout is kept for the results."""
+    print(f"[bench {bench} {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def infra(bench: str) -> tuple[str, str]:
+    """Kafka bootstrap and an admin DSN (a role that may create databases): from
+    ``CASEBUS_KAFKA_BOOTSTRAP`` and ``CASEBUS_DATABASE_URL``, else from ``deploy/local/up``."""
+    bootstrap = os.environ.get("CASEBUS_KAFKA_BOOTSTRAP")
+    dsn = os.environ.get("CASEBUS_DATABASE_URL")
+    if bootstrap and dsn:
+        return bootstrap, dsn
+    say(bench, "CASEBUS_KAFKA_BOOTSTRAP or CASEBUS_DATABASE_URL is unset: running deploy/local/up")
+    out = subprocess.run(
+        [str(REPO_ROOT / "deploy" / "local" / "up")],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=600,
+    ).stdout
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in out.splitlines()
+        if line.startswith("export ") and "=" in line
+    )
+    try:
+        return (
+            exports["CASEBUS_KAFKA_BOOTSTRAP"].strip("'\""),
+            exports["CASEBUS_DATABASE_URL"].strip("'\""),
+        )
+    except KeyError:
+        raise SystemExit("deploy/local/up printed no Kafka or database address") from None
+
+
+def kafka_version() -> str:
+    """The broker's version as ``deploy/local`` installed it (Kafka has no API that says)."""
+    if version := os.environ.get("CASEBUS_KAFKA_VERSION"):
+        return version
+    state = Path(os.environ.get("CASEBUS_STATE_DIR", REPO_ROOT / ".casebus")) / "kafka"
+    found = sorted(p.stem.removeprefix("classpath-") for p in state.glob("classpath-*.txt"))
+    return f"{found[-1]} (deploy/local)" if found else "unknown"
+
+
+def with_db(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name``."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+async def admin_sql(dsn: str, sql: str) -> None:
+    """Run one statement on a connection of its own (CREATE and DROP DATABASE)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def delete_topics(bootstrap: str, prefixes: Sequence[str]) -> list[str]:
+    """Delete every topic named ``<prefix>.…`` for one of ``prefixes``; the names deleted."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [
+            t for t in await admin.list_topics() if any(t.startswith(f"{p}.") for p in prefixes)
+        ]
+        if ours:
+            await admin.delete_topics(ours)
+        return ours
+    finally:
+        await admin.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far; 0 once it is gone."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def vm_kib(pid: int, name: str) -> int:
+    """A ``/proc/<pid>/status`` memory line (``VmHWM``, ``VmRSS``) in KiB; 0 once it is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{name}:"):
+                return int(line.split()[1])
+    return 0
+
+
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table, padded for reading as text: the first column left, the rest right."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(values: Sequence[str]) -> str:
+        padded = (
+            v.ljust(w) if i == 0 else v.rjust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        )
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(
+        ":" + "-" * (w + 1) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
+    )
+    return [line(head), rule + "|", *(line(r) for r in rows)]
