@@ -29,3 +29,9 @@ def test_local_kafka_version_is_the_same_in_the_script_and_the_pom() -> None:
     pom = (REPO_ROOT / "deploy" / "local" / "kafka" / "pom.xml").read_text()
     version = lib.split("CASEBUS_KAFKA_VERSION:-", 1)[1].split("}", 1)[0]
     assert f"<kafka.version>{version}</kafka.version>" in pom
+
+
+def test_compose_takes_the_database_password_from_the_environment() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "deploy" / "compose.yaml").read_text())
+    password = compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert password.startswith("${CASEBUS_PG_PASSWORD:?")
