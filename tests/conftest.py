@@ -21,10 +21,12 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from buskit import Bus
 
 from bus.agencies import load_registry
 from bus.db import migrate
 from bus.settings import REPO_ROOT, Settings, load_settings
+from bus.signing import write_keypair
 from bus.topics import ensure_topics
 
 TEST_PARTITIONS = 3
@@ -197,3 +199,27 @@ def superuser_url(database_url: str) -> str:
     scheme, _, rest = database_url.partition("://")
     _, _, hostpart = rest.rpartition("@")
     return f"{scheme}://postgres@{hostpart}"
+
+
+@pytest.fixture
+async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
+    """The test's view of the real bus (see ``buskit.Bus``): provisioned topics, parties with
+    registered keys, submitting and reading inboxes."""
+    b = Bus(provisioned, tmp_path)
+    await b.setup()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on this test's database."""
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def sla_key(tmp_path: Path) -> Path:
+    """A signing key for the SLA engine (agency ``casebus.sla``)."""
+    return write_keypair("casebus.sla", tmp_path / "sla-key").private_key

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,9 @@ from adapters.court.testing import FakeCourt, acceptance, ruling
 from adapters.enforcement.criminal import check_court_application
 from adapters.enforcement.testing import FakeBureau
 from bus.samples import sample_payload
-from bus.settings import Settings
 
 BUREAU = "ygh.enforcement.bureau"
 COURT = "ygh.court"
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
 
 
 def application(

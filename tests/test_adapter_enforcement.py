@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from adapters.enforcement.testing import (
 )
 from adapters.regulators.testing import FakeRegulator, opinion_response
 from bus.models import SlaWarning
-from bus.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,14 +29,6 @@ PLANNING = "ygh.regulator.planning"
 MARKET = "ygh.regulator.market"
 ENVIRONMENT = "ygh.regulator.environment"
 BUREAU = "ygh.enforcement.bureau"
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
 
 
 def case_no() -> str:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ from adapters.regulators.mapping import VOCABULARY
 from adapters.regulators.testing import FakeRegulator, clue_handover, opinion_response
 from bus.models import validate_payload
 from bus.samples import sample_payload
-from bus.settings import Settings
 from bus.signing import write_keypair
 
 PLANNING = "ygh.regulator.planning"
@@ -142,14 +140,6 @@ def test_the_cli_reads_each_webhook_secret_next_to_the_agency_key(tmp_path: Path
 
 
 # -- integration --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
 
 
 async def wait_kind(

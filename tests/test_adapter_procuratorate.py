@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from adapters.enforcement.testing import FakeBureau, penalty_decision, penalty_f
 from adapters.police.testing import FakePolice
 from adapters.procuratorate.outbound import record_event
 from adapters.procuratorate.testing import running_procuratorate
-from bus.settings import Settings
 from bus.sla.calendar import SHANGHAI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,14 +28,6 @@ BUREAU = "ygh.enforcement.bureau"
 POLICE = "ygh.police.bureau"
 PROCURATORATE = "ygh.procuratorate"
 MARKET = "ygh.regulator.market"
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
 
 
 def _feedback_payload(case_id: str, n: int, *, suspected: bool) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,12 @@ from adapters.regulators.testing import (
     opinion_delegated,
     opinion_response,
 )
-from bus.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PLANNING = "ygh.regulator.planning"
 LAND = "ygh.regulator.land"
 BUREAU = "ygh.enforcement.bureau"
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
 
 
 def case_no() -> str:

@@ -4,28 +4,16 @@ and raises an alarm when the bus signs a head over rewritten history."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
-import pytest
 from buskit import Bus, receipt_payload
 from test_audit_log import _as_attacker, _rebuild_hashes
 
 from bus.audit.monitor import FAILED, DatabaseProofSource, run_monitor
-from bus.settings import Settings
 from bus.signing import Ed25519Signer
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
 
 
 async def _until(pool: asyncpg.Pool, sql: str, want: int, timeout_s: float = 30) -> int:

@@ -31,7 +31,6 @@ from adapters.police.testing import reconsideration_decision as police_reconside
 from adapters.procuratorate.testing import running_procuratorate, supervision_notice
 from bus.audit.evidence import verify_bundle
 from bus.samples import sample_envelope, sample_payload
-from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
 from bus.sla.app import run_sla_engine
 from bus.sla.clock import AcceleratedClock
@@ -163,14 +162,6 @@ class Chain:
     enf: RunningAdapter
     pol: RunningAdapter
     proc: RunningAdapter
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
 
 
 @contextlib.asynccontextmanager

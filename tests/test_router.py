@@ -6,28 +6,16 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
-import pytest
 from buskit import Bus, receipt_payload
 
 from bus.audit.log import AuditLog
-from bus.settings import Settings
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
 PROC = "ygh.procuratorate"
 SLA = "casebus.sla"
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
 
 
 async def test_an_accepted_message_reaches_recipients_and_copies_with_a_receipt_and_audit(

@@ -9,206 +9,47 @@ Time is an accelerated clock: one simulated day per real second, from Monday 2 M
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import signal
-import subprocess
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
-from aiokafka import AIOKafkaConsumer
 from buskit import Bus
 from prometheus_client import REGISTRY
+from slakit import (
+    BUREAU,
+    CALENDAR,
+    ENV_REGULATOR,
+    POLICE,
+    POLICIES,
+    PROC,
+    RATE,
+    START,
+    FixedClock,
+    Inboxes,
+    bus_payload,
+    day,
+    engine_running,
+    make_engine,
+    outbox,
+    send,
+    store,
+)
 
 from bus.agencies import load_registry
 from bus.audit.log import AuditLog
-from bus.codec import default_codec
-from bus.models import Envelope
-from bus.samples import sample_envelope
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, write_keypair
-from bus.sla.app import run_sla_engine
-from bus.sla.calendar import SHANGHAI, WorkCalendar
+from bus.signing import Ed25519Signer
+from bus.sla.calendar import SHANGHAI
 from bus.sla.clock import AcceleratedClock, Clock
 from bus.sla.deadline import SLA_AGENCY, Deadline, deadline_id
-from bus.sla.engine import SlaEngine
 from bus.sla.events import SlaEmitter
 from bus.sla.parties import Parties
-from bus.sla.policy import load_policies
 from bus.sla.scheduler import SlaScheduler
-from bus.sla.store import DeadlineStore
-from bus.testing import Party, make_party
-
-POLICE = "ygh.police.bureau"
-BUREAU = "ygh.enforcement.bureau"
-PROC = "ygh.procuratorate"
-ENV_REGULATOR = "ygh.regulator.environment"
-START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
-RATE = 86_400.0  # one simulated day per real second
-POLICIES = load_policies()
-CALENDAR = WorkCalendar(None)
-store = DeadlineStore()
-
-
-def day(d: int, hh: int = 23, mm: int = 59, ss: int = 59) -> datetime:
-    """An instant of March 2026 in Shanghai."""
-    return datetime(2026, 3, d, hh, mm, ss, tzinfo=SHANGHAI)
-
-
-# --- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def bus(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Bus]:
-    b = Bus(provisioned, tmp_path)
-    await b.setup()
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-def sla_key(tmp_path: Path) -> Path:
-    return write_keypair(SLA_AGENCY, tmp_path / "sla-key").private_key
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
-    yield pool
-    await pool.close()
-
-
-def make_engine(settings: Settings, sla_key: Path, clock: Clock) -> SlaEngine:
-    emitter = SlaEmitter(settings, signer=Ed25519Signer.from_file(sla_key, agency_id=SLA_AGENCY))
-    return SlaEngine(
-        policies=POLICIES,
-        calendar=CALENDAR,
-        parties=Parties(load_registry(settings.agencies_file)),
-        clock=clock,
-        emitter=emitter,
-    )
-
-
-def bus_payload(envelope: Envelope) -> dict[str, Any]:
-    """An envelope's payload as a dict."""
-    model = default_codec().decode_payload_model(envelope.payload, kind=envelope.kind)[2]
-    return model.model_dump()
-
-
-async def outbox(pool: asyncpg.Pool, kind: str | None = None) -> list[Envelope]:
-    """The envelopes in the outbox, in order, optionally of one kind."""
-    rows = await pool.fetch("SELECT value FROM outbox ORDER BY id")
-    envelopes = [default_codec().decode_envelope(bytes(r["value"])) for r in rows]
-    return [e for e in envelopes if kind is None or e.kind == kind]
-
-
-class FixedClock:
-    """A clock that stands still unless a test moves it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.at = now
-
-    def now(self) -> datetime:
-        return self.at
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-
-def send(party: Party, kind: str, rng: random.Random, clock: Clock, **kw: Any) -> Envelope:
-    """A sample ``kind`` from ``party``, sent now by ``clock`` (its times lie shortly before)."""
-    now = clock.now()
-    return sample_envelope(party, kind, rng, now=now, sent_at=now, **kw)
-
-
-class Inboxes:
-    """Everything read_committed in some agencies' inboxes, collected in the background."""
-
-    def __init__(self, bus: Bus, agencies: list[str]) -> None:
-        self._bus = bus
-        self.got: dict[str, list[Envelope]] = {a: [] for a in agencies}
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def __aenter__(self) -> Inboxes:
-        for agency in self.got:
-            consumer = AIOKafkaConsumer(
-                self._bus.settings.topic_inbox(agency),
-                bootstrap_servers=self._bus.settings.kafka_bootstrap,
-                group_id=f"watch-{uuid.uuid4().hex[:8]}",
-                auto_offset_reset="earliest",
-                isolation_level="read_committed",
-                enable_auto_commit=False,
-            )
-            await consumer.start()
-            self._tasks.append(asyncio.create_task(self._collect(consumer, agency)))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _collect(self, consumer: AIOKafkaConsumer, agency: str) -> None:
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    self.got[agency].extend(self._bus.envelopes(records))
-        finally:
-            await consumer.stop()
-
-    def sla(self, agency: str, kind: str, policy: str) -> list[Envelope]:
-        """The ``kind`` events about ``policy`` in ``agency``'s inbox."""
-        return [
-            e
-            for e in self.got[agency]
-            if e.kind == kind and self._bus.payload(e).policy_id == policy  # type: ignore[attr-defined]
-        ]
-
-    async def until(self, check: Callable[[], bool], timeout_s: float = 30) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while not check():
-            assert loop.time() < deadline, f"timed out; inboxes: {self.summary()}"
-            await asyncio.sleep(0.1)
-
-    def summary(self) -> dict[str, list[str]]:
-        return {a: [e.kind for e in envs] for a, envs in self.got.items()}
-
-
-@contextlib.asynccontextmanager
-async def engine_running(
-    bus: Bus, sla_key: Path, clock: Clock, *, replicas: int = 1
-) -> AsyncIterator[None]:
-    """``replicas`` SLA engines in this process for the block."""
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(
-            run_sla_engine(
-                bus.settings,
-                key_file=sla_key,
-                clock=clock,
-                handle_signals=False,
-                stop_event=stop,
-                scheduler_poll_s=0.1,
-                relay_poll_s=0.1,
-            )
-        )
-        for _ in range(replicas)
-    ]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
-
+from bus.testing import make_party
 
 # --- the engine against the database (no broker) ----------------------------------------------
 
@@ -579,178 +420,3 @@ async def test_opinion_delegated_moves_the_opinion_deadline_to_its_expected_at(
         deadline.start_at + (day(25, 17, 30, 0) - deadline.start_at) / 2,
         day(23, 17, 30, 0),
     ]
-
-
-# --- a crash between "due" and "emitted" --------------------------------------------------------
-
-
-def _engine_env(bus: Bus, *, start: datetime, failpoints: str = "") -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-    s = bus.settings
-    env.update(
-        CASEBUS_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
-        CASEBUS_DATABASE_URL=s.database_url,
-        CASEBUS_TOPIC_PREFIX=s.topic_prefix,
-        CASEBUS_CLOCK=f"accelerated:{start.isoformat()}:{RATE:g}",
-        CASEBUS_FAILPOINTS=failpoints,
-    )
-    return env
-
-
-def _engine_process(
-    bus: Bus, casebus_exe: Path, sla_key: Path, env: dict[str, str], log: Path
-) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [str(casebus_exe), "sla", "run", "--key-file", str(sla_key)],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
-
-
-@pytest.mark.parametrize("point", ["sla.breach.before_commit", "sla.breach.after_commit"])
-async def test_a_crash_around_the_breach_emits_it_exactly_once_after_restart(
-    bus: Bus,
-    sla_key: Path,
-    casebus_exe: Path,
-    tmp_path: Path,
-    processes: list[subprocess.Popen[bytes]],
-    point: str,
-) -> None:
-    bureau = await bus.party(BUREAU)
-    clock = AcceleratedClock(START, RATE)  # the test's idea of simulated time
-    policy = "criminal.receipt"
-    log = tmp_path / "engine.log"
-    transfer = send(bureau, "criminal.transfer", random.Random(13), clock)
-    async with Inboxes(bus, [BUREAU, POLICE, PROC]) as inboxes, bus.router():
-        first = _engine_process(
-            bus, casebus_exe, sla_key, _engine_env(bus, start=START, failpoints=f"{point}:1"), log
-        )
-        processes.append(first)
-        await bus.submit(transfer)
-        # The receipt is due at the end of 3 March; the engine dies at its breach.
-        loop = asyncio.get_running_loop()
-        until = loop.time() + 45
-        while first.poll() is None:
-            assert loop.time() < until, log.read_text()
-            await asyncio.sleep(0.1)
-        assert first.returncode == -signal.SIGKILL, log.read_text()
-        pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=2)
-        try:
-            row = await store.get(pool, deadline_id(policy, transfer.message_id))
-            assert row is not None
-            emitted = len(await outbox(pool, "sla.breach"))
-            if point.endswith("before_commit"):
-                assert (row.state, emitted) == ("open", 0)  # rolled back with the crash
-            else:
-                assert (row.state, emitted) == ("breached", 1)  # committed, not yet published
-            restart_at = max(clock.now(), day(4, 0, 0, 0))
-            second = _engine_process(
-                bus, casebus_exe, sla_key, _engine_env(bus, start=restart_at), log
-            )
-            processes.append(second)
-            await inboxes.until(
-                lambda: all(inboxes.sla(a, "sla.breach", policy) for a in (BUREAU, POLICE, PROC)),
-                timeout_s=45,
-            )
-            await asyncio.sleep(2.0)  # time for a second copy to show up, if there were one
-            second.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(second.wait, 20) == 0, log.read_text()
-            row = await store.get(pool, deadline_id(policy, transfer.message_id))
-            breaches = await outbox(pool, "sla.breach")
-        finally:
-            await pool.close()
-    assert row is not None and row.state == "breached"
-    [breach] = breaches
-    for agency in (BUREAU, POLICE, PROC):
-        delivered = inboxes.sla(agency, "sla.breach", policy)
-        assert [e.message_id for e in delivered] == [breach.message_id], inboxes.summary()
-
-
-async def test_status_lists_open_and_breached_deadlines_with_time_left(
-    settings: Settings, sla_key: Path, pool: asyncpg.Pool, casebus_exe: Path, tmp_path: Path
-) -> None:
-    bureau = make_party(BUREAU, tmp_path / "keys")
-    clock = FixedClock(START)
-    engine = make_engine(settings, sla_key, clock)
-    transfer = send(bureau, "criminal.transfer", random.Random(14), clock)
-    async with pool.acquire() as conn, conn.transaction():
-        await engine.apply(conn, transfer)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-    env.update(
-        CASEBUS_DATABASE_URL=settings.database_url,
-        CASEBUS_CLOCK=f"accelerated:{day(2, 12, 0, 0).isoformat()}:1",
-    )
-    done = subprocess.run(
-        [casebus_exe, "sla", "status", "--agency", POLICE], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    header, row = done.stdout.splitlines()
-    assert header.split()[:3] == ["DEADLINE", "POLICY", "CASE"]
-    assert "criminal.receipt" in row and "open" in row and "2026-03-03 23:59" in row
-    assert row.endswith("1d 11h")
-    env["CASEBUS_CLOCK"] = f"accelerated:{day(4, 12, 0, 0).isoformat()}:1"
-    overdue = subprocess.run(
-        [casebus_exe, "sla", "status"], env=env, capture_output=True, text=True
-    )
-    assert "overdue 0d" not in overdue.stdout and "overdue 12h 00m" in overdue.stdout
-    breached = subprocess.run(
-        [casebus_exe, "sla", "status", "--breached"], env=env, capture_output=True, text=True
-    )
-    assert breached.stdout.splitlines()[1:] == []  # the scheduler has not run: still open
-
-
-# --- running it, and watching it ---------------------------------------------------------------
-
-
-def test_run_refuses_a_missing_key_file_naming_the_command_that_makes_one(
-    casebus_exe: Path, cli_env: dict[str, str], tmp_path: Path
-) -> None:
-    missing = tmp_path / "keys" / "casebus.sla.key.pem"
-    done = subprocess.run(
-        [casebus_exe, "sla", "run", "--key-file", str(missing)],
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "casebus keys generate --agency casebus.sla" in done.stderr
-
-
-def test_alert_rules_are_prometheus_rule_groups_on_metrics_the_engine_exports() -> None:
-    import re
-
-    import yaml
-    from prometheus_client.metrics import MetricWrapperBase
-
-    from bus.settings import REPO_ROOT
-    from bus.sla import metrics
-
-    rules = yaml.safe_load(
-        (REPO_ROOT / "deploy" / "prometheus" / "sla-rules.yaml").read_text(encoding="utf-8")
-    )
-    exported = {
-        m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)
-    }
-    [group] = rules["groups"]
-    assert group["name"] and group["rules"]
-    for rule in group["rules"]:
-        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
-        assert rule["alert"].startswith("CasebusSla") and rule["expr"], rule
-        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule
-        assert rule["annotations"]["summary"], rule
-        for name in re.findall(r"casebus_sla_[a-z_]+", rule["expr"]):
-            base = re.sub(r"_(total|bucket|count|sum)$", "", name)
-            assert base in exported, (rule["alert"], name)
