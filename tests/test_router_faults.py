@@ -197,6 +197,10 @@ def _kill_kafka() -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def _tail(log_file: Path, chars: int = 4000) -> str:
+    return log_file.read_text(errors="replace")[-chars:]
+
+
 @pytest.mark.parametrize("how", ["stopped", "killed"])
 @pytest.mark.timeout(300)
 async def test_broker_restart_under_load_loses_nothing(bus: Bus, tmp_path: Path, how: str) -> None:
@@ -207,13 +211,16 @@ async def test_broker_restart_under_load_loses_nothing(bus: Bus, tmp_path: Path,
         await _logged(tmp_path / "router.log", "router.started")
         load = asyncio.create_task(_load(bus, sent, rate_per_s=100))
         await _logged(tmp_path / "router.log", "router.delivered")
-        if how == "stopped":
-            await asyncio.to_thread(_local, "down", "kafka")
-        else:
-            _kill_kafka()
-        await asyncio.sleep(3)
-        # `up` brings the same broker back on its data: what was sent before survives.
-        await asyncio.to_thread(_local, "up")
+        try:
+            if how == "stopped":
+                await asyncio.to_thread(_local, "down", "kafka")
+            else:
+                _kill_kafka()
+            await asyncio.sleep(3)
+        finally:
+            # `up` brings the same broker back on its data: what was sent before survives.
+            # Always: the rest of the session needs it.
+            await asyncio.to_thread(_local, "up")
         await asyncio.wait_for(load, 180)
         await _check_exactly_once_in_order(bus, sent)
     finally:
@@ -230,10 +237,13 @@ async def test_postgres_stopped_for_ten_seconds_under_load(bus: Bus, tmp_path: P
         await _logged(log_file, "router.started")
         load = asyncio.create_task(_load(bus, sent, rate_per_s=60))
         await _logged(log_file, "router.delivered")
-        await asyncio.to_thread(_local, "down", "pg")
-        await asyncio.sleep(10)
-        assert router.poll() is None, "the router died while PostgreSQL was away"
-        await asyncio.to_thread(_local, "up")
+        try:
+            await asyncio.to_thread(_local, "down", "pg")
+            await asyncio.sleep(10)
+            died = router.poll()
+        finally:
+            await asyncio.to_thread(_local, "up")  # always: the rest of the session needs it
+        assert died is None, "the router died while PostgreSQL was away:\n" + _tail(log_file)
         await asyncio.wait_for(load, 120)
         await _check_exactly_once_in_order(bus, sent)
     finally:

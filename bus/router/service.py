@@ -42,7 +42,16 @@ __all__ = ["BatchPlan", "Router"]
 
 log = structlog.get_logger("casebus.router")
 
-_PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+# InternalClientError too: a session cut mid-query can leave a pooled connection in a state
+# asyncpg refuses to use again ("cannot switch to state 15; another operation is in progress",
+# MagicStack/asyncpg#784). It is as transient as the outage that caused it.
+_PG_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncio.TimeoutError,
+)
 
 
 @dataclass(slots=True)
@@ -244,6 +253,8 @@ class Router:
                     return await self._audit(conn, verdicts)
             except _PG_ERRORS as e:
                 metrics.RETRIES.labels(stage="audit").inc()
+                # Replace every pooled connection: one cut mid-operation may be unusable.
+                await self._pool.expire_connections()
                 log.warning("router.audit_retry", error=repr(e), retry_in_s=round(delay, 2))
                 try:
                     await asyncio.wait_for(self._stopping.wait(), delay)
