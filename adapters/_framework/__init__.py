@@ -23,6 +23,7 @@ from adapters._framework.outbound import (
     inbox_handler,
     sign_webhook,
 )
+from adapters._framework.regulatory import OPINION_TYPES, REGULATORY_KINDS, clue_receipt
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import (
     BUS_KINDS,
@@ -39,6 +40,8 @@ __all__ = [
     "DOCUMENT_TYPES",
     "ENVELOPE_FIELDS",
     "KIND_FIELD",
+    "OPINION_TYPES",
+    "REGULATORY_KINDS",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "Accepted",
@@ -56,6 +59,7 @@ __all__ = [
     "Submitter",
     "Vocabulary",
     "WebhookDeliverer",
+    "clue_receipt",
     "create_app",
     "create_token",
     "hash_token",
