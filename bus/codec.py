@@ -311,6 +311,37 @@ class Codec:
             self._index.envelope, record, check=not isinstance(envelope, Envelope), header=False
         )
 
+    def signed_body_of(self, value: bytes, signature_value: bytes) -> bytes | None:
+        """The body a sender signed (``signature.value`` empty), cut from the received ``value``
+        of an envelope whose signature is ``signature_value``; None when it cannot be cut.
+
+        The same bytes as :meth:`envelope_body` with ``signature_value=b""``, without encoding
+        the envelope again: ``signature.value`` is the last field written, and a codec that
+        ``require_canonical`` has already checked that ``value`` is the one canonical encoding,
+        so the body ends with exactly ``zigzag(len) + signature`` and nothing else can differ.
+        A codec that reads leniently returns None, and the caller re-encodes.
+        """
+        if not (self._require_canonical and self._index.envelope_signature_is_last):
+            return None
+        tail = _long_bytes(len(signature_value)) + signature_value
+        body = value[HEADER_SIZE:]
+        if not body.endswith(tail):
+            return None
+        return bytes(body[: len(body) - len(tail)]) + b"\x00"
+
+    def encode_signed_envelope(self, body: bytes, signature_value: bytes) -> bytes:
+        """The Kafka value of an envelope whose signed body (``signature.value`` empty, as
+        :meth:`envelope_body` writes it) is ``body``, with ``signature_value`` put in: the
+        router signs and sends its receipts and nacks with one encoding instead of two."""
+        if not self._index.envelope_signature_is_last or not body.endswith(b"\x00"):
+            raise ValueError("the envelope schema does not end with signature.value")
+        return (
+            self._index.envelope.header
+            + body[:-1]
+            + _long_bytes(len(signature_value))
+            + (signature_value)
+        )
+
     def encode_envelope(self, envelope: Envelope | Mapping[str, Any]) -> bytes:
         """The Kafka value of ``envelope``: its single-object bytes, the payload bytes untouched."""
         entry = self._index.envelope
@@ -378,6 +409,17 @@ def _context(record: Mapping[str, Any]) -> dict[str, Any]:
         return None if value is None else str(value)
 
     return {"message_id": text("message_id"), "case_id": text("case_id"), "agency": text("sender")}
+
+
+def _long_bytes(n: int) -> bytes:
+    """Avro's encoding of the long ``n >= 0`` (zigzag, then base-128 varint)."""
+    z = n << 1
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
 
 
 def _rfc3339_millis(value: datetime) -> str:

@@ -166,6 +166,17 @@ class SchemaIndex:
         """The envelope's schema."""
         return self._envelope
 
+    @functools.cached_property
+    def envelope_signature_is_last(self) -> bool:
+        """Whether the envelope's Avro binary ends with ``signature.value`` (bytes): then the
+        signed body can be cut from a received value instead of encoded again."""
+        fields = self._envelope.schema.get("fields", [])
+        if not fields or fields[-1]["name"] != "signature":
+            return False
+        inner = fields[-1]["type"]
+        last = inner.get("fields", [])[-1:] if isinstance(inner, dict) else []
+        return bool(last) and last[0]["name"] == "value" and last[0]["type"] == "bytes"
+
     @property
     def kinds(self) -> tuple[str, ...]:
         """Every message kind with at least one schema version, sorted."""

@@ -575,3 +575,33 @@ def test_envelope_checks_the_payloads_attachment_references() -> None:
         ("documents[1].attachment_sha256", "attachment_hash_mismatch"),
         ("documents[2].attachment_name", "unknown_attachment"),
     ]
+
+
+def _every_ref(value: object, path: str) -> list[tuple[str, str, str]]:
+    """attachment_refs as it was before it learned to skip fields: visit every field."""
+    found: list[tuple[str, str, str]] = []
+    if isinstance(value, BaseModel):
+        name = getattr(value, "attachment_name", None)
+        sha256 = getattr(value, "attachment_sha256", None)
+        if isinstance(name, str) and isinstance(sha256, str):
+            found.append((path, name, sha256))
+        for field in type(value).model_fields:
+            found += _every_ref(getattr(value, field), f"{path}{field}.")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _every_ref(item, f"{path[:-1]}[{i}].")
+    return found
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_attachment_refs_skips_no_field_that_can_hold_a_reference(seed: int) -> None:
+    import random
+
+    from bus.samples import sample_payload
+
+    refs = 0
+    for kind in KINDS:
+        payload = sample_payload(kind, random.Random(seed))
+        assert attachment_refs(payload) == _every_ref(payload, ""), kind
+        refs += len(attachment_refs(payload))
+    assert refs > 0  # the samples do carry references, so the comparison means something

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bus import signing
 from bus.cli.keys import app as keys_app
-from bus.codec import decode_envelope, encode_envelope, encode_payload
+from bus.codec import Codec, decode_envelope, default_codec, encode_envelope, encode_payload
 from bus.errors import ConfigError, DecodeError, SignatureError, ValidationFailed
 from bus.models import PAYLOAD_MODELS, Envelope, Signature
 from bus.signing import (
@@ -354,3 +354,72 @@ def test_cli_generates_a_key_pair_and_prints_the_key_id(tmp_path: Path) -> None:
     assert "--force" in again.stderr
     bad = runner.invoke(keys_app, ["generate", "--agency", "Bad Id", "--out", str(tmp_path)])
     assert bad.exit_code == 2
+
+
+# -- the router's shortcuts: the same bytes without encoding twice -----------------------------
+
+
+def _sample_envelopes(count: int) -> list[tuple[Envelope, Ed25519Signer, PublicKeyRecord]]:
+    import random
+
+    from bus.models import KINDS
+    from bus.samples import sample_payload
+
+    out = []
+    rng = random.Random(7)
+    for n in range(count):
+        kind = KINDS[n % len(KINDS)]
+        signer, record = _signer()
+        payload = sample_payload(kind, rng)
+        env = _envelope().model_copy(
+            update={
+                "kind": kind,
+                "schema_version": type(payload).SCHEMA_VERSION,
+                "payload": encode_payload(kind, payload),
+                "message_id": uuid.UUID(int=rng.getrandbits(128), version=4),
+            }
+        )
+        out.append((env, signer, record))
+    return out
+
+
+def test_sign_and_encode_writes_the_bytes_sign_then_encode_would() -> None:
+    for env, signer, _ in _sample_envelopes(60):
+        signed, value = signing.sign_and_encode(env, signer)
+        assert signed == sign_envelope(env, signer)
+        assert value == encode_envelope(signed)
+
+
+def test_the_signed_body_cut_from_a_value_is_the_canonical_body() -> None:
+    codec = default_codec()
+    for env, signer, _ in _sample_envelopes(60):
+        value = encode_envelope(sign_envelope(env, signer))
+        received = decode_envelope(value)
+        body = codec.signed_body_of(value, received.signature.value)
+        assert body is not None
+        assert DOMAIN_PREFIX + body == canonical_bytes(received)
+
+
+def test_a_value_whose_tail_is_not_its_signature_gives_no_body() -> None:
+    codec = default_codec()
+    env, signer, _ = _sample_envelopes(1)[0]
+    value = encode_envelope(sign_envelope(env, signer))
+    signature = decode_envelope(value).signature.value
+    assert codec.signed_body_of(value, bytes(64)) is None  # another signature
+    assert codec.signed_body_of(value[:-1], signature) is None  # truncated
+    # A codec that reads leniently has not proved the bytes canonical: it must re-encode.
+    assert Codec(require_canonical=False).signed_body_of(value, signature) is None
+
+
+async def test_verifying_from_the_value_accepts_and_refuses_as_re_encoding_does() -> None:
+    for env, signer, record in _sample_envelopes(12):
+        store = InMemoryKeyStore([record])
+        value = encode_envelope(sign_envelope(env, signer))
+        received = decode_envelope(value)
+        assert await verify_envelope(received, store, at=NOW, value=value) == record
+        # A signature over other bytes fails the same way by either path.
+        forged = bytearray(value)
+        forged[-1] ^= 1
+        tampered = decode_envelope(bytes(forged))
+        for kw in ({}, {"value": bytes(forged)}):
+            assert await _refused(tampered, store, at=NOW, **kw) == "bad_signature"

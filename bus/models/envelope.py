@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import typing
 from collections.abc import Iterator
 from typing import Annotated, Final
 from uuid import UUID
@@ -138,8 +140,28 @@ def _refs(value: object, path: str) -> Iterator[tuple[str, str, str]]:
         sha256 = getattr(value, "attachment_sha256", None)
         if isinstance(name, str) and isinstance(sha256, str):
             yield path, name, sha256
-        for field in type(value).model_fields:
+        for field in _model_bearing_fields(type(value)):
             yield from _refs(getattr(value, field), f"{path}{field}.")
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _refs(item, f"{path[:-1]}[{i}].")
+
+
+@functools.cache
+def _model_bearing_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` whose declared type can hold a model (directly, in a list or in
+    an optional): only those can lead to an attachment reference. The router checks every
+    message, and a transfer's dozens of text and date fields need not be visited each time."""
+    return tuple(
+        name for name, info in model.model_fields.items() if _can_hold_model(info.annotation)
+    )
+
+
+def _can_hold_model(annotation: object) -> bool:
+    if isinstance(annotation, type):
+        return issubclass(annotation, BaseModel)
+    # list[X], X | None, Annotated[X, ...], Literal[...]: look inside; a bare Any may hold one.
+    args = typing.get_args(annotation)
+    if not args:
+        return annotation is typing.Any
+    return any(_can_hold_model(a) for a in args if not isinstance(a, str | int | float | bool))

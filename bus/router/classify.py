@@ -111,7 +111,9 @@ class Classifier:
         verdict.outcome = "reject"
         # 2. The signature, against the registry's keys as of now.
         try:
-            verdict.key = await verify_envelope(envelope, self._keys, at=now, codec=self._codec)
+            verdict.key = await verify_envelope(
+                envelope, self._keys, at=now, codec=self._codec, value=value
+            )
         except SignatureError as e:
             verdict.code = "bad_signature"
             verdict.problems = [

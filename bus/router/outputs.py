@@ -21,7 +21,7 @@ from bus.models import Envelope, Signature
 from bus.models.bus_kinds import BusDelivered, BusNack, NackReason
 from bus.router.classify import Verdict
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, sign_envelope
+from bus.signing import Ed25519Signer, sign_and_encode
 
 __all__ = ["BUS_AGENCY", "Outputs", "Send", "rejection_id"]
 
@@ -75,7 +75,7 @@ class Outputs:
         correlation_id: str,
         causation_id: str | None,
         sent_at: datetime,
-    ) -> Envelope:
+    ) -> tuple[Envelope, bytes]:
         unsigned = Envelope(
             message_id=message_id,
             kind=payload.KIND,
@@ -91,7 +91,7 @@ class Outputs:
                 algorithm=self._signer.algorithm, key_id=self._signer.key_id, value=b""
             ),
         )
-        return sign_envelope(unsigned, self._signer, codec=self._codec)
+        return sign_and_encode(unsigned, self._signer, codec=self._codec)
 
     # -- accepted -----------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ class Outputs:
             audit_index=audit_index,
             delivered_at=v.received_at,
         )
-        receipt = self._envelope(
+        receipt, value = self._envelope(
             payload,
             message_id=_id("delivered", str(env.message_id)),
             recipient=env.sender,
@@ -136,7 +136,6 @@ class Outputs:
             causation_id=str(env.message_id),
             sent_at=v.received_at,
         )
-        value = self._codec.encode_envelope(receipt)
         leaf = message_leaf(
             "delivered",
             message_id=env.message_id,
@@ -182,7 +181,7 @@ class Outputs:
             rejected_by=BUS_AGENCY,
             rejected_at=v.received_at,
         )
-        return self._envelope(
+        nack, _ = self._envelope(
             payload,
             message_id=_id("nack", v.value_sha256.hex()),
             recipient=v.reply_to,
@@ -191,6 +190,7 @@ class Outputs:
             causation_id=str(original),
             sent_at=v.received_at,
         )
+        return nack
 
     def rejected_record(self, v: Verdict, nack: Envelope | None) -> AuditRecord:
         """The audit record of a refused or undecodable submission, with the nack sent for it."""
