@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -65,14 +65,19 @@ class BatchPlan:
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets a rebalance wait until the batch in flight is committed or aborted."""
+    """Lets a rebalance wait until the batch being decided and the one being delivered are
+    committed or aborted, so no partition changes hands with a transaction open on it."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(
+        self, lock: asyncio.Lock, settle: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
         self._lock = lock
+        self._settle = settle
 
     async def on_partitions_revoked(self, revoked: object) -> None:
         async with self._lock:
-            pass
+            if self._settle is not None:
+                await self._settle()
 
     async def on_partitions_assigned(self, assigned: object) -> None:
         return None
@@ -109,6 +114,7 @@ class Router:
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._in_flight: asyncio.Task[bool] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -138,7 +144,7 @@ class Router:
             max_poll_interval_ms=600_000,
         )
         self._consumer.subscribe(
-            [self._settings.topic_submit()], listener=_Revocations(self._batch_lock)
+            [self._settings.topic_submit()], listener=_Revocations(self._batch_lock, self._settle)
         )
         delay = 0.5
         while True:
@@ -164,21 +170,50 @@ class Router:
         log.info("router.stopped")
 
     async def run(self) -> None:
-        """The consume → audit → deliver loop."""
+        """The consume → audit → deliver loop, two batches deep.
+
+        While batch N's Kafka transaction is in flight, batch N+1 is fetched, classified and
+        audited; N+1's transaction begins only after N's committed. The audit may run ahead of
+        delivery because it is idempotent per message and source offset: if N's transaction
+        fails, both batches are read again from the committed offsets and delivered exactly as
+        the log recorded them.
+        """
         await self.start()
         try:
             assert self._consumer is not None
             while not self._stopping.is_set():
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                # With a transaction in flight, take what has arrived and get to work on it;
+                # with none, wait a little for a batch.
+                wait_ms = 0 if self._in_flight is not None else 200
+                batch = await self._consumer.getmany(
+                    timeout_ms=wait_ms, max_records=self._max_batch
+                )
                 records = [r for tp in sorted(batch) for r in batch[tp]]
                 if not records:
+                    if self._in_flight is not None:
+                        async with self._batch_lock:
+                            if not await self._settle():
+                                await self._rewind()
                     continue
                 async with self._batch_lock:
                     await self._process(records)
-                failpoints.hit("router.after_commit")
                 await self._observe_lag()
+            async with self._batch_lock:  # a graceful stop finishes the batch in flight
+                await self._settle()
         finally:
+            if self._in_flight is not None:  # cancelled or failed: the open transaction aborts
+                self._in_flight.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._in_flight
             await self.close()
+
+    async def _settle(self) -> bool:
+        """Wait for the batch in flight: True if it committed (or none was in flight). On
+        False the caller rewinds, unless a rebalance or a stop is about to reset positions."""
+        task, self._in_flight = self._in_flight, None
+        if task is None:
+            return True
+        return await task
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -203,11 +238,23 @@ class Router:
         offsets = {}
         for r in records:
             offsets[TopicPartition(r.topic, r.partition)] = OffsetAndMetadata(r.offset + 1, "")
-        if not await self._deliver(plan, offsets):
-            await self._rewind(records)
+        if not await self._settle():
+            # The batch before failed: read both again from the committed offsets. The rewind
+            # happens here, after this batch was fetched, so no fetch can slip past it.
+            await self._rewind()
             return
+        self._in_flight = asyncio.create_task(
+            self._deliver_and_report(plan, offsets, size=len(records))
+        )
+
+    async def _deliver_and_report(
+        self, plan: BatchPlan, offsets: dict[TopicPartition, OffsetAndMetadata], *, size: int
+    ) -> bool:
+        if not await self._deliver(plan, offsets):
+            return False  # whoever settles this batch rewinds
+        failpoints.hit("router.after_commit")
         done = datetime.now(UTC)
-        metrics.BATCH_SIZE.observe(len(records))
+        metrics.BATCH_SIZE.observe(size)
         for v in plan.accepted:
             env = v.envelope
             assert env is not None
@@ -239,6 +286,7 @@ class Router:
                 partition=v.record.partition,
                 offset=v.record.offset,
             )
+        return True
 
     async def _decide_with_retry(
         self, records: Sequence[ConsumerRecord[bytes, bytes]]
@@ -407,26 +455,25 @@ class Router:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _rewind(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """After a failed transaction, read again from the committed offsets.
+    async def _rewind(self) -> None:
+        """After a failed transaction, read every assigned partition again from its committed
+        offset: the failed batch and the one decided behind it are both uncommitted.
 
-        Not from the batch's first offsets: when the commit reached the broker but its answer
+        Not from a batch's first offsets: when the commit reached the broker but its answer
         was lost, the offsets moved with it, and re-reading the batch would deliver it twice.
+        A partition with no committed offset yet starts again from its beginning.
         """
         consumer = self._consumer
         assert consumer is not None
-        first: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            first[tp] = min(first.get(tp, r.offset), r.offset)
         delay = 0.5
         while True:
             try:
-                for tp, offset in first.items():
-                    if tp not in consumer.assignment():
-                        continue
+                for tp in consumer.assignment():
                     committed = await consumer.committed(tp)
-                    consumer.seek(tp, committed if committed is not None else offset)
+                    if committed is None:
+                        await consumer.seek_to_beginning(tp)
+                    else:
+                        consumer.seek(tp, committed)
                 return
             except KafkaError as e:
                 log.warning("router.rewind_retry", error=repr(e))
