@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["hit"]
+__all__ = ["fails", "hit"]
 
 
 def _parse(spec: str) -> dict[str, int]:
@@ -32,3 +32,12 @@ def hit(name: str) -> None:
     _SEEN[name] = _SEEN.get(name, 0) + 1
     if _SEEN[name] >= _ARMED[name]:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fails(name: str) -> bool:
+    """Pass the failpoint ``name``; True, once, when it is armed and its count is reached: the
+    caller then fails as the real fault would (a Kafka transaction that cannot commit)."""
+    if not _ARMED or name not in _ARMED:
+        return False
+    _SEEN[name] = _SEEN.get(name, 0) + 1
+    return _SEEN[name] == _ARMED[name]

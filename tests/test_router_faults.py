@@ -159,6 +159,28 @@ async def test_router_killed_mid_batch_loses_nothing_and_delivers_nothing_twice(
         _stop(second)
 
 
+@pytest.mark.timeout(300)
+async def test_a_failed_transaction_rewinds_the_batch_audited_behind_it(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """The router audits batch N+1 while batch N's transaction is in flight. When N's commit
+    fails, both are read again from the committed offsets and delivered once, in order."""
+    police = await bus.party(POLICE)
+    sent = _stream(police, cases=20, per_case=50)
+    await bus.submit(*sent)  # a backlog, so every batch has one decided behind it
+    log_file = tmp_path / "router.log"
+    router = bus.router_process(failpoints="router.commit_fails:2", log_file=log_file)
+    try:
+        await _check_exactly_once_in_order(bus, sent)
+        assert router.poll() is None, _tail(log_file)
+    finally:
+        _stop(router)
+    log = log_file.read_text()
+    assert log.count("router.deliver_failed") == 1, _tail(log_file)
+    # The second transaction failed after a third batch had been audited behind it.
+    assert "failpoint router.commit_fails" in log
+
+
 async def _load(bus: Bus, envelopes: list[Envelope], rate_per_s: float) -> None:
     """Submit at a steady rate; on a broker error, wait and send the same message again."""
     from aiokafka.errors import KafkaError

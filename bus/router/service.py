@@ -432,6 +432,8 @@ class Router:
                 if n == half:
                     failpoints.hit("router.mid_produce")
             await producer.send_offsets_to_transaction(offsets, self._group)
+            if failpoints.fails("router.commit_fails"):
+                raise KafkaError("failpoint router.commit_fails: the commit did not happen")
             await producer.commit_transaction()
             return True
         except KafkaError as e:
