@@ -5,14 +5,18 @@ ACLs enforce it. :func:`plan_acls` turns the registry and :meth:`RoutingPolicy.g
 the exact bindings, one Kafka principal (``User:<name>``, a SCRAM user) per agency and per bus
 service:
 
-- an agency that may send anything: WRITE and DESCRIBE on ``<prefix>.submit``;
+- an agency that may send anything: WRITE and DESCRIBE on ``<prefix>.submit``, or, with
+  per-agency submit topics (``CASEBUS_SUBMIT_TOPICS=per_agency``), on its own
+  ``<prefix>.submit.<agency>`` only: then a record's topic names the principal that wrote it,
+  and the router refuses an envelope whose ``sender`` is another agency;
 - an agency that may receive anything: READ and DESCRIBE on its own inbox
   ``<prefix>.inbox.<agency>``, and READ on the consumer groups the code uses for that inbox
   (``<prefix>.inbox.<agency>`` and the adapter's ``<prefix>.inbox.adapter.<agency>``; the
   procuratorate also the audit monitor's ``<prefix>.inbox.audit-monitor``);
 - the SLA engine (``casebus.sla``) is an agency like the others: it reads its inbox, where the
   policy sends it its copies, and writes ``sla.*`` to submit;
-- the router reads submit in group ``<prefix>.router``, writes every inbox and the dead-letter
+- the router reads submit (every per-agency submit topic) in group ``<prefix>.router``,
+  writes every inbox and the dead-letter
   topic, in transactions whose ids start with ``<prefix>.router.``.
 
 Every topic and group binding is LITERAL. A prefixed grant on ``<prefix>.inbox.<agency>``
@@ -38,6 +42,7 @@ import yaml
 from bus.agencies import Registry
 from bus.errors import ConfigError
 from bus.routing import RoutingPolicy
+from bus.settings import SaslMechanism, SecurityProtocol, Settings, SubmitTopics
 
 __all__ = [
     "CLUSTER_RESOURCE",
@@ -48,7 +53,9 @@ __all__ = [
     "Operation",
     "PatternType",
     "ResourceType",
+    "SaslMechanism",
     "SecurityProtocol",
+    "SubmitTopics",
     "apply_acls",
     "client_security",
     "inbox_groups",
@@ -59,6 +66,8 @@ __all__ = [
     "render_text",
     "strimzi_acls",
     "strimzi_users",
+    "submit_topic",
+    "submitters",
 ]
 
 ResourceType = Literal["topic", "group", "transactional_id", "cluster"]
@@ -147,8 +156,26 @@ class AclPlan:
         )
 
 
-def _topics(prefix: str) -> tuple[str, str]:
-    return f"{prefix}.submit", f"{prefix}.dead"
+def submit_topic(prefix: str, agency_id: str | None = None) -> str:
+    """The shared submit topic, or ``agency_id``'s own (as
+    :meth:`bus.settings.Settings.topic_submit`)."""
+    return f"{prefix}.submit" if agency_id is None else f"{prefix}.submit.{agency_id}"
+
+
+def _has_principal(registry: Registry, agency_id: str) -> bool:
+    agency = registry.get(agency_id)
+    if agency is None or agency.id in _NO_PRINCIPAL:
+        return False
+    return agency.kind != "bus" or agency.id == SLA_PRINCIPAL
+
+
+def submitters(registry: Registry, policy: RoutingPolicy) -> tuple[str, ...]:
+    """The agencies that write submit as Kafka clients: they have a principal and the policy
+    lets them send something. With per-agency submit topics, each has one (registry order)."""
+    grants = policy.grants()
+    return tuple(
+        a.id for a in registry.agencies if _has_principal(registry, a.id) and grants[a.id].sends
+    )
 
 
 def inbox_topic(prefix: str, agency_id: str) -> str:
@@ -168,22 +195,35 @@ def inbox_groups(
     return tuple(groups)
 
 
-def plan_acls(registry: Registry, policy: RoutingPolicy, *, prefix: str = "casebus") -> AclPlan:
-    """The ACL plan for ``registry`` under ``policy``; ConfigError if two principals overlap."""
-    submit, dead = _topics(prefix)
+def plan_acls(
+    registry: Registry,
+    policy: RoutingPolicy,
+    *,
+    prefix: str = "casebus",
+    submit_topics: SubmitTopics = "shared",
+) -> AclPlan:
+    """The ACL plan for ``registry`` under ``policy``; ConfigError if two principals overlap.
+
+    ``submit_topics="per_agency"`` gives each sender WRITE on its own submit topic alone.
+    """
+    per_agency = submit_topics == "per_agency"
+    dead = f"{prefix}.dead"
+    senders = submitters(registry, policy)
+    router_reads = (
+        [submit_topic(prefix, a) for a in senders] if per_agency else [submit_topic(prefix)]
+    )
     grants = policy.grants()
     principals: dict[str, tuple[AclBinding, ...]] = {}
     agencies: dict[str, str] = {}
     if registry.get(ROUTER_PRINCIPAL) is not None:
         raise ConfigError(f"agency id {ROUTER_PRINCIPAL!r} is the router's Kafka user; rename it")
     for agency in registry.agencies:
-        if agency.id in _NO_PRINCIPAL:
-            continue
-        if agency.kind == "bus" and agency.id != SLA_PRINCIPAL:
+        if not _has_principal(registry, agency.id):
             continue
         g = grants[agency.id]
         out: list[AclBinding] = []
         if g.sends:
+            submit = submit_topic(prefix, agency.id if per_agency else None)
             out += [
                 AclBinding(agency.id, "topic", submit, "literal", "WRITE"),
                 AclBinding(agency.id, "topic", submit, "literal", "DESCRIBE"),
@@ -205,11 +245,13 @@ def plan_acls(registry: Registry, policy: RoutingPolicy, *, prefix: str = "caseb
             principals[agency.id] = tuple(out)
             agencies[agency.id] = agency.id
     r = ROUTER_PRINCIPAL
-    router = [
-        AclBinding(r, "topic", submit, "literal", "READ"),
-        AclBinding(r, "topic", submit, "literal", "DESCRIBE"),
-        AclBinding(r, "group", f"{prefix}.router", "literal", "READ"),
-    ]
+    router: list[AclBinding] = []
+    for topic in router_reads:
+        router += [
+            AclBinding(r, "topic", topic, "literal", "READ"),
+            AclBinding(r, "topic", topic, "literal", "DESCRIBE"),
+        ]
+    router.append(AclBinding(r, "group", f"{prefix}.router", "literal", "READ"))
     for topic in [*(inbox_topic(prefix, a) for a in registry.ids()), dead]:
         router += [
             AclBinding(r, "topic", topic, "literal", "WRITE"),
@@ -227,7 +269,7 @@ def plan_acls(registry: Registry, policy: RoutingPolicy, *, prefix: str = "caseb
 
 
 def _check_isolation(plan: AclPlan, registry: Registry) -> None:
-    """No agency principal may reach another agency's inbox or inbox groups."""
+    """No agency principal may reach another agency's inbox, inbox groups or own submit topic."""
     problems: list[str] = []
     for principal, agency_id in plan.agencies.items():
         for other in registry.agencies:
@@ -237,9 +279,14 @@ def _check_isolation(plan: AclPlan, registry: Registry) -> None:
             groups = inbox_groups(
                 plan.prefix, other.id, procuratorate=other.kind == "procuratorate"
             )
+            submit = submit_topic(plan.prefix, other.id)
             for b in plan.principals[principal]:
                 if b.matches("topic", inbox) or any(b.matches("group", g) for g in groups):
                     problems.append(f"{principal}: {b.line().strip()} reaches {other.id}'s inbox")
+                if b.operation == "WRITE" and b.matches("topic", submit):
+                    problems.append(
+                        f"{principal}: {b.line().strip()} writes {other.id}'s submit topic"
+                    )
     if problems:
         raise ConfigError("ACL plan is not isolated:\n  " + "\n  ".join(problems))
 
@@ -317,9 +364,6 @@ def render_strimzi_users(
 # --- clients ---------------------------------------------------------------------------------
 
 
-SecurityProtocol = Literal["PLAINTEXT", "SASL_SSL"]
-
-
 def client_security(
     *,
     protocol: SecurityProtocol,
@@ -327,12 +371,14 @@ def client_security(
     password: str | None = None,
     password_file: Path | None = None,
     ca_file: Path | None = None,
+    mechanism: SaslMechanism = "SCRAM-SHA-512",
 ) -> dict[str, object]:
     """Keyword arguments for aiokafka clients (producer, consumer, admin) on a secure listener.
 
     ``PLAINTEXT`` gives ``{}``: the default local broker. ``SASL_SSL`` needs a user and a
     password (given, or read from ``password_file`` so it never sits in the environment) and
-    verifies the broker against ``ca_file``.
+    verifies the broker against ``ca_file``. Services call
+    :meth:`bus.settings.Settings.kafka_client_options`, which comes here.
     """
     if protocol == "PLAINTEXT":
         return {}
@@ -348,10 +394,13 @@ def client_security(
     ]
     if missing:
         raise ConfigError(f"SASL_SSL needs {', '.join(missing)}")
-    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"cannot load the Kafka CA certificate {ca_file}: {e}") from e
     return {
         "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_mechanism": mechanism,
         "sasl_plain_username": username,
         "sasl_plain_password": password,
         "ssl_context": context,
@@ -377,12 +426,10 @@ _OPERATION_CODE: Final[Mapping[Operation, int]] = {
 _ALLOW: Final = 3
 
 
-async def apply_acls(
-    plan: AclPlan, *, bootstrap: str, security: Mapping[str, object]
-) -> list[AclBinding]:
+async def apply_acls(plan: AclPlan, *, settings: Settings) -> list[AclBinding]:
     """Create every binding of ``plan`` on the cluster (idempotent: Kafka keeps one copy).
 
-    ``security`` is :func:`client_security` of a super user. aiokafka's admin client has no
+    ``settings`` name the cluster and a super user's credentials. aiokafka's admin client has no
     ``create_acls``; this sends Kafka's CreateAcls request through it, one per binding, and
     raises :class:`~bus.errors.TransportError` naming the binding Kafka refused.
     """
@@ -392,7 +439,7 @@ async def apply_acls(
 
     from bus.errors import TransportError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     done: list[AclBinding] = []
     try:
         await admin.start()

@@ -186,7 +186,7 @@ class InboxReader:
         """Consume until :meth:`stop`; raises :class:`InboxHandlerFailed` or TransportError."""
         consumer = AIOKafkaConsumer(
             self._topic,
-            bootstrap_servers=self._settings.kafka_bootstrap,
+            **self._settings.kafka_client_options(),
             group_id=self._group_id,
             isolation_level="read_committed",
             enable_auto_commit=False,

@@ -1,5 +1,6 @@
 """The transactional outbox (design §6): adapters write messages with their own state; a relay
-publishes them to ``<prefix>.submit``.
+publishes them to the submit topic: ``<prefix>.submit``, or the sender's own
+``<prefix>.submit.<sender>`` with ``CASEBUS_SUBMIT_TOPICS=per_agency``.
 
 An adapter calls :meth:`OutboxWriter.add` inside the database transaction that changes its own
 state, so a message exists if and only if the state change committed. :class:`OutboxRelay`
@@ -100,13 +101,12 @@ class OutboxWriter:
     """Adds signed envelopes to the outbox inside the caller's database transaction."""
 
     def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
-        self._topic = settings.topic_submit()
+        self._settings = settings
         self._codec = codec if codec is not None else default_codec()
 
-    @property
-    def topic(self) -> str:
-        """The topic rows are published to: ``<prefix>.submit``."""
-        return self._topic
+    def topic_for(self, sender: str) -> str:
+        """The topic a row of ``sender`` is published to (the row keeps it)."""
+        return self._settings.topic_submit(sender)
 
     async def add(self, conn: Conn, envelope: Envelope, *, owner: str) -> bool:
         """Queue ``envelope`` (already signed) for publishing; True if added, False if a no-op.
@@ -129,6 +129,7 @@ class OutboxWriter:
             )
         if not envelope.signature.value:
             raise OutboxMisuse("the envelope must be signed before it enters the outbox", **context)
+        topic = self.topic_for(envelope.sender)
         value = self._codec.encode_envelope(envelope)
         key = self._codec.kafka_key(envelope)
         headers = json.dumps(
@@ -139,10 +140,10 @@ class OutboxWriter:
             message_id=context["message_id"],
             case_id=envelope.case_id,
             owner=owner,
-            topic=self._topic,
+            topic=topic,
         )
         row_id = await conn.fetchval(
-            _INSERT, owner, envelope.message_id, envelope.case_id, self._topic, key, value, headers
+            _INSERT, owner, envelope.message_id, envelope.case_id, topic, key, value, headers
         )
         if row_id is not None:
             bound.debug("outbox.added", outbox_id=row_id)
@@ -159,7 +160,7 @@ class OutboxWriter:
             bytes(existing["key"]),
             bytes(existing["value"]),
         )
-        if stored != (owner, self._topic, key, value):
+        if stored != (owner, topic, key, value):
             raise OutboxConflict(
                 f"message_id {envelope.message_id} is already in the outbox with other content",
                 **context,
@@ -426,7 +427,7 @@ class OutboxRelay:
     async def _ensure_producer(self) -> Any:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.kafka_bootstrap,
+                **self._settings.kafka_client_options(),
                 acks="all",
                 enable_idempotence=True,
                 request_timeout_ms=self._request_timeout_ms,

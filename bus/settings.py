@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.errors import ConfigError
 
-__all__ = ["REPO_ROOT", "Settings", "load_settings"]
+__all__ = [
+    "REPO_ROOT",
+    "SaslMechanism",
+    "SecurityProtocol",
+    "Settings",
+    "SubmitTopics",
+    "load_settings",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The checkout this package runs from; default data files live under ``deploy/`` here."""
+
+SecurityProtocol = Literal["PLAINTEXT", "SASL_SSL"]
+"""How clients reach Kafka: plaintext (the local development broker) or SASL over TLS."""
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
+"""The SASL mechanisms casebus supports; the deployments use SCRAM-SHA-512."""
+SubmitTopics = Literal["shared", "per_agency"]
+"""One ``<prefix>.submit`` for every party, or one ``<prefix>.submit.<agency>`` per party."""
+
+# Which variable each SASL_SSL requirement is, in the order an operator would set them.
+_SASL_NEEDS = ("kafka_sasl_username", "kafka_sasl_password_file", "kafka_ca_file")
 
 _TOPIC_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -58,6 +76,29 @@ class Settings(BaseSettings):
     clock: str = Field(
         "real", description="'real', or 'accelerated:<start ISO 8601>:<rate>' for drills."
     )
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT (local development) or SASL_SSL."
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512", description="The SASL mechanism of SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(
+        None, description="This service's Kafka user (its principal); SASL_SSL only."
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        None,
+        description="File holding that user's password, read when a client is made; the "
+        "password itself is never a setting, so it shows in no repr and no log.",
+    )
+    kafka_ca_file: Path | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates (SASL_SSL)."
+    )
+    submit_topics: SubmitTopics = Field(
+        "shared",
+        description="'shared': every party writes <prefix>.submit. 'per_agency': each writes "
+        "<prefix>.submit.<agency>, which Kafka ACLs let only that agency's principal write, "
+        "so the router can hold the envelope's sender to the principal that sent it.",
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -82,9 +123,37 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql://")
         return value
 
-    def topic_submit(self) -> str:
-        """The one topic every party writes to."""
-        return f"{self.topic_prefix}.submit"
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Self:
+        if self.kafka_security_protocol == "SASL_SSL":
+            missing = self._sasl_missing()
+            if missing:
+                raise ValueError(missing)
+        return self
+
+    def _sasl_missing(self) -> str | None:
+        missing = [f"CASEBUS_{n.upper()}" for n in _SASL_NEEDS if not getattr(self, n)]
+        if not missing:
+            return None
+        return f"CASEBUS_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs {', '.join(missing)}"
+
+    def topic_submit(self, sender: str | None = None) -> str:
+        """The topic ``sender`` writes to: ``<prefix>.submit``, or with per-agency submit
+        topics ``<prefix>.submit.<sender>`` (then ``sender`` is required)."""
+        if self.submit_topics == "shared":
+            return f"{self.topic_prefix}.submit"
+        if not sender:
+            raise ConfigError(
+                "CASEBUS_SUBMIT_TOPICS=per_agency: each sender has its own submit topic; "
+                "name the sender"
+            )
+        return f"{self.topic_prefix}.submit.{sender}"
+
+    def topics_submit(self, senders: Iterable[str]) -> list[str]:
+        """Every submit topic of this mode for ``senders``: what the router reads."""
+        if self.submit_topics == "shared":
+            return [self.topic_submit()]
+        return [self.topic_submit(s) for s in senders]
 
     def topic_dead(self) -> str:
         """Where undecodable or invalid messages go, with their reason."""
@@ -93,6 +162,42 @@ class Settings(BaseSettings):
     def topic_inbox(self, agency_id: str) -> str:
         """The inbox topic of one agency."""
         return f"{self.topic_prefix}.inbox.{agency_id}"
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Keyword arguments for every aiokafka producer, consumer and admin client: the
+        bootstrap servers and, with SASL_SSL, the credentials and the TLS context.
+
+        The password is read from ``CASEBUS_KAFKA_SASL_PASSWORD_FILE`` now, on each call, so a
+        rotated secret takes effect on the next client; the result holds it, so never log it.
+        """
+        # Here, not at the top: bus.acl imports bus.routing, which imports this module.
+        from bus.acl import client_security
+
+        options: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap}
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return options
+        path = self.kafka_sasl_password_file
+        missing = self._sasl_missing()  # model_copy(update=...) skips the validators
+        if missing or path is None:
+            raise ConfigError(missing or "CASEBUS_KAFKA_SASL_PASSWORD_FILE is not set")
+        where = f"CASEBUS_KAFKA_SASL_PASSWORD_FILE={str(path)!r}"
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read it: {e.strerror or e}") from e
+        if not password:
+            raise ConfigError(f"{where}: the file is empty")
+        try:
+            security = client_security(
+                protocol=self.kafka_security_protocol,
+                mechanism=self.kafka_sasl_mechanism,
+                username=self.kafka_sasl_username,
+                password=password,
+                ca_file=self.kafka_ca_file,
+            )
+        except ConfigError as e:  # all else was checked above: the CA file is what failed
+            raise ConfigError(f"CASEBUS_KAFKA_CA_FILE: {e}") from e
+        return options | security
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -103,5 +208,8 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for err in e.errors():
             field = ".".join(str(p) for p in err["loc"])
+            if not field:  # a rule across fields: its message names the variables itself
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
             lines.append(f"CASEBUS_{field.upper()}={err.get('input')!r}: {err['msg']}")
         raise ConfigError("invalid settings: " + "; ".join(lines)) from e

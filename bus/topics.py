@@ -1,4 +1,8 @@
-"""Topic provisioning: ``<prefix>.submit``, ``<prefix>.dead`` and one inbox per agency."""
+"""Topic provisioning: the submit topic(s), ``<prefix>.dead`` and one inbox per agency.
+
+Submit is ``<prefix>.submit``, or with ``CASEBUS_SUBMIT_TOPICS=per_agency`` one
+``<prefix>.submit.<agency>`` per agency that writes to the bus (:func:`bus.acl.submitters`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from bus.acl import submitters
 from bus.agencies import Registry
 from bus.errors import TransportError
+from bus.routing import DEFAULT_POLICY_PATH, RoutingPolicy, load_policy
 from bus.settings import Settings
 
-__all__ = ["TopicPlan", "ensure_topics", "planned_topics"]
+__all__ = ["TopicPlan", "ensure_topics", "planned_topics", "submit_topics"]
 
 log = structlog.get_logger("casebus.topics")
 
@@ -26,17 +32,37 @@ class TopicPlan:
     existing: list[str]
 
 
-def planned_topics(settings: Settings, registry: Registry) -> list[str]:
-    """Every topic the bus needs, submit and dead first, then the inboxes in registry order."""
-    return [settings.topic_submit(), settings.topic_dead()] + [
-        settings.topic_inbox(a) for a in registry.ids()
+def submit_topics(
+    settings: Settings, registry: Registry, policy: RoutingPolicy | None = None
+) -> list[str]:
+    """The submit topics of the settings' mode: what parties write and the router reads.
+
+    Per agency, the senders come from ``policy`` (default: the shipped routing policy).
+    """
+    if settings.submit_topics == "shared":
+        return [settings.topic_submit()]
+    if policy is None:
+        policy = load_policy(DEFAULT_POLICY_PATH, registry)
+    return settings.topics_submit(submitters(registry, policy))
+
+
+def planned_topics(
+    settings: Settings, registry: Registry, policy: RoutingPolicy | None = None
+) -> list[str]:
+    """Every topic the bus needs: submit, dead, then the inboxes in registry order."""
+    return [
+        *submit_topics(settings, registry, policy),
+        settings.topic_dead(),
+        *(settings.topic_inbox(a) for a in registry.ids()),
     ]
 
 
-async def ensure_topics(settings: Settings, registry: Registry) -> TopicPlan:
+async def ensure_topics(
+    settings: Settings, registry: Registry, policy: RoutingPolicy | None = None
+) -> TopicPlan:
     """Create the topics that are missing; a rerun creates nothing."""
-    wanted = planned_topics(settings, registry)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    wanted = planned_topics(settings, registry, policy)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     try:
         await admin.start()
         existing = set(await admin.list_topics())

@@ -80,19 +80,22 @@ class Bus:
             self.parties[agency_id] = party
         return self.parties[agency_id]
 
-    async def submit(self, *items: Envelope | bytes, key: bytes = b"raw") -> None:
-        """Produce envelopes (or raw bytes) to the submit topic, as an outbox relay would."""
+    async def submit(
+        self, *items: Envelope | bytes, key: bytes = b"raw", sender: str | None = None
+    ) -> None:
+        """Produce envelopes (or raw bytes) to the submit topic, as an outbox relay would. With
+        per-agency submit topics, ``sender``'s topic (default: each envelope's own sender's)."""
         assert self._producer is not None
         for item in items:
             if isinstance(item, Envelope):
                 await self._producer.send(
-                    self.settings.topic_submit(),
+                    self.settings.topic_submit(sender or item.sender),
                     self.codec.encode_envelope(item),
                     key=item.case_id.encode(),
                     headers=self.codec.cloudevents_headers(item),
                 )
             else:
-                await self._producer.send(self.settings.topic_submit(), item, key=key)
+                await self._producer.send(self.settings.topic_submit(sender), item, key=key)
         await self._producer.flush()
 
     async def read(
@@ -167,6 +170,7 @@ class Bus:
             CASEBUS_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
             CASEBUS_DATABASE_URL=s.database_url,
             CASEBUS_TOPIC_PREFIX=s.topic_prefix,
+            CASEBUS_SUBMIT_TOPICS=s.submit_topics,
             CASEBUS_BUS_KEY_FILE=str(s.bus_key_file),
             CASEBUS_ROUTER_ID=router_id,
             CASEBUS_CHECKPOINT_INTERVAL_S="1",

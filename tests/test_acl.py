@@ -30,6 +30,8 @@ from bus.acl import (
     plan_acls,
     render_json,
     strimzi_users,
+    submit_topic,
+    submitters,
 )
 from bus.agencies import Agency, Registry, load_registry
 from bus.cli._app import app
@@ -40,6 +42,7 @@ from bus.settings import REPO_ROOT
 REGISTRY = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")
 POLICY = load_policy(DEFAULT_POLICY_PATH, REGISTRY)
 PLAN = plan_acls(REGISTRY, POLICY)
+PER_AGENCY = plan_acls(REGISTRY, POLICY, submit_topics="per_agency")
 PREFIX = "casebus"
 SUBMIT = f"{PREFIX}.submit"
 DEAD = f"{PREFIX}.dead"
@@ -344,3 +347,104 @@ def test_an_agency_named_like_the_router_user_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match="router's Kafka user"):
         plan_acls(reg, _policy_enforcement_to_police(reg))
+
+
+# --- per-agency submit topics (issue #10) -----------------------------------------------------
+
+
+def test_the_submitters_are_the_principals_that_may_send() -> None:
+    senders = submitters(REGISTRY, POLICY)
+    assert "casebus" not in senders  # the router writes its own messages straight to inboxes
+    assert set(senders) == {a.id for a in PARTIES} | {SLA_PRINCIPAL}
+    assert list(senders) == [a.id for a in REGISTRY.agencies if a.id in senders]
+
+
+def test_per_agency_plan_has_the_same_principals_and_inbox_bindings() -> None:
+    assert set(PER_AGENCY.principals) == set(PLAN.principals)
+    for principal, bindings in PLAN.principals.items():
+        shared = {b for b in bindings if "submit" not in b.resource_name}
+        mine = {b for b in PER_AGENCY.principals[principal] if "submit" not in b.resource_name}
+        assert shared == mine, principal
+
+
+@pytest.mark.parametrize("agency", [*PARTIES, REGISTRY.get(SLA_PRINCIPAL)], ids=lambda a: a.id)
+def test_per_agency_an_agency_writes_only_its_own_submit_topic(agency: Agency) -> None:
+    own = submit_topic(PREFIX, agency.id)
+    written = {b.resource_name for b in PER_AGENCY.principals[agency.id] if b.operation == "WRITE"}
+    assert written == {own}
+    assert PER_AGENCY.allows(agency.id, "DESCRIBE", "topic", own)
+    assert not PER_AGENCY.allows(agency.id, "READ", "topic", own)
+    assert not PER_AGENCY.allows(agency.id, "WRITE", "topic", SUBMIT)
+    for other in submitters(REGISTRY, POLICY):
+        if other != agency.id:
+            assert not PER_AGENCY.allows(agency.id, "WRITE", "topic", submit_topic(PREFIX, other))
+
+
+def test_per_agency_only_the_router_reads_the_submit_topics_and_it_reads_them_all() -> None:
+    for sender in submitters(REGISTRY, POLICY):
+        topic = submit_topic(PREFIX, sender)
+        readers = {p for p in PER_AGENCY.principals if PER_AGENCY.allows(p, "READ", "topic", topic)}
+        writers = {
+            p for p in PER_AGENCY.principals if PER_AGENCY.allows(p, "WRITE", "topic", topic)
+        }
+        assert readers == {ROUTER_PRINCIPAL}, topic
+        assert writers == {sender}, topic
+    # The shared topic is nobody's any more: a forgotten client fails loudly, not silently.
+    assert not any(PER_AGENCY.allows(p, "WRITE", "topic", SUBMIT) for p in PER_AGENCY.principals)
+    assert not PER_AGENCY.allows(ROUTER_PRINCIPAL, "READ", "topic", SUBMIT)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ids=_IDS, prefix=st.sampled_from(["casebus", "t", "a.b"]))
+def test_per_agency_no_agency_writes_another_submit_topic_for_any_ids(
+    ids: list[str], prefix: str
+) -> None:
+    """Dotted ids that prefix each other (``x`` and ``x.y``) still get disjoint topics."""
+    ids = [i for i in ids if i not in ("casebus", ROUTER_PRINCIPAL, SLA_PRINCIPAL)]
+    if len(ids) < 2:
+        return
+    reg = Registry(
+        agencies=[
+            Agency(id="casebus", kind="bus", name="bus"),
+            *(
+                Agency(id=i, kind="police" if n % 2 else "enforcement", name=i)
+                for n, i in enumerate(ids)
+            ),
+        ]
+    )
+    policy = _policy_enforcement_to_police(reg)
+    plan = plan_acls(reg, policy, prefix=prefix, submit_topics="per_agency")
+    senders = set(submitters(reg, policy))
+    assert senders == {i for n, i in enumerate(ids) if n % 2 == 0}  # the enforcement ones
+    for a in ids:
+        assert plan.allows(a, "WRITE", "topic", submit_topic(prefix, a)) == (a in senders)
+        for b in ids:
+            if a != b:
+                assert not plan.allows(a, "WRITE", "topic", submit_topic(prefix, b))
+
+
+def test_cli_plan_follows_the_submit_topics_setting(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CASEBUS_SUBMIT_TOPICS", "per_agency")
+    out = runner.invoke(app, ["acl", "plan", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == json.loads(render_json(PER_AGENCY))
+    assert (
+        "topic:literal:casebus.submit.ygh.police.bureau"
+        in runner.invoke(app, ["acl", "plan"]).output
+    )
+
+
+def test_client_security_takes_the_mechanism_and_refuses_a_bad_ca(tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    ca = _self_signed_ca(tmp_path)
+    kw = client_security(
+        protocol="SASL_SSL", username="u", password_file=pw, ca_file=ca, mechanism="SCRAM-SHA-256"
+    )
+    assert kw["sasl_mechanism"] == "SCRAM-SHA-256"
+    junk = tmp_path / "junk.crt"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="CA certificate"):
+        client_security(protocol="SASL_SSL", username="u", password_file=pw, ca_file=junk)

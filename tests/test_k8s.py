@@ -2,9 +2,10 @@
 
 Every file parses; kinds and apiVersions are ones the cluster knows (core, apps, batch, Strimzi
 v1beta2); the Kafka cluster has 3 KRaft nodes, RF 3 and min.insync.replicas 2 and no plaintext
-listener; every topic of ``casebus topics ensure`` is a KafkaTopic with 3 replicas; every
-principal of ``casebus acl plan`` is a KafkaUser with exactly the plan's ACLs; each service
-connects as its own user; no password is written in a manifest.
+listener; every topic of ``casebus topics ensure`` (per-agency submit topics) is a KafkaTopic
+with 3 replicas; every principal of ``casebus acl plan`` is a KafkaUser with exactly the plan's
+ACLs, each agency writing its own submit topic only; each service connects as its own user and
+in per-agency submit mode; no password is written in a manifest.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bus.topics import planned_topics
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 REGISTRY = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")
-PLAN = plan_acls(REGISTRY, load_policy(DEFAULT_POLICY_PATH, REGISTRY))
+PLAN = plan_acls(REGISTRY, load_policy(DEFAULT_POLICY_PATH, REGISTRY), submit_topics="per_agency")
 API = {
     "Namespace": "v1",
     "Service": "v1",
@@ -119,7 +120,9 @@ def test_kafka_is_three_kraft_nodes_with_rf3_min_isr2_and_only_a_scram_tls_liste
 
 def test_every_topic_is_a_kafkatopic_with_three_replicas() -> None:
     topics = {t["spec"]["topicName"]: t for t in _of("KafkaTopic")}
-    assert set(topics) == set(planned_topics(Settings(), REGISTRY))
+    assert set(topics) == set(planned_topics(Settings(submit_topics="per_agency"), REGISTRY))
+    assert "casebus.submit" not in topics
+    assert "casebus.submit.ygh.police.bureau" in topics
     for t in topics.values():
         assert t["spec"]["replicas"] == 3
         assert t["spec"]["config"]["min.insync.replicas"] == "2"
@@ -161,6 +164,16 @@ def test_every_principal_has_a_kafkauser_whose_acls_equal_the_plan() -> None:
         assert _acls(user) == want, name
 
 
+def test_each_agency_user_writes_only_its_own_submit_topic() -> None:
+    users = {u["metadata"]["name"]: u for u in _of("KafkaUser")}
+    for name, user in users.items():
+        written = {n for t, n, _, op in _acls(user) if t == "topic" and op == "WRITE"}
+        if name == ROUTER_PRINCIPAL:
+            assert not any(n.startswith("casebus.submit") for n in written)
+        else:
+            assert written == {f"casebus.submit.{name}"}, name
+
+
 @pytest.mark.parametrize(
     "agency", [a for a in REGISTRY.agencies if a.kind != "bus"], ids=lambda a: a.id
 )
@@ -191,6 +204,8 @@ def test_every_kafka_client_uses_sasl_ssl_as_an_existing_user_with_its_own_secre
                 continue
             assert env["CASEBUS_KAFKA_BOOTSTRAP"]["value"].endswith(":9094")
             assert env["CASEBUS_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+            # Every service in the same mode: the router reads what the adapters write.
+            assert env["CASEBUS_SUBMIT_TOPICS"]["value"] == "per_agency"
             user = env["CASEBUS_KAFKA_SASL_USERNAME"]["value"]
             assert user in users
             assert user not in seen, f"two workloads share Kafka user {user}"

@@ -41,3 +41,191 @@ def test_cli_exits_2_naming_the_bad_variable(casebus_exe: Path) -> None:
     )
     assert proc.returncode == 2
     assert "CASEBUS_DATABASE_URL" in proc.stderr
+
+
+# --- Kafka client security (issue #10) ------------------------------------------------------
+
+_SASL_VARS = (
+    "CASEBUS_KAFKA_SASL_USERNAME",
+    "CASEBUS_KAFKA_SASL_PASSWORD_FILE",
+    "CASEBUS_KAFKA_CA_FILE",
+)
+
+
+@pytest.fixture
+def no_kafka_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean slate: the developer's shell may export a secure broker's variables."""
+    for name in (*_SASL_VARS, "CASEBUS_KAFKA_SECURITY_PROTOCOL", "CASEBUS_SUBMIT_TOPICS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _ca(tmp_path: Path) -> Path:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "settings test ca")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path / "ca.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _secure(tmp_path: Path, password: str = "pw-3f9a1c") -> dict[str, object]:
+    pw = tmp_path / "kafka.password"
+    pw.write_text(password + "\n")
+    return {
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_username": "ygh.police.bureau",
+        "kafka_sasl_password_file": pw,
+        "kafka_ca_file": _ca(tmp_path),
+    }
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_plaintext_is_the_default_and_gives_only_the_bootstrap_servers() -> None:
+    s = load_settings(kafka_bootstrap="10.0.0.1:9092,10.0.0.2:9092")
+    assert s.kafka_security_protocol == "PLAINTEXT"
+    assert s.kafka_client_options() == {"bootstrap_servers": "10.0.0.1:9092,10.0.0.2:9092"}
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_sasl_ssl_without_credentials_names_every_missing_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CASEBUS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "CASEBUS_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs" in text
+    for name in _SASL_VARS:
+        assert name in text
+    monkeypatch.setenv("CASEBUS_KAFKA_SASL_USERNAME", "ygh.court")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "CASEBUS_KAFKA_SASL_USERNAME" not in str(info.value)
+    assert "CASEBUS_KAFKA_SASL_PASSWORD_FILE, CASEBUS_KAFKA_CA_FILE" in str(info.value)
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_an_unknown_protocol_or_mechanism_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CASEBUS_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("CASEBUS_KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("CASEBUS_SUBMIT_TOPICS", "per_kind")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "CASEBUS_KAFKA_SECURITY_PROTOCOL='SSL'" in text
+    assert "CASEBUS_KAFKA_SASL_MECHANISM='PLAIN'" in text
+    assert "CASEBUS_SUBMIT_TOPICS='per_kind'" in text
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_sasl_ssl_options_carry_the_user_the_password_read_now_and_a_verifying_context(
+    tmp_path: Path,
+) -> None:
+    import ssl
+
+    s = load_settings(**_secure(tmp_path))
+    options = s.kafka_client_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "ygh.police.bureau"
+    assert options["sasl_plain_password"] == "pw-3f9a1c"
+    context = options["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    # A rotated secret is used by the next client, without a restart.
+    assert s.kafka_sasl_password_file is not None
+    s.kafka_sasl_password_file.write_text("pw-rotated\n")
+    assert s.kafka_client_options()["sasl_plain_password"] == "pw-rotated"
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_the_password_is_in_no_repr_dump_or_json_of_the_settings(tmp_path: Path) -> None:
+    s = load_settings(**_secure(tmp_path, password="pw-must-not-leak"))
+    s.kafka_client_options()  # reading it must not keep it on the settings either
+    for text in (repr(s), str(s), s.model_dump_json(), repr(s.model_dump())):
+        assert "pw-must-not-leak" not in text
+        assert "kafka.password" in text or "kafka_sasl_password_file" in text
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_an_unreadable_or_empty_password_file_or_bad_ca_names_its_variable(
+    tmp_path: Path,
+) -> None:
+    secure = _secure(tmp_path)
+    gone = load_settings(**{**secure, "kafka_sasl_password_file": tmp_path / "nope"})
+    with pytest.raises(ConfigError, match=r"CASEBUS_KAFKA_SASL_PASSWORD_FILE=.*nope.*cannot read"):
+        gone.kafka_client_options()
+    (tmp_path / "empty").write_text("\n")
+    empty = load_settings(**{**secure, "kafka_sasl_password_file": tmp_path / "empty"})
+    with pytest.raises(ConfigError, match=r"CASEBUS_KAFKA_SASL_PASSWORD_FILE=.*empty.*is empty"):
+        empty.kafka_client_options()
+    (tmp_path / "not-a-ca.crt").write_text("hello\n")
+    bad_ca = load_settings(**{**secure, "kafka_ca_file": tmp_path / "not-a-ca.crt"})
+    with pytest.raises(ConfigError, match="CASEBUS_KAFKA_CA_FILE"):
+        bad_ca.kafka_client_options()
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_a_copy_that_skipped_validation_still_refuses_to_connect_without_credentials() -> None:
+    s = load_settings().model_copy(update={"kafka_security_protocol": "SASL_SSL"})
+    with pytest.raises(ConfigError, match="CASEBUS_KAFKA_SASL_USERNAME"):
+        s.kafka_client_options()
+
+
+# --- submit topics ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_shared_submit_is_one_topic_whoever_sends() -> None:
+    s = load_settings(topic_prefix="drill")
+    assert s.submit_topics == "shared"
+    assert s.topic_submit() == s.topic_submit("ygh.court") == "drill.submit"
+    assert s.topics_submit(["a", "b"]) == ["drill.submit"]
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_per_agency_submit_is_one_topic_per_sender(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CASEBUS_SUBMIT_TOPICS", "per_agency")
+    s = load_settings(topic_prefix="drill")
+    assert s.topic_submit("casebus.sla") == "drill.submit.casebus.sla"
+    assert s.topics_submit(["ygh.court", "casebus.sla"]) == [
+        "drill.submit.ygh.court",
+        "drill.submit.casebus.sla",
+    ]
+    with pytest.raises(ConfigError, match="CASEBUS_SUBMIT_TOPICS=per_agency"):
+        s.topic_submit()
+
+
+def test_cli_names_the_missing_sasl_variables(casebus_exe: Path) -> None:
+    proc = subprocess.run(
+        [str(casebus_exe), "topics", "ensure"],
+        env={"CASEBUS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    for name in _SASL_VARS:
+        assert name in proc.stderr

@@ -8,9 +8,7 @@ from pathlib import Path
 import typer
 
 from bus.acl import (
-    SecurityProtocol,
     apply_acls,
-    client_security,
     plan_acls,
     render_json,
     render_strimzi_users,
@@ -42,7 +40,12 @@ def plan_cmd(
     settings = load_settings()
     try:
         registry = load_registry(settings.agencies_file)
-        plan = plan_acls(registry, load_policy(policy_file, registry), prefix=settings.topic_prefix)
+        plan = plan_acls(
+            registry,
+            load_policy(policy_file, registry),
+            prefix=settings.topic_prefix,
+            submit_topics=settings.submit_topics,
+        )
     except ConfigError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from e
@@ -82,15 +85,22 @@ def apply_cmd(
     if protocol not in ("PLAINTEXT", "SASL_SSL"):
         typer.echo(f"--security-protocol {protocol!r}: choose PLAINTEXT or SASL_SSL", err=True)
         raise typer.Exit(2)
-    proto: SecurityProtocol = "SASL_SSL" if protocol == "SASL_SSL" else "PLAINTEXT"
-    settings = load_settings()
     try:
-        registry = load_registry(settings.agencies_file)
-        plan = plan_acls(registry, load_policy(policy_file, registry), prefix=settings.topic_prefix)
-        security = client_security(
-            protocol=proto, username=username, password_file=password_file, ca_file=ca_file
+        # The options override the environment the settings read, so both name one client.
+        settings = load_settings(
+            kafka_security_protocol=protocol,
+            kafka_sasl_username=username,
+            kafka_sasl_password_file=password_file,
+            kafka_ca_file=ca_file,
         )
-        done = asyncio.run(apply_acls(plan, bootstrap=settings.kafka_bootstrap, security=security))
+        registry = load_registry(settings.agencies_file)
+        plan = plan_acls(
+            registry,
+            load_policy(policy_file, registry),
+            prefix=settings.topic_prefix,
+            submit_topics=settings.submit_topics,
+        )
+        done = asyncio.run(apply_acls(plan, settings=settings))
     except (ConfigError, TransportError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e

@@ -160,7 +160,7 @@ async def dead_letters(
     """The latest records of the dead-letter topic (None if the broker did not answer)."""
     consumer = AIOKafkaConsumer(
         settings.topic_dead(),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_client_options(),
         group_id=None,  # no group: nothing to join, nothing committed
         auto_offset_reset="earliest",
         enable_auto_commit=False,

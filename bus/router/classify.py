@@ -1,9 +1,10 @@
 """What the router decides about one submitted record, before anything is written.
 
 Checks run in the order that gives the most useful answer to the sender: can it be decoded
-at all; is the envelope well-formed; is the signature valid for the claimed sender; is the
-payload valid for its kind; may this sender send this kind to these recipients. The first
-failing stage decides; a failed stage reports every problem it found.
+at all; is the envelope well-formed; with per-agency submit topics, is the claimed sender the
+agency whose principal wrote the topic (bus.router.principal); is the signature valid for the
+claimed sender; is the payload valid for its kind; may this sender send this kind to these
+recipients. The first failing stage decides; a failed stage reports every problem it found.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bus.agencies import Registry
 from bus.codec import Codec
 from bus.errors import DecodeError, Problem, SignatureError, ValidationFailed
 from bus.models import Envelope
+from bus.router.principal import PrincipalCheck
 from bus.routing import RoutingPolicy
 from bus.signing import KeyStore, PublicKeyRecord, verify_envelope
 
@@ -78,15 +80,28 @@ class Classifier:
     """Turns records into verdicts with the codec, the key store, the registry and the policy."""
 
     def __init__(
-        self, *, codec: Codec, keystore: KeyStore, registry: Registry, policy: RoutingPolicy
+        self,
+        *,
+        codec: Codec,
+        keystore: KeyStore,
+        registry: Registry,
+        policy: RoutingPolicy,
+        principal: PrincipalCheck | None = None,
     ) -> None:
         self._codec = codec
         self._keys = keystore
         self._registry = registry
         self._policy = policy
+        self._principal = principal
 
     def _known(self, agency: str | None) -> str | None:
         return agency if agency is not None and self._registry.get(agency) else None
+
+    def _reply_to(self, record: ConsumerRecord[bytes, bytes], claimed: str | None) -> str | None:
+        # On a per-agency submit topic the nack goes to the topic's agency, the one party known
+        # to have written the record: never to whoever the record claims to be.
+        owner = self._principal.owner(record.topic) if self._principal is not None else None
+        return self._known(owner if owner is not None else claimed)
 
     async def classify(self, record: ConsumerRecord[bytes, bytes], *, now: datetime) -> Verdict:
         """The verdict on one record (never raises for bad input)."""
@@ -98,17 +113,34 @@ class Classifier:
         except DecodeError as e:
             verdict.code = "undecodable"
             verdict.problems = [Problem("value", "undecodable", str(e), message_zh="无法解码")]
-            verdict.reply_to = self._known(_header(record, "ce_source"))
+            verdict.reply_to = self._reply_to(record, _header(record, "ce_source"))
             return verdict
         except ValidationFailed as e:
             verdict.outcome = "reject"
             verdict.code = "invalid_envelope"
             verdict.problems = list(e.problems)
-            verdict.reply_to = self._known(e.agency or _header(record, "ce_source"))
+            verdict.reply_to = self._reply_to(record, e.agency or _header(record, "ce_source"))
             return verdict
         verdict.envelope = envelope
-        verdict.reply_to = self._known(envelope.sender)
+        verdict.reply_to = self._reply_to(record, envelope.sender)
         verdict.outcome = "reject"
+        # 1b. The sender, against the principal that wrote the topic (per-agency submit only).
+        if self._principal is not None:
+            mismatch = self._principal.check(record.topic, envelope.sender)
+            if mismatch is not None:
+                verdict.code = mismatch.rule
+                verdict.problems = [mismatch]
+                log.warning(
+                    "router.security_event",
+                    event_type=mismatch.rule,
+                    message_id=str(envelope.message_id),
+                    case_id=envelope.case_id,
+                    kind=envelope.kind,
+                    sender=envelope.sender,
+                    topic=record.topic,
+                    principal_agency=verdict.reply_to,
+                )
+                return verdict
         # 2. The signature, against the registry's keys as of now.
         try:
             verdict.key = await verify_envelope(

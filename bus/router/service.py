@@ -34,9 +34,11 @@ from bus.models import Envelope
 from bus.router import metrics
 from bus.router.classify import Classifier, Verdict
 from bus.router.outputs import Outputs, Send, rejection_id
+from bus.router.principal import principal_check
 from bus.routing import RoutingPolicy
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, KeyStore
+from bus.topics import submit_topics
 
 __all__ = ["BatchPlan", "Router"]
 
@@ -103,8 +105,13 @@ class Router:
         self._pool = pool
         self._codec = codec or default_codec()
         self._classifier = Classifier(
-            codec=self._codec, keystore=keystore, registry=registry, policy=policy
+            codec=self._codec,
+            keystore=keystore,
+            registry=registry,
+            policy=policy,
+            principal=principal_check(settings),
         )
+        self._submit_topics = submit_topics(settings, registry, policy)
         self._outputs = Outputs(settings, signer=signer, codec=self._codec)
         self._log = AuditLog()
         self._group = f"{settings.topic_prefix}.router"
@@ -120,7 +127,7 @@ class Router:
 
     async def _new_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
+            **self._settings.kafka_client_options(),
             transactional_id=self._txn_id,
             enable_idempotence=True,
             acks="all",
@@ -135,7 +142,7 @@ class Router:
         A broker that is not up yet is waited for, not a reason to die."""
         self._producer = await self._start_producer_with_retry()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
+            **self._settings.kafka_client_options(),
             group_id=self._group,
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -144,7 +151,7 @@ class Router:
             max_poll_interval_ms=600_000,
         )
         self._consumer.subscribe(
-            [self._settings.topic_submit()], listener=_Revocations(self._batch_lock, self._settle)
+            self._submit_topics, listener=_Revocations(self._batch_lock, self._settle)
         )
         delay = 0.5
         while True:

@@ -111,7 +111,7 @@ class TreeHeadPublisher:
     async def run(self) -> None:
         """Tick every ``checkpoint_interval_s`` until stopped."""
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True
+            **self._settings.kafka_client_options(), acks="all", enable_idempotence=True
         )
         delay = 0.5
         while True:

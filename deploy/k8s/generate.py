@@ -1,7 +1,8 @@
 """Write the generated manifests of deploy/k8s from the agency registry and the routing policy.
 
 Run: ``.venv/bin/python deploy/k8s/generate.py`` (``--check`` only compares; exit 1 on drift).
-It writes ``kafka-topics.yaml`` (one KafkaTopic per topic ``casebus topics ensure`` makes),
+It writes ``kafka-topics.yaml`` (one KafkaTopic per topic ``casebus topics ensure`` makes with
+``CASEBUS_SUBMIT_TOPICS=per_agency``: one submit topic per sending agency),
 ``kafka-users.yaml`` (one KafkaUser per principal of ``casebus acl plan``, with the same ACLs)
 and ``adapters.yaml`` (one adapter Deployment and Service per agency: each agency connects to
 Kafka as its own principal, so one adapter process serves one agency here).
@@ -15,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from bus.acl import plan_acls, render_strimzi_users
+from bus.acl import plan_acls, render_strimzi_users, submitters
 from bus.agencies import Registry, load_registry
-from bus.routing import DEFAULT_POLICY_PATH, load_policy
+from bus.routing import DEFAULT_POLICY_PATH, RoutingPolicy, load_policy
 from bus.settings import REPO_ROOT
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +26,12 @@ NAMESPACE = "casebus"
 CLUSTER = "casebus"
 PREFIX = "casebus"
 IMAGE = "casebus:latest"
-SUBMIT_PARTITIONS = 12  # deploy/CAPACITY.md: room for 12 router replicas
+# Each agency writes its own submit topic, which only its KafkaUser may write: the router holds
+# an envelope's sender to the principal that wrote it (issue #10). One partition per agency's
+# topic carries its ~50 submits a day (deploy/CAPACITY.md); the router group reads them all, so
+# the sending agencies' topics together are the partitions routers scale over (19 here).
+SUBMIT_TOPICS = "per_agency"
+SUBMIT_PARTITIONS = 1
 INBOX_PARTITIONS = 1  # deploy/CAPACITY.md: ~0.005 msgs/s per inbox; 2,400 per province
 COPY_INBOX_PARTITIONS = 3  # the procuratorate and the SLA engine get copies of a whole kind
 DEAD_RETENTION_MS = 90 * 24 * 3600 * 1000
@@ -74,11 +80,16 @@ def _topic(name: str, partitions: int, extra: dict[str, str] | None = None) -> d
     }
 
 
-def topics(registry: Registry) -> str:
+def topics(registry: Registry, policy: RoutingPolicy) -> str:
     docs = [
-        _topic(f"{PREFIX}.submit", SUBMIT_PARTITIONS),
-        _topic(f"{PREFIX}.dead", 3, {"retention.ms": str(DEAD_RETENTION_MS)}),
+        # The SLA engine sends for every open deadline: its topic gets the copy inboxes' count.
+        _topic(
+            f"{PREFIX}.submit.{a}",
+            COPY_INBOX_PARTITIONS if a == "casebus.sla" else SUBMIT_PARTITIONS,
+        )
+        for a in submitters(registry, policy)
     ]
+    docs.append(_topic(f"{PREFIX}.dead", 3, {"retention.ms": str(DEAD_RETENTION_MS)}))
     for a in registry.agencies:
         many = a.kind == "procuratorate" or a.id == "casebus.sla"
         docs.append(
@@ -95,6 +106,7 @@ def _kafka_env(user: str, db_secret: str) -> list[dict[str, Any]]:
         {"name": "CASEBUS_KAFKA_SASL_USERNAME", "value": user},
         {"name": "CASEBUS_KAFKA_SASL_PASSWORD_FILE", "value": "/var/run/casebus/kafka/password"},
         {"name": "CASEBUS_KAFKA_CA_FILE", "value": "/var/run/casebus/kafka-ca/ca.crt"},
+        {"name": "CASEBUS_SUBMIT_TOPICS", "value": SUBMIT_TOPICS},
         {"name": "CASEBUS_TOPIC_REPLICATION", "value": "3"},
         {
             "name": "CASEBUS_DATABASE_URL",
@@ -221,9 +233,10 @@ def adapters(registry: Registry) -> str:
 
 def render() -> dict[str, str]:
     registry = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")
-    plan = plan_acls(registry, load_policy(DEFAULT_POLICY_PATH, registry), prefix=PREFIX)
+    policy = load_policy(DEFAULT_POLICY_PATH, registry)
+    plan = plan_acls(registry, policy, prefix=PREFIX, submit_topics=SUBMIT_TOPICS)
     return {
-        "kafka-topics.yaml": topics(registry),
+        "kafka-topics.yaml": topics(registry, policy),
         "kafka-users.yaml": render_strimzi_users(plan, cluster=CLUSTER, namespace=NAMESPACE),
         "adapters.yaml": adapters(registry),
     }

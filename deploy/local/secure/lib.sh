@@ -36,17 +36,7 @@ secure_prepare() {
 
 # The principals of `casebus acl plan`, space-separated.
 secure_users() {
-  "$CASEBUS_PYTHON" - "$REPO" <<'PY'
-import sys
-from bus.acl import plan_acls
-from bus.agencies import load_registry
-from bus.routing import DEFAULT_POLICY_PATH, load_policy
-from bus.settings import load_settings
-settings = load_settings()
-registry = load_registry(settings.agencies_file)
-plan = plan_acls(registry, load_policy(DEFAULT_POLICY_PATH, registry), prefix=settings.topic_prefix)
-print(" ".join(plan.principals))
-PY
+  CASEBUS_PYTHON="$CASEBUS_PYTHON" "$REPO/deploy/local/secure/principals"
 }
 
 # `StorageTool format` arguments that create every SCRAM user with its password.
