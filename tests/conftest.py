@@ -38,6 +38,7 @@ class Infra:
 
     kafka_bootstrap: str
     database_url: str  # a DSN of a role that may create databases
+    topic_replication: int = 1  # of the tests' topics: 3 on a cluster (`up --brokers 3`)
 
 
 def _docker_answers() -> bool:
@@ -80,7 +81,7 @@ def infra() -> Iterator[Infra]:
     bootstrap = os.environ.get("CASEBUS_KAFKA_BOOTSTRAP")
     dsn = os.environ.get("CASEBUS_DATABASE_URL")
     if bootstrap and dsn:
-        yield Infra(bootstrap, dsn)
+        yield Infra(bootstrap, dsn, int(os.environ.get("CASEBUS_TOPIC_REPLICATION", "1")))
     elif not bootstrap and _docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
@@ -139,7 +140,7 @@ async def settings(infra: Infra, database_url: str) -> AsyncIterator[Settings]:
         database_url=database_url,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}",
         topic_partitions=TEST_PARTITIONS,
-        topic_replication=1,
+        topic_replication=infra.topic_replication,
         log_format="console",
     )
     yield s

@@ -20,14 +20,17 @@ die() { printf '[casebus local] error: %s\n' "$*" >&2; exit 1; }
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
-kafka_pid() {
-  local pid
-  pid="$(cat "$KDIR/kafka.pid" 2>/dev/null || true)"
+# The pid of the broker whose state is in folder $1 (broker 1's is $KDIR), if it runs.
+node_pid() {
+  local dir="$1" pid
+  pid="$(cat "$dir/kafka.pid" 2>/dev/null || true)"
   # A stale pid file can name a recycled pid: check it really is our broker.
-  if pid_alive "$pid" && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $KDIR/server.properties"; then
+  if pid_alive "$pid" && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $dir/server.properties"; then
     echo "$pid"
   fi
 }
+
+kafka_pid() { node_pid "$KDIR"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -55,21 +58,25 @@ print_exports() {
   echo "export CASEBUS_DATABASE_URL=postgresql://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB"
 }
 
-# Brokers 2..N of `up --brokers N` live in $KDIR/node-<i>/ (broker 1 is the one above).
+# Brokers 2..N of `up --brokers N` live in $KDIR/node-<i>/ (broker 1 is the one above);
+# broker i listens on KAFKA_PORT + 2(i-1), its controller on the port after that.
 extra_nodes() { ls -d "$KDIR"/node-* 2>/dev/null || true; }
+node_dir() { if [ "$1" = 1 ]; then echo "$KDIR"; else echo "$KDIR/node-$1"; fi; }
+node_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+node_ctrl_port() { echo $((KAFKA_PORT + 2 * ($1 - 1) + 1)); }
 
-node_pid() {
-  local dir="$1" pid
-  pid="$(cat "$dir/kafka.pid" 2>/dev/null || true)"
-  if pid_alive "$pid" && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $dir/server.properties"; then
-    echo "$pid"
-  fi
+# How many KRaft voters the state dir's Kafka was made with (1 when there is none yet): every
+# node's storage is formatted for that quorum, so a state dir keeps its size for good.
+cluster_size() {
+  local voters
+  voters="$(sed -n 's/^controller.quorum.voters=//p' "$KDIR/server.properties" 2>/dev/null || true)"
+  if [ -z "$voters" ] || [ ! -f "$KDIR/data/meta.properties" ]; then echo 1; return; fi
+  echo "$voters" | tr ',' '\n' | grep -c '@'
 }
 
-stop_pid() {
-  local pid="$1" what="$2"
-  log "stopping $what (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do pid_alive "$pid" || break; sleep 0.5; done
-  if pid_alive "$pid"; then log "$what did not stop in 30 s; killing it"; kill -KILL "$pid" 2>/dev/null || true; fi
+# Every partition keeps several files open; a test suite makes thousands of partitions.
+# Raise the broker's open-file limit as far as this user may (root: to the kernel's cap).
+raise_nofile() {
+  ulimit -n "$(cat /proc/sys/fs/nr_open 2>/dev/null || echo 1048576)" 2>/dev/null \
+    || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 }
