@@ -70,6 +70,14 @@ class Settings(BaseSettings):
         "router-0", description="This router replica's stable id (its Kafka transactional id)."
     )
     router_max_batch: int = Field(500, ge=1, le=10_000, description="Records per router batch.")
+    router_transaction_timeout_s: float = Field(
+        15.0,
+        ge=1,
+        le=900,
+        description="How long the broker keeps a router's transaction open before aborting it. "
+        "A router killed mid-batch that does not come back under its id holds its partitions' "
+        "read_committed readers this long (Kafka's default is 60 s).",
+    )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port, if set."
     )

@@ -129,6 +129,7 @@ class Router:
         producer = AIOKafkaProducer(
             **self._settings.kafka_client_options(),
             transactional_id=self._txn_id,
+            transaction_timeout_ms=int(self._settings.router_transaction_timeout_s * 1000),
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
