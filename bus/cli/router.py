@@ -22,7 +22,7 @@ def router(
         None, "--metrics-port", help="Serve /metrics here (default CASEBUS_METRICS_PORT)."
     ),
 ) -> None:
-    """Consume casebus.submit; validate, authorize, audit and deliver until SIGTERM."""
+    """Consume the submit topic(s); validate, authorize, audit and deliver until SIGTERM."""
     overrides: dict[str, object] = {}
     if router_id is not None:
         overrides["router_id"] = router_id
