@@ -435,11 +435,22 @@ class Router:
         try:
             await producer.begin_transaction()
             half = len(plan.sends) // 2
+            acks = []
             for n, s in enumerate(plan.sends):
-                await producer.send(s.topic, s.value, key=s.key, headers=s.headers)
+                acks.append(await producer.send(s.topic, s.value, key=s.key, headers=s.headers))
                 if n == half:
                     failpoints.hit("router.mid_produce")
             await producer.send_offsets_to_transaction(offsets, self._group)
+            # aiokafka commits a transaction even when some of its records failed for good (an
+            # OutOfOrderSequenceNumber after a broker restart): they would be missing from the
+            # inboxes while the offsets move on. Every record must be acknowledged first.
+            failed = [
+                r
+                for r in await asyncio.gather(*acks, return_exceptions=True)
+                if isinstance(r, BaseException)
+            ]
+            if failed:
+                raise KafkaError(f"{len(failed)} of {len(acks)} records not written: {failed[0]!r}")
             if failpoints.fails("router.commit_fails"):
                 raise KafkaError("failpoint router.commit_fails: the commit did not happen")
             await producer.commit_transaction()
