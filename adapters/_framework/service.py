@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
@@ -158,10 +159,10 @@ class AdapterService:
         log.info("adapter.started", kind=self.config.adapter_kind, agencies=self.config.agency_ids)
 
     async def _read(self, agency_id: str) -> None:
-        """Keep an inbox reader running; a failed one is replaced after a pause."""
-        failures = 0
-        while not self._stopping.is_set():
-            reader = InboxReader(
+        """Keep the adapter's inbox reader running."""
+        await self.keep_reading(
+            agency_id,
+            lambda: InboxReader(
                 self.settings,
                 agency_id=agency_id,
                 consumer_name=f"adapter.{agency_id}",
@@ -171,7 +172,15 @@ class AdapterService:
                 pool=self.pool,
                 codec=self._codec,
                 poll_timeout_ms=200,
-            )
+            ),
+        )
+
+    async def keep_reading(self, agency_id: str, make: Callable[[], InboxReader]) -> None:
+        """Keep a reader made by ``make`` running until the service stops; one that gave up (its
+        handler failed too often, e.g. while PostgreSQL was away) is replaced after a pause."""
+        failures = 0
+        while not self._stopping.is_set():
+            reader = make()
             task = asyncio.create_task(reader.run())
             stop = asyncio.create_task(self._stopping.wait())
             done, _ = await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)

@@ -10,6 +10,7 @@ signals of domain.md), ``GET /v1/statistics?from=&to=``, and the audit proofs of
 to the audit log (event ``query``: who asked for what) before it is answered.
 """
 
+import asyncio
 import functools
 import json
 import uuid
@@ -85,33 +86,31 @@ class ProcuratorateService(AdapterService):
             run_readers=run_readers,
         )
         self._run_store = run_readers
-        self._stores: list[InboxReader] = []
 
     async def start(self) -> None:
-        """Start the common parts, then the readers keeping each case's events."""
+        """Start the common parts, then the readers keeping each case's events, each kept
+        running like the adapter's own reader (a PostgreSQL restart used to end them for good)."""
         if self.started:
             return
         await super().start()
         if not self._run_store:
             return
         for agency in self.config.agency_ids:
-            reader = InboxReader(
-                self.settings,
-                agency_id=agency,
-                consumer_name=STORE_CONSUMER.format(agency=agency),
-                handler=store_handler(agency),
-                pool=self.pool,
-                poll_timeout_ms=200,
+            self._tasks.append(
+                asyncio.create_task(
+                    self.keep_reading(agency, functools.partial(self._store, agency))
+                )
             )
-            await reader.start()
-            self._stores.append(reader)
 
-    async def stop(self) -> None:
-        """Stop the store readers, then the common parts."""
-        stores, self._stores = self._stores, []
-        for reader in stores:
-            await reader.stop()
-        await super().stop()
+    def _store(self, agency: str) -> InboxReader:
+        return InboxReader(
+            self.settings,
+            agency_id=agency,
+            consumer_name=STORE_CONSUMER.format(agency=agency),
+            handler=store_handler(agency),
+            pool=self.pool,
+            poll_timeout_ms=200,
+        )
 
 
 def build_service(
