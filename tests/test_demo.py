@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -135,6 +136,13 @@ def test_make_demo_headless_from_the_repo(
         **cli_env,
         "CASEBUS_BUS_KEY_FILE": str(tmp_path / "bus" / "casebus.key.pem"),
         "CASEBUS_CHECKPOINT_INTERVAL_S": "1",
+        # `make demo` runs deploy/local/up: it must find the infra this run started, which sits
+        # elsewhere than the defaults when CI is given its own state dir and ports.
+        **{
+            k: os.environ[k]
+            for k in ("CASEBUS_STATE_DIR", "CASEBUS_KAFKA_PORT", "CASEBUS_PG_PORT")
+            if k in os.environ
+        },
     }
     proc = subprocess.run(
         ["make", "-C", str(REPO_ROOT), "demo", f"ARGS=--headless --seed 3 --key-dir {tmp_path}/k"],
