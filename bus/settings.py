@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         "A router killed mid-batch that does not come back under its id holds its partitions' "
         "read_committed readers this long (Kafka's default is 60 s).",
     )
+    router_retry_backoff_ms: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="The router's Kafka producer's retry backoff. A transaction begun right "
+        "after the last one committed is refused (CONCURRENT_TRANSACTIONS) until the broker "
+        "has written the last one's markers, and waits this long before asking again; "
+        "aiokafka's default of 100 ms put the router's p99 latency at 150-250 ms.",
+    )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port, if set."
     )

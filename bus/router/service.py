@@ -133,6 +133,7 @@ class Router:
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            retry_backoff_ms=self._settings.router_retry_backoff_ms,
             request_timeout_ms=15_000,
         )
         await producer.start()
