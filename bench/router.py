@@ -23,10 +23,13 @@ the recipient's ``.inbox.`` topic:
 Each pipe runs as its own process, as the router does in production, so the bench's producer and
 readers do not share its event loop and ``VmHWM`` is the pipe's own peak RSS. Throughput: N
 messages are loaded first, then the pipe starts; msgs/s is counted on the recipient inbox
-(``read_committed``) from the first visible delivery to the N-th, so start-up and the group join
-are left out. Latency: with the pipe idle and running, messages are offered at a steady rate and
-each one's submit → inbox time is the reader's arrival time less the send time, same process
-and clock; the reader polls with ``fetch_max_wait_ms=100``.
+(``read_committed``) over the second half of the N, from the N/2-th arrival to the N-th, so
+start-up, the group join and, with ``--routers 2``, the rebalance as each replica joins are left
+out of every pipe alike. ``--routers K`` runs K router processes in one consumer group (the
+topics have 6 partitions), as a deployment scales out; CPU is their sum, RSS the largest one's.
+Latency: with the pipe idle and running, messages are offered at a steady rate and each one's
+submit → inbox time is the reader's arrival time less the send time, same process and clock; the
+reader polls with ``fetch_max_wait_ms=100``.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class _Plan:
     messages: int
     load_s: float  # seconds of offered load in the latency runs
     message: Literal["transfer", "receipt"]
+    routers: int = 1  # router replicas in one consumer group
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,7 @@ async def _pipe(mode: Mode, bootstrap: str, source: str, target: str, group: str
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        retry_backoff_ms=20,  # as the router's (Settings.router_retry_backoff_ms)
         request_timeout_ms=15_000,
     )
     await producer.start()
@@ -255,10 +260,11 @@ def _spawn_pipe(mode: Mode, bootstrap: str, settings: Settings, recipient: str, 
         f"{settings.topic_prefix}.pipe",
     ]
     with open(log, "ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=out)
+        return _Procs([(subprocess.Popen(cmd, stdout=out, stderr=out), log)])
 
 
-def _spawn_router(settings: Settings, log: Path, profile: Path | None):
+def _spawn_router(settings: Settings, log: Path, profile: Path | None, replicas: int = 1):
+    """``replicas`` router processes in one consumer group (cProfile on the first only)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
     env.update(
         CASEBUS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
@@ -266,24 +272,53 @@ def _spawn_router(settings: Settings, log: Path, profile: Path | None):
         CASEBUS_TOPIC_PREFIX=settings.topic_prefix,
         CASEBUS_TOPIC_PARTITIONS=str(settings.topic_partitions),
         CASEBUS_BUS_KEY_FILE=str(settings.bus_key_file),
-        CASEBUS_ROUTER_ID="bench-0",
     )
     exe = str(Path(sys.executable).parent / "casebus")
-    cmd = [exe, "router"]
-    if profile is not None:
-        cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), exe, "router"]
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+    procs = []
+    for i in range(replicas):
+        cmd = [exe, "router"]
+        if profile is not None and i == 0:
+            cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), exe, "router"]
+        replica_log = log.with_suffix(f".{i}.log")
+        with open(replica_log, "ab") as out:
+            replica_env = {**env, "CASEBUS_ROUTER_ID": f"bench-{i}"}
+            procs.append(
+                (subprocess.Popen(cmd, env=replica_env, stdout=out, stderr=out), replica_log)
+            )
+    return _Procs(procs)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+class _Procs:
+    """The processes of one pipe: one, or several router replicas in one consumer group.
+    CPU is their sum; peak RSS is the largest replica's (each is a deployment's unit)."""
+
+    def __init__(self, procs: Sequence[tuple[subprocess.Popen[bytes], Path]]) -> None:
+        self.procs = [p for p, _ in procs]
+        self.logs = [log for _, log in procs]
+
+    def died(self) -> str | None:
+        """How the first replica that exited did so, with its log's tail; None if all run."""
+        for p, log in zip(self.procs, self.logs, strict=True):
+            if p.poll() is not None:
+                return f"exited {p.returncode}:\n{_tail(log)}"
+        return None
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def rss_kib(self) -> int:
+        return max(vm_kib(p.pid, "VmHWM") for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def _tail(log: Path, lines: int = 15) -> str:
@@ -336,10 +371,10 @@ class _Tap:
                     self.first = (now, self.count)
                 self._changed.set()
 
-    async def wait_for(self, count: int, *, deadline: float, proc: subprocess.Popen[bytes]) -> bool:
+    async def wait_for(self, count: int, *, deadline: float, proc: _Procs) -> bool:
         """Until ``count`` records arrived (True), the deadline passed or the pipe died."""
         while self.count < count:
-            if time.perf_counter() > deadline or proc.poll() is not None:
+            if time.perf_counter() > deadline or proc.died() is not None:
                 return False
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -377,8 +412,7 @@ async def _measure_pipe(
     recipient: str,
     load: Sequence[_Message],
     offered: Sequence[_Message],
-    spawn: Callable[[], subprocess.Popen[bytes]],
-    log: Path,
+    spawn: Callable[[], _Procs],
 ) -> None:
     """Throughput from a loaded topic, peak RSS, then latency at a steady offered load."""
     n = len(load)
@@ -391,7 +425,7 @@ async def _measure_pipe(
     )
     await producer.start()
     tap = _Tap(settings.kafka_bootstrap, settings.topic_inbox(recipient))
-    proc: subprocess.Popen[bytes] | None = None
+    proc: _Procs | None = None
     try:
         _say(f"{result.name}: loading {n:,} messages into {settings.topic_submit()}")
         await _produce(producer, settings.topic_submit(), load)
@@ -406,31 +440,33 @@ async def _measure_pipe(
         proc = spawn()
         deadline = launched + 60 + n / 50
         done = await tap.wait_for(1, deadline=deadline, proc=proc)
-        cpu_first = cpu_seconds(proc.pid)
+        if tap.first is not None:
+            result.launch_to_first_s = tap.first[0] - launched
+        # Timed over the second half: start-up, the group join and, with replicas, the
+        # rebalance as each one joins are behind every pipe by then.
+        done = done and await tap.wait_for(n // 2, deadline=deadline, proc=proc)
+        half_at, half_count, cpu_half = time.perf_counter(), tap.count, proc.cpu()
         done = done and await tap.wait_for(n, deadline=deadline, proc=proc)
         finished = time.perf_counter()
-        cpu_done = cpu_seconds(proc.pid)
-        result.rss_kib = vm_kib(proc.pid, "VmHWM")
+        result.rss_kib = proc.rss_kib()
         result.delivered = tap.count
-        if tap.first is not None:
-            first_at, first_count = tap.first
-            result.launch_to_first_s = first_at - launched
-            if finished > first_at:
-                result.rate = (min(tap.count, n) - first_count) / (finished - first_at)
-                result.cpu = (cpu_done - cpu_first) / (finished - first_at)
+        if done and finished > half_at:
+            result.rate = (min(tap.count, n) - half_count) / (finished - half_at)
+            result.cpu = (proc.cpu() - cpu_half) / (finished - half_at)
         if not done:
             result.note = f"stopped at {tap.count:,} of {n:,} delivered"
-            if proc.poll() is not None:
-                result.note += f" (the pipe exited {proc.returncode}):\n{_tail(log)}"
+            dead = proc.died()
+            if dead is not None:
+                result.note += f" (the pipe {dead})"
             return
         _say(
             f"{result.name}: {result.rate:,.0f} msgs/s, peak RSS {result.rss_kib / 1024:,.0f} MiB;"
             f" offering {LOAD_RATE} msgs/s for {len(offered) / LOAD_RATE:.0f} s"
         )
-        began, cpu_began = time.perf_counter(), cpu_seconds(proc.pid)
+        began, cpu_began = time.perf_counter(), proc.cpu()
         sent = await _produce(producer, settings.topic_submit(), offered, rate=LOAD_RATE)
         await tap.wait_for(n + len(offered), deadline=time.perf_counter() + _DRAIN_S, proc=proc)
-        result.cpu_at_load = (cpu_seconds(proc.pid) - cpu_began) / (time.perf_counter() - began)
+        result.cpu_at_load = (proc.cpu() - cpu_began) / (time.perf_counter() - began)
         result.offered = len(sent)
         result.latencies = sorted(
             tap.arrived[mid] - at for mid, at in sent.items() if mid in tap.arrived
@@ -439,7 +475,7 @@ async def _measure_pipe(
             result.note = f"{len(sent) - len(result.latencies):,} offered messages never arrived"
     finally:
         if proc is not None:
-            _stop(proc)
+            proc.stop()
         await producer.stop()
         await tap.close()
 
@@ -516,13 +552,18 @@ async def _run(plan: _Plan, bootstrap: str, dsn: str, base: str, tmp: Path, prof
             load,
             offered,
             lambda mode=mode, s=s, log=log: _spawn_pipe(mode, bootstrap, s, recipient, log),
-            log,
         )
         results.append(result)
     log = tmp / "router.log"
-    result = _Result("router" + (" (under cProfile)" if profile else ""))
+    name = "router" if plan.routers == 1 else f"router ×{plan.routers}"
+    result = _Result(name + (" (under cProfile)" if profile else ""))
     await _measure_pipe(
-        result, routed, recipient, load, offered, lambda: _spawn_router(routed, log, profile), log
+        result,
+        routed,
+        recipient,
+        load,
+        offered,
+        lambda: _spawn_router(routed, log, profile, plan.routers),
     )
     results.append(result)
     dead = await _dead_letters(routed)
@@ -628,7 +669,15 @@ def _report(plan: _Plan, run: _Run, bootstrap: str, seconds: float) -> None:
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, help="N (default 20,000; 2,000 quick)")
+    parser.add_argument("--messages", type=int, help="N (default 50,000; 2,000 quick)")
+    parser.add_argument(
+        "--routers",
+        type=int,
+        default=1,
+        choices=range(1, PARTITIONS + 1),
+        metavar="K",
+        help="router replicas in one consumer group (default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 messages, 5 s of load")
     parser.add_argument(
         "--message",
@@ -656,9 +705,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(_pipe(args.pipe, *args.pipe_args))
         return
     plan = _Plan(
-        messages=args.messages or (2_000 if args.quick else 20_000),
+        messages=args.messages or (2_000 if args.quick else 50_000),
         load_s=5.0 if args.quick else 20.0,
         message=args.message,
+        routers=args.routers,
     )
     # The library logs through structlog; keep stdout for the table.
     structlog.configure(
