@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 
+import aiokafka.producer.sender
 import asyncpg
 from buskit import Bus, Record, receipt_payload
 
@@ -281,14 +282,17 @@ async def test_every_routing_rule_both_ways_through_the_router(bus: Bus) -> None
     assert {str(e.message_id) for e in refused.values()} <= rejected_ids
 
 
-async def test_the_transactional_producer_retries_on_the_configured_backoff(bus: Bus) -> None:
+async def test_the_transactional_producer_retries_on_the_configured_backoffs(bus: Bus) -> None:
     # A transaction begun right after the last one committed is refused until the broker
     # wrote the last one's markers; the wait before asking again is this backoff. aiokafka's
     # default (100 ms) held the router's p99 at 150-250 ms in bench/router.py.
-    assert load_settings().router_retry_backoff_ms == 20
+    defaults = load_settings()
+    assert (defaults.router_retry_backoff_ms, defaults.router_txn_start_retry_ms) == (20, 5)
     registry = load_registry(bus.settings.agencies_file)
     router = Router(
-        bus.settings.model_copy(update={"router_retry_backoff_ms": 7}),
+        bus.settings.model_copy(
+            update={"router_retry_backoff_ms": 7, "router_txn_start_retry_ms": 3}
+        ),
         pool=None,  # type: ignore[arg-type]  # not used to make a producer
         keystore=InMemoryKeyStore([]),
         registry=registry,
@@ -299,5 +303,7 @@ async def test_the_transactional_producer_retries_on_the_configured_backoff(bus:
     try:
         assert producer.client._retry_backoff == 0.007
         assert producer._sender._retry_backoff == 0.007  # the transaction handlers' wait
+        # ... but after a new transaction's first refusal, aiokafka's own constant.
+        assert aiokafka.producer.sender.BACKOFF_OVERRIDE == 0.003
     finally:
         await producer.stop()

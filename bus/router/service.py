@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import aiokafka.producer.sender as aiokafka_sender
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -54,6 +55,20 @@ _PG_ERRORS = (
     asyncpg.InternalClientError,
     asyncio.TimeoutError,
 )
+
+
+def _set_txn_start_retry(seconds: float) -> bool:
+    """Make aiokafka ask again ``seconds`` after a new transaction's first AddPartitionsToTxn
+    was refused with CONCURRENT_TRANSACTIONS (the last transaction's markers are still being
+    written). aiokafka uses a module constant there (KAFKA-5477: 20 ms) instead of the retry
+    backoff; the router starts its next transaction the moment the last one commits, so it
+    meets this wait on most batches. True if set; False (with a warning) if a later aiokafka
+    has no such constant, which costs latency, never correctness."""
+    if not isinstance(getattr(aiokafka_sender, "BACKOFF_OVERRIDE", None), float):
+        log.warning("router.txn_start_retry_not_set", reason="aiokafka has no BACKOFF_OVERRIDE")
+        return False
+    aiokafka_sender.BACKOFF_OVERRIDE = seconds
+    return True
 
 
 @dataclass(slots=True)
@@ -126,6 +141,7 @@ class Router:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def _new_producer(self) -> AIOKafkaProducer:
+        _set_txn_start_retry(self._settings.router_txn_start_retry_ms / 1000)
         producer = AIOKafkaProducer(
             **self._settings.kafka_client_options(),
             transactional_id=self._txn_id,
