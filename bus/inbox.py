@@ -1,16 +1,22 @@
 """The consumer side of an adapter: read one agency's inbox topic and handle each message once.
 
 Kafka delivers at least once, and the router may deliver a message again after a crash. The
-:class:`InboxReader` makes handling idempotent with the ``inbox_handled`` table (design §6): for
-each record, in ONE PostgreSQL transaction, it inserts ``(consumer, message_id)`` and, only if
-that row is new, calls the handler with the same connection. The handler's own writes therefore
-commit together with the "handled" marker, or not at all; a redelivered message finds its marker
-and skips the handler. Kafka offsets are committed after the database commit, so a crash in
-between re-reads records whose markers already exist.
+:class:`InboxReader` makes handling idempotent with the ``inbox_handled`` table (design §6): a
+message's ``(consumer, message_id)`` row is inserted in the same PostgreSQL transaction as the
+handler's own writes, and the handler runs only if that row is new. The work therefore commits
+together with the "handled" marker, or not at all; a redelivered message finds its marker and
+skips the handler. Kafka offsets are committed after the database commit, so a crash in between
+re-reads records whose markers already exist.
 
-A handler that raises is retried with backoff, never skipped: the reader does not move past a
-message of a case before it is handled, so per-case order holds. After ``max_attempts`` the
-reader stops and raises :class:`InboxHandlerFailed`; the message is read again on the next run.
+Each fetched batch (up to ``max_records``) is handled in ONE transaction: one statement inserts
+the markers of all its messages, then the handler runs for each new one, in offset order per
+partition, on the same connection. A transaction per record would make an inbox move at one
+commit's latency. If anything in the batch fails, the whole transaction is rolled back and the
+batch is handled again one record per transaction, exactly as a single failing message always
+was: a handler that raises is retried with backoff, never skipped, so the reader does not move
+past a message of a case before it is handled and per-case order holds. After ``max_attempts``
+(the failed try in the batch counts as the first) the reader stops and raises
+:class:`InboxHandlerFailed`; the message is read again on the next run.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 from uuid import UUID
@@ -54,7 +61,9 @@ INBOX_MESSAGES: Final = Counter(
 
 InboxHandler = Callable[[Conn, Envelope, ConsumerRecord[bytes, bytes]], Awaitable[None]]
 """``await handler(conn, envelope, record)``: do the work on ``conn``, inside the reader's
-transaction; raise to have it rolled back and retried."""
+transaction; raise to have it rolled back and retried. Only work done on ``conn`` is once-only:
+the handler may run again for a message whose transaction was rolled back, also when another
+message of the same batch failed."""
 
 _Outcome = Literal["handled", "duplicate", "undecodable", "failed"]
 
@@ -63,6 +72,25 @@ INSERT INTO inbox_handled (consumer, message_id, topic, partition, kafka_offset)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (consumer, message_id) DO NOTHING
 RETURNING true
+"""
+
+# The markers of a whole batch in one statement. Rows go in message_id order so that two
+# readers sharing a consumer name lock common markers in the same order, not in a deadlock.
+# handled_at is the transaction's now() for all of them: handled_ids breaks the tie by
+# (topic, partition, offset), the order the batch is handled in.
+_MARK_BATCH: Final = """
+INSERT INTO inbox_handled (consumer, message_id, topic, partition, kafka_offset)
+SELECT $1, m.message_id, m.topic, m.partition, m.kafka_offset
+FROM unnest($2::uuid[], $3::text[], $4::integer[], $5::bigint[])
+    AS m (message_id, topic, partition, kafka_offset)
+ORDER BY m.message_id
+ON CONFLICT (consumer, message_id) DO NOTHING
+RETURNING message_id
+"""
+
+# Markers of messages not handled when the reader stopped mid-batch: they must not commit.
+_UNMARK: Final = """
+DELETE FROM inbox_handled WHERE consumer = $1 AND message_id = ANY($2::uuid[])
 """
 
 
@@ -86,6 +114,25 @@ class InboxHandlerFailed(CasebusError):
         self.topic = topic
         self.partition = partition
         self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One record of a batch, decoded once; ``envelope`` is None when it could not be."""
+
+    record: ConsumerRecord[bytes, bytes]
+    envelope: Envelope | None
+    log: Any  # structlog's bound logger with the record's context
+
+
+class _BatchFailed(Exception):
+    """The batch transaction was rolled back; ``index`` is the item whose handler raised (its
+    first attempt, already counted and logged), None when the failure was not a handler's."""
+
+    def __init__(self, index: int | None, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.index = index
+        self.error = error
 
 
 def _backoff_s(failures: int, initial_s: float, max_s: float) -> float:
@@ -164,7 +211,8 @@ class InboxReader:
         self._task = asyncio.create_task(self.run(), name=f"casebus-inbox-{self._consumer_name}")
 
     async def stop(self) -> None:
-        """Finish the record in flight, commit offsets, close; re-raise what ended :meth:`run`."""
+        """Finish the record in flight, commit what is handled and its offsets, close; re-raise
+        what ended :meth:`run`."""
         self._stopping.set()
         task, self._task = self._task, None
         if task is not None:
@@ -220,15 +268,34 @@ class InboxReader:
     async def _handle_batch(
         self, consumer: Any, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
-        done: dict[TopicPartition, int] = {}
+        if self._stopping.is_set():
+            return  # the batch is read again on the next run
+        # Partitions in a fixed order, records in offset order: the order handled_ids reports.
+        items = [self._decode(record) for tp in sorted(batch) for record in batch[tp]]
+        settled = 0  # items[:settled] are handled or skipped for good: their offsets may commit
         try:
-            for tp, records in batch.items():
-                for record in records:
-                    if self._stopping.is_set() or not await self._handle(record):
+            try:
+                settled = await self._handle_together(items)
+            except _BatchFailed as failed:
+                # Nothing of the batch committed: hand it over to the per-record path, where a
+                # failing message is retried and reported as it always was.
+                self._log.info("inbox.batch_rolled_back", records=len(items), error=str(failed))
+                for i, item in enumerate(items):
+                    if self._stopping.is_set():
                         return  # the rest is read again on the next run
-                    done[tp] = record.offset + 1
+                    if i == failed.index:
+                        passed = await self._handle(item, failures=1, last_error=failed.error)
+                    else:
+                        passed = await self._handle(item)
+                    if not passed:
+                        return
+                    settled = i + 1
         finally:
             # After the database commits, never before: a crash in between only re-reads.
+            done = {
+                TopicPartition(item.record.topic, item.record.partition): item.record.offset + 1
+                for item in items[:settled]
+            }
             if done:
                 await self._commit(consumer, done)
 
@@ -239,8 +306,8 @@ class InboxReader:
             # E.g. a rebalance moved the partition: its new reader re-reads and skips by marker.
             self._log.warning("inbox.commit_failed", error=f"{type(e).__name__}: {e}")
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Handle one record; True once it may be passed, False if abandoned because stopping."""
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> _Item:
+        """The record with its envelope; an undecodable one is logged and counted here, once."""
         bound = self._log.bind(topic=record.topic, partition=record.partition, offset=record.offset)
         try:
             if record.value is None:
@@ -250,44 +317,105 @@ class InboxReader:
             # The router delivers only decodable messages; skipping here is defence in depth.
             bound.warning("inbox.undecodable", error=str(e))
             self._count("undecodable")
-            return True
+            return _Item(record, None, bound)
         bound = bound.bind(
             message_id=str(envelope.message_id),
             case_id=envelope.case_id,
             kind=envelope.kind,
             sender=envelope.sender,
         )
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                fresh = await self._handle_once(record, envelope)
-            except Exception as e:  # the handler may raise anything: roll back and retry
-                self._count("failed")
-                bound.warning(
-                    "inbox.handler_failed",
-                    attempt=attempt,
-                    max_attempts=self._max_attempts,
-                    error=f"{type(e).__name__}: {e}",
+        return _Item(record, envelope, bound)
+
+    async def _handle_together(self, items: list[_Item]) -> int:
+        """Handle ``items`` in one transaction; return how many are settled (all of them, unless
+        the reader is stopping). Anything failing rolls it all back and raises _BatchFailed."""
+        first: dict[UUID, int] = {}  # a message id twice in one batch is handled at its first
+        for i, item in enumerate(items):
+            if item.envelope is not None:
+                first.setdefault(item.envelope.message_id, i)
+        if not first:
+            return len(items)
+        settled = len(items)
+        handled: set[int] = set()
+        current: int | None = None  # the item whose handler is running
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                marked = [items[i].record for i in first.values()]
+                rows = await conn.fetch(
+                    _MARK_BATCH,
+                    self._consumer_name,
+                    list(first),
+                    [m.topic for m in marked],
+                    [m.partition for m in marked],
+                    [m.offset for m in marked],
                 )
+                fresh: set[UUID] = {r["message_id"] for r in rows}
+                for i, item in enumerate(items):
+                    envelope = item.envelope
+                    if envelope is None or envelope.message_id not in fresh:
+                        continue
+                    if first[envelope.message_id] != i:
+                        continue
+                    if self._stopping.is_set():
+                        # Commit what is handled; the rest is read again, so stays unmarked.
+                        settled = i
+                        unhandled = [m for m, j in first.items() if j >= i and m in fresh]
+                        await conn.execute(_UNMARK, self._consumer_name, unhandled)
+                        break
+                    current = i
+                    await self._handler(conn, envelope, item.record)
+                    current = None
+                    handled.add(i)
+        except Exception as e:  # the handler may raise anything; so may the database
+            if current is not None:
+                self._note_failure(items[current], 1, e)
+            raise _BatchFailed(current, e) from e
+        for i, item in enumerate(items[:settled]):
+            if item.envelope is None:
+                continue  # counted when decoded
+            if i in handled:
+                item.log.info("inbox.handled", attempt=1)
+                self._count("handled")
+            else:
+                item.log.info("inbox.duplicate")
+                self._count("duplicate")
+        return settled
+
+    async def _handle(
+        self, item: _Item, *, failures: int = 0, last_error: Exception | None = None
+    ) -> bool:
+        """Handle one record in its own transaction, after ``failures`` failed attempts; True
+        once it may be passed, False if abandoned because stopping."""
+        envelope, bound = item.envelope, item.log
+        if envelope is None:
+            return True  # undecodable: logged and counted by _decode
+        attempt = failures
+        while True:
+            if attempt:  # the last attempt failed
                 if attempt >= self._max_attempts:
                     raise InboxHandlerFailed(
                         f"handler failed {attempt} times on {envelope.kind} "
-                        f"{envelope.message_id}: {type(e).__name__}: {e}",
+                        f"{envelope.message_id}: {type(last_error).__name__}: {last_error}",
                         attempts=attempt,
-                        topic=record.topic,
-                        partition=record.partition,
-                        offset=record.offset,
+                        topic=item.record.topic,
+                        partition=item.record.partition,
+                        offset=item.record.offset,
                         message_id=str(envelope.message_id),
                         case_id=envelope.case_id,
                         agency=envelope.sender,
-                    ) from e
+                    ) from last_error
                 delay = _backoff_s(attempt, self._retry_initial_s, self._retry_max_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 if self._stopping.is_set():
                     bound.info("inbox.retry_abandoned", attempt=attempt)
                     return False
+            attempt += 1
+            try:
+                fresh = await self._handle_once(item.record, envelope)
+            except Exception as e:  # the handler may raise anything: roll back and retry
+                self._note_failure(item, attempt, e)
+                last_error = e
                 continue
             if fresh:
                 bound.info("inbox.handled", attempt=attempt)
@@ -296,6 +424,15 @@ class InboxReader:
                 bound.info("inbox.duplicate")
                 self._count("duplicate")
             return True
+
+    def _note_failure(self, item: _Item, attempt: int, error: Exception) -> None:
+        self._count("failed")
+        item.log.warning(
+            "inbox.handler_failed",
+            attempt=attempt,
+            max_attempts=self._max_attempts,
+            error=f"{type(error).__name__}: {error}",
+        )
 
     async def _handle_once(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():

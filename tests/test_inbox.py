@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
@@ -46,10 +46,11 @@ async def inbox_topic(settings: Settings) -> str:
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    # The department's own state, written by handlers in the reader's transaction.
+    # The department's own state, written by handlers in the reader's transaction; txid
+    # tells which records shared a transaction.
     await pool.execute(
         "CREATE TABLE work_done (seq bigserial PRIMARY KEY, message_id uuid NOT NULL,"
-        " case_id text NOT NULL)"
+        " case_id text NOT NULL, txid bigint NOT NULL DEFAULT txid_current())"
     )
     yield pool
     await pool.close()
@@ -231,7 +232,10 @@ async def test_a_failing_handler_is_retried_without_skipping_and_keeps_order(
 
     assert await _work(pool) == [e.message_id for e in envelopes]
     assert calls[flaky] == 3
-    assert all(calls[e.message_id] == 1 for e in envelopes if e.message_id != flaky)
+    # Messages after the flaky one run once; the one before it ran again only if it shared the
+    # batch transaction the failure rolled back (its work above is there once either way).
+    assert [calls[e.message_id] for e in envelopes[2:]] == [1, 1, 1]
+    assert calls[envelopes[0].message_id] in (1, 2)
     assert _seen(consumer_name, "failed") == 2
     async with pool.acquire() as conn:
         assert await handled_ids(conn, consumer_name) == [e.message_id for e in envelopes]
@@ -246,8 +250,10 @@ async def test_a_handler_failing_every_attempt_stops_the_reader_before_the_messa
 ) -> None:
     envelopes = [_envelope(signer, "YGH-2026-0008") for _ in range(3)]
     stuck = envelopes[1]
+    calls: Counter[uuid.UUID] = Counter()
 
     async def always_fails_on_one(conn: Any, envelope: Envelope, record: Any) -> None:
+        calls[envelope.message_id] += 1
         await _record_work(conn, envelope, record)
         if envelope.message_id == stuck.message_id:
             raise RuntimeError("mapping not implemented")
@@ -259,6 +265,8 @@ async def test_a_handler_failing_every_attempt_stops_the_reader_before_the_messa
     with pytest.raises(InboxHandlerFailed) as raised:
         await asyncio.wait_for(reader.run(), 20)
     assert raised.value.attempts == 3
+    assert calls[stuck.message_id] == 3  # a try in a batch transaction counts as an attempt
+    assert _seen(consumer_name, "failed") == 3
     assert raised.value.message_id == str(stuck.message_id)
     assert raised.value.case_id == stuck.case_id
     assert await _work(pool) == [envelopes[0].message_id]
@@ -323,3 +331,203 @@ async def test_stop_finishes_the_record_in_flight_and_commits_it(
         await _until(all_done)
     assert await _work(pool) == [e.message_id for e in envelopes]
     assert _seen(consumer_name, "duplicate") == 0
+
+
+async def _transactions(pool: asyncpg.Pool) -> list[list[uuid.UUID]]:
+    """The committed work, grouped by the transaction that wrote it, in commit order."""
+    groups: dict[int, list[uuid.UUID]] = {}
+    for r in await pool.fetch("SELECT message_id, txid FROM work_done ORDER BY seq"):
+        groups.setdefault(r["txid"], []).append(r["message_id"])
+    return list(groups.values())
+
+
+async def test_a_fetched_batch_is_handled_in_one_transaction_of_at_most_max_records(
+    settings: Settings,
+    inbox_topic: str,
+    pool: asyncpg.Pool,
+    signer: Ed25519Signer,
+    consumer_name: str,
+) -> None:
+    # Several cases, so the batch spans partitions.
+    envelopes = [_envelope(signer, f"YGH-2026-{i % 4:04d}") for i in range(40)]
+    await _produce(settings, inbox_topic, list(envelopes))
+
+    async def all_done() -> bool:
+        return len(await _work(pool)) >= 40
+
+    async with _reader(settings, pool, consumer_name, max_records=16):
+        await _until(all_done)
+
+    transactions = await _transactions(pool)
+    # A transaction per record would make 40; a batch never exceeds max_records.
+    assert len(transactions) <= 6, [len(t) for t in transactions]
+    assert max(len(t) for t in transactions) == 16
+    assert sorted(m for t in transactions for m in t) == sorted(e.message_id for e in envelopes)
+    assert _seen(consumer_name, "handled") == 40
+    assert _seen(consumer_name, "duplicate") == 0
+    work = await _work(pool)
+    for case in {e.case_id for e in envelopes}:
+        sent = [e.message_id for e in envelopes if e.case_id == case]
+        assert [m for m in work if m in sent] == sent
+    async with pool.acquire() as conn:
+        assert await handled_ids(conn, consumer_name) == work  # markers in the order handled
+
+
+async def test_a_message_twice_in_one_batch_is_handled_once(
+    settings: Settings,
+    inbox_topic: str,
+    pool: asyncpg.Pool,
+    signer: Ed25519Signer,
+    consumer_name: str,
+) -> None:
+    a, b, c = (_envelope(signer, "YGH-2026-0010") for _ in range(3))
+    await _produce(settings, inbox_topic, [a, b, a, c, a])
+
+    async def all_seen() -> bool:
+        return _seen(consumer_name, "handled") + _seen(consumer_name, "duplicate") >= 5
+
+    async with _reader(settings, pool, consumer_name):
+        await _until(all_seen)
+
+    assert await _transactions(pool) == [[a.message_id, b.message_id, c.message_id]]
+    assert _seen(consumer_name, "handled") == 3
+    assert _seen(consumer_name, "duplicate") == 2
+    async with pool.acquire() as conn:
+        offset = await conn.fetchval(
+            "SELECT kafka_offset FROM inbox_handled WHERE consumer = $1 AND message_id = $2",
+            consumer_name,
+            a.message_id,
+        )
+    assert offset == 0  # the marker is the first copy's
+
+
+async def test_a_handler_failing_mid_batch_rolls_back_and_the_batch_goes_one_by_one(
+    settings: Settings,
+    inbox_topic: str,
+    pool: asyncpg.Pool,
+    signer: Ed25519Signer,
+    consumer_name: str,
+) -> None:
+    envelopes = [_envelope(signer, "YGH-2026-0011") for _ in range(6)]
+    flaky = envelopes[3].message_id
+    calls: Counter[uuid.UUID] = Counter()
+
+    async def fails_once(conn: Any, envelope: Envelope, record: Any) -> None:
+        calls[envelope.message_id] += 1
+        await _record_work(conn, envelope, record)
+        if envelope.message_id == flaky and calls[flaky] == 1:
+            raise RuntimeError("department system busy")
+
+    await _produce(settings, inbox_topic, list(envelopes))
+
+    async def all_done() -> bool:
+        return len(await _work(pool)) >= 6
+
+    async with _reader(settings, pool, consumer_name, fails_once, retry_initial_s=0.05):
+        await _until(all_done)
+
+    # The batch ran up to the flaky message and was rolled back whole; then every record went
+    # in a transaction of its own, the flaky one retried: each message's work is there once,
+    # in order.
+    assert await _transactions(pool) == [[e.message_id] for e in envelopes]
+    assert [calls[e.message_id] for e in envelopes] == [2, 2, 2, 2, 1, 1]
+    assert _seen(consumer_name, "failed") == 1
+    assert _seen(consumer_name, "handled") == 6
+    assert _seen(consumer_name, "duplicate") == 0
+    async with pool.acquire() as conn:
+        assert await handled_ids(conn, consumer_name) == [e.message_id for e in envelopes]
+
+
+class _Crash(Exception):
+    """Stands for the process dying."""
+
+
+class _CrashBeforeOffsets(InboxReader):
+    """Dies after the database commit, before the Kafka offsets are committed."""
+
+    async def _commit(self, consumer: Any, offsets: dict[TopicPartition, int]) -> None:
+        raise _Crash("killed between the database commit and the offset commit")
+
+
+async def _committed_offsets(settings: Settings, group_id: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return sum(max(o.offset, 0) for o in offsets.values())
+
+
+async def test_a_batch_redelivered_after_a_crash_before_the_offset_commit_is_skipped(
+    settings: Settings,
+    inbox_topic: str,
+    pool: asyncpg.Pool,
+    signer: Ed25519Signer,
+    consumer_name: str,
+) -> None:
+    envelopes = [_envelope(signer, f"YGH-2026-{i % 2:04d}") for i in range(12)]
+    calls: Counter[uuid.UUID] = Counter()
+
+    async def counted(conn: Any, envelope: Envelope, record: Any) -> None:
+        calls[envelope.message_id] += 1
+        await _record_work(conn, envelope, record)
+
+    await _produce(settings, inbox_topic, list(envelopes))
+    crashing = _CrashBeforeOffsets(
+        settings,
+        agency_id=AGENCY,
+        consumer_name=consumer_name,
+        handler=counted,
+        pool=pool,
+        poll_timeout_ms=100,
+    )
+    with pytest.raises(_Crash):
+        await asyncio.wait_for(crashing.run(), 20)
+    before = await _work(pool)
+    assert before  # the first batch committed in the database ...
+    assert await _committed_offsets(settings, crashing.group_id) == 0  # ... and not in Kafka
+
+    async def all_done() -> bool:
+        return len(await _work(pool)) >= 12 and _seen(consumer_name, "duplicate") >= len(before)
+
+    async with _reader(settings, pool, consumer_name, counted) as reader:
+        assert reader.group_id == crashing.group_id
+        await _until(all_done)
+
+    assert sorted(await _work(pool)) == sorted(e.message_id for e in envelopes)
+    assert all(calls[e.message_id] == 1 for e in envelopes)
+    assert _seen(consumer_name, "duplicate") == len(before)
+    assert _seen(consumer_name, "handled") == 12
+    assert await _committed_offsets(settings, reader.group_id) == 12
+
+
+async def test_two_readers_sharing_a_consumer_name_handle_each_batch_message_once(
+    settings: Settings,
+    inbox_topic: str,
+    pool: asyncpg.Pool,
+    signer: Ed25519Signer,
+    consumer_name: str,
+) -> None:
+    # Two groups read the same records at the same time; their batch transactions race for the
+    # same markers, and the loser of each race must skip, not handle again.
+    envelopes = [_envelope(signer, f"YGH-2026-{i % 4:04d}") for i in range(120)]
+    await _produce(settings, inbox_topic, list(envelopes))
+
+    async def all_seen() -> bool:
+        return _seen(consumer_name, "handled") + _seen(consumer_name, "duplicate") >= 240
+
+    one = _reader(settings, pool, consumer_name, max_records=20)
+    other = _reader(
+        settings, pool, consumer_name, group_id=f"{settings.topic_prefix}.other", max_records=20
+    )
+    async with one, other:
+        await _until(all_seen)
+
+    work = await _work(pool)
+    assert sorted(work) == sorted(e.message_id for e in envelopes)
+    assert _seen(consumer_name, "handled") == 120
+    assert _seen(consumer_name, "duplicate") == 120
+    for case in {e.case_id for e in envelopes}:
+        sent = [e.message_id for e in envelopes if e.case_id == case]
+        assert [m for m in work if m in sent] == sent
