@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from datetime import UTC, datetime
 
@@ -24,10 +25,20 @@ log = structlog.get_logger("casebus.router")
 
 
 async def run_router(
-    settings: Settings, *, handle_signals: bool = True, stop_event: asyncio.Event | None = None
+    settings: Settings,
+    *,
+    handle_signals: bool = True,
+    stop_event: asyncio.Event | None = None,
+    freeze_gc: bool = False,
 ) -> None:
     """Migrate, register the bus key, then route and publish tree heads until SIGTERM/SIGINT
-    (or until ``stop_event`` is set, for callers that run it as a task)."""
+    (or until ``stop_event`` is set, for callers that run it as a task).
+
+    ``freeze_gc`` (for a process that is only a router, as ``casebus router``): once set up,
+    move every object made so far — modules, schemas, models, registry, policy — out of the
+    garbage collector's reach. They live as long as the process, yet each full collection walked
+    them: draining a backlog in bench/router.py, one of 30-43 ms every ~0.6 s that collected
+    nothing, and 2,133-2,442 msgs/s became 2,435-2,627."""
     await migrate(settings.database_url)
     registry = load_registry(settings.agencies_file)
     policy = load_policy(REPO_ROOT / "deploy" / "routing.yaml", registry)
@@ -81,6 +92,10 @@ async def run_router(
                 stop()
 
             waiter = asyncio.create_task(wait_for_stop())
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
+            log.info("router.gc_frozen", objects=gc.get_freeze_count())
         try:
             await asyncio.gather(router.run(), heads.run())
         finally:
