@@ -27,7 +27,8 @@ messages are loaded first, then the pipe starts; msgs/s is counted on the recipi
 start-up, the group join and, with ``--routers 2``, the rebalance as each replica joins are left
 out of every pipe alike. ``--routers K`` runs K router processes in one consumer group (the
 topics have 6 partitions), as a deployment scales out; CPU is their sum, RSS the largest one's.
-Latency: with the pipe idle and running, messages are offered at a steady rate and each one's
+Latency: with the pipe idle and running (and the drain's dirty pages written back first:
+``os.sync()``), messages are offered at a steady rate and each one's
 submit → inbox time is the reader's arrival time less the send time, same process and clock; the
 reader polls with ``fetch_max_wait_ms=100``.
 """
@@ -463,6 +464,10 @@ async def _measure_pipe(
             f"{result.name}: {result.rate:,.0f} msgs/s, peak RSS {result.rss_kib / 1024:,.0f} MiB;"
             f" offering {LOAD_RATE} msgs/s for {len(offered) / LOAD_RATE:.0f} s"
         )
+        # The drain left hundreds of MB of dirty pages (broker logs, WAL); the kernel writes
+        # them back ~30 s later in one go, and a pipe that fsyncs (the router's audit commits)
+        # then stalls for ~250 ms. Write them now, so each latency run starts alike.
+        await asyncio.to_thread(os.sync)
         began, cpu_began = time.perf_counter(), proc.cpu()
         sent = await _produce(producer, settings.topic_submit(), offered, rate=LOAD_RATE)
         await tap.wait_for(n + len(offered), deadline=time.perf_counter() + _DRAIN_S, proc=proc)
