@@ -43,7 +43,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,15 +58,14 @@ import asyncpg
 import structlog
 from _common import (  # bench/, first on sys.path when a bench runs as a script
     admin_sql,
-    cpu_seconds,
     delete_topics,
     infra,
     kafka_version,
     markdown_table,
     say,
-    vm_kib,
     with_db,
 )
+from _router_procs import Procs, spawn_pipe, spawn_router  # bench/, as _common
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -245,89 +243,6 @@ async def _pipe(mode: Mode, bootstrap: str, source: str, target: str, group: str
         await producer.stop()
 
 
-# --- processes ------------------------------------------------------------------------------------
-
-
-def _spawn_pipe(mode: Mode, bootstrap: str, settings: Settings, recipient: str, log: Path):
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--pipe",
-        mode,
-        "--pipe-args",
-        bootstrap,
-        settings.topic_submit(),
-        settings.topic_inbox(recipient),
-        f"{settings.topic_prefix}.pipe",
-    ]
-    with open(log, "ab") as out:
-        return _Procs([(subprocess.Popen(cmd, stdout=out, stderr=out), log)])
-
-
-def _spawn_router(settings: Settings, log: Path, profile: Path | None, replicas: int = 1):
-    """``replicas`` router processes in one consumer group (cProfile on the first only)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-    env.update(
-        CASEBUS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        CASEBUS_DATABASE_URL=settings.database_url,
-        CASEBUS_TOPIC_PREFIX=settings.topic_prefix,
-        CASEBUS_TOPIC_PARTITIONS=str(settings.topic_partitions),
-        CASEBUS_BUS_KEY_FILE=str(settings.bus_key_file),
-    )
-    exe = str(Path(sys.executable).parent / "casebus")
-    procs = []
-    for i in range(replicas):
-        cmd = [exe, "router"]
-        if profile is not None and i == 0:
-            cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), exe, "router"]
-        replica_log = log.with_suffix(f".{i}.log")
-        with open(replica_log, "ab") as out:
-            replica_env = {**env, "CASEBUS_ROUTER_ID": f"bench-{i}"}
-            procs.append(
-                (subprocess.Popen(cmd, env=replica_env, stdout=out, stderr=out), replica_log)
-            )
-    return _Procs(procs)
-
-
-class _Procs:
-    """The processes of one pipe: one, or several router replicas in one consumer group.
-    CPU is their sum; peak RSS is the largest replica's (each is a deployment's unit)."""
-
-    def __init__(self, procs: Sequence[tuple[subprocess.Popen[bytes], Path]]) -> None:
-        self.procs = [p for p, _ in procs]
-        self.logs = [log for _, log in procs]
-
-    def died(self) -> str | None:
-        """How the first replica that exited did so, with its log's tail; None if all run."""
-        for p, log in zip(self.procs, self.logs, strict=True):
-            if p.poll() is not None:
-                return f"exited {p.returncode}:\n{_tail(log)}"
-        return None
-
-    def cpu(self) -> float:
-        return sum(cpu_seconds(p.pid) for p in self.procs)
-
-    def rss_kib(self) -> int:
-        return max(vm_kib(p.pid, "VmHWM") for p in self.procs)
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-def _tail(log: Path, lines: int = 15) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
 # --- measuring ------------------------------------------------------------------------------------
 
 
@@ -372,7 +287,7 @@ class _Tap:
                     self.first = (now, self.count)
                 self._changed.set()
 
-    async def wait_for(self, count: int, *, deadline: float, proc: _Procs) -> bool:
+    async def wait_for(self, count: int, *, deadline: float, proc: Procs) -> bool:
         """Until ``count`` records arrived (True), the deadline passed or the pipe died."""
         while self.count < count:
             if time.perf_counter() > deadline or proc.died() is not None:
@@ -413,7 +328,7 @@ async def _measure_pipe(
     recipient: str,
     load: Sequence[_Message],
     offered: Sequence[_Message],
-    spawn: Callable[[], _Procs],
+    spawn: Callable[[], Procs],
 ) -> None:
     """Throughput from a loaded topic, peak RSS, then latency at a steady offered load."""
     n = len(load)
@@ -426,7 +341,7 @@ async def _measure_pipe(
     )
     await producer.start()
     tap = _Tap(settings.kafka_bootstrap, settings.topic_inbox(recipient))
-    proc: _Procs | None = None
+    proc: Procs | None = None
     try:
         _say(f"{result.name}: loading {n:,} messages into {settings.topic_submit()}")
         await _produce(producer, settings.topic_submit(), load)
@@ -556,7 +471,9 @@ async def _run(plan: _Plan, bootstrap: str, dsn: str, base: str, tmp: Path, prof
             recipient,
             load,
             offered,
-            lambda mode=mode, s=s, log=log: _spawn_pipe(mode, bootstrap, s, recipient, log),
+            lambda mode=mode, s=s, log=log: spawn_pipe(
+                Path(__file__).resolve(), mode, bootstrap, s, recipient, log
+            ),
         )
         results.append(result)
     log = tmp / "router.log"
@@ -568,7 +485,7 @@ async def _run(plan: _Plan, bootstrap: str, dsn: str, base: str, tmp: Path, prof
         recipient,
         load,
         offered,
-        lambda: _spawn_router(routed, log, profile, plan.routers),
+        lambda: spawn_router(routed, log, profile, plan.routers),
     )
     results.append(result)
     dead = await _dead_letters(routed)
@@ -654,6 +571,11 @@ def _report(plan: _Plan, run: _Run, bootstrap: str, seconds: float) -> None:
     p99 = _pct(router.latencies, 99) if len(router.latencies) > 1 else float("inf")
     rss_mb = router.rss_kib * 1024 / 1e6
     print("Targets for the router (measured vs target):")
+    if plan.messages < 20_000:
+        print(
+            f"- (N = {plan.messages:,}: the raw pipes drain their timed half in a few tens of"
+            " milliseconds, so the ratio is not a measurement; the full run is)"
+        )
     print(
         f"- throughput {ratio:.1%} of the raw txn pipe vs ≥ {TARGET_RATIO:.0%}: "
         f"{_verdict(ratio >= TARGET_RATIO)}"

@@ -38,7 +38,7 @@ async def run_router(
     move every object made so far — modules, schemas, models, registry, policy — out of the
     garbage collector's reach. They live as long as the process, yet each full collection walked
     them: draining a backlog in bench/router.py, one of 30-43 ms every ~0.6 s that collected
-    nothing, and 2,133-2,442 msgs/s became 2,435-2,627."""
+    nothing, and 2,133-2,442 msgs/s became 2,567-2,612."""
     await migrate(settings.database_url)
     registry = load_registry(settings.agencies_file)
     policy = load_policy(REPO_ROOT / "deploy" / "routing.yaml", registry)

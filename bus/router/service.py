@@ -57,18 +57,17 @@ _PG_ERRORS = (
 )
 
 
-def _set_txn_start_retry(seconds: float) -> bool:
+def _set_txn_start_retry(seconds: float) -> None:
     """Make aiokafka ask again ``seconds`` after a new transaction's first AddPartitionsToTxn
     was refused with CONCURRENT_TRANSACTIONS (the last transaction's markers are still being
     written). aiokafka uses a module constant there (KAFKA-5477: 20 ms) instead of the retry
     backoff; the router starts its next transaction the moment the last one commits, so it
-    meets this wait on most batches. True if set; False (with a warning) if a later aiokafka
-    has no such constant, which costs latency, never correctness."""
+    meets this wait on most batches. A later aiokafka without the constant only costs
+    latency, never correctness: then this warns and leaves it."""
     if not isinstance(getattr(aiokafka_sender, "BACKOFF_OVERRIDE", None), float):
         log.warning("router.txn_start_retry_not_set", reason="aiokafka has no BACKOFF_OVERRIDE")
-        return False
+        return
     aiokafka_sender.BACKOFF_OVERRIDE = seconds
-    return True
 
 
 @dataclass(slots=True)
