@@ -67,18 +67,12 @@ message of the same batch failed."""
 
 _Outcome = Literal["handled", "duplicate", "undecodable", "failed"]
 
-_MARK: Final = """
-INSERT INTO inbox_handled (consumer, message_id, topic, partition, kafka_offset)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (consumer, message_id) DO NOTHING
-RETURNING true
-"""
-
-# The markers of a whole batch in one statement. Rows go in message_id order so that two
-# readers sharing a consumer name lock common markers in the same order, not in a deadlock.
+# The markers of a batch (or of one record) in one statement. Rows go in message_id order so
+# that two readers sharing a consumer name lock common markers in the same order, not in a
+# deadlock.
 # handled_at is the transaction's now() for all of them: handled_ids breaks the tie by
 # (topic, partition, offset), the order the batch is handled in.
-_MARK_BATCH: Final = """
+_MARK: Final = """
 INSERT INTO inbox_handled (consumer, message_id, topic, partition, kafka_offset)
 SELECT $1, m.message_id, m.topic, m.partition, m.kafka_offset
 FROM unnest($2::uuid[], $3::text[], $4::integer[], $5::bigint[])
@@ -340,16 +334,7 @@ class InboxReader:
         current: int | None = None  # the item whose handler is running
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                marked = [items[i].record for i in first.values()]
-                rows = await conn.fetch(
-                    _MARK_BATCH,
-                    self._consumer_name,
-                    list(first),
-                    [m.topic for m in marked],
-                    [m.partition for m in marked],
-                    [m.offset for m in marked],
-                )
-                fresh: set[UUID] = {r["message_id"] for r in rows}
+                fresh = await self._mark(conn, {m: items[i].record for m, i in first.items()})
                 for i, item in enumerate(items):
                     envelope = item.envelope
                     if envelope is None or envelope.message_id not in fresh:
@@ -436,17 +421,24 @@ class InboxReader:
 
     async def _handle_once(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
-                _MARK,
-                self._consumer_name,
-                envelope.message_id,
-                record.topic,
-                record.partition,
-                record.offset,
-            )
+            fresh = bool(await self._mark(conn, {envelope.message_id: record}))
             if fresh:
                 await self._handler(conn, envelope, record)
-            return bool(fresh)
+            return fresh
+
+    async def _mark(
+        self, conn: Conn, records: dict[UUID, ConsumerRecord[bytes, bytes]]
+    ) -> set[UUID]:
+        """Insert the "handled" markers of ``records`` (by message id); the ids that were new."""
+        rows = await conn.fetch(
+            _MARK,
+            self._consumer_name,
+            list(records),
+            [r.topic for r in records.values()],
+            [r.partition for r in records.values()],
+            [r.offset for r in records.values()],
+        )
+        return {r["message_id"] for r in rows}
 
     def _count(self, outcome: _Outcome) -> None:
         INBOX_MESSAGES.labels(consumer=self._consumer_name, outcome=outcome).inc()
