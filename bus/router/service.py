@@ -136,11 +136,11 @@ class Router:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._in_flight: asyncio.Task[bool] | None = None
+        _set_txn_start_retry(settings.router_txn_start_retry_ms / 1000)  # process-wide
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def _new_producer(self) -> AIOKafkaProducer:
-        _set_txn_start_retry(self._settings.router_txn_start_retry_ms / 1000)
         producer = AIOKafkaProducer(
             **self._settings.kafka_client_options(),
             transactional_id=self._txn_id,
