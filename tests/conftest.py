@@ -9,6 +9,7 @@ Where the infrastructure comes from, in order:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -108,6 +109,20 @@ async def _admin(infra: Infra, sql: str) -> None:
         await conn.close()
 
 
+async def _drop_database(infra: Infra, name: str) -> None:
+    """DROP ... WITH (FORCE), which a non-superuser cannot do while an autovacuum worker is in
+    the database (PostgreSQL reports "must be a member of the role whose process is being
+    terminated"): the worker is done or cancelled within moments, so try again."""
+    for attempt in range(40):
+        try:
+            await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if attempt == 39:
+                raise
+            await asyncio.sleep(0.25)
+
+
 @pytest.fixture(scope="session")
 async def template_db(infra: Infra) -> AsyncIterator[str]:
     """A database migrated once per session; each test gets a copy of it."""
@@ -115,7 +130,7 @@ async def template_db(infra: Infra) -> AsyncIterator[str]:
     await _admin(infra, f'CREATE DATABASE "{name}"')
     await migrate(_with_db(infra.database_url, name))
     yield name
-    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _drop_database(infra, name)
 
 
 @pytest.fixture
@@ -125,7 +140,7 @@ async def database_url(infra: Infra, template_db: str) -> AsyncIterator[str]:
     await _admin(infra, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     yield _with_db(infra.database_url, name)
     # A fresh connection: fault tests restart PostgreSQL under the test's feet.
-    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _drop_database(infra, name)
 
 
 @pytest.fixture
