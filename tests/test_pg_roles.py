@@ -27,7 +27,9 @@ ROLES = (
     "casebus_procuratorate_ro",
 )
 AUDIT = ("audit_entries", "audit_nodes", "audit_checkpoints")
-REGISTRY = {("agencies", "SELECT"), ("agency_keys", "SELECT")}
+# Everyone verifies signatures against the registry and may see which migrations were applied
+# (a service started on a current schema checks that, and creates nothing).
+REGISTRY = {("agencies", "SELECT"), ("agency_keys", "SELECT"), ("schema_migrations", "SELECT")}
 OUTBOX_INBOX = {
     ("outbox", "SELECT"),
     ("outbox", "INSERT"),
@@ -254,3 +256,40 @@ def test_the_migration_holds_no_password() -> None:
     code = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
     assert not re.search(r"(?i)\bPASSWORD\b", code)
     assert not re.search(r"(?i)\bLOGIN\b", code.replace("NOLOGIN", ""))
+
+
+# What the owner did to rewrite history (issue #15, point 5), statement by statement.
+SERVICE_ROLE_REFUSED = (
+    "TRUNCATE {t}",
+    "UPDATE {t} SET {c} = {c}",
+    "DELETE FROM {t}",
+    "ALTER TABLE {t} DISABLE TRIGGER USER",
+    "ALTER TABLE {t} DISABLE TRIGGER ALL",
+    "DROP TABLE {t}",
+    "CREATE TABLE {t}_copy (x int)",
+    "CREATE INDEX {t}_sneaky ON {t} ({c})",
+)
+FIRST_COLUMN = {"audit_entries": "idx", "audit_nodes": "start_idx", "audit_checkpoints": "note"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_no_service_role_may_truncate_change_alter_or_disable_triggers_of_the_audit_log(
+    su: asyncpg.Connection, role: str
+) -> None:
+    for table in AUDIT:
+        for sql in SERVICE_ROLE_REFUSED:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await _as(su, role, sql.format(t=table, c=FIRST_COLUMN[table]))
+
+
+async def test_a_trigger_refuses_truncate_of_every_audit_table_even_to_the_owner(
+    database_url: str,
+) -> None:
+    """The owner is who migrates; PostgreSQL lets an owner truncate, so a trigger must refuse."""
+    owner = await asyncpg.connect(database_url)
+    try:
+        for table in AUDIT:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await owner.execute(f"TRUNCATE {table}")
+    finally:
+        await owner.close()
