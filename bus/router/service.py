@@ -32,7 +32,7 @@ from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import Problem
 from bus.models import Envelope
-from bus.router import metrics
+from bus.router import eos, metrics
 from bus.router.classify import Classifier, Verdict
 from bus.router.outputs import Outputs, Send, rejection_id
 from bus.router.principal import principal_check
@@ -137,6 +137,7 @@ class Router:
         self._producer: AIOKafkaProducer | None = None
         self._in_flight: asyncio.Task[bool] | None = None
         _set_txn_start_retry(settings.router_txn_start_retry_ms / 1000)  # process-wide
+        eos.install()  # process-wide: stable offset fetches, generation-fenced offsets
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -213,6 +214,9 @@ class Router:
                     timeout_ms=wait_ms, max_records=self._max_batch
                 )
                 records = [r for tp in sorted(batch) for r in batch[tp]]
+                # The generation these records were fetched in: their offsets commit only if
+                # this replica is still that generation's member when the transaction ends.
+                membership = eos.membership_of(self._consumer)
                 if not records:
                     if self._in_flight is not None:
                         async with self._batch_lock:
@@ -220,7 +224,7 @@ class Router:
                                 await self._rewind()
                     continue
                 async with self._batch_lock:
-                    await self._process(records)
+                    await self._process(records, membership)
                 await self._observe_lag()
             async with self._batch_lock:  # a graceful stop finishes the batch in flight
                 await self._settle()
@@ -241,7 +245,9 @@ class Router:
 
     # -- one batch ------------------------------------------------------------------------------
 
-    async def _process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _process(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], membership: eos.GroupMembership
+    ) -> None:
         plan = await self._decide_with_retry(records)
         failpoints.hit("router.after_audit")
         if plan is None:  # stopping while the database was away: nothing was committed
@@ -268,13 +274,18 @@ class Router:
             await self._rewind()
             return
         self._in_flight = asyncio.create_task(
-            self._deliver_and_report(plan, offsets, size=len(records))
+            self._deliver_and_report(plan, offsets, membership, size=len(records))
         )
 
     async def _deliver_and_report(
-        self, plan: BatchPlan, offsets: dict[TopicPartition, OffsetAndMetadata], *, size: int
+        self,
+        plan: BatchPlan,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        membership: eos.GroupMembership,
+        *,
+        size: int,
     ) -> bool:
-        if not await self._deliver(plan, offsets):
+        if not await self._deliver(plan, offsets, membership):
             return False  # whoever settles this batch rewinds
         failpoints.hit("router.after_commit")
         done = datetime.now(UTC)
@@ -443,12 +454,27 @@ class Router:
         return plan
 
     async def _deliver(
-        self, plan: BatchPlan, offsets: dict[TopicPartition, OffsetAndMetadata]
+        self,
+        plan: BatchPlan,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        membership: eos.GroupMembership,
     ) -> bool:
-        """Produce the plan and commit the offsets in one Kafka transaction."""
+        """Produce the plan and commit the offsets in one Kafka transaction.
+
+        After a failure the outcome may be unknown (the commit reached the coordinator but
+        its answer did not come back, or it never answered): as the Java producer's contract
+        says, a transaction whose commit was sent is never aborted. The producer is closed and
+        made again under the same transactional id; its InitProducerId waits for the old
+        transaction to finish (or aborts it if the commit never arrived), and the caller then
+        rewinds to offsets read stably, so the batch is routed again only if it did not
+        commit."""
         producer = self._producer
         assert producer is not None
+        committing = False
         try:
+            if not membership.known:
+                raise KafkaError("the batch was fetched between two generations of the group")
+            eos.record_membership(self._txn_id, self._group, membership)
             await producer.begin_transaction()
             half = len(plan.sends) // 2
             acks = []
@@ -456,7 +482,6 @@ class Router:
                 acks.append(await producer.send(s.topic, s.value, key=s.key, headers=s.headers))
                 if n == half:
                     failpoints.hit("router.mid_produce")
-            await producer.send_offsets_to_transaction(offsets, self._group)
             # aiokafka commits a transaction even when some of its records failed for good (an
             # OutOfOrderSequenceNumber after a broker restart): they would be missing from the
             # inboxes while the offsets move on. Every record must be acknowledged first.
@@ -467,17 +492,31 @@ class Router:
             ]
             if failed:
                 raise KafkaError(f"{len(failed)} of {len(acks)} records not written: {failed[0]!r}")
+            failpoints.hit("router.after_produce")
+            await producer.send_offsets_to_transaction(offsets, self._group)
+            failpoints.hit("router.after_offsets")
             if failpoints.fails("router.commit_fails"):
                 raise KafkaError("failpoint router.commit_fails: the commit did not happen")
-            await producer.commit_transaction()
+            committing = True
+            await asyncio.wait_for(
+                producer.commit_transaction(), self._settings.router_transaction_timeout_s
+            )
+            if failpoints.fails("router.commit_lost"):
+                raise KafkaError("failpoint router.commit_lost: the commit's answer was lost")
             return True
-        except KafkaError as e:
+        except (KafkaError, TimeoutError) as e:
             metrics.RETRIES.labels(stage="deliver").inc()
-            log.warning("router.deliver_failed", error=repr(e), sends=len(plan.sends))
+            log.warning(
+                "router.deliver_failed",
+                error=repr(e),
+                sends=len(plan.sends),
+                outcome="unknown" if committing else "aborted",
+            )
+            if not committing:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.abort_transaction(), 10)
             with contextlib.suppress(Exception):
-                await producer.abort_transaction()
-            with contextlib.suppress(Exception):
-                await producer.stop()
+                await asyncio.wait_for(producer.stop(), 10)
             await asyncio.sleep(random.uniform(0.5, 1.5))
             self._producer = await self._start_producer_with_retry()
             return False
