@@ -128,3 +128,116 @@ async def test_prove_then_verify_bundle_offline_and_replay_the_log(
     replay = _run(casebus_exe, env, "audit", "verify")
     assert replay.returncode == 1
     assert "FAILED at index 4" in replay.stderr
+
+
+ORIGIN = "test.casebus/audit"
+
+
+def _records(n: int, *, start: int = 0, rewrite: int | None = None) -> list[AuditRecord]:
+    """``n`` entries from index ``start``, the same every time but for the one at ``rewrite``."""
+    return [
+        AuditRecord(
+            "accepted",
+            uuid.UUID(int=i + 1),
+            "YGH-15",
+            (b"rewritten" if i == rewrite else b"leaf %d" % i),
+        )
+        for i in range(start, start + n)
+    ]
+
+
+async def _append_and_sign(dsn: str, key: Path, records: list[AuditRecord]) -> str:
+    """Append ``records`` as the router would, sign a checkpoint; its note."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await AuditLog().append(conn, records)
+        signer = Ed25519Signer.from_file(key, agency_id="casebus")
+        cp = await Checkpointer(pool, origin=ORIGIN, private_key=signer.private_key).checkpoint()
+        assert cp is not None
+        return cp.note
+    finally:
+        await pool.close()
+
+
+async def _owner_rewrites_history(owner_dsn: str, n: int, *, rewrite: int | None) -> None:
+    """Issue #15's attack, by the role that owns the tables and with no key: switch the
+    append-only triggers off, rewrite a leaf, rebuild the nodes, empty the checkpoints."""
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        async with owner.transaction():
+            for table in ("audit_entries", "audit_nodes", "audit_checkpoints"):
+                await owner.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            await owner.execute("DELETE FROM audit_entries")
+            await owner.execute("DELETE FROM audit_nodes")
+            await owner.execute("DELETE FROM audit_checkpoints")
+            await AuditLog().append(owner, _records(n, rewrite=rewrite))
+            for table in ("audit_entries", "audit_nodes", "audit_checkpoints"):
+                await owner.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    finally:
+        await owner.close()
+
+
+def _verify_env(cli_env: dict[str, str], key: Path) -> dict[str, str]:
+    return {**cli_env, "CASEBUS_BUS_KEY_FILE": str(key), "CASEBUS_AUDIT_ORIGIN": ORIGIN}
+
+
+async def test_verify_with_a_checkpoint_held_outside_catches_the_owner_rewriting_history(
+    settings: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
+) -> None:
+    key = write_keypair("casebus", tmp_path / "bus").private_key
+    env = _verify_env(cli_env, key)
+    held = tmp_path / "procuratorate-checkpoint.txt"
+    held.write_text(await _append_and_sign(settings.database_url, key, _records(37)))
+
+    await _owner_rewrites_history(settings.database_url, 37, rewrite=12)
+
+    # Internally the rewritten log is consistent, and verify says that is all it checked.
+    inside = _run(casebus_exe, env, "audit", "verify")
+    assert inside.returncode == 0, inside.stderr
+    assert "OK: 37 entries and 0 checkpoints verified" in inside.stdout
+    assert "internal consistency only" in inside.stdout
+
+    outside = _run(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
+    assert outside.returncode == 1, outside.stdout
+    assert "the database holds no signed checkpoint" in outside.stderr
+    assert "root of the log at size 37 is not the one signed" in outside.stderr
+    assert str(held) in outside.stderr
+
+
+async def test_verify_with_a_checkpoint_held_outside_catches_a_log_cut_short(
+    settings: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
+) -> None:
+    key = write_keypair("casebus", tmp_path / "bus").private_key
+    env = _verify_env(cli_env, key)
+    await _append_and_sign(settings.database_url, key, _records(5))
+    held = tmp_path / "held.txt"
+    held.write_text(await _append_and_sign(settings.database_url, key, _records(4, start=5)))
+
+    await _owner_rewrites_history(settings.database_url, 6, rewrite=None)
+
+    out = _run(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
+    assert out.returncode == 1, out.stdout
+    assert "the log has 6 entries, fewer than the 9 of the checkpoint" in out.stderr
+
+
+async def test_verify_accepts_a_log_that_grew_past_the_checkpoint_held_outside(
+    settings: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
+) -> None:
+    key = write_keypair("casebus", tmp_path / "bus").private_key
+    env = _verify_env(cli_env, key)
+    held = tmp_path / "held.txt"
+    held.write_text(await _append_and_sign(settings.database_url, key, _records(5)))
+    await _append_and_sign(settings.database_url, key, _records(8, start=5))
+
+    out = _run(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
+    assert out.returncode == 0, out.stderr
+    assert "OK: 13 entries and 2 checkpoints verified" in out.stdout
+    assert "consistent with the checkpoint of size 5" in out.stdout
+
+    forged = tmp_path / "forged.txt"
+    text = held.read_text()
+    forged.write_text(text.replace("\n5\n", "\n4\n", 1))
+    bad = _run(casebus_exe, env, "audit", "verify", "--checkpoint", str(forged))
+    assert bad.returncode == 1
+    assert f"{forged}: bad_signature" in bad.stderr

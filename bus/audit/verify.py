@@ -5,6 +5,14 @@ leaf hash is the hash of the stored leaf, that every stored subtree hash (leaves
 equals the one recomputed from the leaves, and that every stored checkpoint is signed by the
 log's key and names the root recomputed at its size. It stops at the first difference and
 reports its index.
+
+All of that is internal consistency: whoever controls the database (the role owning the
+tables can switch the append-only triggers off) can rewrite a leaf, rebuild the nodes and
+delete the checkpoints, and the replay still passes; only the log's key is out of their reach.
+So ``verify`` also takes signed checkpoints held outside the database (the procuratorate's
+copy, a file): the log must reach each one's size with the root it signed, and the database
+must still hold a signed checkpoint at least that large. Without one, the report says it
+checked internal consistency only.
 """
 
 from __future__ import annotations
@@ -14,29 +22,80 @@ from dataclasses import dataclass
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bus.audit.checkpoint import verify_signed_checkpoint
+from bus.audit.checkpoint import Checkpoint, verify_signed_checkpoint
 from bus.audit.log import AuditLog
 from bus.audit.merkle import CompactRange, leaf_hash
 from bus.errors import ProofError
 
-__all__ = ["VerifyReport", "verify_log"]
+__all__ = ["HeldCheckpoint", "VerifyReport", "verify_log"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCheckpoint:
+    """A signed checkpoint kept outside the database, its signature already checked;
+    ``source`` (a file name, "the procuratorate's copy") is named in every finding."""
+
+    source: str
+    checkpoint: Checkpoint
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """The outcome of a replay: ``ok``, or the first bad index and what was wrong there."""
+    """The outcome of a replay: ``ok``, or the first bad index (when one is known) and what
+    was wrong; ``held`` are the checkpoints from outside the database it was checked against."""
 
     ok: bool
     entries: int
     checkpoints: int
     first_bad_index: int | None = None
     problem: str | None = None
+    held: tuple[HeldCheckpoint, ...] = ()
 
     def line(self) -> str:
         """One line for people."""
-        if self.ok:
-            return f"OK: {self.entries} entries and {self.checkpoints} checkpoints verified"
-        return f"FAILED at index {self.first_bad_index}: {self.problem}"
+        if not self.ok:
+            where = "" if self.first_bad_index is None else f" at index {self.first_bad_index}"
+            return f"FAILED{where}: {self.problem}"
+        done = f"OK: {self.entries} entries and {self.checkpoints} checkpoints verified"
+        if not self.held:
+            return (
+                f"{done}; internal consistency only: no checkpoint held outside the database "
+                "was given, so a history rewritten by whoever controls the database would "
+                "pass too (give --checkpoint FILE)"
+            )
+        top = max(self.held, key=lambda h: h.checkpoint.size)
+        more = f" and {len(self.held) - 1} smaller" if len(self.held) > 1 else ""
+        return (
+            f"{done}; consistent with the checkpoint of size {top.checkpoint.size}{more} held "
+            f"outside the database ({top.source})"
+        )
+
+
+def _signed_history_problems(
+    held: list[HeldCheckpoint], size: int, latest_signed: int | None
+) -> list[str]:
+    """What the largest held checkpoint says is missing from the database, before any replay."""
+    if not held:
+        return []
+    top = held[-1]
+    n, where = top.checkpoint.size, f"held outside the database ({top.source})"
+    problems = []
+    if size < n:
+        problems.append(
+            f"the log has {size} entries, fewer than the {n} of the checkpoint {where}: "
+            f"entries in [{size}, {n}) were removed"
+        )
+    if latest_signed is None:
+        problems.append(
+            f"the database holds no signed checkpoint, but one of size {n} is {where}: "
+            "the database's signed history was removed"
+        )
+    elif latest_signed < n:
+        problems.append(
+            f"the database's latest signed checkpoint has size {latest_signed}, but one of "
+            f"size {n} is {where}: the database's signed history was cut back"
+        )
+    return problems
 
 
 async def verify_log(
@@ -44,23 +103,39 @@ async def verify_log(
     *,
     log_key: Ed25519PublicKey,
     origin: str,
+    held: tuple[HeldCheckpoint, ...] = (),
     chunk: int = 20_000,
 ) -> VerifyReport:
-    """Replay the log; see the module docstring for what is checked."""
+    """Replay the log, and hold it to the ``held`` checkpoints; see the module docstring."""
     audit_log = AuditLog()
     async with pool.acquire() as conn:
         checkpoints = await audit_log.checkpoints(conn)
         size = await audit_log.size(conn)
     pending = list(checkpoints)
+    given = tuple(sorted(held, key=lambda h: h.checkpoint.size))
+    outside = list(given)
+    problems = _signed_history_problems(
+        outside, size, checkpoints[-1].tree_size if checkpoints else None
+    )
     frontier = CompactRange()
     checked = 0
     last_good_checkpoint = 0
 
-    def fail(index: int, problem: str) -> VerifyReport:
-        return VerifyReport(False, frontier.size, checked, index, problem)
+    def fail(index: int | None, problem: str | None = None) -> VerifyReport:
+        found = "; ".join([*problems, *([problem] if problem else [])])
+        return VerifyReport(False, frontier.size, checked, index, found, given)
 
     def check_checkpoints() -> VerifyReport | None:
         nonlocal checked, last_good_checkpoint
+        while outside and outside[0].checkpoint.size == frontier.size:
+            h = outside.pop(0)
+            if frontier.root() != h.checkpoint.root_hash:
+                return fail(
+                    last_good_checkpoint,
+                    f"the root of the log at size {h.checkpoint.size} is not the one signed in "
+                    f"the checkpoint held outside the database ({h.source}): history in "
+                    f"[{last_good_checkpoint}, {h.checkpoint.size}) was rewritten",
+                )
         while pending and pending[0].tree_size == frontier.size:
             cp = pending.pop(0)
             try:
@@ -131,4 +206,6 @@ async def verify_log(
             f"checkpoint {cp.tree_size} was signed but the log has {size} entries: entries in "
             f"[{last_good_checkpoint}, {cp.tree_size}) were removed or rewritten",
         )
-    return VerifyReport(True, frontier.size, checked)
+    if problems:
+        return fail(None)
+    return VerifyReport(True, frontier.size, checked, held=given)

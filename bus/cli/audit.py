@@ -15,14 +15,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import start_http_server
 
-from bus.audit.checkpoint import verifier_key_string
+from bus.audit.checkpoint import verifier_key_string, verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.evidence import BundleError, build_bundle, load_bundle, verify_bundle
 from bus.audit.log import AuditLog, EntryNotFound
 from bus.audit.monitor import DatabaseProofSource, run_monitor
-from bus.audit.verify import verify_log
+from bus.audit.verify import HeldCheckpoint, verify_log
 from bus.db import create_pool
-from bus.errors import CasebusError, ConfigError
+from bus.errors import CasebusError, ConfigError, ProofError
 from bus.settings import Settings, load_settings
 from bus.signing import Ed25519Signer
 
@@ -150,20 +150,49 @@ def verify_bundle_cmd(
     typer.echo(verdict.line())
 
 
+def _held_checkpoints(
+    files: list[Path], key: Ed25519PublicKey, origin: str
+) -> tuple[HeldCheckpoint, ...]:
+    """Each file's signed checkpoint, its signature checked with the log's key; exit 1 naming
+    the file when one is not a checkpoint of this log."""
+    held = []
+    for path in files:
+        try:
+            cp = verify_signed_checkpoint(
+                path.read_text(encoding="utf-8"), origin, key, origin=origin
+            )
+        except (OSError, UnicodeDecodeError, ProofError) as e:
+            raise _fail(f"FAILED: {path}: {e}") from e
+        held.append(HeldCheckpoint(str(path), cp))
+    return tuple(held)
+
+
 @app.command("verify")
 def verify_cmd(
     log_key: Path | None = typer.Option(
         None, "--log-key", exists=True, dir_okay=False, help="Default: the bus key's public half."
     ),
+    checkpoint: list[Path] = typer.Option(
+        [],
+        "--checkpoint",
+        exists=True,
+        dir_okay=False,
+        help="A signed checkpoint note kept outside the database (e.g. the procuratorate's "
+        "copy); repeatable. The log must reach its size with its root, and the database must "
+        "still hold a signed checkpoint as large.",
+    ),
 ) -> None:
-    """Replay the whole log from the database; exit 1 naming the first bad index."""
+    """Replay the whole log from the database; exit 1 naming what is wrong. Without
+    --checkpoint this proves internal consistency only: the database's owner can rewrite a
+    log that is consistent with itself."""
     settings = load_settings()
     key = _public_key(log_key, settings)
+    held = _held_checkpoints(checkpoint, key, settings.audit_origin)
 
     async def go() -> str:
         pool = await create_pool(settings.database_url, max_size=2)
         try:
-            report = await verify_log(pool, log_key=key, origin=settings.audit_origin)
+            report = await verify_log(pool, log_key=key, origin=settings.audit_origin, held=held)
         finally:
             await pool.close()
         if not report.ok:
