@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 from bus.audit.checkpoint import verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
@@ -25,6 +25,16 @@ from bus.models import PAYLOAD_MODELS
 from bus.testing import make_party
 
 ORIGIN = "test.casebus/audit"
+
+
+async def anyone(message_id: uuid.UUID) -> str:
+    """A proof reader letting every caller read every bundle (the access rules have their own
+    tests in test_route_access.py)."""
+    return "test"
+
+
+async def no_one(message_id: uuid.UUID) -> str:
+    raise HTTPException(status_code=403, detail=f"not yours: {message_id}")
 
 
 @pytest.fixture
@@ -64,7 +74,7 @@ async def test_proofs_and_consistency_over_http_verify_offline(
     await checkpointer.checkpoint()
 
     app = FastAPI()
-    app.include_router(audit_router(lambda: pool))
+    app.include_router(audit_router(lambda: pool, proof_reader=anyone))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
     ) as client:
@@ -87,3 +97,21 @@ async def test_proofs_and_consistency_over_http_verify_offline(
         assert (await client.get("/v1/audit/consistency?from=5&to=1")).status_code == 422
         latest = (await client.get("/v1/audit/checkpoints/latest")).json()
         assert latest["tree_size"] == 5
+
+
+async def test_bundles_answer_only_to_the_proof_reader_and_checkpoints_to_anyone(
+    pool: asyncpg.Pool,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    message_id = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        await AuditLog().append(conn, [AuditRecord("accepted", message_id, "x", b"{}")])
+    await Checkpointer(pool, origin=ORIGIN, private_key=key).checkpoint()
+    app = FastAPI()
+    app.include_router(audit_router(lambda: pool, proof_reader=no_one))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        refused = await client.get(f"/v1/audit/proofs/{message_id}")
+        assert refused.status_code == 403 and str(message_id) in refused.text
+        assert (await client.get("/v1/audit/checkpoints/latest")).status_code == 200

@@ -7,6 +7,11 @@ which name dependencies local to :func:`create_app`.
 ``GET /v1/inbox`` with ``POST /v1/inbox/{message_id}/ack|reject`` is the pull channel;
 ``/healthz``, ``/readyz`` and ``/metrics`` are for operations. Every 4xx body is
 ``{"problems": [{"field", "rule", "message", "message_zh", "value"?}, ...]}``.
+
+Who may call what: the operations routes and the API description are public (no case content);
+every other route needs the token of an agency this adapter serves, refused as
+:mod:`adapters._framework.auth` says (401 ``missing_token`` / ``invalid_token``, 403
+``agency_not_served``), and reads or settles only that agency's own messages.
 """
 
 import asyncio
@@ -16,15 +21,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from adapters._framework.auth import token_agency
+from adapters._framework.auth import served_reader
 from adapters._framework.inbound import SubmissionRejected, department_problem
 from adapters._framework.outbound import (
     DeliveryConflict,
@@ -48,8 +52,6 @@ SUBMIT_LATENCY: Final = Histogram(
     ["adapter"],
 )
 """Latency of accepted submissions."""
-
-_bearer = HTTPBearer(auto_error=False, description="The department's API token.")
 
 
 class ProblemOut(BaseModel):
@@ -186,50 +188,9 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
             {"problems": [problem]}, status_code=exc.status_code, headers=exc.headers
         )
 
-    async def agency_of(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> str:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(
-                401,
-                [
-                    department_problem(
-                        "Authorization",
-                        "missing_token",
-                        "an API token is required: Authorization: Bearer <token>",
-                        "缺少访问令牌",
-                    )
-                ],
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        agency = await token_agency(service.pool, credentials.credentials)
-        if agency is None:
-            raise HTTPException(
-                401,
-                [
-                    department_problem(
-                        "Authorization",
-                        "invalid_token",
-                        "the API token is unknown or revoked",
-                        "访问令牌无效或已注销",
-                    )
-                ],
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if service.config.agency(agency) is None:
-            raise HTTPException(
-                403,
-                [
-                    department_problem(
-                        "Authorization",
-                        "agency_not_served",
-                        "the token's agency is not served by this adapter",
-                        "本适配器不为该令牌所属单位提供服务",
-                        agency,
-                    )
-                ],
-            )
-        return agency
+    agency_of = served_reader(
+        lambda: service.pool, lambda agency: service.config.agency(agency) is not None
+    )
 
     Agency = Annotated[str, Depends(agency_of)]
 

@@ -1,13 +1,45 @@
-"""Department API tokens: random, shown once, stored as SHA-256, scoped to one agency."""
+"""Department API tokens: random, shown once, stored as SHA-256, scoped to one agency.
 
-from __future__ import annotations
+Also the one answer every adapter route gives when it refuses a caller: 401 with rule
+``missing_token`` (no bearer token) or ``invalid_token`` (unknown or revoked), with
+``WWW-Authenticate: Bearer``; 403 when a valid token's agency may not read the route
+(:func:`forbidden`). :func:`token_reader`, :func:`served_reader` and :func:`message_reader` are
+the FastAPI dependencies that carry it out, so no route re-implements it.
+
+No ``from __future__ import annotations`` here: FastAPI reads the dependencies' annotations,
+which name dependencies local to their factories.
+"""
 
 import hashlib
 import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
+import asyncpg
+from fastapi import Depends, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from adapters._framework.inbound import department_problem
+from bus.audit.access import message_parties
 from bus.db import Executor
 
-__all__ = ["create_token", "hash_token", "revoke_token", "token_agency"]
+__all__ = [
+    "AgencyReader",
+    "create_token",
+    "forbidden",
+    "hash_token",
+    "message_reader",
+    "revoke_token",
+    "served_reader",
+    "token_agency",
+    "token_reader",
+]
+
+AgencyReader = Callable[..., Awaitable[str]]
+"""A FastAPI dependency: the agency the request's token belongs to, or an HTTPException."""
+
+_bearer = HTTPBearer(auto_error=False, description="The department's API token.")
 
 _PREFIX = "cbt_"
 
@@ -48,3 +80,81 @@ async def token_agency(db: Executor, token: str) -> str | None:
         hash_token(token),
     )
     return None if agency is None else str(agency)
+
+
+def _unauthorized(rule: str, message: str, message_zh: str) -> HTTPException:
+    return HTTPException(
+        401,
+        [department_problem("Authorization", rule, message, message_zh)],
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def forbidden(
+    field: str, rule: str, message: str, message_zh: str, value: Any = None
+) -> HTTPException:
+    """The 403 of a valid token whose agency may not read what it asked for."""
+    return HTTPException(403, [department_problem(field, rule, message, message_zh, value)])
+
+
+def token_reader(pool: Callable[[], asyncpg.Pool]) -> AgencyReader:
+    """The dependency naming the agency of any active token (401 otherwise); ``pool()`` gives
+    the database pool at request time."""
+
+    async def agency_of(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise _unauthorized(
+                "missing_token",
+                "an API token is required: Authorization: Bearer <token>",
+                "缺少访问令牌",
+            )
+        agency = await token_agency(pool(), credentials.credentials)
+        if agency is None:
+            raise _unauthorized(
+                "invalid_token", "the API token is unknown or revoked", "访问令牌无效或已注销"
+            )
+        return agency
+
+    return agency_of
+
+
+def served_reader(pool: Callable[[], asyncpg.Pool], serves: Callable[[str], bool]) -> AgencyReader:
+    """As :func:`token_reader`, and 403 ``agency_not_served`` unless ``serves(agency)``."""
+    any_token = token_reader(pool)
+
+    async def agency_of(agency: Annotated[str, Depends(any_token)]) -> str:
+        if not serves(agency):
+            raise forbidden(
+                "Authorization",
+                "agency_not_served",
+                "the token's agency is not served by this adapter",
+                "本适配器不为该令牌所属单位提供服务",
+                agency,
+            )
+        return agency
+
+    return agency_of
+
+
+def message_reader(
+    pool: Callable[[], asyncpg.Pool], supervises: Callable[[str], bool]
+) -> AgencyReader:
+    """The dependency of a route about one message (path parameter ``message_id``): its sender,
+    its recipients, or an agency that ``supervises`` every message may read it. Any other valid
+    token gets 403 ``not_a_party`` whether or not the message exists, so the answer never tells
+    a non-party that a message id is real."""
+    any_token = token_reader(pool)
+
+    async def agency_of(message_id: uuid.UUID, agency: Annotated[str, Depends(any_token)]) -> str:
+        if supervises(agency) or agency in await message_parties(pool(), message_id):
+            return agency
+        raise forbidden(
+            "message_id",
+            "not_a_party",
+            "only the message's sender and recipients and the procuratorate may read it",
+            "仅该消息的发送单位、接收单位和检察机关可以查看",
+        )
+
+    return agency_of

@@ -2,12 +2,14 @@
 
 No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations.
 
-Besides the common submission and inbox API it answers, for the procuratorate's own token:
+Besides the common submission and inbox API it answers, for the procuratorate's own token only:
 ``GET /v1/cases/{case_id}/timeline`` (every step of a case with its deadlines and the evidence
 bundle proving it), ``GET /v1/screening/penalty-instead-of-transfer`` (以罚代刑 and the other
-signals of domain.md), ``GET /v1/statistics?from=&to=``, and the audit proofs of
-:func:`bus.audit.http.audit_router` under ``/v1/audit``. Every one of these queries is appended
-to the audit log (event ``query``: who asked for what) before it is answered.
+signals of domain.md), ``GET /v1/statistics?from=&to=``. The audit proofs of
+:func:`bus.audit.http.audit_router` are under ``/v1/audit``: a message's evidence bundle for the
+procuratorate and the message's sender and recipients (any agency's token), checkpoints and
+consistency proofs for anyone. Every one of these queries is appended to the audit log (event
+``query``: who asked for what) before it is answered.
 """
 
 import asyncio
@@ -22,10 +24,9 @@ import asyncpg
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters._framework.app import create_app as _create_app
-from adapters._framework.auth import token_agency
+from adapters._framework.auth import message_reader, served_reader, token_agency
 from adapters._framework.config import AdapterConfig
 from adapters._framework.inbound import department_problem
 from adapters._framework.service import AdapterService
@@ -60,7 +61,6 @@ log = structlog.get_logger("casebus.adapter.procuratorate")
 _QUERIED: Final = ("/v1/cases/", "/v1/screening/", "/v1/statistics", "/v1/audit/")
 _LATE_RECEIPT: Final = "criminal.receipt"
 _LATE_HANDOVER: Final = "criminal.evidence_handover"
-_bearer = HTTPBearer(auto_error=False, description="The procuratorate's API token.")
 
 
 class ProcuratorateService(AdapterService):
@@ -392,7 +392,17 @@ async def statistics(pool: asyncpg.Pool, agency: str, start: date, end: date) ->
 def create_app(service: AdapterService, *, manage_service: bool = True) -> FastAPI:
     """The common adapter API of ``service`` plus the procuratorate's views and audit proofs."""
     app = _create_app(service, manage_service=manage_service)
-    app.include_router(audit_router(lambda: service.pool))
+
+    # Every agency this adapter serves is a procuratorate: it reads its own views and, as the
+    # supervisor of every transfer, every message's proof; anyone else only their own proofs.
+    def serves(agency: str) -> bool:
+        return service.config.agency(agency) is not None
+
+    def pool() -> asyncpg.Pool:
+        return service.pool
+
+    agency_of = served_reader(pool, serves)
+    app.include_router(audit_router(pool, proof_reader=message_reader(pool, serves)))
 
     @app.middleware("http")
     async def audited(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
@@ -418,40 +428,6 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
         response = await call_next(request)
         response.headers["X-Casebus-Query-Audit-Index"] = str(index)
         return response
-
-    async def agency_of(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> str:
-        agency = None
-        if credentials is not None and credentials.scheme.lower() == "bearer":
-            agency = await token_agency(service.pool, credentials.credentials)
-        if agency is None:
-            raise HTTPException(
-                401,
-                [
-                    department_problem(
-                        "Authorization",
-                        "invalid_token",
-                        "a valid API token is required",
-                        "访问令牌缺失或无效",
-                    )
-                ],
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if service.config.agency(agency) is None:
-            raise HTTPException(
-                403,
-                [
-                    department_problem(
-                        "Authorization",
-                        "agency_not_served",
-                        "the token's agency is not served by this adapter",
-                        "本适配器不为该令牌所属单位提供服务",
-                        agency,
-                    )
-                ],
-            )
-        return agency
 
     Agency = Annotated[str, Depends(agency_of)]
 

@@ -4,17 +4,22 @@
 ``GET /v1/audit/consistency?from=&to=`` a consistency proof with both checkpoints, and
 ``GET /v1/audit/checkpoints/latest`` the latest signed checkpoint. Answers are JSON that a
 verifier checks with the log's public key alone.
+
+Who may read them: a bundle carries the whole signed envelope, so ``proofs`` answers only to the
+``proof_reader`` dependency the mounting app passes (the message's parties and the procuratorate,
+see :mod:`bus.audit.access`); checkpoints and consistency proofs carry hashes, sizes and times,
+no case content, and are public so that anyone can check the log.
 """
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from bus.audit.evidence import build_bundle
 from bus.audit.log import AuditLog, EntryNotFound
@@ -26,12 +31,23 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def audit_router(pool: Callable[[], asyncpg.Pool]) -> APIRouter:
-    """The proof endpoints; ``pool()`` gives the bus database's pool at request time."""
+def audit_router(
+    pool: Callable[[], asyncpg.Pool], *, proof_reader: Callable[..., Awaitable[Any]]
+) -> APIRouter:
+    """The proof endpoints; ``pool()`` gives the bus database's pool at request time.
+
+    ``proof_reader`` is a FastAPI dependency taking the path parameter ``message_id`` that
+    raises (401, 403) unless the caller may read that message's bundle; it is required, so the
+    router is never mounted with its bundles open to anyone.
+    """
     router = APIRouter(prefix="/v1/audit", tags=["audit"])
     log = AuditLog()
 
-    @router.get("/proofs/{message_id}", summary="Evidence bundle of one audited event")
+    @router.get(
+        "/proofs/{message_id}",
+        summary="Evidence bundle of one audited event",
+        dependencies=[Depends(proof_reader)],
+    )
     async def proof(
         message_id: uuid.UUID,
         event: Annotated[str, Query(pattern="^[a-z_]+$", max_length=32)] = "accepted",
