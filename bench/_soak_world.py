@@ -165,7 +165,11 @@ class SoakWorld:
             for agency, port in zip(agencies, ports[len(groups) :], strict=True):
                 write_keypair(agency, self.key_dir)
                 secret = secrets.token_hex(16).encode()
-                (self.key_dir / f"{agency}.webhook-secret").write_bytes(secret)
+                # Owner-only from the start: `casebus adapter` refuses a readable secret.
+                path = self.key_dir / f"{agency}.webhook-secret"
+                path.touch(mode=0o600)
+                path.chmod(0o600)
+                path.write_bytes(secret)
                 specs.append((agency, secret, port))
                 self.tokens[agency] = await create_token(conn, agency, label="soak")
         finally:

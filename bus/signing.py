@@ -20,7 +20,6 @@ import errno
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from bus.codec import Codec, default_codec
 from bus.errors import ConfigError, SignatureError
 from bus.models import Envelope, Signature
 from bus.models._common import AGENCY_ID_PATTERN
+from bus.secret_files import read_secret_file
 
 __all__ = [
     "DOMAIN_PREFIX",
@@ -150,21 +150,12 @@ class Ed25519Signer:
         cls, path: str | os.PathLike[str], *, agency_id: str, password: bytes | None = None
     ) -> Ed25519Signer:
         """A signer from a PEM key file, refused (ConfigError) if group or others may access it."""
-        path = Path(path)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as e:
-            raise ConfigError(f"cannot open private key file {path}: {e.strerror}") from e
-        with os.fdopen(fd, "rb") as f:
-            # Check the mode of the file actually opened, not of whatever the path names later.
-            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-            if os.name == "posix" and mode & 0o077:
-                raise ConfigError(
-                    f"private key file {path} has mode {mode:04o}: group or others can access it; "
-                    f"run `chmod 600 {path}` (a leaked key lets anyone sign as {agency_id})",
-                    agency=agency_id,
-                )
-            pem = f.read()
+        pem = read_secret_file(
+            path,
+            what="private key file",
+            leak=f"a leaked key lets anyone sign as {agency_id}",
+            agency=agency_id,
+        )
         return cls.from_pem(pem, agency_id=agency_id, password=password)
 
     @property

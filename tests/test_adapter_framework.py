@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from adapters._framework.vocabulary import Vocabulary
 from adapters.enforcement.testing import FakeBureau, opinion_request
 from adapters.regulators.mapping import VOCABULARY
 from adapters.regulators.testing import FakeRegulator, clue_handover, opinion_response
+from bus.errors import ConfigError
 from bus.models import validate_payload
 from bus.samples import sample_payload
 from bus.signing import write_keypair
@@ -120,7 +122,9 @@ def test_the_circuit_breaker_opens_after_consecutive_failures_and_retries_after_
 def test_the_cli_reads_each_webhook_secret_next_to_the_agency_key(tmp_path: Path) -> None:
     from bus.cli.adapter import _config
 
-    (tmp_path / f"{PLANNING}.webhook-secret").write_bytes(b"s3cret\n")
+    secret = tmp_path / f"{PLANNING}.webhook-secret"
+    secret.write_bytes(b"s3cret\n")
+    secret.chmod(0o600)
     config = _config(
         "regulators",
         [PLANNING, LAND],
@@ -133,10 +137,24 @@ def test_the_cli_reads_each_webhook_secret_next_to_the_agency_key(tmp_path: Path
     assert planning.mode == "webhook" and planning.webhook_secret == b"s3cret"
     assert planning.key_file == tmp_path / f"{PLANNING}.key.pem"
     assert land.mode == "pull" and land.webhook_url is None
-    with pytest.raises(typer.BadParameter):
+    with pytest.raises(ConfigError, match=f"cannot open webhook HMAC secret .*{LAND}"):
         _config("regulators", [LAND], tmp_path, [f"{LAND}=https://x.example"], 1024 * 1024, 60.0)
     with pytest.raises(typer.BadParameter):
         _config("regulators", [LAND], tmp_path, ["not-a-pair"], 1024 * 1024, 60.0)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660], ids=oct)
+def test_the_cli_refuses_a_webhook_secret_group_or_others_can_read(
+    tmp_path: Path, mode: int
+) -> None:
+    """As for a private key: a readable HMAC secret lets anyone forge the bus's webhooks."""
+    from bus.cli.adapter import _config
+
+    secret = tmp_path / f"{PLANNING}.webhook-secret"
+    secret.write_bytes(b"s3cret\n")
+    secret.chmod(mode)
+    with pytest.raises(ConfigError, match=f"{re.escape(str(secret))} has mode {mode:04o}"):
+        _config("regulators", [PLANNING], tmp_path, [f"{PLANNING}=https://x.example"], 2048, 60.0)
 
 
 # -- integration --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from bus.db import connect
 from bus.errors import ConfigError
+from bus.secret_files import read_secret_file
 from bus.settings import REPO_ROOT, load_settings
 
 app = typer.Typer(help="Department adapters (HTTP APIs in each department's vocabulary).")
@@ -52,13 +53,12 @@ def _config(
     for agency in agencies:
         secret = b""
         if agency in urls:
-            path = key_dir / f"{agency}.webhook-secret"
-            try:
-                secret = path.read_bytes().strip()
-            except OSError as e:
-                raise typer.BadParameter(
-                    f"{agency}: cannot read its webhook HMAC secret {path}: {e.strerror}"
-                ) from e
+            secret = read_secret_file(
+                key_dir / f"{agency}.webhook-secret",
+                what="webhook HMAC secret",
+                leak=f"a leaked secret lets anyone post webhooks to {agency} as the bus",
+                agency=agency,
+            ).strip()
         endpoints.append(
             AgencyEndpoint(
                 agency_id=agency,
