@@ -6,6 +6,7 @@ import io
 import json
 import re
 import shutil
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -32,6 +33,7 @@ from bus.codec import (
 )
 from bus.errors import ConfigError, DecodeError, ValidationFailed
 from bus.models import KINDS, PAYLOAD_MODELS, Envelope, Signature
+from bus.models._identifier import IDENTIFIER_FORMAT
 from bus.schema_index import (
     ENVELOPE_KIND,
     SINGLE_OBJECT_MARKER,
@@ -53,6 +55,17 @@ utc_millis = st.datetimes(
     min_value=_MIN_TIME.replace(tzinfo=None), max_value=_MAX_TIME.replace(tzinfo=None)
 ).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000, tzinfo=UTC))
 short_text = st.text(max_size=12)
+# Valid identifiers (bus/models/_identifier.py): visible characters and inner plain spaces, NFC.
+_IDENTIFIERS = (
+    st.text(
+        st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"])
+        | st.just(" "),
+        min_size=1,
+        max_size=24,
+    )
+    .map(lambda s: unicodedata.normalize("NFC", s).strip())
+    .filter(bool)
+)
 
 
 def avro_values(schema: Any, named: dict[str, Any] | None = None) -> st.SearchStrategy[Any]:
@@ -138,6 +151,8 @@ def _json_values(node: Mapping[str, Any], defs: Mapping[str, Any]) -> st.SearchS
             return st.dates(min_value=date(1900, 1, 1))
         if fmt == "uuid":
             return st.uuids()
+        if fmt == IDENTIFIER_FORMAT:
+            return _IDENTIFIERS
         lo, hi = node.get("minLength", 0), node.get("maxLength", 24)
         if fmt in ("base64url", "base64", "binary"):
             return st.binary(min_size=lo, max_size=max(lo, min(hi, 24)))

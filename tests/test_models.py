@@ -15,6 +15,7 @@ import io
 import json
 import types
 import typing
+import unicodedata
 from datetime import UTC, date, datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -46,6 +47,7 @@ from bus.models import (
     validate_payload,
 )
 from bus.models._common import _utc_millis
+from bus.models._identifier import check_identifier
 from schemas import envelope_schema_path, kind_schema_paths
 
 SCHEMA_FILES = kind_schema_paths()
@@ -244,6 +246,17 @@ def test_registry_covers_every_kind_in_order() -> None:
 
 _TIMEZONES = st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))])
 _TEXT = st.text(min_size=1, max_size=12)
+# Valid identifiers (bus/models/_identifier.py): visible characters and inner plain spaces, NFC.
+_IDENTIFIERS = (
+    st.text(
+        st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"])
+        | st.just(" "),
+        min_size=1,
+        max_size=24,
+    )
+    .map(lambda s: unicodedata.normalize("NFC", s).strip())
+    .filter(bool)
+)
 
 
 def _strategy(tp: Any, metadata: list[Any]) -> st.SearchStrategy[Any]:
@@ -279,6 +292,8 @@ def _strategy(tp: Any, metadata: list[Any]) -> st.SearchStrategy[Any]:
         lo, hi = _bounds(metadata)
         return st.integers(min_value=lo, max_value=hi)
     if tp is str:
+        if any(isinstance(m, AfterValidator) and m.func is check_identifier for m in metadata):
+            return _IDENTIFIERS
         for m in metadata:
             if isinstance(m, StringConstraints) and m.pattern:
                 return st.from_regex(m.pattern, fullmatch=True)

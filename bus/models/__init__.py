@@ -16,6 +16,7 @@ from bus.models._common import (
     PayloadModel,
     Subject,
 )
+from bus.models._identifier import MAX_IDENTIFIER_LENGTH, Identifier, check_identifier
 from bus.models._problems import problems_from_validation_error
 from bus.models.bus_kinds import (
     NACK_CODES,
@@ -88,6 +89,7 @@ from bus.models.regulators import (
 __all__ = [
     "KINDS",
     "MANDATORY_TRANSFER_DOCUMENTS",
+    "MAX_IDENTIFIER_LENGTH",
     "NACK_CODES",
     "PAYLOAD_MODELS",
     "SIGNATURE_ALGORITHMS",
@@ -123,6 +125,7 @@ __all__ = [
     "ExecutionStatus",
     "FilingOutcome",
     "IdDocumentType",
+    "Identifier",
     "NackReason",
     "ObstructionReport",
     "ObstructionType",
@@ -150,6 +153,7 @@ __all__ = [
     "TransferDocumentType",
     "TransferParty",
     "attachment_refs",
+    "check_identifier",
     "payload_model",
     "problems_from_validation_error",
     "validate_payload",

@@ -73,7 +73,13 @@ def _utc_millis(value: datetime) -> datetime:
         raise PydanticCustomError(
             "timezone_aware", "Input should have timezone info (UTC for the wire)"
         )
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+14:00 is in year 0 in UTC, 9999-12-31T23:59-12:00 in year 10000.
+        raise PydanticCustomError(
+            "datetime_out_of_range", "the instant in UTC must fall within the years 1 to 9999"
+        ) from None
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 

@@ -17,6 +17,7 @@ _ZH: dict[str, str] = {
     "missing": "缺少必填字段",
     "extra_forbidden": "不允许出现该字段",
     "string_type": "应为字符串",
+    "string_unicode": "文本中含有无效的 Unicode 字符（未配对的代理项）",
     "string_too_short": "内容过短（至少 {min_length} 个字符）",
     "string_too_long": "内容过长（至多 {max_length} 个字符）",
     "string_pattern_mismatch": "格式不符合要求（{pattern}）",
@@ -38,6 +39,7 @@ _ZH: dict[str, str] = {
     "datetime_parsing": "日期时间格式错误",
     "datetime_from_date_parsing": "日期时间格式错误",
     "timezone_aware": "日期时间须带时区（统一按 UTC 传输）",
+    "datetime_out_of_range": "日期时间换算为 UTC 后须在公元 1 年至 9999 年之间",
     "date_type": "应为日期",
     "date_parsing": "日期格式错误",
     "date_from_datetime_parsing": "日期格式错误",
@@ -57,6 +59,11 @@ _ZH: dict[str, str] = {
     "period_reversed": "期间终止日不得早于起始日",
     "attachment_ref_incomplete": "附件名称与 SHA-256 须同时提供",
     "duplicate_name": "名称重复",
+    "identifier_blank": "编号不得为空，也不得仅含空白字符",
+    "identifier_character": "编号中不得含有控制字符、格式字符等不可见字符，空格仅限普通空格"
+    "（发现 {character}，Unicode 类别 {category}）",
+    "identifier_untrimmed": "编号首尾不得有空白字符",
+    "identifier_not_nfc": "编号须为 Unicode NFC 规范化形式",
 }
 
 

@@ -17,6 +17,7 @@ from bus.models._common import (
     Text,
     UtcDatetime,
 )
+from bus.models._identifier import Identifier
 
 __all__ = [
     "NACK_CODES",
@@ -103,7 +104,7 @@ class _SlaEvent(PayloadModel):
 
     policy_id: Text
     deadline_id: Text
-    case_id: Text
+    case_id: Identifier
     opened_by: UUID
     due_at: UtcDatetime
     owner_agency: AgencyId

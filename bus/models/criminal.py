@@ -26,6 +26,7 @@ from bus.models._common import (
     require_reasons,
     rule_error,
 )
+from bus.models._identifier import Identifier
 
 __all__ = [
     "MANDATORY_TRANSFER_DOCUMENTS",
@@ -121,7 +122,7 @@ class CriminalTransfer(PayloadModel):
     SCHEMA_VERSION: ClassVar[int] = 1
 
     transfer_letter_no: Text
-    case_id: Text
+    case_id: Identifier
     case_name: Text
     suspected_offence: Text
     criminal_law_articles: list[Text] = Field(default_factory=list)
@@ -206,7 +207,7 @@ class CriminalFilingDecision(PayloadModel):
     decision: FilingOutcome
     decision_no: Text
     decided_at: UtcDatetime
-    criminal_case_no: Text | None = None
+    criminal_case_no: Identifier | None = None
     reasons: list[Text] = Field(default_factory=list)
     returned_materials: list[ReturnedMaterial] = Field(default_factory=list)
 
@@ -250,7 +251,7 @@ class CriminalReconsiderationDecision(PayloadModel):
     decision_no: Text
     decided_at: UtcDatetime
     reasons: list[Text] = Field(default_factory=list)
-    criminal_case_no: Text | None = None
+    criminal_case_no: Identifier | None = None
 
     @model_validator(mode="after")
     def _kept_refusal_has_reasons(self) -> CriminalReconsiderationDecision:
@@ -302,7 +303,7 @@ class CriminalEvidenceHandover(PayloadModel):
     SCHEMA_VERSION: ClassVar[int] = 1
 
     transfer_letter_no: Text
-    criminal_case_no: Text | None = None
+    criminal_case_no: Identifier | None = None
     items: Annotated[list[EvidenceItem], Field(min_length=1)]
     handed_over_at: UtcDatetime
     handed_over_by: Text
@@ -330,7 +331,7 @@ class CriminalCaseUpdate(PayloadModel):
     SCHEMA_VERSION: ClassVar[int] = 1
 
     transfer_letter_no: Text
-    criminal_case_no: Text | None = None
+    criminal_case_no: Identifier | None = None
     status: CriminalCaseStatus
     updated_at: UtcDatetime
     note: Text | None = None

@@ -22,6 +22,7 @@ from bus.models._common import (
     UtcDatetime,
     rule_error,
 )
+from bus.models._identifier import Identifier
 
 __all__ = [
     "KIND_PATTERN",
@@ -66,9 +67,9 @@ class Envelope(AvroModel):
     schema_version: Annotated[int, Ge(1), Le(INT_MAX)]
     sender: AgencyId
     recipients: Annotated[list[AgencyId], Field(min_length=1)]
-    case_id: Text
-    correlation_id: Text
-    causation_id: str | None = None
+    case_id: Identifier
+    correlation_id: Identifier
+    causation_id: Identifier | None = None
     sent_at: UtcDatetime
     due_at: UtcDatetime | None = None
     payload: bytes

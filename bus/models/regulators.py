@@ -20,6 +20,7 @@ from bus.models._common import (
     require_reasons,
     rule_error,
 )
+from bus.models._identifier import Identifier
 
 __all__ = [
     "ClueDecision",
@@ -70,7 +71,7 @@ class ClueReceipt(PayloadModel):
     decision: ClueDecision
     decided_at: UtcDatetime
     reason: Text | None = None
-    enforcement_case_id: Text | None = None
+    enforcement_case_id: Identifier | None = None
 
     @model_validator(mode="after")
     def _rejection_has_reason(self) -> ClueReceipt:
@@ -183,7 +184,7 @@ class ExecutionStatus(AvroEnum):
 class PenaltyDecision(AvroModel):
     """One penalty decision in a feedback report; ``suspected_crime`` feeds 以罚代刑 screening."""
 
-    case_id: Text
+    case_id: Identifier
     decision_no: Text
     decided_on: date
     party: Subject
