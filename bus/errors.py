@@ -8,10 +8,12 @@ structured fields, not only text, so logs and nacks can name what failed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
+    "MAX_RENDERED_CHARS",
     "CasebusError",
     "ConfigError",
     "DecodeError",
@@ -20,7 +22,42 @@ __all__ = [
     "SignatureError",
     "TransportError",
     "ValidationFailed",
+    "render_value",
 ]
+
+MAX_RENDERED_CHARS: Final = 200
+"""Longest text of an offending value echoed in a problem; longer values are cut."""
+_MAX_EXACT_INT: Final = 10**40
+
+
+def render_value(value: Any) -> str | int | float | bool | None:
+    """``value`` as a problem shows it: JSON-safe and short, whatever the input was.
+
+    NaN and the infinities become text (JSON has no such numbers), integers of more than 40
+    digits become a note of their size (Python refuses to print one of more than 4,300), text
+    beyond :data:`MAX_RENDERED_CHARS` characters is cut with an ellipsis, and a lone surrogate
+    (which UTF-8 cannot hold) is shown as its escape.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, int):
+        if -_MAX_EXACT_INT < value < _MAX_EXACT_INT:
+            return value
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"<an integer of about {digits} digits>"
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = repr(value)
+        except ValueError:  # a container holding an integer too long to print
+            text = f"<{type(value).__name__}>"
+    if len(text) > MAX_RENDERED_CHARS:
+        text = text[:MAX_RENDERED_CHARS] + f"…({len(text)} characters)"
+    # A lone surrogate cannot be written as UTF-8: show it as an escape instead.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class CasebusError(Exception):
@@ -58,9 +95,7 @@ class Problem:
         """JSON-ready form, as adapters return it to a department."""
         out: dict[str, Any] = {"path": self.path, "rule": self.rule, "message": self.message}
         if self.value is not None:
-            out["value"] = (
-                self.value if isinstance(self.value, str | int | float | bool) else repr(self.value)
-            )
+            out["value"] = render_value(self.value)
         if self.message_zh is not None:
             out["message_zh"] = self.message_zh
         return out

@@ -15,6 +15,7 @@ __all__ = [
     "REPO_ROOT",
     "SaslMechanism",
     "SecurityProtocol",
+    "Service",
     "Settings",
     "SubmitTopics",
     "load_settings",
@@ -29,6 +30,8 @@ SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
 """The SASL mechanisms casebus supports; the deployments use SCRAM-SHA-512."""
 SubmitTopics = Literal["shared", "per_agency"]
 """One ``<prefix>.submit`` for every party, or one ``<prefix>.submit.<agency>`` per party."""
+Service = Literal["router", "sla", "adapter", "monitor", "procuratorate"]
+"""A kind of process with a PostgreSQL role of its own (``CASEBUS_<SERVICE>_DATABASE_URL``)."""
 
 # Which variable each SASL_SSL requirement is, in the order an operator would set them.
 _SASL_NEEDS = ("kafka_sasl_username", "kafka_sasl_password_file", "kafka_ca_file")
@@ -45,7 +48,26 @@ class Settings(BaseSettings):
         "127.0.0.1:19092", description="Kafka bootstrap servers, comma-separated host:port."
     )
     database_url: str = Field(
-        "postgresql://casebus@127.0.0.1:15432/casebus", description="PostgreSQL DSN."
+        "postgresql://casebus@127.0.0.1:15432/casebus",
+        description="PostgreSQL DSN of the role that owns the tables: migrations and operator "
+        "commands. A service uses its own DSN below when one is set.",
+    )
+    router_database_url: str | None = Field(
+        None, description="The router's DSN: a login in role casebus_router (migration 0009)."
+    )
+    sla_database_url: str | None = Field(
+        None, description="The SLA engine's DSN: a login in role casebus_sla."
+    )
+    adapter_database_url: str | None = Field(
+        None, description="The adapters' DSN: a login in role casebus_adapter."
+    )
+    monitor_database_url: str | None = Field(
+        None, description="The audit monitor's DSN: a login in role casebus_monitor."
+    )
+    procuratorate_database_url: str | None = Field(
+        None,
+        description="Read-only DSN (role casebus_procuratorate_ro) for checking the audit "
+        "log: `casebus audit verify` uses it.",
     )
     topic_prefix: str = Field(
         "casebus", description="Prefix of every topic: <prefix>.submit, .dead, .inbox.<agency>."
@@ -142,12 +164,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"{part!r} is not host:port")
         return value
 
-    @field_validator("database_url")
+    @field_validator(
+        "database_url",
+        "router_database_url",
+        "sla_database_url",
+        "adapter_database_url",
+        "monitor_database_url",
+        "procuratorate_database_url",
+    )
     @classmethod
-    def _postgres_dsn(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgres://")):
+    def _postgres_dsn(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql://")
         return value
+
+    def for_service(self, service: Service) -> Self:
+        """These settings as ``service`` connects: ``database_url`` becomes its own DSN when
+        ``CASEBUS_<SERVICE>_DATABASE_URL`` is set (a role that may not alter or truncate any
+        table), else stays the owner's."""
+        own: str | None = getattr(self, f"{service}_database_url")
+        return self if own is None else self.model_copy(update={"database_url": own})
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> Self:

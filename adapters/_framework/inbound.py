@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from pydantic import ValidationError
 
 from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.codec import Codec, default_codec
-from bus.errors import CasebusError, Problem, ValidationFailed
+from bus.errors import CasebusError, Problem, ValidationFailed, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
 from bus.outbox import OutboxWriter
@@ -59,7 +61,7 @@ def department_problem(
     out: dict[str, Any] = {"field": field, "rule": rule, "message": message}
     out["message_zh"] = message_zh
     if value is not None:
-        out["value"] = value if isinstance(value, str | int | float | bool) else repr(value)
+        out["value"] = render_value(value)
     return out
 
 
@@ -269,10 +271,25 @@ class Submitter:
         return sign_envelope(envelope, signer, codec=self._codec)
 
 
+@dataclass(frozen=True, slots=True)
+class _LongInteger:
+    """A JSON integer with more digits than Python converts (4,300 by default): kept as its
+    size so the field can be named, instead of failing the whole body."""
+
+    digits: int
+
+
+def _integer(text: str) -> int | _LongInteger:
+    try:
+        return int(text)
+    except ValueError:
+        return _LongInteger(len(text.lstrip("-")))
+
+
 def _parse(body: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        doc = json.loads(body, parse_int=_integer)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError: ValueError
         raise SubmissionRejected(
             400,
             [
@@ -283,22 +300,11 @@ def _parse(body: bytes) -> dict[str, Any]:
         ) from e
     if isinstance(doc, dict):
         try:
-            bad = list(_unstorable(doc, ""))
+            bad = list(_unusable(doc, ""))
         except RecursionError:
-            bad = ["$"]
+            bad = [_invalid_characters("$")]
         if bad:
-            raise SubmissionRejected(
-                422,
-                [
-                    department_problem(
-                        path,
-                        "invalid_characters",
-                        "text may not contain NUL or unpaired surrogate characters",
-                        "文本中不得含有空字符或无效的 Unicode 字符",
-                    )
-                    for path in bad
-                ],
-            )
+            raise SubmissionRejected(422, bad)
     if not isinstance(doc, dict):
         raise SubmissionRejected(
             422,
@@ -311,21 +317,50 @@ def _parse(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def _unstorable(value: Any, path: str) -> Iterator[str]:
-    """Paths of strings (keys included) PostgreSQL and UTF-8 cannot store: NUL, lone surrogates."""
+def _invalid_characters(path: str) -> dict[str, Any]:
+    return department_problem(
+        path,
+        "invalid_characters",
+        "text may not contain NUL or unpaired surrogate characters",
+        "文本中不得含有空字符或无效的 Unicode 字符",
+    )
+
+
+def _unusable(value: Any, path: str) -> Iterator[dict[str, Any]]:
+    """Problems with values no field may hold: strings (keys included) PostgreSQL and UTF-8
+    cannot store (NUL, lone surrogates), NaN and the infinities (JSON has none; Python reads
+    them, and ``1e999`` as infinity), and integers too long to convert."""
     if isinstance(value, str):
         if "\x00" in value or not _utf8(value):
-            yield path or "$"
+            yield _invalid_characters(path or "$")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            yield department_problem(
+                path or "$",
+                "non_finite_number",
+                "a number must be finite: NaN and Infinity are not JSON",
+                "数值须为有限数，不得为 NaN 或 Infinity",
+                value,
+            )
+    elif isinstance(value, _LongInteger):
+        limit = sys.get_int_max_str_digits()
+        yield department_problem(
+            path or "$",
+            "integer_too_long",
+            f"an integer may have at most {limit} digits",
+            f"整数至多 {limit} 位",
+            f"<an integer of {value.digits} digits>",
+        )
     elif isinstance(value, dict):
         for key, item in value.items():
             sub = f"{path}.{key}" if path else str(key)
             if "\x00" in key or not _utf8(key):
-                yield path or "$"
+                yield _invalid_characters(path or "$")
             else:
-                yield from _unstorable(item, sub)
+                yield from _unusable(item, sub)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _unstorable(item, f"{path}[{i}]")
+            yield from _unusable(item, f"{path}[{i}]")
 
 
 def _utf8(text: str) -> bool:
