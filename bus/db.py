@@ -18,9 +18,11 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from bus.errors import ConfigError, TransportError
+from bus.settings import Service
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "SERVICE_ROLES",
     "Conn",
     "Executor",
     "Migration",
@@ -36,6 +38,15 @@ Executor: TypeAlias = "Conn | asyncpg.Pool[asyncpg.Record]"
 """Anything that runs a query: a connection or a pool."""
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SERVICE_ROLES: dict[Service, str] = {
+    "router": "casebus_router",
+    "sla": "casebus_sla",
+    "adapter": "casebus_adapter",
+    "monitor": "casebus_monitor",
+    "procuratorate": "casebus_procuratorate_ro",
+}
+"""The group role (``0009_roles.sql``) holding each service's grants; each service logs in as
+a member of it, ``<group>_login`` in the local deployment (``deploy/local/up``)."""
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any fixed 64-bit number works; this one spells "casebus" so it is easy to spot in pg_locks.
 _ADVISORY_LOCK = 0x63617365627573
@@ -97,13 +108,27 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
+async def _current(conn: asyncpg.Connection, migrations: list[Migration]) -> bool:
+    """Whether every migration was applied unchanged, checked by reading only."""
+    if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        return False
+    done = {
+        r["version"]: r["checksum"]
+        for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+    }
+    return all(done.get(m.version) == m.checksum for m in migrations)
+
+
 async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply every migration not yet applied; return those applied now. Safe to rerun."""
+    """Apply every migration not yet applied; return those applied now. Safe to rerun, and
+    on a current schema it only reads, so a service may call it as its own role."""
     migrations = discover(directory)
     conn = await connect(dsn)
     applied_now: list[Migration] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK)
+        if await _current(conn, migrations):
+            return []  # nothing to create: a service's role, which may not, starts here too
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version    integer PRIMARY KEY,
@@ -132,6 +157,12 @@ async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]
                 )
             log.info("db.migrated", version=m.version, name=m.name)
             applied_now.append(m)
+    except asyncpg.InsufficientPrivilegeError as e:
+        raise TransportError(
+            f"migration failed: {e}; migrations run as the role that owns the tables "
+            "(`casebus db migrate` with CASEBUS_DATABASE_URL), services as their own roles",
+            retriable=False,
+        ) from e
     except asyncpg.PostgresError as e:
         raise TransportError(f"migration failed: {e}", retriable=False) from e
     finally:

@@ -25,8 +25,8 @@ from aiokafka.errors import KafkaError
 from buskit import Bus
 
 from bus.agencies import load_registry
-from bus.db import migrate
-from bus.settings import REPO_ROOT, Settings, load_settings
+from bus.db import SERVICE_ROLES, migrate
+from bus.settings import REPO_ROOT, Service, Settings, load_settings
 from bus.signing import write_keypair
 from bus.topics import ensure_topics
 
@@ -133,6 +133,35 @@ async def template_db(infra: Infra) -> AsyncIterator[str]:
     await _drop_database(infra, name)
 
 
+@pytest.fixture(scope="session")
+async def service_logins(infra: Infra, template_db: str) -> dict[Service, str]:
+    """The LOGIN user each service connects as, one per group role of migration 0009, made as
+    ``deploy/local/up`` makes them (the template's migration made the groups). Empty when the
+    session's role may not create roles: then services connect as the owner."""
+    logins: dict[Service, str] = {s: f"{group}_login" for s, group in SERVICE_ROLES.items()}
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        for service, login in logins.items():
+            if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", login):
+                continue
+            try:
+                await conn.execute(
+                    f'CREATE ROLE "{login}" LOGIN IN ROLE "{SERVICE_ROLES[service]}"'
+                )
+            except (asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError):
+                pass  # another session made it a moment ago
+            except asyncpg.InsufficientPrivilegeError:
+                return {}
+    finally:
+        await conn.close()
+    return logins
+
+
+def _as_user(dsn: str, user: str) -> str:
+    scheme, _, rest = dsn.partition("://")
+    return f"{scheme}://{user}@{rest.rpartition('@')[2]}"
+
+
 @pytest.fixture
 async def database_url(infra: Infra, template_db: str) -> AsyncIterator[str]:
     """A fresh, migrated database of this test's own."""
@@ -144,8 +173,12 @@ async def database_url(infra: Infra, template_db: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def settings(infra: Infra, database_url: str) -> AsyncIterator[Settings]:
-    """Settings that point at the real infrastructure, with a topic prefix of this test's own.
+async def settings(
+    infra: Infra, database_url: str, service_logins: dict[Service, str]
+) -> AsyncIterator[Settings]:
+    """Settings that point at the real infrastructure, with a topic prefix of this test's own;
+    each service connects to the test's database as its own login (``Settings.for_service``),
+    the test itself as the owner.
 
     The test's topics are deleted afterwards: a broker keeps files open per partition, and a
     suite that left thousands behind ran the local broker out of file descriptors.
@@ -157,6 +190,14 @@ async def settings(infra: Infra, database_url: str) -> AsyncIterator[Settings]:
         topic_partitions=TEST_PARTITIONS,
         topic_replication=infra.topic_replication,
         log_format="console",
+        # Always set: an environment from `make infra` names the services' logins on the
+        # shared database, never this test's.
+        **{
+            f"{service}_database_url": (
+                _as_user(database_url, service_logins[service]) if service_logins else None
+            )
+            for service in SERVICE_ROLES
+        },
     )
     yield s
     await _delete_topics(s)
@@ -192,6 +233,9 @@ def cli_env(settings: Settings) -> dict[str, str]:
         CASEBUS_TOPIC_PREFIX=settings.topic_prefix,
         CASEBUS_TOPIC_PARTITIONS=str(settings.topic_partitions),
     )
+    for service in SERVICE_ROLES:
+        if (own := getattr(settings, f"{service}_database_url")) is not None:
+            env[f"CASEBUS_{service.upper()}_DATABASE_URL"] = own
     return env
 
 

@@ -8,14 +8,20 @@ them): what is allowed works, what is not is refused by PostgreSQL's permission 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
-from bus.db import MIGRATIONS_DIR
+from bus.db import MIGRATIONS_DIR, SERVICE_ROLES, migrate
+from bus.errors import TransportError
+from bus.settings import REPO_ROOT, Settings, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -293,3 +299,84 @@ async def test_a_trigger_refuses_truncate_of_every_audit_table_even_to_the_owner
                 await owner.execute(f"TRUNCATE {table}")
     finally:
         await owner.close()
+
+
+def _lib(script: str, **env: str) -> str:
+    """Run ``script`` in bash after sourcing deploy/local/_lib.sh, as deploy/local/up does."""
+    lib = REPO_ROOT / "deploy" / "local" / "_lib.sh"
+    done = subprocess.run(
+        ["bash", "-c", f'source "{lib}"; {script}'],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_up_prints_the_owner_dsn_and_one_dsn_per_service() -> None:
+    out = _lib("print_exports", CASEBUS_PG_PORT="25432", CASEBUS_PG_DB="db", CASEBUS_PG_USER="own")
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines() if line)
+    assert exports["CASEBUS_DATABASE_URL"] == "postgresql://own@127.0.0.1:25432/db"
+    for service, group in SERVICE_ROLES.items():
+        dsn = exports[f"CASEBUS_{service.upper()}_DATABASE_URL"]
+        assert dsn == f"postgresql://{group}_login@127.0.0.1:25432/db"
+    # Every one of them is a setting, and each service picks its own.
+    settings = load_settings(**{k.removeprefix("CASEBUS_").lower(): v for k, v in exports.items()})
+    assert settings.for_service("router").database_url == exports["CASEBUS_ROUTER_DATABASE_URL"]
+    assert settings.for_service("sla").database_url == exports["CASEBUS_SLA_DATABASE_URL"]
+    assert settings.database_url == exports["CASEBUS_DATABASE_URL"]
+
+
+async def test_up_makes_each_service_a_login_in_its_group_and_nothing_more(
+    su: asyncpg.Connection, superuser_url: str
+) -> None:
+    group = f"casebus_t_{uuid.uuid4().hex[:8]}"
+    try:
+        for _ in range(2):  # up runs again over what it made
+            _lib(
+                f'SERVICE_LOGINS="router:{group}" ensure_pg_service_logins '
+                f'psql -X -q -v ON_ERROR_STOP=1 "{superuser_url}"'
+            )
+        rows = {
+            r["rolname"]: r
+            for r in await su.fetch(
+                "SELECT * FROM pg_roles WHERE rolname = ANY($1::text[])", [group, f"{group}_login"]
+            )
+        }
+        assert not rows[group]["rolcanlogin"] and rows[f"{group}_login"]["rolcanlogin"]
+        for r in rows.values():
+            assert not (r["rolsuper"] or r["rolcreaterole"] or r["rolcreatedb"]), r["rolname"]
+        assert await su.fetchval("SELECT pg_has_role($1, $2, 'USAGE')", f"{group}_login", group)
+    finally:
+        await su.execute(f'DROP ROLE IF EXISTS "{group}_login"')
+        await su.execute(f'DROP ROLE IF EXISTS "{group}"')
+
+
+async def test_each_service_login_cannot_rewrite_the_audit_log_and_starts_on_a_current_schema(
+    settings: Settings,
+) -> None:
+    """The test's services connect as the logins deploy/local/up makes; the owner's attack of
+    issue #15 is refused to every one of them."""
+    for service in SERVICE_ROLES:
+        own = settings.for_service(service)
+        assert own.database_url != settings.database_url, service
+        assert await migrate(own.database_url) == [], service  # reads; creates nothing
+        conn = await asyncpg.connect(own.database_url)
+        try:
+            for table in AUDIT:
+                for sql in SERVICE_ROLE_REFUSED:
+                    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                        await conn.execute(sql.format(t=table, c=FIRST_COLUMN[table]))
+        finally:
+            await conn.close()
+
+
+async def test_a_service_login_cannot_apply_a_pending_migration_and_is_told_who_can(
+    settings: Settings, tmp_path: Path
+) -> None:
+    shutil.copytree(MIGRATIONS_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "9999_more.sql").write_text("CREATE TABLE t_more (x int);")
+    with pytest.raises(TransportError, match="role that owns the tables"):
+        await migrate(settings.for_service("router").database_url, tmp_path)

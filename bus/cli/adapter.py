@@ -77,7 +77,7 @@ def _config(
 
 def _serve(kind: str, config: AdapterConfig, host: str, port: int) -> None:
     module: Any = importlib.import_module(f"adapters.{kind}.app")
-    settings = load_settings()
+    settings = load_settings().for_service("adapter")
     service = module.build_service(settings, config)
     api = module.create_app(service)
     uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None)).run()

@@ -190,7 +190,8 @@ def verify_cmd(
     held = _held_checkpoints(checkpoint, key, settings.audit_origin)
 
     async def go() -> str:
-        pool = await create_pool(settings.database_url, max_size=2)
+        # Read-only: whoever checks the log needs no power to change it.
+        pool = await create_pool(settings.for_service("procuratorate").database_url, max_size=2)
         try:
             report = await verify_log(pool, log_key=key, origin=settings.audit_origin, held=held)
         finally:
@@ -240,7 +241,8 @@ def monitor_cmd(
         start_http_server(port, addr="127.0.0.1")
 
     async def go() -> None:
-        pool = await create_pool(settings.database_url, max_size=4)
+        pool = await create_pool(settings.for_service("monitor").database_url, max_size=4)
+        reader = await create_pool(settings.for_service("procuratorate").database_url, max_size=2)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -250,11 +252,12 @@ def monitor_cmd(
                 settings,
                 pool=pool,
                 log_key=key,
-                proofs=DatabaseProofSource(pool),
+                proofs=DatabaseProofSource(reader),
                 agency_id=agency,
                 stop_event=stop,
             )
         finally:
+            await reader.close()
             await pool.close()
 
     asyncio.run(go())

@@ -106,6 +106,8 @@ async def running_world(
     log_key = _bus_log_key(settings)
     sla_key = write_keypair("casebus.sla", key_dir / "casebus.sla", overwrite=True).private_key
     pool = await create_pool(settings.database_url, max_size=6)
+    monitor_pool = await create_pool(settings.for_service("monitor").database_url, max_size=2)
+    reader_pool = await create_pool(settings.for_service("procuratorate").database_url, max_size=2)
     stop = asyncio.Event()
     tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -113,14 +115,19 @@ async def running_world(
         tasks[name] = asyncio.create_task(coro, name=f"demo.{name}")
 
     small: dict[str, Any] = {"db_pool_max_size": 4}
+    adapters_settings = settings.for_service("adapter")
     try:
         async with pool.acquire() as conn:
             await sync_agencies(conn, registry)
-        start("router", run_router(settings, handle_signals=False, stop_event=stop))
+        # Each part connects as its own role, as deployed; the demo itself is the owner.
+        start(
+            "router",
+            run_router(settings.for_service("router"), handle_signals=False, stop_event=stop),
+        )
         start(
             "sla",
             run_sla_engine(
-                settings,
+                settings.for_service("sla"),
                 key_file=sla_key,
                 clock=clock,
                 handle_signals=False,
@@ -133,9 +140,9 @@ async def running_world(
             "monitor",
             run_monitor(
                 settings,
-                pool=pool,
+                pool=monitor_pool,
                 log_key=log_key,
-                proofs=DatabaseProofSource(pool),
+                proofs=DatabaseProofSource(reader_pool),
                 stop_event=stop,
             ),
         )
@@ -149,7 +156,9 @@ async def running_world(
                 await stack.enter_async_context(fake)
 
             async def adapter(build: Any, hooks: dict[str, FakeDepartment | None]) -> Any:
-                cm = running_adapter(build, settings, key_dir=key_dir, webhooks=hooks, **small)
+                cm = running_adapter(
+                    build, adapters_settings, key_dir=key_dir, webhooks=hooks, **small
+                )
                 return await stack.enter_async_context(cm)
 
             world = World(
@@ -167,7 +176,7 @@ async def running_world(
                 pol=await adapter(police.build_service, {POLICE: pol, ECO: eco}),
                 proc=await stack.enter_async_context(
                     running_procuratorate(
-                        settings, key_dir=key_dir, webhooks={PROCURATORATE: None}, **small
+                        adapters_settings, key_dir=key_dir, webhooks={PROCURATORATE: None}, **small
                     )
                 ),
                 crt=await adapter(court.build_service, {COURT: crt}),
@@ -179,4 +188,6 @@ async def running_world(
         for task in tasks.values():
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 30)
+        await reader_pool.close()
+        await monitor_pool.close()
         await pool.close()

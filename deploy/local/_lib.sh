@@ -53,9 +53,50 @@ pg_running() {
   [ -n "$bindir" ] && [ -f "$PGDIR/data/PG_VERSION" ] && as_pg_user "$bindir/pg_ctl" -D "$PGDIR/data" status >/dev/null 2>&1
 }
 
+# Each service's PostgreSQL login as <service>:<group role of bus/migrations/0009_roles.sql>;
+# the login user is "<group>_login". The tables' owner ($PG_USER) only migrates and runs
+# operator commands: a service that may not alter or truncate a table cannot switch the audit
+# log's append-only triggers off. Local trust authentication, so no password; a real
+# deployment gives each login a password from its secret store.
+SERVICE_LOGINS="router:casebus_router sla:casebus_sla adapter:casebus_adapter monitor:casebus_monitor procuratorate:casebus_procuratorate_ro"
+
+print_pg_exports() {
+  local base="127.0.0.1:$PG_PORT/$PG_DB" pair
+  echo "export CASEBUS_DATABASE_URL=postgresql://$PG_USER@$base"
+  for pair in $SERVICE_LOGINS; do
+    echo "export CASEBUS_$(printf '%s' "${pair%%:*}" | tr '[:lower:]' '[:upper:]')_DATABASE_URL=postgresql://${pair#*:}_login@$base"
+  done
+}
+
+# One LOGIN user per service (SERVICE_LOGINS), each in its group role, made by running the
+# psql command given as arguments (a superuser's, or one with CREATEROLE); the group is
+# made here, powerless as 0009 makes it, when the migrations have not run yet, and the
+# migrations grant it its privileges.
+ensure_pg_service_logins() {
+  local pair group
+  for pair in $SERVICE_LOGINS; do
+    group="${pair#*:}"
+    # (duplicate_object: a migration or another `up` made it a moment ago)
+    "$@" -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$group') THEN
+        BEGIN
+          CREATE ROLE \"$group\" NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+            NOBYPASSRLS;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;
+      END IF;
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${group}_login') THEN
+        BEGIN
+          CREATE ROLE \"${group}_login\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+            NOBYPASSRLS IN ROLE \"$group\";
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;
+      END IF;
+    END \$\$"
+  done
+}
+
 print_exports() {
   echo "export CASEBUS_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"
-  echo "export CASEBUS_DATABASE_URL=postgresql://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB"
+  print_pg_exports
 }
 
 # Brokers 2..N of `up --brokers N` live in $KDIR/node-<i>/ (broker 1 is the one above);

@@ -99,5 +99,5 @@ print_secure_exports() {
   echo "export CASEBUS_KAFKA_SASL_USERNAME=admin"
   echo "export CASEBUS_KAFKA_SASL_PASSWORD_FILE=$SEC/users/admin.password"
   echo "export CASEBUS_KAFKA_USERS_DIR=$SEC/users"
-  echo "export CASEBUS_DATABASE_URL=postgresql://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB"
+  print_pg_exports
 }
