@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         None, description="The SLA engine's DSN: a login in role casebus_sla."
     )
     adapter_database_url: str | None = Field(
-        None, description="The adapters' DSN: a login in role casebus_adapter."
+        None,
+        description="The adapters' DSN: a login in role casebus_adapter. Not used yet: an "
+        "adapter registers its agencies' keys when it starts, which that role may not.",
     )
     monitor_database_url: str | None = Field(
         None, description="The audit monitor's DSN: a login in role casebus_monitor."
@@ -117,6 +119,16 @@ class Settings(BaseSettings):
         "transaction is refused because the last one's markers are still being written. "
         "aiokafka waits a fixed 20 ms there (not the retry backoff); at 500 msgs/s that wait "
         "was the rest of the router's p99.",
+    )
+    router_max_record_bytes: int = Field(
+        768 * 1024,
+        ge=4096,
+        le=1_000_000,
+        description="The largest submitted record (key, value and headers) the router routes. "
+        "A larger one is refused up front with `too_large` naming this limit: it is audited "
+        "and dead-lettered as its SHA-256, its size and a prefix, its full bytes kept in "
+        "PostgreSQL (dead_letter_bodies). The limit leaves room under Kafka's 1 MiB default "
+        "for the headers the router adds; above it a delivery could not be written at all.",
     )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port, if set."

@@ -161,9 +161,14 @@ class Bus:
             await asyncio.wait_for(task, 30)
 
     def router_process(
-        self, *, router_id: str = "router-0", failpoints: str = "", log_file: Path | None = None
+        self,
+        *,
+        router_id: str = "router-0",
+        failpoints: str = "",
+        log_file: Path | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """A router as a separate process (to SIGKILL it)."""
+        """A router as a separate process (to SIGKILL or SIGSTOP it)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
         s = self.settings
         env.update(
@@ -177,6 +182,7 @@ class Bus:
             CASEBUS_FAILPOINTS=failpoints,
             CASEBUS_ROUTER_MAX_BATCH=str(s.router_max_batch),
         )
+        env.update(extra_env or {})
         exe = [str(Path(sys.executable).parent / "casebus"), "router"]
         if log_file is None:
             return subprocess.Popen(

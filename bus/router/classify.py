@@ -27,7 +27,7 @@ from bus.router.principal import PrincipalCheck
 from bus.routing import RoutingPolicy
 from bus.signing import KeyStore, PublicKeyRecord, verify_envelope
 
-__all__ = ["Classifier", "Outcome", "Verdict"]
+__all__ = ["Classifier", "Outcome", "Verdict", "record_size"]
 
 Outcome = Literal["accept", "reject", "dead"]
 
@@ -49,6 +49,8 @@ class Verdict:
     problems: list[Problem] = field(default_factory=list)
     reply_to: str | None = None
     """Who gets the nack: the sender when it is a registered agency."""
+    oversize: bool = False
+    """Above the router's record limit: audited and dead-lettered by digest and prefix."""
 
     @property
     def received_at(self) -> datetime:
@@ -64,6 +66,12 @@ class Verdict:
     def case_id(self) -> str | None:
         """The case, when the envelope could be read."""
         return self.envelope.case_id if self.envelope is not None else None
+
+
+def record_size(record: ConsumerRecord[bytes, bytes]) -> int:
+    """What a record weighs on the wire, near enough: key, value and every header."""
+    headers = sum(len(k) + len(v or b"") for k, v in record.headers or ())
+    return len(record.key or b"") + len(record.value or b"") + headers
 
 
 def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
@@ -87,7 +95,9 @@ class Classifier:
         registry: Registry,
         policy: RoutingPolicy,
         principal: PrincipalCheck | None = None,
+        max_record_bytes: int | None = None,
     ) -> None:
+        self._max_record_bytes = max_record_bytes
         self._codec = codec
         self._keys = keystore
         self._registry = registry
@@ -107,6 +117,10 @@ class Classifier:
         """The verdict on one record (never raises for bad input)."""
         value = record.value or b""
         verdict = Verdict(record, "dead", value, hashlib.sha256(value).digest())
+        # 0. Too large to route: whatever it is, its deliveries could not be written.
+        size = record_size(record)
+        if self._max_record_bytes is not None and size > self._max_record_bytes:
+            return self._too_large(verdict, size, self._max_record_bytes)
         # 1. Bytes that are no envelope at all: dead letter; nack whoever the headers name.
         try:
             envelope = self._codec.decode_envelope(value)
@@ -215,6 +229,41 @@ class Classifier:
             return verdict
         verdict.outcome = "accept"
         verdict.deliver_to = tuple(decision.deliver_to)
+        return verdict
+
+    def _too_large(self, verdict: Verdict, size: int, limit: int) -> Verdict:
+        """Refused before any other check; the sender, if one can be named, gets a nack."""
+        record = verdict.record
+        claimed = _header(record, "ce_source")
+        try:
+            envelope = self._codec.decode_envelope(verdict.value)
+            claimed = envelope.sender
+        except (DecodeError, ValidationFailed):
+            envelope = None
+        verdict.envelope = envelope
+        verdict.outcome = "reject" if envelope is not None else "dead"
+        verdict.code = "too_large"
+        verdict.oversize = True
+        verdict.problems = [
+            Problem(
+                "record",
+                "too_large",
+                f"the record is {size} bytes (key, value and headers); "
+                f"the bus routes at most {limit}",
+                size,
+                f"消息过大：{size} 字节，总线上限为 {limit} 字节",
+            )
+        ]
+        verdict.reply_to = self._reply_to(record, claimed)
+        log.warning(
+            "router.too_large",
+            size=size,
+            limit=limit,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reply_to=verdict.reply_to,
+        )
         return verdict
 
     async def classify_all(

@@ -7,6 +7,8 @@ the second copy if one ever escapes a transaction.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -19,13 +21,15 @@ from bus.codec import Codec
 from bus.errors import Problem
 from bus.models import Envelope, Signature
 from bus.models.bus_kinds import BusDelivered, BusNack, NackReason
-from bus.router.classify import Verdict
+from bus.router.classify import Verdict, record_size
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, sign_and_encode
 
-__all__ = ["BUS_AGENCY", "Outputs", "Send", "rejection_id"]
+__all__ = ["BUS_AGENCY", "OVERSIZE_PREFIX_BYTES", "Outputs", "Send", "rejection_id"]
 
 BUS_AGENCY = "casebus"
+OVERSIZE_PREFIX_BYTES = 4096
+"""How much of a too-large record its dead letter and audit entry keep, beside its digest."""
 _NS = uuid.UUID("5b3f5e2a-7c1d-4c55-9a57-63617365b075")
 
 
@@ -50,6 +54,39 @@ class Send:
 
 def _problems_json(problems: list[Problem]) -> list[dict[str, Any]]:
     return [p.as_dict() for p in problems]
+
+
+MAX_REPORTED_PROBLEMS = 100
+"""Problems a nack or a dead letter's reason lists; the rest are counted. A payload with
+thousands of faults must not make a nack too large to write (every problem stays in the audit
+log)."""
+
+
+def _bounded(problems: list[Problem]) -> list[Problem]:
+    if len(problems) <= MAX_REPORTED_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_REPORTED_PROBLEMS + 1
+    return [
+        *problems[: MAX_REPORTED_PROBLEMS - 1],
+        Problem(
+            "*",
+            "more_problems",
+            f"{more} more problems; the audit log lists every one",
+            more,
+            f"另有 {more} 个问题，审计日志中有完整列表",
+        ),
+    ]
+
+
+def _oversize_summary(v: Verdict) -> dict[str, Any]:
+    """What the audit log and the dead letter say of a record too large to keep whole."""
+    return {
+        "sha256": v.value_sha256.hex(),
+        "size": len(v.value),
+        "record_size": record_size(v.record),
+        "prefix": base64.b64encode(v.value[:OVERSIZE_PREFIX_BYTES]).decode("ascii"),
+        "stored_in": "dead_letter_bodies",
+    }
 
 
 def _source(verdict: Verdict) -> dict[str, Any]:
@@ -177,7 +214,7 @@ class Outputs:
         payload = BusNack(
             original_message_id=original,
             code=v.code or "rejected",
-            reasons=[NackReason.from_problem(p) for p in v.problems],
+            reasons=[NackReason.from_problem(p) for p in _bounded(v.problems)],
             rejected_by=BUS_AGENCY,
             rejected_at=v.received_at,
         )
@@ -206,12 +243,14 @@ class Outputs:
             )
         if nack is not None:
             details["nack_to"] = v.reply_to
+        if v.oversize:  # the bytes are in dead_letter_bodies, under their digest
+            details["value"] = _oversize_summary(v)
         leaf = message_leaf(
             "rejected" if v.outcome == "reject" else "dead_lettered",
             message_id=rejection_id(v),
             case_id=v.case_id,
             at=v.received_at,
-            value=v.value,
+            value=None if v.oversize else v.value,
             key=v.key,
             details=details,
         )
@@ -225,12 +264,14 @@ class Outputs:
     def dead_letter(self, v: Verdict) -> Send:
         """The submission, unchanged, to the dead-letter topic with why, from where and when."""
         r = v.record
+        if v.oversize:
+            return self._oversize_dead_letter(v)
         headers = [
             *(r.headers or ()),
             ("casebus_dead_code", (v.code or "").encode()),
             (
                 "casebus_dead_reason",
-                json.dumps(_problems_json(v.problems), ensure_ascii=False).encode(),
+                json.dumps(_problems_json(_bounded(v.problems)), ensure_ascii=False).encode(),
             ),
             ("casebus_source_topic", r.topic.encode()),
             ("casebus_source_partition", str(r.partition).encode()),
@@ -238,6 +279,32 @@ class Outputs:
             ("casebus_dead_at", v.received_at.isoformat().encode()),
         ]
         return Send(self._settings.topic_dead(), r.key or b"", v.value, headers)
+
+    def _oversize_dead_letter(self, v: Verdict) -> Send:
+        """A too-large record, dead-lettered as its digest, its size and a prefix: the whole
+        could not be written to Kafka. Its own headers are left out (they may be what is too
+        large); the full record is in dead_letter_bodies under ``casebus_value_sha256``."""
+        r = v.record
+        summary = _oversize_summary(v)
+        headers = [
+            ("casebus_dead_code", (v.code or "").encode()),
+            (
+                "casebus_dead_reason",
+                json.dumps(_problems_json(_bounded(v.problems)), ensure_ascii=False).encode(),
+            ),
+            ("casebus_source_topic", r.topic.encode()),
+            ("casebus_source_partition", str(r.partition).encode()),
+            ("casebus_source_offset", str(r.offset).encode()),
+            ("casebus_dead_at", v.received_at.isoformat().encode()),
+            ("casebus_value_sha256", summary["sha256"].encode()),
+            ("casebus_value_size", str(summary["size"]).encode()),
+            ("casebus_value_truncated", b"true"),
+            ("casebus_record_size", str(summary["record_size"]).encode()),
+        ]
+        key = r.key or b""
+        if len(key) > 256:
+            key = hashlib.sha256(key).hexdigest().encode()
+        return Send(self._settings.topic_dead(), key, v.value[:OVERSIZE_PREFIX_BYTES], headers)
 
     def nack_send(self, v: Verdict, nack: Envelope) -> Send:
         """The nack, to the sender's inbox."""

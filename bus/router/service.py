@@ -11,7 +11,9 @@ record that cannot be decoded or is refused never blocks its partition.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +126,7 @@ class Router:
             registry=registry,
             policy=policy,
             principal=principal_check(settings),
+            max_record_bytes=settings.router_max_record_bytes,
         )
         self._submit_topics = submit_topics(settings, registry, policy)
         self._outputs = Outputs(settings, signer=signer, codec=self._codec)
@@ -396,6 +399,7 @@ class Router:
             nacks[i] = nack
             first_pass.append(self._outputs.rejected_record(v, nack))
 
+        await _keep_oversize_bodies(conn, [v for v in verdicts if v.oversize])
         appended = {
             (e.message_id, e.event_kind): e for e in await self._log.append(conn, first_pass)
         }
@@ -566,6 +570,31 @@ class Router:
             with contextlib.suppress(Exception):
                 position = await consumer.position(tp)
                 metrics.LAG.labels(partition=str(tp.partition)).set(max(0, high - position))
+
+
+async def _keep_oversize_bodies(conn: Conn, verdicts: list[Verdict]) -> None:
+    """Keep the whole of each too-large record where an operator can read it back; its dead
+    letter and audit entry carry only its digest, size and a prefix."""
+    for v in verdicts:
+        r = v.record
+        headers = [
+            {"key": k, "value": base64.b64encode(bytes(h or b"")).decode("ascii")}
+            for k, h in r.headers or ()
+        ]
+        await conn.execute(
+            """INSERT INTO dead_letter_bodies (value_sha256, src_topic, src_partition, src_offset,
+                   record_key, record_value, record_headers, received_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+               ON CONFLICT (value_sha256) DO NOTHING""",
+            v.value_sha256,
+            r.topic,
+            r.partition,
+            r.offset,
+            r.key,
+            v.value,
+            json.dumps(headers),
+            v.received_at,
+        )
 
 
 def _kind(v: Verdict) -> str:
