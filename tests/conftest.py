@@ -283,3 +283,19 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 def sla_key(tmp_path: Path) -> Path:
     """A signing key for the SLA engine (agency ``casebus.sla``)."""
     return write_keypair("casebus.sla", tmp_path / "sla-key").private_key
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--repeat-each",
+        type=int,
+        default=1,
+        help="Run every selected test N times (bench/faults_loop.py counts faults this way).",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    runs = int(metafunc.config.getoption("repeat_each"))
+    if runs > 1:
+        metafunc.fixturenames.append("repeat_run")
+        metafunc.parametrize("repeat_run", range(1, runs + 1), ids=lambda n: f"run{n}")

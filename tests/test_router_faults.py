@@ -84,8 +84,8 @@ async def _check_exactly_once_in_order(bus: Bus, sent: list[Envelope]) -> None:
     raw = await bus.inbox(BUREAU, want=len(sent), timeout_s=120, settle_s=2)
     delivered = bus.envelopes(raw)
     ids = [e.message_id for e in delivered]
-    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} deliveries seen twice"
-    assert set(ids) == {e.message_id for e in sent}, "messages lost"
+    twice, lost = len(ids) - len(set(ids)), {e.message_id for e in sent} - set(ids)
+    assert not twice and not lost, f"{twice} deliveries seen twice, {len(lost)} messages lost"
     seqs: dict[str, list[int]] = defaultdict(list)
     for e in delivered:
         seqs[e.case_id].append(int(bus.payload(e).transfer_letter_no.split("#")[1]))  # type: ignore[attr-defined]
