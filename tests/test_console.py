@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
+from adapters._framework.auth import create_token
 from bus.console import create_app
 from bus.demo import run_days
 from bus.settings import Settings
@@ -24,6 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
+PROCURATORATE = "ygh.procuratorate"
+MARKET = "ygh.regulator.market"
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Scenario:
     silent: str
     filed: str
     settings: Settings
+    tokens: dict[str, str]
 
 
 @pytest.fixture
@@ -52,12 +56,19 @@ async def scenario(provisioned: Settings, tmp_path: Path) -> AsyncIterator[Scena
         await run_days(sim, flows, console=Console(quiet=True), since=since)
         app = create_app(settings, pool=world.pool, clock=world.clock, dead_letter_cache_s=0)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+        # The overview spans every agency's cases: the procuratorate's token reads it.
+        tokens = {a: await create_token(world.pool, a) for a in (PROCURATORATE, POLICE, MARKET)}
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://console",
+            headers={"Authorization": f"Bearer {tokens[PROCURATORATE]}"},
+        ) as client:
             yield Scenario(
                 client,
                 silent=sim.expected.flows["transfer: never decided"],
                 filed=sim.expected.flows["transfer: filed and evidence"],
                 settings=settings,
+                tokens=tokens,
             )
 
 
@@ -120,4 +131,13 @@ async def test_case_page_shows_the_timeline_and_deadlines(scenario: Scenario) ->
 
     r = await scenario.client.get("/cases/no-such-case")
     assert r.status_code == 404
+
+    # The police, a party to the case, read it from a browser (HTTP Basic, the token as the
+    # password); the market regulator, no party to it, may not, and the overview is not theirs.
+    page = f"/cases/{quote(scenario.filed, safe='')}"
+    police = ("police", scenario.tokens[POLICE])
+    assert (await scenario.client.get(page, auth=police)).status_code == 200
+    assert (await scenario.client.get("/", auth=police)).status_code == 403
+    market = ("market", scenario.tokens[MARKET])
+    assert (await scenario.client.get(page, auth=market)).status_code == 403
     assert (await scenario.client.get("/healthz")).text == "ok"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from adapters._framework.auth import create_token
 from adapters._framework.testing import serve_app
 from bus.console import create_app
 from bus.demo import run_days
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / ".ci" / "artifacts"
 POLICE = "ygh.police.bureau"
+PROCURATORATE = "ygh.procuratorate"
 
 
 async def chromium(profile: Path, *args: str, timeout_s: float = 60) -> str:
@@ -76,8 +78,12 @@ async def console_url(provisioned: Settings, tmp_path: Path) -> AsyncIterator[tu
         flows = [sim.transfer_filed(0, evidence=True), sim.transfer_never_decided(0, report_on=5)]
         await run_days(sim, flows, console=Console(quiet=True), since=since)
         app = create_app(settings, pool=world.pool, clock=world.clock)
+        token = await create_token(world.pool, PROCURATORATE)
         async with serve_app(app, lifespan="off") as base:
-            yield base, sim.expected.flows["transfer: never decided"]
+            # The console asks a browser for HTTP Basic (the token as the password); Chromium
+            # sends credentials written into the URL of a top-level navigation.
+            signed_in = base.replace("http://", f"http://procuratorate:{token}@", 1)
+            yield signed_in, sim.expected.flows["transfer: never decided"]
 
 
 async def test_chromium_renders_the_console_with_the_breach_and_the_filter(

@@ -1,4 +1,5 @@
-"""Who may read each HTTP route: every route of every adapter app, walked from the app itself.
+"""Who may read each HTTP route: every route of every adapter app and of the ops console,
+walked from the app itself.
 
 A route that nobody decided about fails the walk below, so a new route ships with its access
 decision. The decisions (README "Who may read what"):
@@ -10,6 +11,7 @@ decision. The decisions (README "Who may read what"):
   one else).
 - ``party``: an evidence bundle (it carries the whole signed envelope); the message's sender and
   recipients, and the procuratorate. Anyone else gets 403 whether or not the message exists.
+  The console's case page likewise: the case's parties and the procuratorate.
 
 One error contract: 401 ``missing_token`` / ``invalid_token`` with ``WWW-Authenticate: Bearer``,
 403 for a valid token that may not read the route.
@@ -40,6 +42,7 @@ from bus.agencies import load_registry
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf, recipients_detail
 from bus.audit.log import AuditLog, AuditRecord
+from bus.console import create_app as create_console
 from bus.models import PAYLOAD_MODELS
 from bus.registry import sync_agencies
 from bus.settings import Settings
@@ -79,6 +82,12 @@ PROCURATORATE_ONLY: dict[tuple[str, str], Access] = {
     ("GET", "/v1/audit/proofs/{message_id}"): "party",
     ("GET", "/v1/audit/consistency"): "public",
     ("GET", "/v1/audit/checkpoints/latest"): "public",
+}
+CONSOLE: dict[tuple[str, str], Access] = {
+    ("GET", "/"): "procuratorate",
+    ("GET", "/cases/{case_id}"): "party",
+    ("GET", "/healthz"): "public",
+    ("GET", "/openapi.json"): "public",
 }
 ADAPTERS: dict[str, tuple[ModuleType, str, dict[tuple[str, str], Access]]] = {
     "regulators": (regulators, PLANNING, COMMON),
@@ -141,11 +150,18 @@ async def world(settings: Settings, tmp_path: Path) -> AsyncIterator[World]:
         await pool.close()
 
 
+TABLES = {kind: (agency, table) for kind, (_, agency, table) in ADAPTERS.items()}
+TABLES["console"] = (PROCURATORATE, CONSOLE)
+
+
 @pytest.fixture
-async def apps(settings: Settings, tmp_path: Path) -> AsyncIterator[dict[str, FastAPI]]:
-    """Each adapter's real app over its real service (no Kafka readers or relays needed)."""
+async def apps(
+    settings: Settings, world: World, tmp_path: Path
+) -> AsyncIterator[dict[str, FastAPI]]:
+    """Each adapter's real app over its real service (no Kafka readers or relays needed), and
+    the ops console."""
     services = []
-    out: dict[str, FastAPI] = {}
+    out: dict[str, FastAPI] = {"console": create_console(settings, pool=world.pool)}
     try:
         for kind, (module, agency, _) in ADAPTERS.items():
             files = write_keypair(agency, tmp_path / "keys" / kind)
@@ -206,7 +222,7 @@ async def test_every_route_of_every_adapter_decides_who_may_read_it(
 ) -> None:
     failures: list[str] = []
     for kind, app in apps.items():
-        _, served, table = ADAPTERS[kind]
+        served, table = TABLES[kind]
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://adapter") as client:
             for method, path in routes(app):
@@ -232,7 +248,7 @@ async def test_every_route_of_every_adapter_decides_who_may_read_it(
                     if (
                         r.status_code != 401
                         or rules(r) != [rule]
-                        or r.headers.get("www-authenticate") != "Bearer"
+                        or not r.headers.get("www-authenticate", "").startswith("Bearer")
                     ):
                         failures.append(f"{where} with {token!r}: {r.status_code} {r.text[:200]}")
                 # A valid token of an agency that may not read it: 403.
@@ -270,3 +286,22 @@ async def test_a_proof_does_not_say_whether_a_message_exists_to_a_non_party(
         assert r.status_code == 404
         bundle = (await client.get(known, headers=bearer(world.tokens[BUREAU]))).json()
         assert bundle["message_id"] == str(world.message_id) and bundle["envelope"]
+
+
+async def test_the_console_does_not_say_whether_a_case_exists_to_a_non_party(
+    world: World, apps: dict[str, FastAPI]
+) -> None:
+    transport = httpx.ASGITransport(app=apps["console"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+        outsider = bearer(world.tokens[MARKET])
+        r_unknown = await client.get("/cases/no-such-case", headers=outsider)
+        r_known = await client.get(f"/cases/{CASE}", headers=outsider)
+        assert r_unknown.status_code == r_known.status_code == 403
+        assert r_unknown.json() == r_known.json()
+        supervisor = bearer(world.tokens[PROCURATORATE])
+        assert (await client.get("/cases/no-such-case", headers=supervisor)).status_code == 404
+        # A browser signs in with HTTP Basic, the token as the password.
+        r = await client.get(f"/cases/{CASE}", auth=("ops", world.tokens[BUREAU]))
+        assert r.status_code == 200 and CASE in r.text
+        challenge = (await client.get("/")).headers["www-authenticate"]
+        assert "Basic" in challenge

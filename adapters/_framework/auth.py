@@ -10,6 +10,8 @@ No ``from __future__ import annotations`` here: FastAPI reads the dependencies' 
 which name dependencies local to their factories.
 """
 
+import base64
+import binascii
 import hashlib
 import secrets
 import uuid
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters._framework.inbound import department_problem
@@ -82,11 +84,11 @@ async def token_agency(db: Executor, token: str) -> str | None:
     return None if agency is None else str(agency)
 
 
-def _unauthorized(rule: str, message: str, message_zh: str) -> HTTPException:
+def _unauthorized(rule: str, message: str, message_zh: str, challenge: str) -> HTTPException:
     return HTTPException(
         401,
         [department_problem("Authorization", rule, message, message_zh)],
-        headers={"WWW-Authenticate": "Bearer"},
+        headers={"WWW-Authenticate": challenge},
     )
 
 
@@ -97,23 +99,49 @@ def forbidden(
     return HTTPException(403, [department_problem(field, rule, message, message_zh, value)])
 
 
-def token_reader(pool: Callable[[], asyncpg.Pool]) -> AgencyReader:
+def _presented(header: str, *, basic: bool) -> str | None:
+    """The token in an ``Authorization`` header: a bearer token, or with ``basic`` the password
+    of HTTP Basic (what a browser can send)."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() == "bearer" and rest.strip():
+        return rest.strip()
+    if basic and scheme.lower() == "basic":
+        try:
+            _, sep, password = base64.b64decode(rest.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password if sep and password else None
+    return None
+
+
+def token_reader(
+    pool: Callable[[], asyncpg.Pool], *, basic_realm: str | None = None
+) -> AgencyReader:
     """The dependency naming the agency of any active token (401 otherwise); ``pool()`` gives
-    the database pool at request time."""
+    the database pool at request time. With ``basic_realm`` (HTML pages for a browser) the token
+    may also come as the password of HTTP Basic, and a 401 asks the browser for it."""
+    challenge = "Bearer" if basic_realm is None else f'Bearer, Basic realm="{basic_realm}"'
 
     async def agency_of(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        request: Request,
+        # Read for the OpenAPI description's security scheme; the header is parsed below.
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> str:
-        if credentials is None or credentials.scheme.lower() != "bearer":
+        token = _presented(request.headers.get("authorization", ""), basic=basic_realm is not None)
+        if token is None:
             raise _unauthorized(
                 "missing_token",
                 "an API token is required: Authorization: Bearer <token>",
                 "缺少访问令牌",
+                challenge,
             )
-        agency = await token_agency(pool(), credentials.credentials)
+        agency = await token_agency(pool(), token)
         if agency is None:
             raise _unauthorized(
-                "invalid_token", "the API token is unknown or revoked", "访问令牌无效或已注销"
+                "invalid_token",
+                "the API token is unknown or revoked",
+                "访问令牌无效或已注销",
+                challenge,
             )
         return agency
 

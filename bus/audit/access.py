@@ -1,4 +1,4 @@
-"""Who is a party to an audited message, from the log itself: the readers of its evidence.
+"""Who is a party to an audited message or case, from the log itself: who may read about it.
 
 An evidence bundle carries the whole signed envelope (names, ID numbers), so the HTTP proof
 service hands it only to the message's parties and to the procuratorate. The parties are read
@@ -12,6 +12,7 @@ id adds no one, so nobody makes themselves a party by naming themselves in a for
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ from bus.audit.events import decode_leaf, leaf_envelope
 from bus.codec import Codec, default_codec
 from bus.db import Executor
 
-__all__ = ["message_parties", "parties"]
+__all__ = ["case_parties", "message_parties", "parties"]
 
 
 def _envelope_parties(leaf: Mapping[str, Any], codec: Codec) -> tuple[str, list[str]] | None:
@@ -63,3 +64,17 @@ async def message_parties(db: Executor, message_id: uuid.UUID) -> frozenset[str]
         "SELECT leaf FROM audit_entries WHERE message_id = $1 ORDER BY idx", message_id
     )
     return parties(decode_leaf(bytes(r["leaf"])) for r in rows)
+
+
+async def case_parties(db: Executor, case_id: str) -> frozenset[str]:
+    """Every agency party to a message of ``case_id``; empty when the log holds no such case."""
+    rows = await db.fetch(
+        "SELECT message_id, leaf FROM audit_entries WHERE case_id = $1 ORDER BY idx", case_id
+    )
+    by_message: defaultdict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_message[r["message_id"]].append(decode_leaf(bytes(r["leaf"])))
+    out: set[str] = set()
+    for leaves in by_message.values():
+        out |= parties(leaves)
+    return frozenset(out)

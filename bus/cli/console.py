@@ -20,9 +20,13 @@ def console(
     refresh_s: int = typer.Option(5, "--refresh-s", help="Seconds between page refreshes."),
 ) -> None:
     """Serve open deadlines, warnings and breaches by agency and flow, delivery health, response
-    times and case timelines until Ctrl-C."""
+    times and case timelines until Ctrl-C: the overview to the procuratorate's token, a case to
+    its parties' tokens too."""
     settings = load_settings()
-    typer.echo(f"casebus console on http://{host}:{port}/")
+    typer.echo(
+        f"casebus console on http://{host}:{port}/ — sign in with an agency's API token as the "
+        "password (`casebus adapter token --agency ygh.procuratorate` for the overview)"
+    )
     uvicorn.run(
         create_app(settings, refresh_s=refresh_s), host=host, port=port, log_level="warning"
     )

@@ -11,6 +11,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from adapters._framework.auth import create_token
 from bus.console import create_app
 from bus.demo import run_demo
 from bus.errors import CasebusError
@@ -52,8 +53,11 @@ def demo(
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=console_port, log_level="warning")
         )
+        # The console shows every agency's cases only to the procuratorate's token.
+        token = await create_token(world.pool, "ygh.procuratorate", label="demo console")
         console.print(
-            f"ops console: http://127.0.0.1:{console_port}/ — the bus keeps running; "
+            f"ops console: http://127.0.0.1:{console_port}/ — sign in with any user name and "
+            f"the procuratorate's token {token} as the password; the bus keeps running; "
             "press Ctrl-C to stop everything",
             markup=False,
         )

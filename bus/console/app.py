@@ -1,7 +1,17 @@
 """The ops console as a FastAPI app: ``/`` (filters ``agency``, ``flow``, ``status``),
-``/cases/{case_id}`` and ``/healthz``."""
+``/cases/{case_id}`` and ``/healthz``.
 
-from __future__ import annotations
+Who may read what: the pages name cases, their parties, deadlines and rejection reasons, so
+each needs an agency's API token (``casebus adapter token``), sent as a bearer token or, from a
+browser, as the password of HTTP Basic. ``/`` spans every agency's cases: the procuratorate
+only, which supervises every transfer. ``/cases/{case_id}``: the procuratorate and the case's
+parties (sender or recipient of one of its audited messages); anyone else gets 403 whether or
+not the case exists. ``/healthz`` is public. Refusals follow the adapters' one contract
+(:mod:`adapters._framework.auth`).
+
+No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations,
+which name dependencies local to :func:`create_app`.
+"""
 
 import contextlib
 import time
@@ -9,9 +19,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import asyncpg
-from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
+from adapters._framework.auth import forbidden, token_reader
+from bus.audit.access import case_parties
 from bus.console import queries
 from bus.console.views import case_page, overview_page
 from bus.db import create_pool
@@ -62,7 +75,40 @@ def create_app(
         cache["dead"] = (time.monotonic(), found)
         return found
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.exception_handler(HTTPException)
+    async def refused(_: Request, exc: HTTPException) -> JSONResponse:
+        # The access refusals carry the adapters' problem list; anything else keeps its text.
+        body = {"problems": exc.detail} if isinstance(exc.detail, list) else {"detail": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    reader = token_reader(the_pool, basic_realm="casebus console")
+
+    async def supervises(agency: str) -> bool:
+        kind = await the_pool().fetchval("SELECT kind FROM agencies WHERE agency_id = $1", agency)
+        return bool(kind == "procuratorate")
+
+    async def supervisor(agency: Annotated[str, Depends(reader)]) -> str:
+        if not await supervises(agency):
+            raise forbidden(
+                "Authorization",
+                "not_supervisor",
+                "the overview spans every agency's cases: only the procuratorate may read it",
+                "总览涉及所有单位的案件，仅检察机关可以查看",
+                agency,
+            )
+        return agency
+
+    async def case_reader(case_id: str, agency: Annotated[str, Depends(reader)]) -> str:
+        if await supervises(agency) or agency in await case_parties(the_pool(), case_id):
+            return agency
+        raise forbidden(
+            "case_id",
+            "not_a_party",
+            "only the case's parties and the procuratorate may read it",
+            "仅该案件的当事单位和检察机关可以查看",
+        )
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(supervisor)])
     async def overview(
         agency: Annotated[str, Query(max_length=200)] = "",
         flow: Annotated[str, Query(max_length=200)] = "",
@@ -85,7 +131,7 @@ def create_app(
             refresh_s=refresh_s,
         )
 
-    @app.get("/cases/{case_id}", response_class=HTMLResponse)
+    @app.get("/cases/{case_id}", response_class=HTMLResponse, dependencies=[Depends(case_reader)])
     async def case(case_id: str) -> HTMLResponse:
         trace = await case_trace(the_pool(), case_id)
         status = 200 if trace.messages or trace.deadlines else 404
