@@ -30,4 +30,4 @@ def router(
     port = metrics_port or settings.metrics_port
     if port:
         start_http_server(port, addr="127.0.0.1")
-    asyncio.run(run_router(settings.for_service("router"), freeze_gc=True))
+    asyncio.run(run_router(settings, freeze_gc=True))
