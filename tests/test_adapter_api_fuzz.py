@@ -26,7 +26,7 @@ from hypothesis import settings as hsettings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from adapters import enforcement, regulators
+from adapters import court, enforcement, fuzzing, police, procuratorate, regulators
 from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters._framework.testing import free_socket, running_adapter
@@ -37,8 +37,14 @@ from bus.signing import write_keypair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-AGENCIES = {"regulators": "ygh.regulator.planning", "enforcement": "ygh.enforcement.bureau"}
-MODULES: dict[str, Any] = {"regulators": regulators, "enforcement": enforcement}
+AGENCIES = {kind: spec.agency for kind, spec in fuzzing.ADAPTERS.items()}
+MODULES: dict[str, Any] = {
+    "court": court,
+    "enforcement": enforcement,
+    "police": police,
+    "procuratorate": procuratorate,
+    "regulators": regulators,
+}
 EXAMPLES = 25
 MUTATIONS = 400
 
@@ -129,7 +135,7 @@ def _fuzz(
         assert mode is GenerationMode.NEGATIVE
 
 
-@pytest.mark.parametrize("kind", ["regulators", "enforcement"])
+@pytest.mark.parametrize("kind", sorted(MODULES))
 def test_no_generated_request_makes_the_adapter_answer_5xx(
     kind: str, settings: Settings, tmp_path: Path
 ) -> None:
@@ -257,3 +263,28 @@ async def test_mutated_department_documents_never_make_the_adapter_answer_5xx(
             if r.status_code >= 400:
                 assert r.json()["problems"], r.text
     assert statuses.get(202, 0) > 0 and statuses.get(422, 0) > 0, statuses
+
+
+# -- the hostile corpus of issue #15 on every adapter ----------------------------------------------
+
+CORPUS_CASES = 600
+
+
+@pytest.mark.parametrize("kind", sorted(fuzzing.ADAPTERS))
+async def test_the_hostile_corpus_never_makes_an_adapter_answer_5xx(
+    kind: str, settings: Settings, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await sync_agencies(conn, load_registry(settings.agencies_file))
+    finally:
+        await conn.close()
+    result = await fuzzing.run_corpus(
+        kind, settings, key_dir=tmp_path / "keys", cases=CORPUS_CASES, seed=15
+    )
+    assert result.cases == CORPUS_CASES
+    assert result.five_xx == 0, result.server_errors
+    assert result.unnamed == [], result.unnamed[:3]
+    # Every class of hostile input was sent, each more than once.
+    assert min(result.classes[c] for c in fuzzing.CLASSES) >= 2, result.classes
+    assert set(result.statuses) >= {400, 422}, result.statuses
