@@ -20,6 +20,8 @@ from adapters.enforcement.testing import FakeBureau, penalty_decision, penalty_f
 from adapters.police.testing import FakePolice
 from adapters.procuratorate.outbound import record_event
 from adapters.procuratorate.testing import running_procuratorate
+from bus.agencies import load_registry
+from bus.registry import sync_agencies
 from bus.sla.calendar import SHANGHAI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -221,3 +223,23 @@ async def _query_leaves(pool: asyncpg.Pool) -> list[dict[str, Any]]:
         "SELECT leaf FROM audit_entries WHERE event_kind = 'query' ORDER BY idx"
     )
     return [json.loads(bytes(r["leaf"])) for r in rows]
+
+
+async def test_statistics_over_the_whole_calendar_answer_rather_than_fail(
+    provisioned: Any, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(provisioned.database_url)
+    try:
+        await sync_agencies(conn, load_registry(provisioned.agencies_file))
+    finally:
+        await conn.close()
+    async with running_procuratorate(
+        provisioned, key_dir=tmp_path / "keys", webhooks={PROCURATORATE: None}
+    ) as proc:
+        dept = proc.department(PROCURATORATE)
+        for start, end in (("0001-01-01", "9999-12-31"), ("9999-12-31", "9999-12-31")):
+            r = await proc.client.get(
+                "/v1/statistics", params={"from": start, "to": end}, headers=dept.headers
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["rows"] == []

@@ -115,3 +115,17 @@ async def test_bundles_answer_only_to_the_proof_reader_and_checkpoints_to_anyone
         refused = await client.get(f"/v1/audit/proofs/{message_id}")
         assert refused.status_code == 403 and str(message_id) in refused.text
         assert (await client.get("/v1/audit/checkpoints/latest")).status_code == 200
+
+
+async def test_a_tree_size_past_bigint_is_a_422_not_a_driver_error(pool: asyncpg.Pool) -> None:
+    app = FastAPI()
+    app.include_router(audit_router(lambda: pool, proof_reader=anyone))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for query in (
+            f"/v1/audit/consistency?from=1&to={2**63}",
+            f"/v1/audit/consistency?from={2**64}&to={2**65}",
+            f"/v1/audit/proofs/{uuid.uuid4()}?checkpoint={2**63}",
+        ):
+            assert (await client.get(query)).status_code == 422, query
+        assert (await client.get(f"/v1/audit/consistency?from=1&to={2**63 - 1}")).status_code == 404

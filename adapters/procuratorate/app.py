@@ -378,10 +378,20 @@ ORDER BY 1, 2
 """
 
 
+_FIRST_INSTANT: Final = datetime.min.replace(tzinfo=UTC)
+_LAST_INSTANT: Final = datetime.max.replace(tzinfo=UTC)
+
+
 async def statistics(pool: asyncpg.Pool, agency: str, start: date, end: date) -> dict[str, Any]:
     """Counts by agency and month (Asia/Shanghai) for the days ``start`` to ``end`` inclusive."""
-    since = datetime.combine(start, time(0), SHANGHAI)
-    until = datetime.combine(end + timedelta(days=1), time(0), SHANGHAI)
+    # The day after 9999-12-31 does not exist, and midnight of 0001-01-01 in Shanghai is in year 0
+    # in UTC: the open ends of the range are the ends of what PostgreSQL and Python both hold.
+    since = max(datetime.combine(start, time(0), SHANGHAI), _FIRST_INSTANT)
+    until = (
+        datetime.combine(end + timedelta(days=1), time(0), SHANGHAI)
+        if end < date.max
+        else _LAST_INSTANT
+    )
     rows = await pool.fetch(_STATISTICS, agency, since, until)
     return {"from": start.isoformat(), "to": end.isoformat(), "rows": [dict(r) for r in rows]}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -25,6 +25,9 @@ from bus.audit.evidence import build_bundle
 from bus.audit.log import AuditLog, EntryNotFound
 
 __all__ = ["audit_router"]
+
+_BIGINT_MAX: Final = 2**63 - 1
+"""Tree sizes are PostgreSQL ``bigint``s: a larger one is a 422, not a driver error."""
 
 
 def _b64(data: bytes) -> str:
@@ -51,7 +54,7 @@ def audit_router(
     async def proof(
         message_id: uuid.UUID,
         event: Annotated[str, Query(pattern="^[a-z_]+$", max_length=32)] = "accepted",
-        checkpoint: Annotated[int | None, Query(ge=1)] = None,
+        checkpoint: Annotated[int | None, Query(ge=1, le=_BIGINT_MAX)] = None,
     ) -> dict[str, Any]:
         try:
             return await build_bundle(
@@ -62,8 +65,8 @@ def audit_router(
 
     @router.get("/consistency", summary="Consistency proof between two checkpoints")
     async def consistency(
-        old: Annotated[int, Query(alias="from", ge=1)],
-        new: Annotated[int, Query(alias="to", ge=1)],
+        old: Annotated[int, Query(alias="from", ge=1, le=_BIGINT_MAX)],
+        new: Annotated[int, Query(alias="to", ge=1, le=_BIGINT_MAX)],
     ) -> dict[str, Any]:
         if old > new:
             raise HTTPException(status_code=422, detail="'from' must not exceed 'to'")
