@@ -307,3 +307,38 @@ async def test_the_transactional_producer_retries_on_the_configured_backoffs(bus
         assert aiokafka.producer.sender.BACKOFF_OVERRIDE == 0.003
     finally:
         await producer.stop()
+
+
+async def test_an_ack_in_another_agencys_name_is_refused_and_the_sender_told_why(
+    bus: Bus,
+) -> None:
+    # The bureau acknowledges a message of the police's, but names the procuratorate as the
+    # one who acknowledged it: one agency must not sign a receipt in another's name.
+    from datetime import UTC, datetime
+
+    from bus.models.bus_kinds import BusAck
+
+    bureau = await bus.party(BUREAU)
+    now = datetime.now(UTC)
+    honest = bureau.envelope(
+        BusAck(original_message_id=uuid.uuid4(), acknowledged_by=BUREAU, acknowledged_at=now),
+        recipients=[POLICE],
+        case_id="YGH-2026-0901",
+    )
+    forged = bureau.envelope(
+        BusAck(original_message_id=uuid.uuid4(), acknowledged_by=PROC, acknowledged_at=now),
+        recipients=[POLICE],
+        case_id="YGH-2026-0901",
+    )
+    async with bus.router():
+        await bus.submit(honest, forged)
+        delivered = bus.envelopes(await bus.inbox(POLICE, want=1, settle_s=2))
+        to_bureau = bus.envelopes(await bus.inbox(BUREAU, want=2))
+    assert [e.message_id for e in delivered] == [honest.message_id]
+    [nack] = [e for e in to_bureau if e.kind == "bus.nack"]
+    body = bus.payload(nack)
+    assert body.original_message_id == forged.message_id  # type: ignore[attr-defined]
+    assert body.code == "party_mismatch"  # type: ignore[attr-defined]
+    [reason] = body.reasons  # type: ignore[attr-defined]
+    assert (reason.path, reason.rule) == ("payload.acknowledged_by", "party_mismatch")
+    assert PROC in reason.message and BUREAU in reason.message

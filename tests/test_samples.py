@@ -38,6 +38,7 @@ from bus.models import (
     TransferDocumentType,
     TransferParty,
     attachment_refs,
+    payload_model,
 )
 from bus.routing import load_policy
 from bus.samples import (
@@ -156,6 +157,8 @@ def test_sample_envelope_is_deterministic_and_carries_the_seeds_payload(kind: st
     # sample_envelope lets the first regulator among sender and recipients pick the violation
     regulators = [a for a in (sender, *SAMPLE_ROUTES[kind][1]) if a.startswith("ygh.regulator.")]
     hints = {"regulator": regulators[0]} if "regulator" in SAMPLE_OPTIONS[kind] else {}
+    # ... and names the sender in the fields that say who wrote it (bus.ack, bus.nack)
+    hints |= {name: sender for name in payload_model(kind).AUTHOR_FIELDS}
     expected = sample_payload(kind, random.Random(5), now=NOW, **hints)
     assert CODEC.decode_payload_model(first.payload, kind=kind)[2] == expected
 

@@ -148,6 +148,9 @@ class PayloadModel(AvroModel):
     """The message kind, e.g. ``criminal.transfer``."""
     SCHEMA_VERSION: ClassVar[int]
     """The latest schema version (``schemas/<KIND>/v<SCHEMA_VERSION>.avsc``) this model mirrors."""
+    AUTHOR_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Fields that name the party who wrote the message: the router refuses the message
+    (``party_mismatch``) unless each names the envelope's signed sender."""
 
 
 class IdDocumentType(AvroEnum):

@@ -61,6 +61,7 @@ class BusAck(PayloadModel):
 
     KIND: ClassVar[str] = "bus.ack"
     SCHEMA_VERSION: ClassVar[int] = 1
+    AUTHOR_FIELDS: ClassVar[tuple[str, ...]] = ("acknowledged_by",)
 
     original_message_id: UUID
     acknowledged_by: AgencyId
@@ -91,6 +92,7 @@ class BusNack(PayloadModel):
 
     KIND: ClassVar[str] = "bus.nack"
     SCHEMA_VERSION: ClassVar[int] = 1
+    AUTHOR_FIELDS: ClassVar[tuple[str, ...]] = ("rejected_by",)
 
     original_message_id: UUID
     code: Annotated[str, StringConstraints(pattern=CODE_PATTERN)]

@@ -68,6 +68,22 @@ class Verdict:
         return self.envelope.case_id if self.envelope is not None else None
 
 
+def _author_mismatches(payload: object, sender: str) -> list[Problem]:
+    """A field that names the message's author must name its signed sender: one agency
+    cannot acknowledge (or refuse) in another's name."""
+    return [
+        Problem(
+            f"payload.{name}",
+            "party_mismatch",
+            f"{name} names {getattr(payload, name)!s}, but the message is signed by {sender}",
+            getattr(payload, name),
+            f"{name} 与签名发送方 {sender} 不一致",
+        )
+        for name in getattr(payload, "AUTHOR_FIELDS", ())
+        if getattr(payload, name) != sender
+    ]
+
+
 def record_size(record: ConsumerRecord[bytes, bytes]) -> int:
     """What a record weighs on the wire, near enough: key, value and every header."""
     headers = sum(len(k) + len(v or b"") for k, v in record.headers or ())
@@ -197,6 +213,7 @@ class Classifier:
             ]
             return verdict
         problems = envelope.check_attachment_refs(payload)
+        problems += _author_mismatches(payload, envelope.sender)
         if version != envelope.schema_version:
             problems.append(
                 Problem(
@@ -207,7 +224,8 @@ class Classifier:
                 )
             )
         if problems:
-            verdict.code = "invalid_payload"
+            misnamed = any(p.rule == "party_mismatch" for p in problems)
+            verdict.code = "party_mismatch" if misnamed else "invalid_payload"
             verdict.problems = problems
             return verdict
         # 4. The routing policy.

@@ -119,6 +119,8 @@ def sample_envelope(
         overrides = {**payload_overrides, "now": now}
         if case_id is not None and "case_id" in model.model_fields:
             overrides.setdefault("case_id", case_id)
+        for name in model.AUTHOR_FIELDS:  # who acknowledged or refused is who signs
+            overrides.setdefault(name, party.agency_id)
         regulators = [a for a in (party.agency_id, *to) if a in REGULATORS]
         if "regulator" in SAMPLE_OPTIONS[kind] and regulators:
             overrides.setdefault("regulator", regulators[0])
