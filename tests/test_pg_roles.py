@@ -64,7 +64,11 @@ OPTIONAL: dict[str, set[tuple[str, str, str]]] = {
 }
 EXPECTED: dict[str, set[tuple[str, str]]] = {
     "casebus_router": REGISTRY
-    | {(t, p) for t in (*AUDIT, "router_accepted") for p in ("SELECT", "INSERT")},
+    | {
+        (t, p)
+        for t in (*AUDIT, "router_accepted", "dead_letter_bodies")
+        for p in ("SELECT", "INSERT")
+    },
     "casebus_sla": REGISTRY | OUTBOX_INBOX,
     "casebus_adapter": REGISTRY
     | OUTBOX_INBOX
