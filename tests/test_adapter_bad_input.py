@@ -214,3 +214,12 @@ async def test_a_plain_case_number_with_inner_spaces_and_nfc_text_is_accepted(
     r = await adapter.department(BUREAU).submit(_document() | {"ajbh": ajbh})
     assert r.status_code == 202, r.text
     assert await adapter.service.pool.fetchval("SELECT case_id FROM outbox") == ajbh
+
+
+async def test_the_openapi_document_states_the_identifier_rules(adapter: RunningAdapter) -> None:
+    spec = (await adapter.client.get("/openapi.json")).json()
+    body = spec["paths"]["/v1/submissions"]["post"]["requestBody"]["content"]["application/json"]
+    for field in ("ajbh", "glbh", "yyxx"):
+        schema = body["schema"]["properties"][field]
+        assert schema["maxLength"] == MAX_IDENTIFIER_LENGTH and schema["minLength"] == 1
+        assert "NFC" in schema["description"] and "U+0020" in schema["description"]

@@ -37,6 +37,7 @@ from adapters._framework.outbound import (
 )
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
+from bus.models import MAX_IDENTIFIER_LENGTH
 
 __all__ = ["create_app"]
 
@@ -109,6 +110,23 @@ def _problems(status: int, problems: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse({"problems": problems}, status_code=status)
 
 
+_IDENTIFIER_SCHEMA: Final[dict[str, Any]] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_IDENTIFIER_LENGTH,
+}
+_IDENTIFIER_RULES: Final = (
+    f"非空，至多 {MAX_IDENTIFIER_LENGTH} 个字符，NFC 规范化，首尾无空白，不含控制字符、格式字符等"
+    "不可见字符，空格仅限普通空格 / not blank, at most "
+    f"{MAX_IDENTIFIER_LENGTH} characters, NFC, no white space at either end, no control, format, "
+    "private-use, unassigned or separator characters, no space but U+0020."
+)
+
+
+def _identifier_schema(what: str) -> dict[str, Any]:
+    return _IDENTIFIER_SCHEMA | {"description": f"{what}. {_IDENTIFIER_RULES}"}
+
+
 def _submission_schema(service: AdapterService) -> dict[str, Any]:
     properties: dict[str, Any] = {
         KIND_FIELD: {
@@ -116,12 +134,14 @@ def _submission_schema(service: AdapterService) -> dict[str, Any]:
             "enum": service.vocabulary.codes(service.sends),
             "description": "业务类型 / the message kind",
         },
-        "ajbh": {"type": "string", "description": "案件编号 / case number"},
+        "ajbh": _identifier_schema("案件编号 / case number"),
         "jsdw": {"type": "array", "items": {"type": "string"}, "description": "接收单位"},
     }
     for name, spec in ENVELOPE_FIELDS.items():
         if name not in properties and not isinstance(spec, Nested):
             properties.setdefault(name, {"description": spec})
+    for name in ("glbh", "yyxx"):  # thread ids follow the case number's rules
+        properties[name] = _identifier_schema(str(ENVELOPE_FIELDS[name]))
     return {
         "type": "object",
         "required": [KIND_FIELD, "ajbh", "jsdw"],
