@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from buskit import Bus, receipt_payload
 
 from adapters import enforcement
 from adapters._framework.testing import RunningAdapter, running_adapter
@@ -23,6 +24,7 @@ from bus.agencies import load_registry
 from bus.models import MAX_IDENTIFIER_LENGTH
 from bus.registry import sync_agencies
 from bus.settings import Settings
+from bus.signing import sign_envelope
 
 pytestmark = [pytest.mark.integration]
 
@@ -223,3 +225,26 @@ async def test_the_openapi_document_states_the_identifier_rules(adapter: Running
         schema = body["schema"]["properties"][field]
         assert schema["maxLength"] == MAX_IDENTIFIER_LENGTH and schema["minLength"] == 1
         assert "NFC" in schema["description"] and "U+0020" in schema["description"]
+
+
+# -- the router decodes with the same models ---------------------------------------------------
+
+
+async def test_the_router_dead_letters_a_signed_envelope_whose_case_number_lies(bus: Bus) -> None:
+    police = await bus.party("ygh.police.bureau")
+    good = police.envelope(receipt_payload(1), recipients=[BUREAU], case_id="YGH-2026-15")
+    # Signed by its sender, but written past the adapter's check (model_copy does not validate).
+    lying = sign_envelope(
+        police.envelope(receipt_payload(2), recipients=[BUREAU], case_id="x").model_copy(
+            update={"case_id": "YGH-2026-\u202e51"}
+        ),
+        police.signer,
+    )
+    async with bus.router():
+        await bus.submit(lying, good)
+        delivered = await bus.inbox(BUREAU, want=1, settle_s=1.0)
+        dead = await bus.read(bus.settings.topic_dead(), want=1, settle_s=1.0)
+    assert [bus.codec.decode_envelope(r.value).message_id for r in delivered] == [good.message_id]
+    [record] = dead
+    reasons = json.loads(dict(record.headers)["casebus_dead_reason"])
+    assert [(p["path"], p["rule"]) for p in reasons] == [("case_id", "identifier_character")]
