@@ -16,10 +16,13 @@ import hashlib
 import json
 import os
 import signal
+import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 from buskit import Bus, receipt_payload
 from test_router_faults import _check_exactly_once_in_order, _logged, _stop, _stream, _tail
 
@@ -185,3 +188,88 @@ async def test_an_envelope_over_the_limit_is_nacked_naming_the_limit(bus: Bus) -
     assert payload.code == "too_large"  # type: ignore[attr-defined]
     [reason] = payload.reasons  # type: ignore[attr-defined]
     assert reason.rule == "too_large" and str(limit) in reason.message
+
+
+async def _set_topic_config(bus: Bus, topic: str, configs: dict[str, str]) -> None:
+    """The topic's whole set of overrides (AlterConfigs, not incremental: {} resets all)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(**bus.settings.kafka_client_options())
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+    finally:
+        await admin.close()
+    # The broker applies the change a moment later: wait until a 400-byte record is refused
+    # (or taken) as the new limit says, probing in transactions that are aborted, so that no
+    # reader ever sees a probe.
+    refuse = "max.message.bytes" in configs
+    probe = AIOKafkaProducer(
+        **bus.settings.kafka_client_options(), transactional_id=f"probe-{uuid.uuid4().hex[:8]}"
+    )
+    await probe.start()
+    try:
+        for _ in range(100):
+            await probe.begin_transaction()
+            try:
+                await probe.send_and_wait(topic, b"p" * 400)
+                refused = False
+            except MessageSizeTooLargeError:
+                refused = True
+            await probe.abort_transaction()
+            if refused == refuse:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await probe.stop()
+    raise AssertionError(f"{topic}: the broker never applied {configs}")
+
+
+@pytest.mark.timeout(180)
+async def test_a_delivery_kafka_refuses_for_good_is_refused_and_the_partition_moves_on(
+    bus: Bus,
+) -> None:
+    # The bureau's inbox takes no record above 200 bytes: every delivery to it is refused by
+    # the broker (MESSAGE_TOO_LARGE), whatever the retry. The message is refused in turn —
+    # audited, dead-lettered, nacked — and what comes after it on the partition flows on.
+    police = await bus.party(POLICE)
+    inbox = bus.settings.topic_inbox(BUREAU)
+    stuck = police.envelope(receipt_payload(1), recipients=[BUREAU], case_id="YGH-2026-0801")
+    await _set_topic_config(bus, inbox, {"max.message.bytes": "200"})
+    async with bus.router():
+        await bus.submit(stuck)
+        nacks = [
+            e
+            for e in bus.envelopes(await bus.inbox(POLICE, want=1, timeout_s=60))
+            if e.kind == "bus.nack"
+        ]
+        assert [bus.payload(n).original_message_id for n in nacks] == [stuck.message_id]  # type: ignore[attr-defined]
+        assert bus.payload(nacks[0]).code == "undeliverable"  # type: ignore[attr-defined]
+        await _set_topic_config(bus, inbox, {})
+        after = police.envelope(receipt_payload(2), recipients=[BUREAU], case_id="YGH-2026-0801")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await bus.submit(after)
+        delivered = await bus.inbox(BUREAU, want=1, timeout_s=30, settle_s=1)
+        took = loop.time() - t0
+    assert [r.value for r in delivered] == [police.value(after)]
+    assert took < 10, took
+    sha = hashlib.sha256(police.value(stuck)).hexdigest()
+    dead = await bus.read(bus.settings.topic_dead(), want=1, timeout_s=30)
+    [letter] = dead
+    headers = {k: bytes(v) for k, v in letter.headers}
+    assert headers["casebus_dead_code"] == b"undeliverable"
+    assert headers["casebus_value_sha256"] == sha.encode()
+    conn = await asyncpg.connect(bus.settings.database_url)
+    try:
+        events = [
+            r["event_kind"]
+            for r in await conn.fetch(
+                "SELECT event_kind FROM audit_entries WHERE case_id = 'YGH-2026-0801' ORDER BY idx"
+            )
+        ]
+    finally:
+        await conn.close()
+    # The log tells what happened: accepted, then refused once Kafka would not take it.
+    assert events[0] == "accepted" and "rejected" in events, events

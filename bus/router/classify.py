@@ -49,7 +49,7 @@ class Verdict:
     problems: list[Problem] = field(default_factory=list)
     reply_to: str | None = None
     """Who gets the nack: the sender when it is a registered agency."""
-    oversize: bool = False
+    digest_only: bool = False
     """Above the router's record limit: audited and dead-lettered by digest and prefix."""
 
     @property
@@ -261,7 +261,7 @@ class Classifier:
         verdict.envelope = envelope
         verdict.outcome = "reject" if envelope is not None else "dead"
         verdict.code = "too_large"
-        verdict.oversize = True
+        verdict.digest_only = True
         verdict.problems = [
             Problem(
                 "record",

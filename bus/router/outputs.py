@@ -78,7 +78,7 @@ def _bounded(problems: list[Problem]) -> list[Problem]:
     ]
 
 
-def _oversize_summary(v: Verdict) -> dict[str, Any]:
+def _digest_summary(v: Verdict) -> dict[str, Any]:
     """What the audit log and the dead letter say of a record too large to keep whole."""
     return {
         "sha256": v.value_sha256.hex(),
@@ -243,14 +243,14 @@ class Outputs:
             )
         if nack is not None:
             details["nack_to"] = v.reply_to
-        if v.oversize:  # the bytes are in dead_letter_bodies, under their digest
-            details["value"] = _oversize_summary(v)
+        if v.digest_only:  # the bytes are in dead_letter_bodies, under their digest
+            details["value"] = _digest_summary(v)
         leaf = message_leaf(
             "rejected" if v.outcome == "reject" else "dead_lettered",
             message_id=rejection_id(v),
             case_id=v.case_id,
             at=v.received_at,
-            value=None if v.oversize else v.value,
+            value=None if v.digest_only else v.value,
             key=v.key,
             details=details,
         )
@@ -264,8 +264,8 @@ class Outputs:
     def dead_letter(self, v: Verdict) -> Send:
         """The submission, unchanged, to the dead-letter topic with why, from where and when."""
         r = v.record
-        if v.oversize:
-            return self._oversize_dead_letter(v)
+        if v.digest_only:
+            return self._digest_dead_letter(v)
         headers = [
             *(r.headers or ()),
             ("casebus_dead_code", (v.code or "").encode()),
@@ -280,12 +280,12 @@ class Outputs:
         ]
         return Send(self._settings.topic_dead(), r.key or b"", v.value, headers)
 
-    def _oversize_dead_letter(self, v: Verdict) -> Send:
+    def _digest_dead_letter(self, v: Verdict) -> Send:
         """A too-large record, dead-lettered as its digest, its size and a prefix: the whole
         could not be written to Kafka. Its own headers are left out (they may be what is too
         large); the full record is in dead_letter_bodies under ``casebus_value_sha256``."""
         r = v.record
-        summary = _oversize_summary(v)
+        summary = _digest_summary(v)
         headers = [
             ("casebus_dead_code", (v.code or "").encode()),
             (

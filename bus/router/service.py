@@ -11,14 +11,12 @@ record that cannot be decoded or is refused never blocks its partition.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import aiokafka.errors as Errors
 import aiokafka.producer.sender as aiokafka_sender
 import asyncpg
 import structlog
@@ -28,22 +26,21 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 from bus import failpoints
 from bus.agencies import Registry
-from bus.audit.events import decode_leaf, leaf_envelope
-from bus.audit.log import AuditLog, AuditRecord
+from bus.audit.log import AuditLog
 from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import Problem
-from bus.models import Envelope
 from bus.router import eos, metrics
 from bus.router.classify import Classifier, Verdict
-from bus.router.outputs import Outputs, Send, rejection_id
+from bus.router.outputs import Outputs, rejection_id
+from bus.router.plan import BatchPlan, plan_batch
 from bus.router.principal import principal_check
 from bus.routing import RoutingPolicy
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, KeyStore
 from bus.topics import submit_topics
 
-__all__ = ["BatchPlan", "Router"]
+__all__ = ["Router"]
 
 log = structlog.get_logger("casebus.router")
 
@@ -70,16 +67,6 @@ def _set_txn_start_retry(seconds: float) -> None:
         log.warning("router.txn_start_retry_not_set", reason="aiokafka has no BACKOFF_OVERRIDE")
         return
     aiokafka_sender.BACKOFF_OVERRIDE = seconds
-
-
-@dataclass(slots=True)
-class BatchPlan:
-    """What one batch turned into: the records to produce, and the tallies for logs."""
-
-    sends: list[Send] = field(default_factory=list)
-    accepted: list[Verdict] = field(default_factory=list)
-    duplicates: list[Verdict] = field(default_factory=list)
-    refused: list[Verdict] = field(default_factory=list)
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -139,6 +126,10 @@ class Router:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._in_flight: asyncio.Task[bool] | None = None
+        # After Kafka refused a record for good: produce one record at a time until the one
+        # it refuses is found; its source is then refused itself, and the rest flow on.
+        self._careful = False
+        self._undeliverable: dict[tuple[str, int, int], list[str]] = {}
         _set_txn_start_retry(settings.router_txn_start_retry_ms / 1000)  # process-wide
         eos.install()  # process-wide: stable offset fetches, generation-fenced offsets
 
@@ -335,6 +326,10 @@ class Router:
         while True:
             try:
                 verdicts = await self._classifier.classify_all(records, now=datetime.now(UTC))
+                for v in verdicts:
+                    why = self._undeliverable.get(_source(v))
+                    if why:
+                        _refuse_as_undeliverable(v, why)
                 async with self._pool.acquire() as conn, conn.transaction():
                     return await self._audit(conn, verdicts)
             except _PG_ERRORS as e:
@@ -351,111 +346,7 @@ class Router:
 
     async def _audit(self, conn: Conn, verdicts: list[Verdict]) -> BatchPlan:
         """Classify duplicates, append every audit entry, and say what to produce."""
-        plan = BatchPlan()
-        ids = [v.envelope.message_id for v in verdicts if v.outcome == "accept" and v.envelope]
-        known = {
-            r["message_id"]: r
-            for r in await conn.fetch(
-                "SELECT * FROM router_accepted WHERE message_id = ANY($1::uuid[])", ids
-            )
-        }
-        seen_now: dict[object, Verdict] = {}
-        first_pass: list[AuditRecord] = []
-        nacks: dict[int, Envelope | None] = {}
-        for i, v in enumerate(verdicts):
-            if v.outcome == "accept":
-                env = v.envelope
-                assert env is not None
-                prior = known.get(env.message_id)
-                earlier = seen_now.get(env.message_id)
-                if prior is not None:
-                    same_bytes = bytes(prior["value_sha256"]) == v.value_sha256
-                    rerun = (prior["src_partition"], prior["src_offset"]) == (
-                        v.record.partition,
-                        v.record.offset,
-                    )
-                elif earlier is not None:
-                    same_bytes, rerun = earlier.value_sha256 == v.value_sha256, False
-                else:
-                    same_bytes, rerun = True, True
-                if not same_bytes:
-                    v.outcome, v.code = "reject", "conflicting_duplicate"
-                    v.problems = [_conflict(env.message_id)]
-                elif not rerun:
-                    plan.duplicates.append(v)
-                    log.info(
-                        "router.duplicate",
-                        message_id=str(env.message_id),
-                        case_id=env.case_id,
-                        kind=env.kind,
-                        sender=env.sender,
-                    )
-                    continue
-                else:
-                    seen_now[env.message_id] = v
-                    first_pass.append(self._outputs.accepted_record(v))
-                    continue
-            nack = self._outputs.nack(v)
-            nacks[i] = nack
-            first_pass.append(self._outputs.rejected_record(v, nack))
-
-        await _keep_oversize_bodies(conn, [v for v in verdicts if v.oversize])
-        appended = {
-            (e.message_id, e.event_kind): e for e in await self._log.append(conn, first_pass)
-        }
-        second_pass: list[AuditRecord] = []
-        receipts: dict[int, tuple[bytes, Envelope | None]] = {}
-        duplicates = {id(v) for v in plan.duplicates}
-        fresh: list[tuple[Verdict, int]] = []
-        for i, v in enumerate(verdicts):
-            if v.outcome != "accept" or id(v) in duplicates:
-                continue
-            env = v.envelope
-            assert env is not None
-            entry = appended[(env.message_id, "accepted")]
-            if entry.new:
-                fresh.append((v, entry.index))
-            record, receipt, value = self._outputs.receipt(v, audit_index=entry.index)
-            receipts[i] = (value, receipt)
-            second_pass.append(record)
-        if fresh:  # one round trip for the whole batch
-            await conn.execute(
-                """INSERT INTO router_accepted
-                   (message_id, value_sha256, src_partition, src_offset, audit_index)
-                   SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::int[], $4::bigint[],
-                                        $5::bigint[])
-                   ON CONFLICT (message_id) DO NOTHING""",
-                [v.envelope.message_id for v, _ in fresh if v.envelope is not None],
-                [v.value_sha256 for v, _ in fresh],
-                [v.record.partition for v, _ in fresh],
-                [v.record.offset for v, _ in fresh],
-                [index for _, index in fresh],
-            )
-        for e in await self._log.append(conn, second_pass):
-            if not e.new:  # a re-run: send exactly what the log already says was sent
-                stored = await self._log.entry(conn, e.message_id, "delivered")
-                logged = leaf_envelope(decode_leaf(stored.leaf))
-                for i, v in enumerate(verdicts):
-                    if logged and v.envelope is not None and v.envelope.message_id == e.message_id:
-                        receipts[i] = (logged, None)
-
-        for i, v in enumerate(verdicts):
-            if id(v) in duplicates:
-                continue
-            if v.outcome == "accept":
-                env = v.envelope
-                assert env is not None
-                index = appended[(env.message_id, "accepted")].index
-                plan.sends.extend(self._outputs.deliveries(v, audit_index=index))
-                plan.sends.append(self._outputs.receipt_send(v, *receipts[i]))
-                plan.accepted.append(v)
-            else:
-                plan.sends.append(self._outputs.dead_letter(v))
-                nack = nacks.get(i)
-                if nack is not None:
-                    plan.sends.append(self._outputs.nack_send(v, nack))
-                plan.refused.append(v)
-        return plan
+        return await plan_batch(conn, verdicts, outputs=self._outputs, audit_log=self._log)
 
     async def _deliver(
         self,
@@ -480,22 +371,7 @@ class Router:
                 raise KafkaError("the batch was fetched between two generations of the group")
             eos.record_membership(self._txn_id, self._group, membership)
             await producer.begin_transaction()
-            half = len(plan.sends) // 2
-            acks = []
-            for n, s in enumerate(plan.sends):
-                acks.append(await producer.send(s.topic, s.value, key=s.key, headers=s.headers))
-                if n == half:
-                    failpoints.hit("router.mid_produce")
-            # aiokafka commits a transaction even when some of its records failed for good (an
-            # OutOfOrderSequenceNumber after a broker restart): they would be missing from the
-            # inboxes while the offsets move on. Every record must be acknowledged first.
-            failed = [
-                r
-                for r in await asyncio.gather(*acks, return_exceptions=True)
-                if isinstance(r, BaseException)
-            ]
-            if failed:
-                raise KafkaError(f"{len(failed)} of {len(acks)} records not written: {failed[0]!r}")
+            await self._produce(producer, plan)
             failpoints.hit("router.after_produce")
             await producer.send_offsets_to_transaction(offsets, self._group)
             failpoints.hit("router.after_offsets")
@@ -507,6 +383,7 @@ class Router:
             )
             if failpoints.fails("router.commit_lost"):
                 raise KafkaError("failpoint router.commit_lost: the commit's answer was lost")
+            self._careful = False
             return True
         except (KafkaError, TimeoutError) as e:
             metrics.RETRIES.labels(stage="deliver").inc()
@@ -524,6 +401,56 @@ class Router:
             await asyncio.sleep(random.uniform(0.5, 1.5))
             self._producer = await self._start_producer_with_retry()
             return False
+
+    async def _produce(self, producer: AIOKafkaProducer, plan: BatchPlan) -> None:
+        """Write every record of the plan into the open transaction and wait until each is
+        acknowledged: aiokafka commits a transaction even when some of its records failed for
+        good (an OutOfOrderSequenceNumber after a broker restart), and they would be missing
+        from the inboxes while the offsets move on.
+
+        A record Kafka refuses for good (too large for a topic's limit, a topic the router may
+        not write) would fail every retry of the batch and stop its partition. The first such
+        refusal switches to one record at a time, which names the record; its submission is
+        then refused as ``undeliverable`` (audited, dead-lettered by digest, nacked) and the
+        batch is planned again without it."""
+        half = len(plan.sends) // 2
+        acks = []
+        for n, (s, origin) in enumerate(zip(plan.sends, plan.origins, strict=True)):
+            try:
+                ack = await producer.send(s.topic, s.value, key=s.key, headers=s.headers)
+                if self._careful:
+                    await ack
+            except KafkaError as e:
+                self._note_refusal(e, origin, s.topic)
+                raise
+            acks.append(ack)
+            if n == half:
+                failpoints.hit("router.mid_produce")
+        results = await asyncio.gather(*acks, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            for r in failed:
+                if isinstance(r, KafkaError):
+                    self._note_refusal(r, None, None)
+            raise KafkaError(f"{len(failed)} of {len(acks)} records not written: {failed[0]!r}")
+
+    def _note_refusal(self, error: KafkaError, origin: Verdict | None, topic: str | None) -> None:
+        if not isinstance(error, _REFUSED_FOR_GOOD):
+            return
+        if not self._careful or origin is None:
+            log.warning("router.refused_for_good", error=repr(error), next="one record at a time")
+            self._careful = True
+            return
+        reasons = self._undeliverable.setdefault(_source(origin), [])
+        reasons.append(f"{topic}: {type(error).__name__}")
+        log.warning(
+            "router.undeliverable",
+            message_id=str(origin.message_id) if origin.message_id else None,
+            topic=topic,
+            error=repr(error),
+            partition=origin.record.partition,
+            offset=origin.record.offset,
+        )
 
     async def _start_producer_with_retry(self) -> AIOKafkaProducer:
         delay = 0.5
@@ -572,40 +499,40 @@ class Router:
                 metrics.LAG.labels(partition=str(tp.partition)).set(max(0, high - position))
 
 
-async def _keep_oversize_bodies(conn: Conn, verdicts: list[Verdict]) -> None:
-    """Keep the whole of each too-large record where an operator can read it back; its dead
-    letter and audit entry carry only its digest, size and a prefix."""
-    for v in verdicts:
-        r = v.record
-        headers = [
-            {"key": k, "value": base64.b64encode(bytes(h or b"")).decode("ascii")}
-            for k, h in r.headers or ()
-        ]
-        await conn.execute(
-            """INSERT INTO dead_letter_bodies (value_sha256, src_topic, src_partition, src_offset,
-                   record_key, record_value, record_headers, received_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
-               ON CONFLICT (value_sha256) DO NOTHING""",
-            v.value_sha256,
-            r.topic,
-            r.partition,
-            r.offset,
-            r.key,
-            v.value,
-            json.dumps(headers),
-            v.received_at,
+# What Kafka refuses whatever the retry: the record or the topic is the problem, not the moment.
+_REFUSED_FOR_GOOD = (
+    Errors.MessageSizeTooLargeError,
+    Errors.RecordListTooLargeError,
+    Errors.RecordTooLargeError,
+    Errors.InvalidTopicError,
+    Errors.TopicAuthorizationFailedError,
+    Errors.UnsupportedForMessageFormatError,
+)
+
+
+def _source(v: Verdict) -> tuple[str, int, int]:
+    return (v.record.topic, v.record.partition, v.record.offset)
+
+
+def _refuse_as_undeliverable(v: Verdict, why: list[str]) -> None:
+    """A submission whose outputs Kafka refused for good: refused itself, kept by digest. If
+    what was refused was its nack, the second time it is dead-lettered without one."""
+    v.outcome = "reject" if v.reply_to is not None and len(why) < 2 else "dead"
+    if v.outcome == "dead":
+        v.reply_to = None
+    v.code = "undeliverable"
+    v.deliver_to = ()
+    v.digest_only = True
+    v.problems = [
+        Problem(
+            "recipients",
+            "undeliverable",
+            f"Kafka refused to write what the bus produces for it ({why[-1]})",
+            why[-1],
+            "总线无法写入该消息的投递记录（Kafka 拒绝）",
         )
+    ]
 
 
 def _kind(v: Verdict) -> str:
     return v.envelope.kind if v.envelope is not None else "unknown"
-
-
-def _conflict(message_id: object) -> Problem:
-    return Problem(
-        "message_id",
-        "conflicting_duplicate",
-        "this message id was already accepted with other content",
-        str(message_id),
-        "该消息编号已以不同内容被接收",
-    )
