@@ -12,7 +12,7 @@ import asyncio
 import random
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,51 @@ async def test_a_notice_to_no_police_agency_is_skipped_not_retried(
     [deadline] = done.opened
     assert (deadline.owner_agency, deadline.waiting_agency) == (POLICE, PROC)
     assert deadline.due_at == bus_payload(to_police)["due_at"]  # the notice's own due date
+
+
+async def test_a_due_instant_at_the_ends_of_the_calendar_is_skipped_not_retried(
+    settings: Settings, sla_key: Path, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # The adapters accept any instant in the years 1 to 9999 UTC; in Shanghai, or counted back
+    # two working days for a warning, the ends leave the calendar. The engine must skip such a
+    # deadline (a bad field), not fail on the message and retry it forever.
+    bureau = make_party(BUREAU, tmp_path / "keys")
+    regulator = make_party(ENV_REGULATOR, tmp_path / "keys")
+    clock = FixedClock(START)
+    engine = make_engine(settings, sla_key, clock)
+    rng = random.Random(15)
+    labels = {"policy": "opinion.response", "reason": "bad_field"}
+    before = REGISTRY.get_sample_value("casebus_sla_skipped_total", labels) or 0.0
+    ends = [datetime(9999, 12, 31, 23, 59, 59, 999000, UTC), datetime(1, 1, 1, tzinfo=UTC)]
+    requests = [
+        send(bureau, "opinion.request", rng, clock, recipients=[ENV_REGULATOR], due_at=end)
+        for end in ends
+    ]
+    fine = send(bureau, "opinion.request", rng, clock, recipients=[ENV_REGULATOR])
+    async with pool.acquire() as conn, conn.transaction():
+        for request in requests:
+            assert (await engine.apply(conn, request)).opened == []
+        [deadline] = (await engine.apply(conn, fine)).opened
+    moves = [
+        send(
+            regulator,
+            "opinion.delegated",
+            rng,
+            clock,
+            recipients=[BUREAU],
+            correlation_id=fine.correlation_id,
+            case_id=fine.case_id,
+            causation_id=str(fine.message_id),
+            expected_at=end,
+        )
+        for end in ends
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        for move in moves:
+            assert (await engine.apply(conn, move)).moved == []
+    assert REGISTRY.get_sample_value("casebus_sla_skipped_total", labels) == before + 4
+    [still] = await store.opened_by(pool, fine.message_id)
+    assert still.due_at == deadline.due_at and still.moves == deadline.moves
 
 
 async def test_monthly_penalty_feedback_deadlines_open_and_a_report_closes_its_own(

@@ -198,7 +198,9 @@ class SlaEngine:
         for policy in self._policies.opened_by(envelope.kind, payload):
             try:
                 deadline = self.new_deadline(policy, envelope, payload, now)
-            except (PolicyInputError, NoParty) as e:
+            except (PolicyInputError, NoParty, OverflowError) as e:
+                # OverflowError: an instant the models accept (years 1-9999 UTC) that leaves the
+                # calendar in Shanghai or when a period or a warning is counted from it.
                 self._skip(bound, policy.id, "open", e)
                 continue
             if await self._store.insert(conn, deadline):
@@ -232,10 +234,10 @@ class SlaEngine:
             policy = self._policies.get(deadline.policy_id)
             try:
                 due = policy.moved_due(payload)
-            except PolicyInputError as e:
+                warnings = policy.warning_instants(deadline.start_at, due, calendar=self._calendar)
+            except (PolicyInputError, OverflowError) as e:  # OverflowError: as in _open
                 self._skip(bound, policy.id, "move", e)
                 continue
-            warnings = policy.warning_instants(deadline.start_at, due, calendar=self._calendar)
             moved = move_step(
                 deadline, due_at=due, warnings_at=warnings, moved_by=envelope.message_id, now=now
             )
