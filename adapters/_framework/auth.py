@@ -120,7 +120,10 @@ def token_reader(
     """The dependency naming the agency of any active token (401 otherwise); ``pool()`` gives
     the database pool at request time. With ``basic_realm`` (HTML pages for a browser) the token
     may also come as the password of HTTP Basic, and a 401 asks the browser for it."""
-    challenge = "Bearer" if basic_realm is None else f'Bearer, Basic realm="{basic_realm}"'
+    # A page for a browser challenges with Basic alone: Chromium ignores a header that also
+    # names Bearer and then never sends the credentials typed in or written in the URL. A
+    # bearer token is still accepted there.
+    challenge = "Bearer" if basic_realm is None else f'Basic realm="{basic_realm}"'
 
     async def agency_of(
         request: Request,
