@@ -262,12 +262,13 @@ class Outputs:
         )
 
     def dead_letter(self, v: Verdict) -> Send:
-        """The submission, unchanged, to the dead-letter topic with why, from where and when."""
+        """The submission, unchanged, to the dead-letter topic with why, from where and when.
+
+        One kept by digest (too large, or refused by Kafka) goes as its digest, its size and a
+        prefix instead, without its own headers (they may be what is too large); the whole
+        record is in dead_letter_bodies under ``casebus_value_sha256``."""
         r = v.record
-        if v.digest_only:
-            return self._digest_dead_letter(v)
-        headers = [
-            *(r.headers or ()),
+        why = [
             ("casebus_dead_code", (v.code or "").encode()),
             (
                 "casebus_dead_reason",
@@ -278,24 +279,12 @@ class Outputs:
             ("casebus_source_offset", str(r.offset).encode()),
             ("casebus_dead_at", v.received_at.isoformat().encode()),
         ]
-        return Send(self._settings.topic_dead(), r.key or b"", v.value, headers)
-
-    def _digest_dead_letter(self, v: Verdict) -> Send:
-        """A too-large record, dead-lettered as its digest, its size and a prefix: the whole
-        could not be written to Kafka. Its own headers are left out (they may be what is too
-        large); the full record is in dead_letter_bodies under ``casebus_value_sha256``."""
-        r = v.record
+        if not v.digest_only:
+            headers = [*(r.headers or ()), *why]
+            return Send(self._settings.topic_dead(), r.key or b"", v.value, headers)
         summary = _digest_summary(v)
         headers = [
-            ("casebus_dead_code", (v.code or "").encode()),
-            (
-                "casebus_dead_reason",
-                json.dumps(_problems_json(_bounded(v.problems)), ensure_ascii=False).encode(),
-            ),
-            ("casebus_source_topic", r.topic.encode()),
-            ("casebus_source_partition", str(r.partition).encode()),
-            ("casebus_source_offset", str(r.offset).encode()),
-            ("casebus_dead_at", v.received_at.isoformat().encode()),
+            *why,
             ("casebus_value_sha256", summary["sha256"].encode()),
             ("casebus_value_size", str(summary["size"]).encode()),
             ("casebus_value_truncated", b"true"),
