@@ -42,11 +42,13 @@ SERVICE_ROLES: dict[Service, str] = {
     "router": "casebus_router",
     "sla": "casebus_sla",
     "adapter": "casebus_adapter",
+    "procuratorate_adapter": "casebus_procuratorate_adapter",
     "monitor": "casebus_monitor",
     "procuratorate": "casebus_procuratorate_ro",
 }
-"""The group role (``0009_roles.sql``) holding each service's grants; each service logs in as
-a member of it, ``<group>_login`` in the local deployment (``deploy/local/up``)."""
+"""The group role (migrations ``0009_roles``, ``0011_procuratorate_adapter_role``) holding each
+service's grants; each service logs in as a member of it, ``<group>_login`` in the local
+deployment (``deploy/local/up``)."""
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any fixed 64-bit number works; this one spells "casebus" so it is easy to spot in pg_locks.
 _ADVISORY_LOCK = 0x63617365627573

@@ -30,7 +30,7 @@ SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
 """The SASL mechanisms casebus supports; the deployments use SCRAM-SHA-512."""
 SubmitTopics = Literal["shared", "per_agency"]
 """One ``<prefix>.submit`` for every party, or one ``<prefix>.submit.<agency>`` per party."""
-Service = Literal["router", "sla", "adapter", "monitor", "procuratorate"]
+Service = Literal["router", "sla", "adapter", "procuratorate_adapter", "monitor", "procuratorate"]
 """A kind of process with a PostgreSQL role of its own (``CASEBUS_<SERVICE>_DATABASE_URL``)."""
 
 # Which variable each SASL_SSL requirement is, in the order an operator would set them.
@@ -60,8 +60,14 @@ class Settings(BaseSettings):
     )
     adapter_database_url: str | None = Field(
         None,
-        description="The adapters' DSN: a login in role casebus_adapter. Not used yet: an "
-        "adapter registers its agencies' keys when it starts, which that role may not.",
+        description="The department adapters' DSN: a login in role casebus_adapter. Their "
+        "agencies' keys are the operator's to register (`casebus agency key add`).",
+    )
+    procuratorate_adapter_database_url: str | None = Field(
+        None,
+        description="The procuratorate adapter's DSN: a login in role "
+        "casebus_procuratorate_adapter (casebus_adapter's grants, and it reads and appends "
+        "to the audit log).",
     )
     monitor_database_url: str | None = Field(
         None, description="The audit monitor's DSN: a login in role casebus_monitor."
@@ -181,6 +187,7 @@ class Settings(BaseSettings):
         "router_database_url",
         "sla_database_url",
         "adapter_database_url",
+        "procuratorate_adapter_database_url",
         "monitor_database_url",
         "procuratorate_database_url",
     )

@@ -29,6 +29,7 @@ ROLES = (
     "casebus_router",
     "casebus_sla",
     "casebus_adapter",
+    "casebus_procuratorate_adapter",
     "casebus_monitor",
     "casebus_procuratorate_ro",
 )
@@ -62,15 +63,8 @@ OPTIONAL: dict[str, set[tuple[str, str, str]]] = {
         ("casebus_procuratorate_ro", "procuratorate_tree_heads", "SELECT"),
     },
 }
-EXPECTED: dict[str, set[tuple[str, str]]] = {
-    "casebus_router": REGISTRY
-    | {
-        (t, p)
-        for t in (*AUDIT, "router_accepted", "dead_letter_bodies")
-        for p in ("SELECT", "INSERT")
-    },
-    "casebus_sla": REGISTRY | OUTBOX_INBOX,
-    "casebus_adapter": REGISTRY
+ADAPTER = (
+    REGISTRY
     | OUTBOX_INBOX
     | {
         ("adapter_tokens", "SELECT"),
@@ -79,7 +73,31 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("adapter_deliveries", "SELECT"),
         ("adapter_deliveries", "INSERT"),
         ("adapter_deliveries", "UPDATE"),
+    }
+)
+EXPECTED: dict[str, set[tuple[str, str]]] = {
+    "casebus_router": REGISTRY
+    | {
+        (t, p)
+        for t in (*AUDIT, "router_accepted", "dead_letter_bodies")
+        for p in ("SELECT", "INSERT")
     },
+    "casebus_sla": REGISTRY | OUTBOX_INBOX,
+    "casebus_adapter": ADAPTER,
+    # The department adapters' grants, its own tables, and the audit log: it reads it all and
+    # appends the queries it answers; checkpoints are the router's to sign.
+    "casebus_procuratorate_adapter": ADAPTER
+    | {
+        (t, p)
+        for t in (
+            "procuratorate_events",
+            "procuratorate_tree_heads",
+            "audit_entries",
+            "audit_nodes",
+        )
+        for p in ("SELECT", "INSERT")
+    }
+    | {("audit_checkpoints", "SELECT")},
     "casebus_monitor": REGISTRY
     | {("inbox_handled", "SELECT"), ("inbox_handled", "INSERT")}
     | {(t, p) for t in ("monitor_checkpoints", "monitor_alarms") for p in ("SELECT", "INSERT")},

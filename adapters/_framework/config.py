@@ -7,11 +7,16 @@ from pathlib import Path
 from typing import Literal
 
 from bus.errors import ConfigError
+from bus.settings import Service
 
 __all__ = ["AdapterConfig", "AgencyEndpoint", "DeliveryMode"]
 
 DeliveryMode = Literal["webhook", "pull"]
 """How a department receives messages: we POST to it, or it GETs ``/v1/inbox``."""
+
+# Which PostgreSQL role an adapter kind connects as (Settings.for_service): the procuratorate's
+# also reads and appends to the audit log (migration 0011); every other kind is casebus_adapter.
+_SERVICE_OF_KIND: dict[str, Service] = {"procuratorate": "procuratorate_adapter"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +75,11 @@ class AdapterConfig:
             raise ConfigError("webhook_concurrency must be at least 1")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+
+    @property
+    def service(self) -> Service:
+        """The service whose database login this adapter uses (its own least privilege)."""
+        return _SERVICE_OF_KIND.get(self.adapter_kind, "adapter")
 
     def agency(self, agency_id: str) -> AgencyEndpoint | None:
         """The endpoint of ``agency_id``, if this adapter serves it."""

@@ -26,13 +26,15 @@ from bus.db import create_pool
 from bus.errors import ConfigError
 from bus.inbox import InboxReader
 from bus.outbox import OutboxRelay
-from bus.registry import add_key
+from bus.provision import OwnKey, ensure_registered
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, PublicKeyRecord
+from bus.signing import Ed25519Signer
 
 __all__ = ["AdapterService"]
 
 log = structlog.get_logger("casebus.adapter")
+
+_KEYS_VALID_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 class AdapterService:
@@ -68,6 +70,12 @@ class AdapterService:
             a.agency_id: Ed25519Signer.from_file(a.key_file, agency_id=a.agency_id)
             for a in config.agencies
         }
+        # Valid from well before any document an agency may still send: the keys are the
+        # agencies', registered by the operator (`casebus agency key add`), not the adapter.
+        self.own_keys = tuple(
+            OwnKey.of(self.signers[a.agency_id], a.key_file, valid_from=_KEYS_VALID_FROM)
+            for a in config.agencies
+        )
         self.settler = Settler(
             settings, signers=self.signers, codec=self._codec, on_commit=self._woke
         )
@@ -104,25 +112,22 @@ class AdapterService:
             deliverer.wake()
 
     async def start(self) -> None:
-        """Connect, register the agencies' keys, start relays, readers and deliverers."""
+        """Connect, check the agencies' keys are registered (the operator's job: the router
+        trusts them, so casebus_adapter may not write them), start relays, readers and
+        deliverers."""
         if self.started:
             return
         self._stopping.clear()
         self._pool = await create_pool(
             self.settings.database_url, min_size=1, max_size=self.config.db_pool_max_size
         )
-        async with self._pool.acquire() as conn:
-            for agency_id, signer in self.signers.items():
-                await add_key(
-                    conn,
-                    PublicKeyRecord(
-                        key_id=signer.key_id,
-                        agency_id=agency_id,
-                        algorithm=signer.algorithm,
-                        public_key=signer.public_key,
-                        valid_from=datetime(2020, 1, 1, tzinfo=UTC),
-                    ),
-                )
+        try:
+            async with self._pool.acquire() as conn:
+                await ensure_registered(conn, registry=None, keys=self.own_keys)
+        except BaseException:
+            await self._pool.close()
+            self._pool = None
+            raise
         self._submitter = Submitter(
             self.settings,
             vocabulary=self.vocabulary,

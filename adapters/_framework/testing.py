@@ -31,6 +31,8 @@ from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters._framework.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook
 from adapters._framework.service import AdapterService
+from bus.db import connect
+from bus.provision import ensure_registered
 from bus.settings import Settings
 from bus.signing import write_keypair
 
@@ -230,11 +232,16 @@ async def running_adapter(
     key_dir: Path,
     webhooks: Mapping[str, FakeDepartment | None],
     relay_settings: Settings | None = None,
+    own_role: bool = False,
     **config: Any,
 ) -> AsyncIterator[RunningAdapter]:
     """Start an adapter for the agencies of ``webhooks`` (None: that agency pulls).
 
-    Each agency gets a fresh key pair under ``key_dir`` and an API token.
+    Each agency gets a fresh key pair under ``key_dir`` and an API token, both registered as
+    an operator would: as the owner of the tables (``settings.database_url``). With
+    ``own_role`` the adapter itself connects as deployed, as its role's login
+    (``settings.for_service(config.service)``: casebus_adapter's, the procuratorate's own);
+    else as the owner too.
     """
     endpoints = []
     for agency_id, fake in webhooks.items():
@@ -256,11 +263,22 @@ async def running_adapter(
     defaults.update(config)
     kind = build_service.__module__.split(".")[1] if "." in build_service.__module__ else "test"
     cfg = AdapterConfig(adapter_kind=kind, agencies=tuple(endpoints), **defaults)
-    service = build_service(settings, cfg, relay_settings=relay_settings)
+    service = build_service(
+        settings.for_service(cfg.service) if own_role else settings,
+        cfg,
+        relay_settings=relay_settings,
+    )
+    tokens: dict[str, str] = {}
+    operator = await connect(settings.database_url)
+    try:
+        await ensure_registered(operator, registry=None, keys=service.own_keys)
+        for agency_id in webhooks:
+            tokens[agency_id] = await create_token(operator, agency_id)
+    finally:
+        await operator.close()
     async with service:
         transport = httpx.ASGITransport(app=create_app(service, manage_service=False))
         async with httpx.AsyncClient(transport=transport, base_url="http://adapter") as client:
             running = RunningAdapter(service, client)
-            for agency_id in webhooks:
-                running.tokens[agency_id] = await create_token(service.pool, agency_id)
+            running.tokens.update(tokens)
             yield running

@@ -77,9 +77,9 @@ def _config(
 
 def _serve(kind: str, config: AdapterConfig, host: str, port: int) -> None:
     module: Any = importlib.import_module(f"adapters.{kind}.app")
-    # Not for_service("adapter") yet: an adapter registers its agencies' keys in agency_keys
-    # when it starts, which its role rightly may not (the router trusts those keys).
-    settings = load_settings()
+    # As its own role: it may not register its agencies' keys (the router trusts them), so
+    # the operator has (`casebus agency key add`); start() stops, naming that, if not.
+    settings = load_settings().for_service(config.service)
     service = module.build_service(settings, config)
     api = module.create_app(service)
     uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None)).run()

@@ -7,6 +7,7 @@ import asyncio
 import typer
 from prometheus_client import start_http_server
 
+from bus.errors import ConfigError
 from bus.router.app import run_router
 from bus.settings import load_settings
 
@@ -30,4 +31,9 @@ def router(
     port = metrics_port or settings.metrics_port
     if port:
         start_http_server(port, addr="127.0.0.1")
-    asyncio.run(run_router(settings, freeze_gc=True))
+    try:
+        # As its own role (CASEBUS_ROUTER_DATABASE_URL), which may not alter the audit log.
+        asyncio.run(run_router(settings.for_service("router"), freeze_gc=True))
+    except ConfigError as e:  # e.g. the bus key is not registered: names the command that does
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e

@@ -197,7 +197,7 @@ def run(
     try:
         asyncio.run(
             run_sla_engine(
-                settings,
+                settings.for_service("sla"),  # its own role: CASEBUS_SLA_DATABASE_URL
                 key_file=key_file,
                 policies_file=policies_file,
                 holidays_file=holidays_file,

@@ -12,12 +12,13 @@ import structlog
 from bus.agencies import load_registry
 from bus.audit.checkpointer import Checkpointer
 from bus.db import create_pool, migrate
-from bus.registry import PgKeyStore, add_key, sync_agencies
+from bus.provision import OwnKey, ensure_registered
+from bus.registry import PgKeyStore
 from bus.router.service import Router
 from bus.router.tree_heads import TreeHeadPublisher
 from bus.routing import load_policy
 from bus.settings import REPO_ROOT, Settings
-from bus.signing import Ed25519Signer, PublicKeyRecord
+from bus.signing import Ed25519Signer
 
 __all__ = ["run_router"]
 
@@ -31,8 +32,9 @@ async def run_router(
     stop_event: asyncio.Event | None = None,
     freeze_gc: bool = False,
 ) -> None:
-    """Migrate, register the bus key, then route and publish tree heads until SIGTERM/SIGINT
-    (or until ``stop_event`` is set, for callers that run it as a task).
+    """Migrate (a no-op on a current schema), check the agencies and the bus key are
+    registered (:func:`~bus.provision.ensure_registered`), then route and publish tree heads
+    until SIGTERM/SIGINT (or until ``stop_event`` is set, for callers that run it as a task).
 
     ``freeze_gc`` (for a process that is only a router, as ``casebus router``): once set up,
     move every object made so far — modules, schemas, models, registry, policy — out of the
@@ -45,18 +47,10 @@ async def run_router(
     signer = Ed25519Signer.from_file(settings.bus_key_file, agency_id="casebus")
     pool = await create_pool(settings.database_url, min_size=2, max_size=8)
     try:
+        # The bus key signs receipts and tree heads: the owner registers it, not the router.
+        own = OwnKey.of(signer, settings.bus_key_file, valid_from=datetime.now(UTC))
         async with pool.acquire() as conn:
-            await sync_agencies(conn, registry)
-            await add_key(
-                conn,
-                PublicKeyRecord(
-                    key_id=signer.key_id,
-                    agency_id="casebus",
-                    algorithm=signer.algorithm,
-                    public_key=signer.public_key,
-                    valid_from=datetime.now(UTC),
-                ),
-            )
+            await ensure_registered(conn, registry=registry, keys=[own])
         router = Router(
             settings,
             pool=pool,

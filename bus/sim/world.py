@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from adapters import court, enforcement, police, regulators
@@ -23,12 +25,13 @@ from adapters.regulators.testing import FakeRegulator
 from bus.agencies import load_registry
 from bus.audit.monitor import DatabaseProofSource, run_monitor
 from bus.db import create_pool, migrate
-from bus.registry import sync_agencies
+from bus.provision import OwnKey, ensure_registered
 from bus.router.app import run_router
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
 from bus.sim.clock import SteppedClock
 from bus.sla.app import run_sla_engine
+from bus.sla.deadline import SLA_AGENCY
 from bus.topics import ensure_topics
 
 __all__ = [
@@ -41,6 +44,8 @@ __all__ = [
     "World",
     "running_world",
 ]
+
+log = structlog.get_logger("casebus.demo")
 
 BUREAU = "ygh.enforcement.bureau"
 POLICE = "ygh.police.bureau"
@@ -88,6 +93,12 @@ class World:
         ]
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A part that stops with an error says so at once: the demo's days would only stall."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("demo.component_failed", component=task.get_name(), error=repr(error))
+
+
 def _bus_log_key(settings: Settings) -> Ed25519PublicKey:
     path = settings.bus_key_file
     if not path.exists():
@@ -112,22 +123,31 @@ async def running_world(
     tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(name: str, coro: Coroutine[Any, Any, None]) -> None:
-        tasks[name] = asyncio.create_task(coro, name=f"demo.{name}")
+        tasks[name] = task = asyncio.create_task(coro, name=f"demo.{name}")
+        task.add_done_callback(_log_failure)
 
-    small: dict[str, Any] = {"db_pool_max_size": 4}
-    # The adapters stay the owner for now: each registers its agencies' keys in agency_keys
-    # when it starts, which casebus_adapter rightly may not (the router trusts those keys).
-    adapters_settings = settings
+    # Each part connects as its own role, as deployed; the demo itself is the operator (the
+    # owner of the tables): it registers the agencies, the services' keys and the API tokens.
+    small: dict[str, Any] = {"db_pool_max_size": 4, "own_role": True}
     try:
+        now = datetime.now(UTC)
         async with pool.acquire() as conn:
-            await sync_agencies(conn, registry)
-        # The router and the SLA engine stay the owner for now: as casebus_router and
-        # casebus_sla the demo's first flows stalled (issue #15 point 5, what remains).
-        start("router", run_router(settings, handle_signals=False, stop_event=stop))
+            await ensure_registered(
+                conn,
+                registry=registry,
+                keys=[
+                    OwnKey.of(Ed25519Signer.from_file(path, agency_id=agency), path, valid_from=now)
+                    for agency, path in (("casebus", settings.bus_key_file), (SLA_AGENCY, sla_key))
+                ],
+            )
+        start(
+            "router",
+            run_router(settings.for_service("router"), handle_signals=False, stop_event=stop),
+        )
         start(
             "sla",
             run_sla_engine(
-                settings,
+                settings.for_service("sla"),
                 key_file=sla_key,
                 clock=clock,
                 handle_signals=False,
@@ -156,9 +176,7 @@ async def running_world(
                 await stack.enter_async_context(fake)
 
             async def adapter(build: Any, hooks: dict[str, FakeDepartment | None]) -> Any:
-                cm = running_adapter(
-                    build, adapters_settings, key_dir=key_dir, webhooks=hooks, **small
-                )
+                cm = running_adapter(build, settings, key_dir=key_dir, webhooks=hooks, **small)
                 return await stack.enter_async_context(cm)
 
             world = World(
@@ -176,7 +194,7 @@ async def running_world(
                 pol=await adapter(police.build_service, {POLICE: pol, ECO: eco}),
                 proc=await stack.enter_async_context(
                     running_procuratorate(
-                        adapters_settings, key_dir=key_dir, webhooks={PROCURATORATE: None}, **small
+                        settings, key_dir=key_dir, webhooks={PROCURATORATE: None}, **small
                     )
                 ),
                 crt=await adapter(court.build_service, {COURT: crt}),

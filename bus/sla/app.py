@@ -20,9 +20,9 @@ from bus.agencies import load_registry
 from bus.db import create_pool, migrate
 from bus.inbox import InboxReader
 from bus.outbox import OutboxRelay
-from bus.registry import add_key, sync_agencies
+from bus.provision import OwnKey, ensure_registered
 from bus.settings import REPO_ROOT, Settings
-from bus.signing import Ed25519Signer, PublicKeyRecord
+from bus.signing import Ed25519Signer
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, WorkCalendar
 from bus.sla.clock import Clock, clock_from_setting
 from bus.sla.deadline import SLA_AGENCY
@@ -52,7 +52,8 @@ async def run_sla_engine(
     scheduler_poll_s: float = 1.0,
     relay_poll_s: float = 0.2,
 ) -> None:
-    """Check the policies, migrate, register the engine's key, then handle the inbox, emit
+    """Check the policies, migrate, check the engine's key is registered
+    (:func:`~bus.provision.ensure_registered`), then handle the inbox, emit
     warnings and breaches and publish them until SIGTERM/SIGINT (or ``stop_event``).
 
     ``clock`` defaults to ``CASEBUS_CLOCK``. Raises ConfigError for a bad policy, holiday,
@@ -72,18 +73,9 @@ async def run_sla_engine(
     await migrate(settings.database_url)
     pool = await create_pool(settings.database_url, min_size=2, max_size=8)
     try:
+        own = OwnKey.of(signer, key_file, valid_from=datetime.now(UTC))
         async with pool.acquire() as conn:
-            await sync_agencies(conn, registry)
-            await add_key(
-                conn,
-                PublicKeyRecord(
-                    key_id=signer.key_id,
-                    agency_id=SLA_AGENCY,
-                    algorithm=signer.algorithm,
-                    public_key=signer.public_key,
-                    valid_from=datetime.now(UTC),
-                ),
-            )
+            await ensure_registered(conn, registry=registry, keys=[own])
         relay = OutboxRelay(settings, pool=pool, owner=SLA_AGENCY, poll_interval_s=relay_poll_s)
         scheduler = SlaScheduler(
             pool=pool,

@@ -53,12 +53,13 @@ pg_running() {
   [ -n "$bindir" ] && [ -f "$PGDIR/data/PG_VERSION" ] && as_pg_user "$bindir/pg_ctl" -D "$PGDIR/data" status >/dev/null 2>&1
 }
 
-# Each service's PostgreSQL login as <service>:<group role of bus/migrations/0009_roles.sql>;
+# Each service's PostgreSQL login as <service>:<group role of bus/migrations/0009_roles.sql
+# and 0011_procuratorate_adapter_role.sql>;
 # the login user is "<group>_login". The tables' owner ($PG_USER) only migrates and runs
 # operator commands: a service that may not alter or truncate a table cannot switch the audit
 # log's append-only triggers off. Local trust authentication, so no password; a real
 # deployment gives each login a password from its secret store.
-SERVICE_LOGINS="router:casebus_router sla:casebus_sla adapter:casebus_adapter monitor:casebus_monitor procuratorate:casebus_procuratorate_ro"
+SERVICE_LOGINS="router:casebus_router sla:casebus_sla adapter:casebus_adapter procuratorate_adapter:casebus_procuratorate_adapter monitor:casebus_monitor procuratorate:casebus_procuratorate_ro"
 
 print_pg_exports() {
   local base="127.0.0.1:$PG_PORT/$PG_DB" pair
