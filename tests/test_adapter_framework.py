@@ -569,6 +569,20 @@ async def test_the_cli_issues_tokens_and_serves_an_adapter(
 
     keys = tmp_path / "cli-keys"
     write_keypair(PLANNING, keys)
+    # The adapter connects as casebus_adapter, which may not register keys: the operator does.
+    added = await asyncio.create_subprocess_exec(
+        str(casebus_exe),
+        "agency",
+        "key",
+        "add",
+        "--agency",
+        PLANNING,
+        "--public-key",
+        str(keys / f"{PLANNING}.pub.pem"),
+        env=cli_env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert await added.wait() == 0, (await added.stderr.read()).decode()  # type: ignore[union-attr]
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
