@@ -43,6 +43,7 @@ OUTBOX_INBOX = {
     ("outbox", "UPDATE"),
     ("inbox_handled", "SELECT"),
     ("inbox_handled", "INSERT"),
+    ("inbox_handled", "DELETE"),
 }
 # Tables of migrations still in flux are expected only where they exist.
 OPTIONAL: dict[str, set[tuple[str, str, str]]] = {
@@ -99,7 +100,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     }
     | {("audit_checkpoints", "SELECT")},
     "casebus_monitor": REGISTRY
-    | {("inbox_handled", "SELECT"), ("inbox_handled", "INSERT")}
+    | {("inbox_handled", p) for p in ("SELECT", "INSERT", "DELETE")}
     | {(t, p) for t in ("monitor_checkpoints", "monitor_alarms") for p in ("SELECT", "INSERT")},
     "casebus_procuratorate_ro": REGISTRY
     | {(t, "SELECT") for t in (*AUDIT, "monitor_checkpoints", "monitor_alarms")},
