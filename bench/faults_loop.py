@@ -36,7 +36,7 @@ _COUNTS = re.compile(r"(\d+) deliveries seen twice, (\d+) messages lost")
 
 
 def _name(case: ET.Element) -> str:
-    name = re.sub(r"-?run\d+(?=\]|$)", "", case.get("name", "")).replace("[]", "")
+    name = re.sub(r"run\d+-?|-?run\d+", "", case.get("name", "")).replace("[]", "")
     return f"{case.get('classname', '').rsplit('.', 1)[-1]}::{name}"
 
 
