@@ -138,6 +138,11 @@ async def service_logins(infra: Infra, template_db: str) -> dict[Service, str]:
     """The LOGIN user each service connects as, one per group role of migration 0009, made as
     ``deploy/local/up`` makes them (the template's migration made the groups). Empty when the
     session's role may not create roles: then services connect as the owner."""
+    return await make_service_logins(infra)
+
+
+async def make_service_logins(infra: Infra) -> dict[Service, str]:
+    """What :func:`service_logins` does, for a module with infrastructure of its own."""
     logins: dict[Service, str] = {s: f"{group}_login" for s, group in SERVICE_ROLES.items()}
     conn = await asyncpg.connect(infra.database_url)
     try:

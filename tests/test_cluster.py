@@ -32,7 +32,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from buskit import Bus
-from conftest import Infra
+from conftest import Infra, make_service_logins
 from test_router_faults import (
     BUREAU,
     POLICE,
@@ -52,7 +52,7 @@ from adapters.police.testing import receipt
 from bus.db import migrate
 from bus.inbox import InboxReader
 from bus.models import Envelope
-from bus.settings import REPO_ROOT, Settings
+from bus.settings import REPO_ROOT, Service, Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -194,6 +194,12 @@ async def template_db(infra: Infra) -> str:
     base, _, _ = infra.database_url.rpartition("/")
     await migrate(f"{base}/{name}")
     return name
+
+
+@pytest.fixture(scope="module")
+async def service_logins(infra: Infra, template_db: str) -> dict[Service, str]:
+    """The services' logins, made on the module's cluster."""
+    return await make_service_logins(infra)
 
 
 @pytest.fixture
