@@ -4,8 +4,10 @@ transaction with the consumer offsets.
 Guarantees (design §6): the audit transaction is idempotent per message and event, so a batch
 re-run after a crash at any point adds no second audit entry; deliveries, receipts, nacks,
 dead letters and the offsets commit together in one Kafka transaction, so a read_committed
-recipient sees each delivery once (inbox readers drop the rare zombie duplicate by id). A
-record that cannot be decoded or is refused never blocks its partition.
+recipient sees each delivery once — also when a partition changes hands, because offsets are
+read stably and committed fenced by the group generation (bus.router.eos). A record that
+cannot be decoded, is refused, is too large, or whose delivery Kafka refuses for good never
+blocks its partition.
 """
 
 from __future__ import annotations
