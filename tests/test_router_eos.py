@@ -110,6 +110,36 @@ async def test_a_frozen_replica_that_comes_back_delivers_nothing_twice(
 
 
 @pytest.mark.timeout(300)
+async def test_a_replica_frozen_inside_its_audit_transaction_does_not_stop_the_others(
+    bus: Bus, tmp_path: Path
+) -> None:
+    # The frozen replica holds the audit log's append lock (a transaction-scoped advisory
+    # lock). Before the routers' sessions had idle_in_transaction_session_timeout, every other
+    # replica's audit waited for it until it was let go (bench/faults_loop.py: 80 s).
+    police = await bus.party(POLICE)
+    sent = _stream(police, cases=6, per_case=25)
+    await bus.submit(*sent)
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+    a = bus.router_process(
+        router_id="router-a", failpoints="router.in_audit:1:stop", log_file=logs["a"]
+    )
+    b = None
+    try:
+        await _frozen(a.pid, logs["a"])
+        b = bus.router_process(router_id="router-b", log_file=logs["b"])
+        await _delivered(logs["b"], len(sent), timeout_s=60)  # while the other is frozen
+        assert _state(a.pid) == "T"
+        a.send_signal(signal.SIGCONT)
+        await _check_exactly_once_in_order(bus, sent)
+    finally:
+        if a.poll() is None:
+            a.send_signal(signal.SIGCONT)
+        _stop(a)
+        if b is not None:
+            _stop(b)
+
+
+@pytest.mark.timeout(300)
 async def test_a_commit_whose_answer_was_lost_is_not_routed_again(bus: Bus, tmp_path: Path) -> None:
     police = await bus.party(POLICE)
     sent = _stream(police, cases=10, per_case=20)

@@ -45,7 +45,13 @@ async def run_router(
     registry = load_registry(settings.agencies_file)
     policy = load_policy(REPO_ROOT / "deploy" / "routing.yaml", registry)
     signer = Ed25519Signer.from_file(settings.bus_key_file, agency_id="casebus")
-    pool = await create_pool(settings.database_url, min_size=2, max_size=8)
+    # A replica frozen (or cut off) inside its audit transaction holds the audit log's lock:
+    # every other replica's audit waited for it (seen in bench/faults_loop.py, 80 s until the
+    # frozen one was let go). PostgreSQL ends such a session after 10 s; the replica, if it
+    # comes back, retries its idempotent audit on a new connection.
+    pool = await create_pool(
+        settings.database_url, min_size=2, max_size=8, idle_in_transaction_ms=10_000
+    )
     try:
         # The bus key signs receipts and tree heads: the owner registers it, not the router.
         own = OwnKey.of(signer, settings.bus_key_file, valid_from=datetime.now(UTC))

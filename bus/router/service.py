@@ -333,7 +333,9 @@ class Router:
                     if why:
                         _refuse_as_undeliverable(v, why)
                 async with self._pool.acquire() as conn, conn.transaction():
-                    return await self._audit(conn, verdicts)
+                    plan = await self._audit(conn, verdicts)
+                    failpoints.hit("router.in_audit")  # the audit log's lock still held
+                    return plan
             except _PG_ERRORS as e:
                 metrics.RETRIES.labels(stage="audit").inc()
                 # Replace every pooled connection: one cut mid-operation may be unusable.
