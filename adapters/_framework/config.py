@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from bus.errors import ConfigError
 from bus.settings import Service
+from bus.sla.clock import Clock, RealClock
 
 __all__ = ["AdapterConfig", "AgencyEndpoint", "DeliveryMode"]
 
@@ -59,6 +60,9 @@ class AdapterConfig:
     relay_poll_interval_s: float = 0.2
     pull_max_limit: int = 500
     db_pool_max_size: int = 20
+    clock: Clock = field(default_factory=RealClock)
+    """What time it is when the adapter stamps ``sent_at`` (and a bus.ack's time): the wall
+    clock, or the demo's simulated one, so that its deadlines count on the SLA engine's clock."""
 
     def __post_init__(self) -> None:
         if not self.agencies:

@@ -14,7 +14,6 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
@@ -29,6 +28,7 @@ from bus.models._problems import problems_from_validation_error
 from bus.outbox import OutboxWriter
 from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
+from bus.sla.clock import Clock, RealClock
 
 __all__ = ["Accepted", "SubmissionRejected", "Submitter", "department_problem"]
 
@@ -88,8 +88,10 @@ class Submitter:
         pool: asyncpg.Pool,
         codec: Codec | None = None,
         on_commit: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._vocabulary = vocabulary
+        self._clock = clock or RealClock()
         self._sends = list(sends)
         self._signers = dict(signers)
         self._pool = pool
@@ -247,7 +249,7 @@ class Submitter:
             "schema_version": model.SCHEMA_VERSION if model is not None else 1,
             "sender": agency_id,
             "correlation_id": str(message_id),
-            "sent_at": datetime.now(UTC),
+            "sent_at": self._clock.now(),
             "payload": payload,
             "attachments": [],
             "signature": Signature(algorithm=signer.algorithm, key_id=signer.key_id, value=b""),

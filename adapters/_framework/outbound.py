@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import asyncpg
@@ -43,6 +42,7 @@ from bus.models.bus_kinds import BusDelivered
 from bus.outbox import OutboxWriter
 from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
+from bus.sla.clock import Clock, RealClock
 
 __all__ = [
     "DELIVERIES",
@@ -211,8 +211,10 @@ class Settler:
         signers: Mapping[str, Signer],
         codec: Codec | None = None,
         on_commit: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._signers = dict(signers)
+        self._clock = clock or RealClock()
         self._codec = codec or default_codec()
         self._writer = OutboxWriter(settings, codec=self._codec)
         self._on_commit = on_commit
@@ -290,7 +292,7 @@ class Settler:
         reason: str | None,
     ) -> Envelope:
         signer = self._signers[agency_id]
-        now = datetime.now(UTC)
+        now = self._clock.now()
         payload: BusAck | BusNack
         if outcome == "accepted":
             payload = BusAck(

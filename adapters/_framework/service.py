@@ -77,7 +77,11 @@ class AdapterService:
             for a in config.agencies
         )
         self.settler = Settler(
-            settings, signers=self.signers, codec=self._codec, on_commit=self._woke
+            settings,
+            signers=self.signers,
+            codec=self._codec,
+            on_commit=self._woke,
+            clock=config.clock,
         )
         self._submitter: Submitter | None = None
         self.started = False
@@ -136,6 +140,7 @@ class AdapterService:
             pool=self._pool,
             codec=self._codec,
             on_commit=self._woke,
+            clock=self.config.clock,
         )
         for endpoint in self.config.agencies:
             agency = endpoint.agency_id

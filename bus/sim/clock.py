@@ -1,10 +1,12 @@
 """The demo's clock: wall-clock time plus an offset the simulation moves a day at a time.
 
-Why not :class:`~bus.sla.clock.AcceleratedClock`? The SLA engine counts a period from the
-message's ``sent_at``, which the adapters stamp with the wall clock. Under a clock running
-thousands of times faster than the wall, a deadline opened on the tenth simulated day would
-count from (nearly) the first and be breached on arrival. A clock that jumps only when the
-simulation says "next day" keeps every deadline of the fortnight where the traffic put it.
+Every part of the demo reads this one clock: the SLA engine counts deadlines on it, and the
+adapters stamp ``sent_at`` (and a bus.ack's time) with it, so a deadline opens and closes on
+the simulated fortnight's days, and the console and ``casebus trace`` read as that
+fortnight. Why not :class:`~bus.sla.clock.AcceleratedClock`? Its time runs on while the
+departments work: under a clock thousands of times faster than the wall, a step taken "at
+once" would land hours or days after the message it answers. A clock that jumps only when the
+simulation says "next day" keeps every step where the day's traffic put it.
 """
 
 from __future__ import annotations

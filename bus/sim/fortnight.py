@@ -5,9 +5,10 @@ would (submits in its own vocabulary, waits for what its system receives) and wa
 day. The day loop moves the SLA clock on once every flow is idle, so warnings and breaches fall
 where the statute puts them.
 
-Deadlines count from the wall-clock ``sent_at`` the adapters stamp (see :mod:`bus.sim.clock`),
-so a step owed within three days is taken before the third simulated day, and the one urgent
-opinion request is due within seconds of wall-clock time: its answer is really late.
+The adapters stamp ``sent_at`` on the same simulated clock the SLA engine counts on (see
+:mod:`bus.sim.clock`), so a step owed within three days is taken before the third simulated
+day, and the one urgent opinion request, due three hours after it was sent, is answered days
+late.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from adapters._framework.testing import FakeDepartment, RunningAdapter
@@ -35,6 +36,7 @@ from adapters.regulators.testing import clue_handover, opinion_delegated, opinio
 from bus.errors import CasebusError
 from bus.sim import documents as docs
 from bus.sim.world import BUREAU, COURT, ECO, POLICE, PROCURATORATE, World
+from bus.sla.calendar import SHANGHAI
 
 __all__ = ["Days", "Expected", "Fortnight", "SimulationError"]
 
@@ -134,6 +136,12 @@ class Fortnight:
         """The simulated instant."""
         return self.world.clock.now()
 
+    def dated(self, doc: dict[str, Any], *fields: str, hours: float = 0) -> dict[str, Any]:
+        """``doc`` with its ``fields`` (the adapters' sample documents stamp them with the wall
+        clock) set to the simulated instant, ``hours`` from now."""
+        at = (self.now() + timedelta(hours=hours)).isoformat()
+        return doc | dict.fromkeys(fields, at)
+
     def case_no(self, prefix: str = "阳城执") -> str:
         self._serial += 1
         return f"{prefix}〔2026〕{self.run_tag}-{self._serial:03d}号"
@@ -178,7 +186,9 @@ class Fortnight:
         case, xsbh = self.case_no(), f"线索-{self.run_tag}-{self._serial:03d}"
         w = self.world
         clue_id = await self.submit(
-            w.reg, regulator, clue_handover(ajbh=case, xsbh=xsbh, jsdw=[BUREAU])
+            w.reg,
+            regulator,
+            self.dated(clue_handover(ajbh=case, xsbh=xsbh, jsdw=[BUREAU]), "fxsj", hours=-48),
         )
         await self.arrives(w.bureau, "线索移交", lambda d: d["xxbh"] == clue_id)
         if not signed:
@@ -186,7 +196,10 @@ class Fortnight:
             self.expected.flows.setdefault("clue never signed", case)
             return
         self.expected.flows.setdefault("clue handover", case)
-        doc = clue_receipt(ajbh=case, xsbh=xsbh, jsdw=[regulator], accept=accept, glbh=clue_id)
+        doc = self.dated(
+            clue_receipt(ajbh=case, xsbh=xsbh, jsdw=[regulator], accept=accept, glbh=clue_id),
+            "qssj",
+        )
         await self.submit(w.enf, BUREAU, doc)
         await self.arrives(w.regulators[regulator], "线索签收", lambda d: d["ajbh"] == case)
 
@@ -204,25 +217,30 @@ class Fortnight:
         if delegate_on >= 0:
             self.expected.flows.setdefault("opinion delegated", case)
             await self.days.on(delegate_on)
-            moved = opinion_delegated(ajbh=case, qqbh=qqbh, jsdw=[BUREAU], glbh=request)
+            moved = self.dated(
+                opinion_delegated(ajbh=case, qqbh=qqbh, jsdw=[BUREAU], glbh=request), "wtsj"
+            )
             moved["yjwcsj"] = (self.now() + timedelta(days=answer_on - delegate_on + 2)).isoformat()
             await self.submit(w.reg, regulator, moved)
             await self.arrives(w.bureau, "委托机构办理", lambda d: d["ajbh"] == case)
         else:
             self.expected.flows.setdefault("opinion answered", case)
         await self.days.on(answer_on)
-        answer = opinion_response(
-            ajbh=case, qqbh=qqbh, dfbh=f"答复-{qqbh}", jsdw=[BUREAU], glbh=request
+        answer = self.dated(
+            opinion_response(
+                ajbh=case, qqbh=qqbh, dfbh=f"答复-{qqbh}", jsdw=[BUREAU], glbh=request
+            ),
+            "dfsj",
         )
         await self.submit(w.reg, regulator, answer)
         await self.arrives(w.bureau, "意见答复", lambda d: d["ajbh"] == case)
 
     async def urgent_opinion_answered_late(self, regulator: str, answer_on: int) -> None:
-        """An urgent request (due within seconds of wall-clock time) answered days later."""
+        """An urgent request (due three hours after it is sent) answered days later."""
         await self.days.on(0)
         w = self.world
         case, qqbh = self.case_no(), f"加急征询-{self.run_tag}"
-        due = datetime.now(UTC) + timedelta(seconds=3)
+        due = self.now() + timedelta(hours=3)
         doc = opinion_request(ajbh=case, qqbh=qqbh, jsdw=[regulator], yjlx="检测")
         doc["dfqx"] = due.isoformat()
         request = await self.submit(w.enf, BUREAU, doc)
@@ -230,10 +248,11 @@ class Fortnight:
         self.expected.flows["opinion answered late"] = case
         await self.days.on(answer_on)
         await self.arrives(w.bureau, "超期通报", lambda d: d["ajbh"] == case, timeout_s=60)
-        # The breach came by the simulated clock; the answer must be late by the wall clock too.
-        await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() + 0.1))
-        answer = opinion_response(
-            ajbh=case, qqbh=qqbh, dfbh=f"答复-{qqbh}", jsdw=[BUREAU], glbh=request
+        answer = self.dated(
+            opinion_response(
+                ajbh=case, qqbh=qqbh, dfbh=f"答复-{qqbh}", jsdw=[BUREAU], glbh=request
+            ),
+            "dfsj",
         )
         await self.submit(w.reg, regulator, answer)
         await self.arrives(w.bureau, "意见答复", lambda d: d["ajbh"] == case)
@@ -263,12 +282,14 @@ class Fortnight:
                     known = penalty_decision(self.expected.transferred_suspect, 991)
                     known["sxfz"] = True
                     decisions.append(known)
+            today = self.now().astimezone(SHANGHAI).date()
             report = penalty_feedback(
                 ajbh=f"反馈-{self.run_tag}-{n}",
                 bgbh=f"阳城执反〔2026〕{self.run_tag}-{n}",
                 jsdw=[regulator],
-                decisions=decisions,
+                decisions=[d | {"jdrq": today.isoformat()} for d in decisions],
             )
+            report |= {"qsrq": today.replace(day=1).isoformat(), "jzrq": today.isoformat()}
             await self.submit(w.enf, BUREAU, report)
         self.expected.flows["penalty feedback"] = f"反馈-{self.run_tag}-0"
 
@@ -306,6 +327,7 @@ class Fortnight:
             glbh=tid,
             reasons=reasons,
         )
+        doc = self.dated(doc, "jdsj")
         await self.submit(w.pol, agency, doc)
         return await self.arrives(
             w.bureau, "立案决定", lambda d: d["ajbh"] == case and d["jdsh"] == jdsh
@@ -366,7 +388,7 @@ class Fortnight:
             jdsh=f"阳公复〔2026〕{self.run_tag}号",
             glbh=tid,
         )
-        await self.submit(w.pol, POLICE, kept)
+        await self.submit(w.pol, POLICE, self.dated(kept, "jdsj"))
         await self.arrives(w.bureau, "复议决定", lambda d: d["ajbh"] == case)
         request = docs.supervision_request(
             ajbh=case,
@@ -389,7 +411,7 @@ class Fortnight:
             file_case=True,
             glbh=tid,
         )
-        notice["xq"] = (self.now() + timedelta(days=15)).isoformat()
+        notice = self.dated(notice, "qfsj") | self.dated({}, "xq", hours=15 * 24)
         await self.submit(w.proc, PROCURATORATE, notice)
         await self.arrives(w.police, "立案监督通知", lambda d: d["ajbh"] == case)
         filed = await self._decide(POLICE, case, letter, tid, filed=True, n=self._serial + 500)
@@ -404,7 +426,7 @@ class Fortnight:
         forward = jurisdiction_forward(
             ajbh=case, ysshh=letter, jsdw=[BUREAU, ECO], gxdw=ECO, glbh=tid
         )
-        await self.submit(w.pol, POLICE, forward)
+        await self.submit(w.pol, POLICE, self.dated(forward, "zssj"))
         await self.arrives(w.eco, "移送管辖", lambda d: d["ajbh"] == case)
         await self.arrives(w.bureau, "移送管辖", lambda d: d["ajbh"] == case)
         await self.days.on(day + 2)
@@ -437,7 +459,11 @@ class Fortnight:
         w = self.world
         case, sqh = self.case_no(), f"阳城执申〔2026〕{self.run_tag}号"
         app = docs.court_application(
-            ajbh=case, sqh=sqh, jsdw=[COURT], today=date.today(), now=datetime.now(UTC)
+            ajbh=case,
+            sqh=sqh,
+            jsdw=[COURT],
+            today=self.now().astimezone(SHANGHAI).date(),
+            now=self.now(),
         )
         app_id = await self.submit(w.enf, BUREAU, app)
         self.expected.flows["court execution"] = case
@@ -445,11 +471,11 @@ class Fortnight:
         await self.days.on(accept_on)
         fyah = f"(2026)云0191行审{self.run_tag}号"
         doc = acceptance(ajbh=case, sqh=sqh, jsdw=[BUREAU], accepted=True, fyah=fyah, glbh=app_id)
-        await self.submit(w.crt, COURT, doc)
+        await self.submit(w.crt, COURT, self.dated(doc, "jdsj"))
         await self.arrives(w.bureau, "受理决定", lambda d: d["ajbh"] == case)
         await self.days.on(rule_on)
         decided = ruling(ajbh=case, sqh=sqh, fyah=fyah, jsdw=[BUREAU])
-        decided["glbh"] = app_id
+        decided = self.dated(decided, "cdsj") | {"glbh": app_id}
         await self.submit(w.crt, COURT, decided)
         await self.arrives(w.bureau, "执行裁定", lambda d: d["ajbh"] == case)
 

@@ -128,7 +128,9 @@ async def running_world(
 
     # Each part connects as its own role, as deployed; the demo itself is the operator (the
     # owner of the tables): it registers the agencies, the services' keys and the API tokens.
-    small: dict[str, Any] = {"db_pool_max_size": 4, "own_role": True}
+    # The adapters stamp sent_at on the demo's clock, the one the SLA engine counts on: a
+    # deadline opens and closes on the fortnight's days, not on the wall's.
+    small: dict[str, Any] = {"db_pool_max_size": 4, "own_role": True, "clock": clock}
     try:
         now = datetime.now(UTC)
         async with pool.acquire() as conn:
