@@ -101,13 +101,19 @@ def _fails(check: Callable[[], None]) -> bool:
 # --- public conformance vectors (transparency-dev/merkle testdata) ----------------------------
 
 
+REPO_VECTORS = Path(__file__).resolve().parent / "vectors" / "merkle"
+"""The in-repository copy (tests/vectors/README.md says where it comes from)."""
+SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "merkle"
+"""The sibling checkout the copy was taken from; only the drift check below reads it."""
+
+
 def _conformance_dir() -> Path:
     """``CASEBUS_CONFORMANCE_DIR`` may name the conformance folder or its ``merkle`` child."""
     override = os.environ.get("CASEBUS_CONFORMANCE_DIR")
     if override:
         base = Path(override)
         return base / "merkle" if (base / "merkle").is_dir() else base
-    return Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "merkle"
+    return REPO_VECTORS
 
 
 CONFORMANCE_DIR = _conformance_dir()
@@ -130,7 +136,7 @@ def _go_proof(value: list[str] | None) -> list[bytes]:
 def test_conformance_folder_is_present_and_every_file_is_collected() -> None:
     assert CONFORMANCE_DIR.is_dir(), (
         f"Merkle conformance vectors not found at {CONFORMANCE_DIR};"
-        " check out ../shared or set CASEBUS_CONFORMANCE_DIR"
+        " they belong in tests/vectors/merkle (or set CASEBUS_CONFORMANCE_DIR)"
     )
     on_disk = sorted(CONFORMANCE_DIR.rglob("*.json"))
     assert len(on_disk) > 0
@@ -139,6 +145,33 @@ def test_conformance_folder_is_present_and_every_file_is_collected() -> None:
     assert kinds == {"inclusion", "consistency"}
     outcomes = {json.loads(path.read_text(encoding="utf-8"))["wantErr"] for path in on_disk}
     assert outcomes == {True, False}
+
+
+def test_the_default_vectors_are_the_copy_inside_the_repository(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CASEBUS_CONFORMANCE_DIR", raising=False)
+    repo_root = Path(__file__).resolve().parents[1]
+    default = _conformance_dir()
+    assert default.is_relative_to(repo_root), f"{default} is outside the clone {repo_root}"
+    assert len(list(default.rglob("*.json"))) > 0
+    # Redistributing Apache-2.0 files means keeping their licence next to them.
+    assert "Apache License" in (default / "LICENSE").read_text(encoding="utf-8")
+    assert "transparency-dev/merkle" in (default.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_vectors_match_the_shared_copy_when_it_is_present() -> None:
+    if not SHARED_VECTORS.is_dir():
+        pytest.skip(f"no {SHARED_VECTORS} on this machine to compare the copy with")
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
+        }
+
+    ours, theirs = files(REPO_VECTORS), files(SHARED_VECTORS)
+    assert sorted(ours) == sorted(theirs)
+    assert [name for name in ours if ours[name] != theirs[name]] == []
 
 
 @pytest.mark.parametrize("path", VECTOR_FILES or [CONFORMANCE_DIR], ids=_vector_id)
