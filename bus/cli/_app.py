@@ -34,6 +34,7 @@ _GROUPS: dict[str, str] = {
     "sla": "bus.cli.sla",
     "topics": "bus.cli.topics",
     "trace": "bus.cli.trace",
+    "witness": "bus.cli.witness",
 }
 
 
