@@ -33,6 +33,7 @@ CAL = WorkCalendar(None)
 SHIPPED_IDS = {
     "criminal.transfer_after_approval",
     "criminal.receipt",
+    "criminal.jurisdiction_forward",
     "criminal.filing_decision",
     "criminal.reconsideration_request",
     "criminal.reconsideration_decision",

@@ -67,6 +67,11 @@ def _uuid(text: str | None) -> uuid.UUID | None:
         return None
 
 
+def _thread(envelope: Envelope) -> list[uuid.UUID]:
+    """The messages an envelope answers: its ``correlation_id`` and ``causation_id`` as ids."""
+    return [u for u in (_uuid(envelope.correlation_id), _uuid(envelope.causation_id)) if u]
+
+
 @dataclass(slots=True)
 class Handled:
     """What one message did."""
@@ -158,11 +163,19 @@ class SlaEngine:
     # -- open -----------------------------------------------------------------------------------
 
     def new_deadline(
-        self, policy: Policy, envelope: Envelope, payload: Mapping[str, Any], now: datetime
+        self,
+        policy: Policy,
+        envelope: Envelope,
+        payload: Mapping[str, Any],
+        now: datetime,
+        *,
+        thread_start: datetime | None = None,
     ) -> Deadline:
         """The deadline ``policy`` opens for this message (PolicyInputError, NoParty if it
-        cannot)."""
-        start = policy.start_from(sent_at=envelope.sent_at, payload=payload)
+        cannot); ``thread_start`` is the start of the ``opens_on.start_of`` deadline, if any."""
+        start = policy.start_from(
+            sent_at=envelope.sent_at, payload=payload, thread_start=thread_start
+        )
         due = policy.due_from(
             start, payload=payload, envelope_due_at=envelope.due_at, calendar=self._calendar
         )
@@ -196,8 +209,16 @@ class SlaEngine:
         bound: Any,
     ) -> None:
         for policy in self._policies.opened_by(envelope.kind, payload):
+            source = policy.opens_on.start_of if policy.opens_on is not None else None
+            thread_start = None
+            if source is not None:
+                thread_start = await self._store.thread_start(
+                    conn, source, threads=[envelope.correlation_id], messages=_thread(envelope)
+                )
             try:
-                deadline = self.new_deadline(policy, envelope, payload, now)
+                deadline = self.new_deadline(
+                    policy, envelope, payload, now, thread_start=thread_start
+                )
             except (PolicyInputError, NoParty, OverflowError) as e:
                 # OverflowError: an instant the models accept (years 1-9999 UTC) that leaves the
                 # calendar in Shanghai or when a period or a warning is counted from it.
@@ -317,11 +338,8 @@ class SlaEngine:
         found: list[Deadline] = []
         by_thread = [p.id for p in policies if p.match_by == "correlation_id"]
         if by_thread:
-            messages = [
-                u for u in (_uuid(envelope.correlation_id), _uuid(envelope.causation_id)) if u
-            ]
             found += await self._store.lock_by_thread(
-                conn, by_thread, threads=[envelope.correlation_id], messages=messages
+                conn, by_thread, threads=[envelope.correlation_id], messages=_thread(envelope)
             )
         by_case = [p.id for p in policies if p.match_by == "case_id"]
         if by_case:

@@ -158,11 +158,23 @@ class ConditionalPeriod(_Strict):
 
 
 class OpensOn(_Strict):
-    """The message that opens the deadline, its start field, and an optional payload condition."""
+    """The message that opens the deadline, its start field, and an optional payload condition.
+
+    ``start_of`` names another policy instead of a field: the period starts when that
+    policy's deadline in the same thread started (a jurisdiction forward's 24 hours run from
+    the receipt that started the police's filing review; the forward itself does not say).
+    """
 
     kind: Kind
     start_field: str | None = None
+    start_of: str | None = None
     when: dict[str, Scalar] = {}
+
+    @model_validator(mode="after")
+    def _one_start(self) -> Self:
+        if self.start_field is not None and self.start_of is not None:
+            raise ValueError("give at most one of start_field and start_of")
+        return self
 
 
 class MovesOn(_Strict):
@@ -262,9 +274,19 @@ class Policy(_Strict):
             raise PolicyInputError(f"policy {self.id!r} is scheduled; use due_for_month")
         return self.period
 
-    def start_from(self, *, sent_at: datetime, payload: Mapping[str, Any]) -> datetime:
-        """The start instant: the payload's ``start_field`` if the policy names one, else
-        the envelope's ``sent_at``."""
+    def start_from(
+        self, *, sent_at: datetime, payload: Mapping[str, Any], thread_start: datetime | None = None
+    ) -> datetime:
+        """The start instant: the payload's ``start_field`` if the policy names one, the
+        ``thread_start`` the engine found for ``opens_on.start_of``, else the envelope's
+        ``sent_at``."""
+        if self.opens_on is not None and self.opens_on.start_of is not None:
+            if thread_start is None:
+                raise PolicyInputError(
+                    f"policy {self.id!r}: no {self.opens_on.start_of!r} deadline in this "
+                    "thread to count from"
+                )
+            return self._instant(thread_start, "start_of")
         field = self.opens_on.start_field if self.opens_on else None
         if field is None:
             return self._instant(sent_at, "sent_at")
@@ -368,6 +390,13 @@ class _PolicyFile(_Strict):
             (dupes if policy.id in seen else seen).add(policy.id)
         if dupes:
             raise ValueError(f"duplicate policy ids: {', '.join(sorted(dupes))}")
+        for policy in self.policies:
+            source = policy.opens_on.start_of if policy.opens_on else None
+            if source is not None and (source not in seen or source == policy.id):
+                raise ValueError(
+                    f"policy {policy.id!r}: opens_on.start_of {source!r} is not another "
+                    "policy of this file"
+                )
         return self
 
 

@@ -143,6 +143,26 @@ class DeadlineStore:
         )
         return [_deadline(r) for r in rows]
 
+    async def thread_start(
+        self,
+        db: Executor,
+        policy_id: str,
+        *,
+        threads: Sequence[str],
+        messages: Sequence[UUID],
+    ) -> datetime | None:
+        """When the latest deadline of ``policy_id`` in one of these threads (or opened by one
+        of these messages) started, closed or not; None if there is none."""
+        value: datetime | None = await db.fetchval(
+            """SELECT start_at FROM sla_deadlines WHERE policy_id = $1
+                 AND (correlation_id = ANY($2::text[]) OR opened_by = ANY($3::uuid[]))
+               ORDER BY start_at DESC LIMIT 1""",
+            policy_id,
+            list(threads),
+            list(messages),
+        )
+        return value
+
     async def lock_by_case(
         self, conn: Conn, policy_ids: Sequence[str], case_id: str
     ) -> list[Deadline]:
