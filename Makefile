@@ -1,4 +1,6 @@
-# casebus — every target does its own set-up on a fresh machine (Debian, Python 3.11+, Java 17, Maven).
+# casebus — every target does its own set-up on a fresh Debian machine with Python 3.11+:
+# deploy/setup-system installs the system packages (PostgreSQL, Java, Maven, Chromium, Node...)
+# and the AsyncAPI parser when they are missing, and returns at once when they are not.
 #   make demo   the whole bus on local Kafka + PostgreSQL, driving a scenario end to end
 #   make test   the test suite against a real broker and database
 SHELL := /bin/bash
@@ -7,9 +9,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup infra demo test lint bench soak down status clean
+.PHONY: system setup infra demo test lint bench soak down status clean
 
-setup: $(VENV)/.installed
+# Shared with .ci/run: sudo when not root; nothing to do (a few file tests) when all is there.
+system:
+	@deploy/setup-system
+
+setup: system $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
