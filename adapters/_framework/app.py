@@ -38,6 +38,7 @@ from adapters._framework.outbound import (
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
 from bus.models import MAX_IDENTIFIER_LENGTH
+from bus.sla.policy import load_policies
 
 __all__ = ["create_app"]
 
@@ -142,12 +143,40 @@ def _submission_schema(service: AdapterService) -> dict[str, Any]:
             properties.setdefault(name, {"description": spec})
     for name in ("glbh", "yyxx"):  # thread ids follow the case number's rules
         properties[name] = _identifier_schema(str(ENVELOPE_FIELDS[name]))
+    answers = _answers(service)
+    if answers:
+        properties["glbh"]["description"] += (
+            " 答复类文书必须填写 glbh（所答复消息的 xxbh）或 yyxx，否则 422 reply_needs_original / "
+            "required (or yyxx) for an answer, else 422 `reply_needs_original`: "
+            + "; ".join(answers)
+        )
     return {
         "type": "object",
         "required": [KIND_FIELD, "ajbh", "jsdw"],
         "properties": properties,
         "additionalProperties": True,
     }
+
+
+def _answers(service: AdapterService) -> list[str]:
+    """The kinds this adapter sends that answer an earlier message, with the deadlines they
+    close (the SLA engine finds those by the original's id)."""
+    replies = load_policies().replies()
+    return [
+        f"{service.vocabulary.code(k)} (`{k}`, closes {', '.join(replies[k])})"
+        for k in service.sends
+        if k in replies
+    ]
+
+
+_SUBMIT_REFUSALS: Final = (
+    "\n\nRefused with 422 before anything is queued, as the bus would refuse or ignore it: "
+    "a recipient (`jsdw[i]`) the routing policy does not allow this agency to send this kind "
+    "to, with the router's rule (`unauthorized_route`, `unknown_agency`, "
+    "`sender_kind_not_allowed`); an answer without `glbh` (the id of the message it answers) "
+    "or `yyxx`, rule `reply_needs_original`, since the deadline it closes is found by that id "
+    "and would otherwise stay open."
+)
 
 
 def create_app(service: AdapterService, *, manage_service: bool = True) -> FastAPI:
@@ -238,7 +267,9 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
             "Submit one document in the department's vocabulary; `Idempotency-Key` makes a retry "
             "safe. Envelope fields: "
             + ", ".join(f"`{k}`" for k in ENVELOPE_FIELDS if k not in ("xxbh", "fssj"))
-            + ".\n\n"
+            + "."
+            + _SUBMIT_REFUSALS
+            + "\n\n"
             + service.vocabulary.describe(service.sends)
         ),
     )

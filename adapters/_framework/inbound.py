@@ -3,6 +3,13 @@
 A submission is durable once :meth:`Submitter.submit` returns: its envelope, signed with the
 agency's key, sits in the outbox table, written in the same transaction as the idempotency
 record of its ``Idempotency-Key``. Kafka need not be up; the relay publishes it later.
+
+Before that, a submission the bus would refuse or silently leave unanswered is refused here,
+with every problem named: a recipient the routing policy (``deploy/routing.yaml``) does not
+allow, with the router's own rule names (``unauthorized_route``...; the router still checks),
+and an answer (``criminal.receipt``, ``opinion.response``...) that names neither the message it
+answers (``glbh``) nor its cause (``yyxx``), which would leave the deadline it closes open
+forever (rule ``reply_needs_original``; which kinds answer which, :meth:`PolicySet.replies`).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import json
 import math
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -21,14 +28,17 @@ import structlog
 from pydantic import ValidationError
 
 from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
+from bus.agencies import load_registry
 from bus.codec import Codec, default_codec
 from bus.errors import CasebusError, Problem, ValidationFailed, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
 from bus.outbox import OutboxWriter
+from bus.routing import DEFAULT_POLICY_PATH, RoutingPolicy, load_policy
 from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
 from bus.sla.clock import Clock, RealClock
+from bus.sla.policy import load_policies
 
 __all__ = ["Accepted", "SubmissionRejected", "Submitter", "department_problem"]
 
@@ -88,6 +98,8 @@ class Submitter:
         pool: asyncpg.Pool,
         codec: Codec | None = None,
         on_commit: Callable[[str], None] | None = None,
+        routing: RoutingPolicy | None = None,
+        replies: Mapping[str, Sequence[str]] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._vocabulary = vocabulary
@@ -98,6 +110,11 @@ class Submitter:
         self._codec = codec or default_codec()
         self._writer = OutboxWriter(settings, codec=self._codec)
         self._on_commit = on_commit
+        # The router's policy and the SLA engine's, read from the same files they read.
+        self._routing = routing or load_policy(
+            DEFAULT_POLICY_PATH, load_registry(settings.agencies_file)
+        )
+        self._replies = dict(replies if replies is not None else load_policies().replies())
 
     @property
     def sends(self) -> list[str]:
@@ -268,9 +285,48 @@ class Submitter:
                 _as_department(p, voc.department_path(kind, p.path))
                 for p in envelope.check_attachment_refs(model)
             ]
+        if envelope is not None:
+            problems += self._unanswerable(envelope, str(code), doc)
+            problems += self._unroutable(envelope)
         if problems or envelope is None:
             raise SubmissionRejected(422, problems)
         return sign_envelope(envelope, signer, codec=self._codec)
+
+    def _unanswerable(
+        self, envelope: Envelope, code: str, doc: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """An answer that names no original: the deadline it should close would stay open."""
+        policies = self._replies.get(envelope.kind)
+        if not policies or any(doc.get(name) not in (None, "") for name in ("glbh", "yyxx")):
+            return []
+        names = ", ".join(policies)
+        return [
+            department_problem(
+                "glbh",
+                "reply_needs_original",
+                f"{KIND_FIELD} {code} ({envelope.kind}) answers an earlier message: glbh must "
+                "give that message's id (xxbh), or yyxx the message that caused this one; "
+                f"without either the deadline it closes ({names}) stays open",
+                f"{code}是对先前消息的答复，须在关联编号 glbh 中填写所答复消息的消息编号（或在 "
+                f"yyxx 中填写引起本消息的消息编号），否则其关闭的期限（{names}）将一直不能关闭",
+            )
+        ]
+
+    def _unroutable(self, envelope: Envelope) -> list[dict[str, Any]]:
+        """What the router would refuse: the same rules, in the department's field names."""
+        decision = self._routing.authorize(
+            kind=envelope.kind, sender=envelope.sender, recipients=envelope.recipients
+        )
+        return [
+            department_problem(
+                self._vocabulary.department_path(None, p.path, envelope=True),
+                p.rule,
+                p.message,
+                p.message_zh or p.message,
+                p.value,
+            )
+            for p in decision.problems
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -440,6 +440,28 @@ class PolicySet:
         """The policies whose deadline a message of ``kind`` moves."""
         return [p for p in self if p.moves_on is not None and p.moves_on.kind == kind]
 
+    def replies(self) -> dict[str, tuple[str, ...]]:
+        """Kinds that answer an earlier message → the policies whose deadline they close or
+        move, in file order.
+
+        Such a deadline is found by the answer's thread (``match_by: correlation_id``): the
+        answer must carry the original's message id (or its thread) as ``correlation_id`` or
+        ``causation_id``, or the deadline is never closed. A kind that closes only what it
+        opens itself (a transfer) answers nothing; deadlines matched by case or by reporting
+        month need no thread.
+        """
+        out: dict[str, list[str]] = {}
+        for policy in self:
+            if policy.match_by != "correlation_id" or policy.opens_on is None:
+                continue
+            kinds = list(policy.closes_on)
+            if policy.moves_on is not None:
+                kinds.append(policy.moves_on.kind)
+            for kind in kinds:
+                if kind != policy.opens_on.kind and policy.id not in out.get(kind, []):
+                    out.setdefault(kind, []).append(policy.id)
+        return {kind: tuple(ids) for kind, ids in out.items()}
+
 
 def _describe(err: Mapping[str, Any], raw: object) -> str:
     loc = [str(p) for p in err["loc"]]
