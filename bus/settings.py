@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.errors import ConfigError
+from bus.secret_files import read_secret_file
 
 __all__ = [
     "REPO_ROOT",
@@ -136,6 +137,20 @@ class Settings(BaseSettings):
         "PostgreSQL (dead_letter_bodies). The limit leaves room under Kafka's 1 MiB default "
         "for the headers the router adds; above it a delivery could not be written at all.",
     )
+    attachment_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1,
+        le=2**40,
+        description="The largest attachment an adapter takes (POST /v1/attachments); a larger "
+        "upload is refused with 413 and leaves nothing stored.",
+    )
+    attachment_chunk_bytes: int = Field(
+        1024 * 1024,
+        ge=4096,
+        le=64 * 1024 * 1024,
+        description="Size of the chunks the PostgreSQL attachment store keeps a file in: "
+        "what an upload or a download holds in memory at a time.",
+    )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port, if set."
     )
@@ -206,13 +221,31 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> Self:
-        if self.kafka_security_protocol == "SASL_SSL":
-            missing = self._sasl_missing()
-            if missing:
-                raise ValueError(missing)
+        problem = self._sasl_missing() or self._sasl_without_protocol()
+        if problem:
+            raise ValueError(problem)
         return self
 
+    def _sasl_without_protocol(self) -> str | None:
+        """A SASL or TLS setting under PLAINTEXT: a half-configured client must not quietly
+        connect in plaintext, so the variables that were set are named with the one missing."""
+        if self.kafka_security_protocol != "PLAINTEXT":
+            return None
+        given = [n for n in _SASL_NEEDS if getattr(self, n) is not None]
+        if "kafka_sasl_mechanism" in self.model_fields_set:
+            given.append("kafka_sasl_mechanism")
+        if not given:
+            return None
+        names = ", ".join(f"CASEBUS_{n.upper()}" for n in given)
+        return (
+            f"{names} set but CASEBUS_KAFKA_SECURITY_PROTOCOL is PLAINTEXT (unset or so set): "
+            "set CASEBUS_KAFKA_SECURITY_PROTOCOL=SASL_SSL, or unset them; casebus never falls "
+            "back to plaintext"
+        )
+
     def _sasl_missing(self) -> str | None:
+        if self.kafka_security_protocol != "SASL_SSL":
+            return None
         missing = [f"CASEBUS_{n.upper()}" for n in _SASL_NEEDS if not getattr(self, n)]
         if not missing:
             return None
@@ -255,17 +288,26 @@ class Settings(BaseSettings):
         from bus.acl import client_security
 
         options: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap}
+        # model_copy(update=...) skips the validators: check again before any connection.
+        half = self._sasl_without_protocol()
+        if half:
+            raise ConfigError(half)
         if self.kafka_security_protocol == "PLAINTEXT":
             return options
         path = self.kafka_sasl_password_file
-        missing = self._sasl_missing()  # model_copy(update=...) skips the validators
+        missing = self._sasl_missing()
         if missing or path is None:
             raise ConfigError(missing or "CASEBUS_KAFKA_SASL_PASSWORD_FILE is not set")
         where = f"CASEBUS_KAFKA_SASL_PASSWORD_FILE={str(path)!r}"
         try:
-            password = path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read it: {e.strerror or e}") from e
+            secret = read_secret_file(
+                path,
+                what="Kafka password file",
+                leak=f"anyone could connect as {self.kafka_sasl_username}",
+            )
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from e
+        password = secret.decode("utf-8").strip()
         if not password:
             raise ConfigError(f"{where}: the file is empty")
         try:

@@ -296,6 +296,7 @@ def test_client_security_plaintext_is_empty_and_sasl_needs_everything(tmp_path: 
         client_security(protocol="SASL_SSL", username="u", ca_file=tmp_path / "ca.crt")
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
+    pw.chmod(0o600)
     ca = _self_signed_ca(tmp_path)
     kw = client_security(protocol="SASL_SSL", username="u", password_file=pw, ca_file=ca)
     assert kw["sasl_plain_password"] == "s3cret"
@@ -439,6 +440,7 @@ def test_cli_plan_follows_the_submit_topics_setting(
 def test_client_security_takes_the_mechanism_and_refuses_a_bad_ca(tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
+    pw.chmod(0o600)
     ca = _self_signed_ca(tmp_path)
     kw = client_security(
         protocol="SASL_SSL", username="u", password_file=pw, ca_file=ca, mechanism="SCRAM-SHA-256"

@@ -89,6 +89,7 @@ def _ca(tmp_path: Path) -> Path:
 def _secure(tmp_path: Path, password: str = "pw-3f9a1c") -> dict[str, object]:
     pw = tmp_path / "kafka.password"
     pw.write_text(password + "\n")
+    pw.chmod(0o600)
     return {
         "kafka_security_protocol": "SASL_SSL",
         "kafka_sasl_username": "ygh.police.bureau",
@@ -173,9 +174,10 @@ def test_an_unreadable_or_empty_password_file_or_bad_ca_names_its_variable(
 ) -> None:
     secure = _secure(tmp_path)
     gone = load_settings(**{**secure, "kafka_sasl_password_file": tmp_path / "nope"})
-    with pytest.raises(ConfigError, match=r"CASEBUS_KAFKA_SASL_PASSWORD_FILE=.*nope.*cannot read"):
+    with pytest.raises(ConfigError, match=r"CASEBUS_KAFKA_SASL_PASSWORD_FILE=.*nope.*cannot open"):
         gone.kafka_client_options()
     (tmp_path / "empty").write_text("\n")
+    (tmp_path / "empty").chmod(0o600)
     empty = load_settings(**{**secure, "kafka_sasl_password_file": tmp_path / "empty"})
     with pytest.raises(ConfigError, match=r"CASEBUS_KAFKA_SASL_PASSWORD_FILE=.*empty.*is empty"):
         empty.kafka_client_options()
@@ -190,6 +192,60 @@ def test_a_copy_that_skipped_validation_still_refuses_to_connect_without_credent
     s = load_settings().model_copy(update={"kafka_security_protocol": "SASL_SSL"})
     with pytest.raises(ConfigError, match="CASEBUS_KAFKA_SASL_USERNAME"):
         s.kafka_client_options()
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_sasl_or_tls_settings_without_sasl_ssl_are_refused_naming_the_missing_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secure = _secure(tmp_path)
+    env = {
+        "CASEBUS_KAFKA_SASL_USERNAME": str(secure["kafka_sasl_username"]),
+        "CASEBUS_KAFKA_SASL_PASSWORD_FILE": str(secure["kafka_sasl_password_file"]),
+        "CASEBUS_KAFKA_CA_FILE": str(secure["kafka_ca_file"]),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "CASEBUS_KAFKA_SECURITY_PROTOCOL" in text and "never falls back to plaintext" in text
+    for name in _SASL_VARS:
+        assert name in text
+    # One setting alone is refused, and so is a mechanism named without the protocol.
+    for name in _SASL_VARS:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CASEBUS_KAFKA_CA_FILE", env["CASEBUS_KAFKA_CA_FILE"])
+    with pytest.raises(ConfigError, match="CASEBUS_KAFKA_CA_FILE set but CASEBUS_KAFKA_SECURITY"):
+        load_settings()
+    monkeypatch.delenv("CASEBUS_KAFKA_CA_FILE")
+    monkeypatch.setenv("CASEBUS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
+    with pytest.raises(ConfigError, match="CASEBUS_KAFKA_SASL_MECHANISM set but"):
+        load_settings()
+    monkeypatch.delenv("CASEBUS_KAFKA_SASL_MECHANISM")
+    # A copy that skipped validation does not connect in plaintext either.
+    half = load_settings().model_copy(update={"kafka_sasl_username": "ygh.police.bureau"})
+    with pytest.raises(ConfigError, match="CASEBUS_KAFKA_SASL_USERNAME set but"):
+        half.kafka_client_options()
+    # With the protocol named, the same variables make a complete secure client.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CASEBUS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    assert load_settings().kafka_client_options()["security_protocol"] == "SASL_SSL"
+
+
+@pytest.mark.usefixtures("no_kafka_env")
+def test_a_password_file_group_or_others_may_read_is_refused_naming_its_mode(
+    tmp_path: Path,
+) -> None:
+    s = load_settings(**_secure(tmp_path, password="pw-must-not-leak"))
+    assert s.kafka_sasl_password_file is not None
+    s.kafka_sasl_password_file.chmod(0o640)
+    with pytest.raises(ConfigError) as info:
+        s.kafka_client_options()
+    text = str(info.value)
+    assert "CASEBUS_KAFKA_SASL_PASSWORD_FILE" in text and "mode 0640" in text
+    assert "chmod 600" in text and "pw-must-not-leak" not in text
 
 
 # --- submit topics ---------------------------------------------------------------------------
