@@ -42,7 +42,8 @@ import yaml
 from bus.agencies import Registry
 from bus.errors import ConfigError
 from bus.routing import RoutingPolicy
-from bus.settings import SaslMechanism, SecurityProtocol, Settings, SubmitTopics
+from bus.secret_files import read_secret_file
+from bus.settings import SaslMechanism, SecurityProtocol, SubmitTopics
 
 __all__ = [
     "CLUSTER_RESOURCE",
@@ -56,7 +57,6 @@ __all__ = [
     "SaslMechanism",
     "SecurityProtocol",
     "SubmitTopics",
-    "apply_acls",
     "client_security",
     "inbox_groups",
     "inbox_topic",
@@ -383,10 +383,15 @@ def client_security(
     if protocol == "PLAINTEXT":
         return {}
     if password is None and password_file is not None:
-        try:
-            password = password_file.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise ConfigError(f"{password_file}: cannot read Kafka password: {e}") from e
+        password = (
+            read_secret_file(
+                password_file,
+                what="Kafka password file",
+                leak=f"anyone could connect as {username}",
+            )
+            .decode("utf-8")
+            .strip()
+        )
     missing = [
         name
         for name, value in (("username", username), ("password", password), ("ca_file", ca_file))
@@ -405,66 +410,3 @@ def client_security(
         "sasl_plain_password": password,
         "ssl_context": context,
     }
-
-
-# --- applying --------------------------------------------------------------------------------
-
-# Kafka's wire codes (org.apache.kafka.common.acl / resource).
-_RESOURCE_CODE: Final[Mapping[ResourceType, int]] = {
-    "topic": 2,
-    "group": 3,
-    "cluster": 4,
-    "transactional_id": 5,
-}
-_PATTERN_CODE: Final[Mapping[PatternType, int]] = {"literal": 3, "prefixed": 4}
-_OPERATION_CODE: Final[Mapping[Operation, int]] = {
-    "READ": 3,
-    "WRITE": 4,
-    "DESCRIBE": 8,
-    "IDEMPOTENT_WRITE": 12,
-}
-_ALLOW: Final = 3
-
-
-async def apply_acls(plan: AclPlan, *, settings: Settings) -> list[AclBinding]:
-    """Create every binding of ``plan`` on the cluster (idempotent: Kafka keeps one copy).
-
-    ``settings`` name the cluster and a super user's credentials. aiokafka's admin client has no
-    ``create_acls``; this sends Kafka's CreateAcls request through it, one per binding, and
-    raises :class:`~bus.errors.TransportError` naming the binding Kafka refused.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError, for_code
-    from aiokafka.protocol.admin import CreateAclsRequest
-
-    from bus.errors import TransportError
-
-    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    done: list[AclBinding] = []
-    try:
-        await admin.start()
-        for b in plan.bindings():
-            request = CreateAclsRequest(
-                resource_type=_RESOURCE_CODE[b.resource_type],
-                resource_name=b.resource_name,
-                resource_pattern_type_filter=_PATTERN_CODE[b.pattern_type],
-                principal=f"User:{b.principal}",
-                host="*",
-                operation=_OPERATION_CODE[b.operation],
-                permission_type=_ALLOW,
-            )
-            # A private method: aiokafka has no public way to send an admin request.
-            response = await admin._send_request(request)
-            for code, message in response.creation_responses:
-                if code != 0:
-                    error = for_code(code)
-                    raise TransportError(
-                        f"Kafka refused ACL {b.line().strip()}: {error.__name__} {message}",
-                        retriable=False,
-                    )
-            done.append(b)
-        return done
-    except KafkaError as e:
-        raise TransportError(f"applying ACLs failed: {e}", retriable=True) from e
-    finally:
-        await admin.close()

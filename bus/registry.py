@@ -19,6 +19,7 @@ from bus.errors import ConfigError
 from bus.signing import PublicKeyRecord
 
 __all__ = [
+    "AgencyRevocation",
     "AgencyRow",
     "PgKeyStore",
     "SyncResult",
@@ -26,6 +27,7 @@ __all__ = [
     "agency_keys",
     "expire_agency_keys",
     "list_agencies",
+    "revoke_agency",
     "revoke_key",
     "sync_agencies",
 ]
@@ -167,6 +169,39 @@ async def revoke_key(db: Executor, key_id: str, *, at: datetime) -> PublicKeyRec
     if row is None:
         raise ConfigError(f"no key {key_id!r}")
     return _record(row)
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyRevocation:
+    """What ``revoke_agency`` shut in PostgreSQL."""
+
+    keys: list[str]
+    """Its keys revoked now (a key revoked earlier keeps its earlier time)."""
+    tokens: int
+    """Its adapter API tokens revoked now."""
+
+
+async def revoke_agency(conn: Conn, agency_id: str, *, at: datetime) -> AgencyRevocation:
+    """Revoke every key and every adapter API token of ``agency_id`` from ``at`` on, in one
+    transaction: its signatures are refused (``revoked_key``) and its department's API calls
+    answered 401. Keys stay known, so its past signatures keep their audit meaning."""
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT 1 FROM agencies WHERE agency_id = $1", agency_id):
+            raise ConfigError(f"no agency {agency_id!r} in the registry database")
+        keys = await conn.fetch(
+            """UPDATE agency_keys SET revoked_at = $2
+               WHERE agency_id = $1 AND (revoked_at IS NULL OR revoked_at > $2)
+               RETURNING key_id""",
+            agency_id,
+            at,
+        )
+        tokens = await conn.execute(
+            """UPDATE adapter_tokens SET revoked_at = $2
+               WHERE agency_id = $1 AND (revoked_at IS NULL OR revoked_at > $2)""",
+            agency_id,
+            at,
+        )
+    return AgencyRevocation(sorted(r["key_id"] for r in keys), int(tokens.split()[-1]))
 
 
 async def expire_agency_keys(

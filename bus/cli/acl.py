@@ -7,19 +7,26 @@ from pathlib import Path
 
 import typer
 
-from bus.acl import (
-    apply_acls,
-    plan_acls,
-    render_json,
-    render_strimzi_users,
-    render_text,
-)
+from bus.acl import AclPlan, plan_acls, render_json, render_strimzi_users, render_text
 from bus.agencies import load_registry
 from bus.errors import ConfigError, TransportError
+from bus.kafka_acl import AclChanges, apply_acls
 from bus.routing import DEFAULT_POLICY_PATH, load_policy
-from bus.settings import load_settings
+from bus.settings import Settings, load_settings
 
 app = typer.Typer(help="Kafka ACLs.", no_args_is_help=True)
+
+
+async def reconcile(plan: AclPlan, settings: Settings, *, dry_run: bool = False) -> AclChanges:
+    """Reconcile the cluster at ``settings`` with ``plan`` as the super user they name."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    try:
+        await admin.start()
+        return await apply_acls(plan, admin=admin, dry_run=dry_run)
+    finally:
+        await admin.close()
 
 
 @app.command("plan")
@@ -80,8 +87,12 @@ def apply_cmd(
     ca_file: Path | None = typer.Option(
         None, "--ca-file", envvar="CASEBUS_KAFKA_CA_FILE", help="CA that signed the broker."
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the bindings it would add (+) and remove (-); change none."
+    ),
 ) -> None:
-    """Create every binding of the plan on the cluster at CASEBUS_KAFKA_BOOTSTRAP."""
+    """Make the cluster at CASEBUS_KAFKA_BOOTSTRAP say what the plan says: add its bindings,
+    and remove the casebus-managed bindings it no longer has (a removed agency's, say)."""
     if protocol not in ("PLAINTEXT", "SASL_SSL"):
         typer.echo(f"--security-protocol {protocol!r}: choose PLAINTEXT or SASL_SSL", err=True)
         raise typer.Exit(2)
@@ -100,8 +111,17 @@ def apply_cmd(
             prefix=settings.topic_prefix,
             submit_topics=settings.submit_topics,
         )
-        done = asyncio.run(apply_acls(plan, settings=settings))
+        changes = asyncio.run(reconcile(plan, settings, dry_run=dry_run))
     except (ConfigError, TransportError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
-    typer.echo(f"applied {len(done)} ACL bindings for {len(plan.principals)} principals")
+    for line in changes.lines():
+        typer.echo(line)
+    counts = f"{len(changes.add)} added, {len(changes.remove)} removed, {changes.kept} unchanged"
+    if dry_run:
+        typer.echo(f"dry run: would apply {len(plan.bindings())} ACL bindings ({counts})")
+    else:
+        typer.echo(
+            f"applied {len(plan.bindings())} ACL bindings for {len(plan.principals)} principals"
+            f" ({counts})"
+        )

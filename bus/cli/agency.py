@@ -1,4 +1,5 @@
-"""``casebus agency``: the agency and key registry in PostgreSQL."""
+"""``casebus agency``: the agency and key registry in PostgreSQL, and revoking an agency
+everywhere (keys, adapter tokens, Kafka ACLs and SCRAM user) once the registry drops it."""
 
 from __future__ import annotations
 
@@ -9,18 +10,23 @@ from pathlib import Path
 
 import typer
 
+from bus.acl import plan_acls
 from bus.agencies import load_registry
+from bus.cli.acl import reconcile
 from bus.db import connect
-from bus.errors import ConfigError
+from bus.errors import ConfigError, TransportError
+from bus.kafka_acl import delete_scram_users
 from bus.registry import (
     add_key,
     agency_keys,
     expire_agency_keys,
     list_agencies,
+    revoke_agency,
     revoke_key,
     sync_agencies,
 )
-from bus.settings import load_settings
+from bus.routing import DEFAULT_POLICY_PATH, load_policy
+from bus.settings import Settings, load_settings
 from bus.signing import PublicKeyRecord, write_keypair
 
 app = typer.Typer(help="Agencies and their signing keys.", no_args_is_help=True)
@@ -43,7 +49,7 @@ def _when(value: str | None, option: str) -> datetime | None:
 def _run(coro: object) -> object:
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except ConfigError as e:
+    except (ConfigError, TransportError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
 
@@ -191,3 +197,67 @@ def key_rotate_cmd(
             typer.echo(f"old key {k} verifies until {(now + timedelta(days=overlap_days))}")
 
     _run(go())
+
+
+@app.command("revoke")
+def revoke_cmd(
+    agency: str = typer.Argument(..., help="The agency id, already removed from the registry."),
+    kafka: bool = typer.Option(
+        True,
+        "--kafka/--no-kafka",
+        help="Also reconcile the Kafka ACLs and delete the agency's SCRAM user, as the super "
+        "user CASEBUS_KAFKA_* name (--no-kafka where Strimzi KafkaUsers hold them).",
+    ),
+    policy_file: Path = typer.Option(
+        DEFAULT_POLICY_PATH, "--policy", help="The routing policy file."
+    ),
+) -> None:
+    """Shut every door of an agency the registry file no longer lists: its keys are revoked
+    (its signatures refused), its adapter API tokens revoked, its Kafka ACLs removed and its
+    SCRAM user deleted. Safe to run again."""
+    settings = load_settings()
+    registry = load_registry(settings.agencies_file)
+    if registry.get(agency) is not None:
+        typer.echo(
+            f"error: {agency} is still in {settings.agencies_file}: access ends when the "
+            "registry says so; remove it there first, then run this again",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+    async def go() -> None:
+        conn = await connect(settings.database_url)
+        try:
+            done = await revoke_agency(conn, agency, at=datetime.now(UTC))
+        finally:
+            await conn.close()
+        typer.echo(f"keys revoked: {len(done.keys)} {' '.join(done.keys)}".rstrip())
+        typer.echo(f"adapter tokens revoked: {done.tokens}")
+        if not kafka:
+            return
+        plan = plan_acls(
+            registry,
+            load_policy(policy_file, registry),
+            prefix=settings.topic_prefix,
+            submit_topics=settings.submit_topics,
+        )
+        changes = await reconcile(plan, settings)
+        for line in changes.lines():
+            typer.echo(line)
+        typer.echo(f"Kafka ACL bindings removed: {len(changes.remove)}")
+        users = await _delete_user(settings, agency)
+        typer.echo(f"Kafka SCRAM user deleted: {agency if users else 'none was left'}")
+
+    _run(go())
+
+
+async def _delete_user(settings: Settings, agency: str) -> list[str]:
+    """Delete ``agency``'s SCRAM user as the super user ``settings`` name."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    try:
+        await admin.start()
+        return await delete_scram_users(admin, [agency], mechanism=settings.kafka_sasl_mechanism)
+    finally:
+        await admin.close()
