@@ -86,7 +86,7 @@ async def test_console_shows_the_breach_filters_and_delivery_health(scenario: Sc
     breach = int(re.search(r'id="breach-count"><b>(\d+)</b>', html).group(1))  # type: ignore[union-attr]
     assert breach >= 1
     deadlines = rows(html, "deadlines")
-    breached = [row for row in deadlines if 'class="breached">breached' in row]
+    breached = [row for row in deadlines if '<span class="breached">超期</span>' in row]
     assert any("criminal.filing_decision" in row and scenario.silent in row for row in breached)
     # Open deadlines come first, with the time left.
     states = [re.search(r'<span class="(\w+)">', row).group(1) for row in deadlines]  # type: ignore[union-attr]
@@ -103,7 +103,7 @@ async def test_console_shows_the_breach_filters_and_delivery_health(scenario: Sc
 
     r = await scenario.client.get("/", params={"status": "breached"})
     only_breached = rows(r.text, "deadlines")
-    assert only_breached and all('class="breached">breached' in row for row in only_breached)
+    assert only_breached and all('<span class="breached">' in row for row in only_breached)
 
     r = await scenario.client.get("/", params={"agency": POLICE})
     narrowed = rows(r.text, "deadlines")
@@ -112,14 +112,18 @@ async def test_console_shows_the_breach_filters_and_delivery_health(scenario: Sc
     assert f'<option value="{POLICE}" selected>' in r.text
 
     r = await scenario.client.get("/", params={"flow": "criminal.receipt"})
-    assert all(row.startswith("<td>criminal.receipt</td>") for row in rows(r.text, "deadlines"))
+    receipts = rows(r.text, "deadlines")
+    assert receipts and all(
+        row.startswith('<td><span title="criminal.receipt">移送书回执签字</span></td>')
+        for row in receipts
+    )
 
 
 async def test_case_page_shows_the_timeline_and_deadlines(scenario: Scenario) -> None:
     r = await scenario.client.get(f"/cases/{quote(scenario.filed, safe='')}")
     assert r.status_code == 200
     steps = rows(r.text, "timeline")
-    kinds = [re.findall(r"<td>(.*?)</td>", s)[2] for s in steps]
+    kinds = [re.findall(r'<span title="([a-z_.]+)">', s)[0] for s in steps]
     assert [k for k in kinds if k.startswith("criminal.")] == [
         "criminal.transfer",
         "criminal.receipt",
@@ -127,7 +131,8 @@ async def test_case_page_shows_the_timeline_and_deadlines(scenario: Scenario) ->
         "criminal.evidence_handover",
     ]
     deadlines = rows(r.text, "case-deadlines")
-    assert deadlines and all('class="met">met' in d for d in deadlines)
+    assert deadlines and all('<span class="met">按期办结</span>' in d for d in deadlines)
+    assert "<td>涉嫌犯罪案件移送</td>" not in r.text and ">涉嫌犯罪案件移送</span>" in r.text
 
     r = await scenario.client.get("/cases/no-such-case")
     assert r.status_code == 404
@@ -141,3 +146,33 @@ async def test_case_page_shows_the_timeline_and_deadlines(scenario: Scenario) ->
     market = ("market", scenario.tokens[MARKET])
     assert (await scenario.client.get(page, auth=market)).status_code == 403
     assert (await scenario.client.get("/healthz")).text == "ok"
+
+
+async def test_console_speaks_chinese_with_registry_names_and_english_on_request(
+    scenario: Scenario,
+) -> None:
+    r = await scenario.client.get("/")
+    assert r.headers["content-language"] == "zh" and "Accept-Language" in r.headers["vary"]
+    html = r.text
+    assert '<html lang="zh-CN">' in html and "<h1>两法衔接运行监控台</h1>" in html
+    # Agencies by the registry's names (deploy/agencies.yaml), flows by the statute's step.
+    police = "昆明市公安局阳宗海风景名胜区分局"
+    [row] = [t for t in rows(html, "totals") if POLICE in t and "criminal.filing_decision" in t]
+    assert f'<span title="{POLICE}">{police}</span>' in row and ">立案审查决定</span>" in row
+    assert f'<option value="{POLICE}">{police}</option>' in html
+
+    english = {"lang": "en"}
+    for how in ({"params": english}, {"headers": {"Accept-Language": "en-GB,en;q=0.9,zh;q=0.5"}}):
+        r = await scenario.client.get("/", **how)  # type: ignore[arg-type]
+        assert r.headers["content-language"] == "en", how
+        assert "<h1>casebus ops console</h1>" in r.text
+        assert "Kunming Public Security Bureau, Yangzonghai Branch" in r.text
+    r = await scenario.client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    assert r.headers["content-language"] == "zh"
+    # A page asked for in English links on in English; the switch leads back to Chinese.
+    r = await scenario.client.get("/", params={"lang": "en", "agency": POLICE})
+    case_links = re.findall(r'<a href="(/cases/[^"]+)"', r.text)
+    assert case_links and all(link.endswith("?lang=en") for link in case_links)
+    r = await scenario.client.get(case_links[0].replace("&amp;", "&"))
+    assert r.status_code == 200 and r.headers["content-language"] == "en"
+    assert 'href="/?lang=en"' in r.text and ">中文</a>" in r.text

@@ -1,6 +1,10 @@
 """The ops console as a FastAPI app: ``/`` (filters ``agency``, ``flow``, ``status``),
 ``/cases/{case_id}`` and ``/healthz``.
 
+The pages speak Chinese, their readers' language (ops staff, prosecutors); ``?lang=en``, or a
+browser whose Accept-Language prefers English over Chinese, gets English
+(:mod:`bus.console.i18n`).
+
 Who may read what: the pages name cases, their parties, deadlines and rejection reasons, so
 each needs an agency's API token (``casebus adapter token``), sent as a bearer token or, from a
 browser, as the password of HTTP Basic. ``/`` spans every agency's cases: the procuratorate
@@ -19,13 +23,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from adapters._framework.auth import forbidden, token_reader
 from bus.audit.access import case_parties
 from bus.console import queries
+from bus.console.i18n import Labels, choose_lang
 from bus.console.views import case_page, overview_page
 from bus.db import create_pool
 from bus.settings import Settings
@@ -83,6 +88,19 @@ def create_app(
 
     reader = token_reader(the_pool, basic_realm="casebus console")
 
+    async def labels(
+        lang: Annotated[str | None, Query(max_length=10)] = None,
+        accept_language: Annotated[str | None, Header(max_length=500)] = None,
+    ) -> Labels:
+        return Labels(choose_lang(lang, accept_language), await queries.agency_names(the_pool()))
+
+    def html(page: str, labels: Labels, status_code: int = 200) -> HTMLResponse:
+        return HTMLResponse(
+            page,
+            status_code=status_code,
+            headers={"Content-Language": labels.lang, "Vary": "Accept-Language"},
+        )
+
     async def supervises(agency: str) -> bool:
         kind = await the_pool().fetchval("SELECT kind FROM agencies WHERE agency_id = $1", agency)
         return bool(kind == "procuratorate")
@@ -110,32 +128,35 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(supervisor)])
     async def overview(
+        lb: Annotated[Labels, Depends(labels)],
         agency: Annotated[str, Query(max_length=200)] = "",
         flow: Annotated[str, Query(max_length=200)] = "",
         status: Annotated[str, Query(max_length=20)] = "",
-    ) -> str:
+    ) -> HTMLResponse:
         p = the_pool()
         now = clock.now()
         f = queries.DeadlineFilter(agency=agency, flow=flow, status=status)
         agencies, flows = await queries.filter_choices(p)
-        return overview_page(
+        page = overview_page(
             f=f,
             now=now,
             agencies=agencies,
             flows=flows,
             deadlines=await queries.deadlines(p, f, now=now),
             totals=await queries.sla_totals(p, f),
-            health=await queries.delivery_health(p, now=now),
+            health=await queries.delivery_health(p),
             dead=await dead(),
             times=await queries.response_times(p),
             refresh_s=refresh_s,
+            labels=lb,
         )
+        return html(page, lb)
 
     @app.get("/cases/{case_id}", response_class=HTMLResponse, dependencies=[Depends(case_reader)])
-    async def case(case_id: str) -> HTMLResponse:
+    async def case(case_id: str, lb: Annotated[Labels, Depends(labels)]) -> HTMLResponse:
         trace = await case_trace(the_pool(), case_id)
         status = 200 if trace.messages or trace.deadlines else 404
-        return HTMLResponse(case_page(trace, refresh_s=refresh_s), status_code=status)
+        return html(case_page(trace, refresh_s=refresh_s, labels=lb), lb, status)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:

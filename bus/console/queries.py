@@ -17,6 +17,7 @@ from bus.settings import Settings
 __all__ = [
     "DeadLetter",
     "DeadlineFilter",
+    "agency_names",
     "dead_letters",
     "deadlines",
     "delivery_health",
@@ -99,6 +100,12 @@ async def filter_choices(pool: asyncpg.Pool) -> tuple[list[str], list[str]]:
     return [r[0] for r in agencies], [r[0] for r in flows]
 
 
+async def agency_names(pool: asyncpg.Pool) -> dict[str, tuple[str, str | None]]:
+    """Agency id → (name, English name), as the registry (deploy/agencies.yaml) was loaded."""
+    rows = await pool.fetch("SELECT agency_id, name, name_en FROM agencies")
+    return {r["agency_id"]: (r["name"], r["name_en"]) for r in rows}
+
+
 async def response_times(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     """Per owing agency: closed steps, median and 90th-percentile hours from start to close."""
     rows = await pool.fetch(
@@ -116,9 +123,11 @@ async def response_times(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def delivery_health(pool: asyncpg.Pool, *, now: datetime) -> dict[str, Any]:
+async def delivery_health(pool: asyncpg.Pool) -> dict[str, Any]:
     """Outbox rows waiting to be published, and deliveries to departments pending or late
-    (a pending delivery whose first attempt is over a minute old counts as late)."""
+    (a pending delivery whose first attempt is over a minute old counts as late). Lateness is
+    real time, by the database's clock that stamped ``received_at``, even when the console's
+    "now" is a simulated one (the demo's)."""
     outbox = await pool.fetch(
         "SELECT owner, count(*) AS pending, min(created_at) AS oldest, max(attempts) AS attempts"
         " FROM outbox WHERE published_at IS NULL GROUP BY 1 ORDER BY 1"
@@ -126,12 +135,10 @@ async def delivery_health(pool: asyncpg.Pool, *, now: datetime) -> dict[str, Any
     deliveries = await pool.fetch(
         """
         SELECT agency_id AS agency, count(*) AS pending,
-               count(*) FILTER (WHERE received_at < $1::timestamptz - interval '1 minute')
-                   AS late,
+               count(*) FILTER (WHERE received_at < now() - interval '1 minute') AS late,
                max(attempts) AS attempts, min(received_at) AS oldest
         FROM adapter_deliveries WHERE state = 'pending' GROUP BY 1 ORDER BY 1
-        """,
-        now,
+        """
     )
     rejected = await pool.fetchval(
         "SELECT count(*) FROM adapter_deliveries WHERE state = 'rejected'"
