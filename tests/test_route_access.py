@@ -9,6 +9,9 @@ decision. The decisions (README "Who may read what"):
 - ``served``: the department API; a token of an agency the adapter serves.
 - ``procuratorate``: the supervision views; the procuratorate's token only (its adapter serves no
   one else).
+- ``attachment``: a case file; the sender, recipients and automatic copies of a message
+  referring to it, each at its own adapter (a token of an agency the adapter serves). Anyone
+  else gets 403 whether or not the file exists.
 - ``party``: an evidence bundle (it carries the whole signed envelope); the message's sender and
   recipients, and the procuratorate. Anyone else gets 403 whether or not the message exists.
   The console's case page likewise: the case's parties and the procuratorate.
@@ -39,15 +42,16 @@ from adapters import court, enforcement, police, procuratorate, regulators
 from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from bus.agencies import load_registry
+from bus.attachments import PostgresAttachmentStore, delivery_role, record_references
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf, recipients_detail
 from bus.audit.log import AuditLog, AuditRecord
 from bus.console import create_app as create_console
-from bus.models import PAYLOAD_MODELS
+from bus.models import PAYLOAD_MODELS, Attachment
 from bus.registry import sync_agencies
 from bus.settings import Settings
 from bus.signing import write_keypair
-from bus.testing import make_party
+from bus.testing import Party, make_party
 
 pytestmark = pytest.mark.integration
 
@@ -60,13 +64,15 @@ MARKET = "ygh.regulator.market"
 """Neither served by any adapter below nor a party to the message: the outsider."""
 CASE = "阳城执〔2026〕路由0001号"
 
-Access = Literal["public", "served", "procuratorate", "party"]
+Access = Literal["public", "served", "procuratorate", "party", "attachment"]
 
 COMMON: dict[tuple[str, str], Access] = {
     ("POST", "/v1/submissions"): "served",
     ("GET", "/v1/inbox"): "served",
     ("POST", "/v1/inbox/{message_id}/ack"): "served",
     ("POST", "/v1/inbox/{message_id}/reject"): "served",
+    ("POST", "/v1/attachments"): "served",
+    ("GET", "/v1/attachments/{sha256}"): "attachment",
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",
@@ -100,11 +106,14 @@ ADAPTERS: dict[str, tuple[ModuleType, str, dict[tuple[str, str], Access]]] = {
 
 @dataclass
 class World:
-    """One audited message (POLICE to BUREAU, checkpointed) and a token per agency."""
+    """One audited message (POLICE to BUREAU, checkpointed), a stored case file that a
+    message from POLICE to every agency an adapter below serves refers to, and a token per
+    agency."""
 
     pool: asyncpg.Pool
     message_id: uuid.UUID
     tokens: dict[str, str]
+    sha256: str
 
 
 @pytest.fixture
@@ -145,9 +154,34 @@ async def world(settings: Settings, tmp_path: Path) -> AsyncIterator[World]:
             await checkpointer.checkpoint()
         tokens = {a: await create_token(pool, a) for a in (POLICE, BUREAU, PROCURATORATE, COURT)}
         tokens |= {a: await create_token(pool, a) for a in (PLANNING, MARKET)}
-        yield World(pool, env.message_id, tokens)
+        sha256 = await _case_file(pool, sender)
+        yield World(pool, env.message_id, tokens, sha256)
     finally:
         await pool.close()
+
+
+async def _case_file(pool: asyncpg.Pool, sender: Party) -> str:
+    """A stored file that POLICE sent to BUREAU, PLANNING and COURT, PROCURATORATE getting a
+    copy: the references each agency's adapter records."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"%PDF-1.7 route access"
+
+    stored = await PostgresAttachmentStore(lambda: pool).put(
+        body(), media_type="application/pdf", max_bytes=1024
+    )
+    a = stored.attachment
+    ack = PAYLOAD_MODELS["bus.ack"](
+        original_message_id=uuid.uuid4(), acknowledged_by=POLICE, acknowledged_at=datetime.now(UTC)
+    )
+    sent = sender.envelope(ack, recipients=[BUREAU, PLANNING, COURT], case_id=CASE)
+    attachment = Attachment(
+        name="a.pdf", media_type=a.media_type, size_bytes=a.size_bytes, sha256=a.sha256, uri=a.uri
+    )
+    sent = sent.model_copy(update={"attachments": [attachment]})
+    for agency in (POLICE, BUREAU, PLANNING, COURT, PROCURATORATE):
+        await record_references(pool, sent, agency, delivery_role(sent, agency))
+    return a.sha256
 
 
 TABLES = {kind: (agency, table) for kind, (_, agency, table) in ADAPTERS.items()}
@@ -193,9 +227,10 @@ def routes(app: FastAPI) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def request_of(method: str, path: str, message_id: uuid.UUID) -> dict[str, Any]:
+def request_of(method: str, path: str, world: World) -> dict[str, Any]:
     """A well-formed request to the route: path parameters and required inputs filled in."""
-    url = path.replace("{message_id}", str(message_id)).replace("{case_id}", CASE)
+    url = path.replace("{message_id}", str(world.message_id)).replace("{case_id}", CASE)
+    url = url.replace("{sha256}", world.sha256)
     params: dict[str, str] = {}
     body: Any = None
     if path == "/v1/statistics":
@@ -230,7 +265,7 @@ async def test_every_route_of_every_adapter_decides_who_may_read_it(
                 if access is None:
                     failures.append(f"{kind}: {method} {path} has no access decision")
                     continue
-                request = request_of(method, path, world.message_id)
+                request = request_of(method, path, world)
 
                 async def call(token: str | None, req: dict[str, Any] = request) -> httpx.Response:
                     return await client.request(**req, headers=bearer(token))
@@ -254,8 +289,11 @@ async def test_every_route_of_every_adapter_decides_who_may_read_it(
                         != ("Basic" if kind == "console" else "Bearer")
                     ):
                         failures.append(f"{where} with {token!r}: {r.status_code} {r.text[:200]}")
-                # A valid token of an agency that may not read it: 403.
+                # A valid token of an agency that may not read it: 403. A case file's party
+                # reads it at its own adapter only.
                 outsiders = [MARKET] + ([POLICE] if access == "procuratorate" else [])
+                if access == "attachment":
+                    outsiders.append(BUREAU if served == POLICE else POLICE)
                 for outsider in outsiders:
                     r = await call(world.tokens[outsider])
                     if r.status_code != 403:

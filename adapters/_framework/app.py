@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters._framework.attachments import attachment_routes
 from adapters._framework.auth import served_reader
 from adapters._framework.inbound import SubmissionRejected, department_problem
 from adapters._framework.outbound import (
@@ -375,6 +376,7 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(attachment_routes(service, service.attachments))
     return app
 
 

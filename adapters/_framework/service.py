@@ -12,6 +12,7 @@ from typing import Self
 import asyncpg
 import structlog
 
+from adapters._framework.attachments import default_store, referencing
 from adapters._framework.config import AdapterConfig
 from adapters._framework.inbound import Submitter
 from adapters._framework.outbound import (
@@ -21,6 +22,7 @@ from adapters._framework.outbound import (
     record_lateness,
 )
 from adapters._framework.vocabulary import Vocabulary
+from bus.attachments import AttachmentStore
 from bus.codec import default_codec
 from bus.db import create_pool
 from bus.errors import ConfigError
@@ -84,6 +86,8 @@ class AdapterService:
             clock=config.clock,
         )
         self._submitter: Submitter | None = None
+        self.attachments: AttachmentStore = default_store(self)
+        """Where uploaded case files are kept (bus.attachments)."""
         self.started = False
 
     @property
@@ -176,8 +180,14 @@ class AdapterService:
                 self.settings,
                 agency_id=agency_id,
                 consumer_name=f"adapter.{agency_id}",
-                handler=inbox_handler(
-                    agency_id, vocabulary=self.vocabulary, codec=self._codec, on_stored=self._stored
+                handler=referencing(
+                    agency_id,
+                    inbox_handler(
+                        agency_id,
+                        vocabulary=self.vocabulary,
+                        codec=self._codec,
+                        on_stored=self._stored,
+                    ),
                 ),
                 pool=self.pool,
                 codec=self._codec,

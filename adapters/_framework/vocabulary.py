@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
+from bus.attachments import sha256_of_uri
 from bus.errors import Problem
 
 __all__ = [
     "BUS_KINDS",
     "DOCUMENT_REF_FIELDS",
+    "DOWNLOAD_FIELD",
     "ENVELOPE_FIELDS",
     "ID_TYPES",
     "KIND_FIELD",
@@ -28,6 +30,7 @@ __all__ = [
     "KindVocabulary",
     "Nested",
     "Vocabulary",
+    "download_path",
 ]
 
 
@@ -66,6 +69,16 @@ ENVELOPE_FIELDS: Final[FieldTable] = {
     ),
 }
 """Envelope fields, the same for every adapter and kind."""
+
+DOWNLOAD_FIELD: Final = "xzdz"
+"""下载地址: added to each delivered ``fj`` entry kept in the bus's store: where the department
+downloads it from its own adapter, with its own token."""
+
+
+def download_path(sha256: str) -> str:
+    """Where a department downloads the stored attachment ``sha256`` from its adapter."""
+    return f"/v1/attachments/{sha256}"
+
 
 # Fields a department may set on a submission; the others are the bus's to set.
 _SUBMITTABLE_ENVELOPE: Final = frozenset({"ajbh", "fsdw", "jsdw", "glbh", "yyxx", "qx", "fj"})
@@ -236,6 +249,9 @@ class Vocabulary:
         entry = self._by_kind.get(kind)
         doc: dict[str, Any] = {KIND_FIELD: self.code(kind)}
         doc.update(self._out(envelope, ENVELOPE_FIELDS, {}))
+        for item in doc.get("fj") or ():
+            if sha256_of_uri(str(item.get("dz"))) == item.get("hash"):
+                item[DOWNLOAD_FIELD] = download_path(str(item["hash"]))
         if entry is None:
             doc.update(payload)  # a kind this department has no terms for: our names
         else:

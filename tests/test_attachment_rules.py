@@ -1,0 +1,133 @@
+"""The attachment decisions, without a database: Range headers, the submit-time check of a
+message's bus-store attachments, and who holds a delivered message's references."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bus.attachments import (
+    ByteRange,
+    RangeNotSatisfiable,
+    StoredAttachment,
+    attachment_uri,
+    delivery_role,
+    parse_range,
+    sha256_of_uri,
+    submission_problems,
+)
+from bus.models import PAYLOAD_MODELS, Attachment, Envelope
+from bus.testing import make_party
+
+SIZE = 1000
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("bytes=0-0", ByteRange(0, 1, SIZE)),
+        ("bytes=0-499", ByteRange(0, 500, SIZE)),
+        ("bytes=500-", ByteRange(500, SIZE, SIZE)),
+        ("bytes=-100", ByteRange(900, SIZE, SIZE)),
+        ("bytes=-5000", ByteRange(0, SIZE, SIZE)),
+        ("bytes=990-5000", ByteRange(990, SIZE, SIZE)),
+        (" bytes = 1 - 2 ", ByteRange(1, 3, SIZE)),
+        ("bytes=0-1,5-6", None),  # several ranges: the whole file instead
+        ("items=0-1", None),  # another unit: ignored
+        ("bytes=5-1", None),  # invalid: ignored
+        ("bytes=-", None),
+    ],
+)
+def test_a_range_header_picks_its_bytes_or_the_whole_file(
+    header: str | None, expected: ByteRange | None
+) -> None:
+    assert parse_range(header, SIZE) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5000-6000", "bytes=-0"])
+def test_a_range_starting_past_the_end_is_not_satisfiable(header: str) -> None:
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(header, SIZE)
+
+
+@given(st.integers(0, 5000), st.integers(0, 5000), st.integers(1, 3000))
+def test_a_satisfiable_range_lies_within_the_file(first: int, last: int, size: int) -> None:
+    try:
+        part = parse_range(f"bytes={first}-{last}", size)
+    except RangeNotSatisfiable:
+        assert first >= size
+        return
+    if part is None:
+        assert last < first
+        return
+    assert 0 <= part.start < part.end <= size
+    assert part.content_range == f"bytes {part.start}-{part.end - 1}/{size}"
+
+
+def test_only_bus_uris_name_a_stored_attachment() -> None:
+    digest = hashlib.sha256(b"x").hexdigest()
+    assert sha256_of_uri(attachment_uri(digest)) == digest
+    assert sha256_of_uri("https://files.example.gov.cn/a.pdf") is None
+    assert sha256_of_uri("casebus://attachments/sha256/XYZ") == ""
+
+
+def _envelope(tmp_path: Path, attachments: list[Attachment]) -> Envelope:
+    party = make_party("ygh.enforcement.bureau", tmp_path / uuid.uuid4().hex)
+    ack = PAYLOAD_MODELS["bus.ack"](
+        original_message_id=uuid.uuid4(),
+        acknowledged_by="ygh.enforcement.bureau",
+        acknowledged_at=datetime.now(UTC),
+    )
+    env = party.envelope(ack, recipients=["ygh.police.bureau"], case_id="阳城执〔2026〕1号")
+    return env.model_copy(update={"attachments": attachments})
+
+
+def _attachment(
+    name: str, data: bytes, *, uri: str | None = None, size: int | None = None
+) -> Attachment:
+    digest = hashlib.sha256(data).hexdigest()
+    return Attachment(
+        name=name,
+        media_type="application/pdf",
+        size_bytes=len(data) if size is None else size,
+        sha256=digest,
+        uri=attachment_uri(digest) if uri is None else uri,
+    )
+
+
+def test_a_submission_may_refer_only_to_what_its_sender_uploaded_whole(tmp_path: Path) -> None:
+    ok = _attachment("移送书.pdf", b"transfer letter")
+    missing = _attachment("调查报告.pdf", b"never uploaded")
+    theirs = _attachment("鉴定结论.pdf", b"someone else's upload")
+    short = _attachment("清单.pdf", b"list", size=3)
+    pointing_elsewhere = _attachment(
+        "照片.jpg", b"photo", uri=attachment_uri(hashlib.sha256(b"other").hexdigest())
+    )
+    external = _attachment("外部.pdf", b"kept by the department", uri="https://f.example/a.pdf")
+    env = _envelope(tmp_path, [ok, missing, theirs, short, pointing_elsewhere, external])
+    uploads = ((ok, b"transfer letter"), (theirs, b"someone else's upload"), (short, b"list"))
+    stored = {a.sha256: StoredAttachment(a.sha256, len(d), "application/pdf") for a, d in uploads}
+    problems = submission_problems(env, stored, {ok.sha256, short.sha256})
+    assert [(p.path, p.rule) for p in problems] == [
+        ("attachments[1].sha256", "attachment_not_uploaded"),
+        ("attachments[2].sha256", "attachment_not_uploaded"),
+        ("attachments[3].size_bytes", "attachment_size_mismatch"),
+        ("attachments[4].uri", "attachment_uri_mismatch"),
+    ]
+    assert problems[0].value == missing.sha256 and problems[0].message_zh
+    # A department's own file server is its own business: nothing to check.
+    assert submission_problems(_envelope(tmp_path, [external]), {}, set()) == []
+
+
+def test_a_delivery_makes_a_named_recipient_or_a_copy(tmp_path: Path) -> None:
+    env = _envelope(tmp_path, [])
+    assert delivery_role(env, "ygh.police.bureau") == "recipient"
+    assert delivery_role(env, "ygh.procuratorate") == "copy"
+    assert delivery_role(env, "ygh.enforcement.bureau") == "sender"
