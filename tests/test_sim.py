@@ -13,12 +13,14 @@ import re
 from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 from rich.console import Console
 
 from adapters._framework.auth import create_token
+from bus.audit.events import decode_leaf
 from bus.console import create_app
 from bus.demo import run_days
 from bus.settings import Settings
@@ -100,6 +102,23 @@ async def test_the_fortnight_opens_and_closes_its_deadlines_on_its_own_days(
         court = traces[sim.expected.flows["court execution"]]
         shown = set(re.findall(r"\d{4}-\d{2}-\d{2}", render_trace(court)))
         assert {str(first_day + timedelta(days=d)) for d in (1, 3, 6)} <= shown, shown
+
+        # So does the procuratorate's timeline, and the audit log's record of that query.
+        dept = world.proc.department(PROCURATORATE)
+        case = sim.expected.flows["transfer: wrong bureau, forwarded"]
+        r = await dept.client.get(
+            f"/v1/cases/{quote(case, safe='')}/timeline", headers=dept.headers
+        )
+        assert r.status_code == 200, r.text
+        steps = {str(_day(datetime.fromisoformat(step["sent_at"]))) for step in r.json()["steps"]}
+        assert {str(first_day + timedelta(days=d)) for d in (1, 2, 3)} <= steps, steps
+        query = decode_leaf(
+            await world.pool.fetchval(
+                "SELECT leaf FROM audit_entries WHERE idx = $1",
+                int(r.headers["X-Casebus-Query-Audit-Index"]),
+            )
+        )
+        assert _day(datetime.fromisoformat(query["at"])) == last_day, query
 
         # So does the console: its "closed" column lists the simulated days, not today alone.
         app = create_app(settings, pool=world.pool, clock=world.clock, dead_letter_cache_s=0)

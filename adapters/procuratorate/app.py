@@ -135,13 +135,18 @@ def build_service(
 
 
 async def record_query(
-    pool: asyncpg.Pool, *, agency: str, path: str, params: dict[str, str]
+    pool: asyncpg.Pool,
+    *,
+    agency: str,
+    path: str,
+    params: dict[str, str],
+    at: datetime | None = None,
 ) -> int:
-    """Append ``query`` (who looked at what) to the audit log; its index."""
+    """Append ``query`` (who looked at what, ``at``: now by default) to the audit log; its
+    index."""
     event_id = uuid.uuid4()
-    leaf = plain_leaf(
-        "query", event_id=event_id, at=datetime.now(UTC), agency=agency, path=path, params=params
-    )
+    at = at or datetime.now(UTC)
+    leaf = plain_leaf("query", event_id=event_id, at=at, agency=agency, path=path, params=params)
     case_id = path.split("/")[3] if path.startswith("/v1/cases/") else None
     async with pool.acquire() as conn, conn.transaction():
         [entry] = await AuditLog().append(conn, [AuditRecord("query", event_id, case_id, leaf)])
@@ -228,8 +233,11 @@ def _deadlines(sla_rows: list[asyncpg.Record]) -> dict[str, list[dict[str, Any]]
     return out
 
 
-async def timeline(pool: asyncpg.Pool, agency: str, case_id: str) -> dict[str, Any]:
-    """Every step of a case, oldest first, with its deadlines and evidence bundle."""
+async def timeline(
+    pool: asyncpg.Pool, agency: str, case_id: str, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Every step of a case, oldest first, with its deadlines and evidence bundle; a deadline
+    no step closed is open or breached as of ``now`` (the adapter's clock; the wall's if None)."""
     rows = await pool.fetch(
         """SELECT message_id, kind, sender, recipients, sent_at, received_at, payload
            FROM procuratorate_events WHERE agency_id = $1 AND case_id = $2
@@ -248,7 +256,7 @@ async def timeline(pool: asyncpg.Pool, agency: str, case_id: str) -> dict[str, A
         )
     }
     reported = _deadlines(sla_rows)
-    deadlines = _expected(steps, datetime.now(UTC))
+    deadlines = _expected(steps, now or datetime.now(UTC))
     for opened_by, entries in reported.items():
         mine = {d["policy_id"]: d for d in deadlines.setdefault(opened_by, [])}
         for entry in entries:
@@ -426,7 +434,11 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
             agency = await token_agency(service.pool, token.strip()) or "invalid_token"
         try:
             index = await record_query(
-                service.pool, agency=agency, path=path, params=dict(request.query_params)
+                service.pool,
+                agency=agency,
+                path=path,
+                params=dict(request.query_params),
+                at=service.config.clock.now(),
             )
         except Exception as e:  # no answer that is not on the record
             log.error("procuratorate.query_not_recorded", path=path, error=f"{e!r}")
@@ -446,7 +458,7 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
         summary="案件全流程时间线 / every step of a case, with deadlines and proofs",
     )
     async def case_timeline(agency: Agency, case_id: str) -> dict[str, Any]:
-        return await timeline(service.pool, agency, case_id)
+        return await timeline(service.pool, agency, case_id, now=service.config.clock.now())
 
     @app.get(
         "/v1/screening/penalty-instead-of-transfer",

@@ -2,15 +2,18 @@
 
 ``casebus sla due court.acceptance --start 2026-09-29T10:00:00+08:00`` prints
 ``2026-10-12T23:59:59+08:00``. ``casebus sla run`` runs the engine until SIGTERM;
-``casebus sla status`` prints the open and breached deadlines with the time left. Exit status 2
-means the input was refused (unknown policy, a start without a UTC offset, a bad ``--field``,
-a broken policy, holiday or key file, a bad setting).
+``casebus sla status`` prints the open and breached deadlines with the time left, and with
+``--met`` or ``--all`` the history too (how early or late each was closed), limited to those due
+``--since``/``--until``. Exit status 2 means the input was refused (unknown policy, a start
+without a UTC offset, a bad ``--field`` or date, a broken policy, holiday or key file, a bad
+setting).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -219,19 +222,61 @@ def _span(delta: timedelta) -> str:
 
 
 def _left(deadline: Deadline, now: datetime) -> str:
+    if deadline.closed_at is not None:
+        delta = deadline.due_at - deadline.closed_at
+        when = deadline.closed_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        early = delta.total_seconds() >= 0
+        return f"closed {when}, {_span(delta)} {'early' if early else 'late'}"
     delta = deadline.due_at - now
     if delta.total_seconds() >= 0:
         return _span(delta)
     return f"overdue {_span(delta)}"
 
 
-async def _unclosed(
-    database_url: str, *, agency: str | None, breached_only: bool, limit: int
+def _bound(option: str, text: str | None, *, end: bool) -> datetime | None:
+    """A ``--since``/``--until`` bound: a date (its whole day in Asia/Shanghai, ``--until``
+    included) or an instant with a UTC offset."""
+    if text is None:
+        return None
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value) + timedelta(days=1 if end else 0)
+            return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)  # midnight
+        instant = datetime.fromisoformat(value)
+    except (ValueError, OverflowError):
+        _refuse(
+            f"{option} {text!r} is neither a date (2026-11-01) nor an instant with a UTC offset "
+            "(2026-11-01T08:00:00+08:00)"
+        )
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        _refuse(f"{option} {text!r} has no UTC offset; write it like 2026-11-01T08:00:00+08:00")
+    return instant
+
+
+async def _listing(
+    database_url: str,
+    *,
+    states: Sequence[str] | None,
+    unclosed: bool,
+    agency: str | None,
+    due_from: datetime | None,
+    due_before: datetime | None,
+    limit: int,
 ) -> list[Deadline]:
+    from bus.db import connect
+    from bus.sla.store import DeadlineStore
+
     conn = await connect(database_url)
     try:
-        return await DeadlineStore().unclosed(
-            conn, agency=agency, breached_only=breached_only, limit=limit
+        return await DeadlineStore().listing(
+            conn,
+            states=states,
+            unclosed=unclosed,
+            agency=agency,
+            due_from=due_from,
+            due_before=due_before,
+            limit=limit,
         )
     finally:
         await conn.close()
@@ -246,18 +291,71 @@ def status(
     breached: Annotated[
         bool, typer.Option("--breached", help="Only breached deadlines still not closed.")
     ] = False,
+    met: Annotated[
+        bool, typer.Option("--met", help="Only deadlines met (closed in time): the history.")
+    ] = False,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every deadline: open, met, breached, lapsed windows, closed or not."
+        ),
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only deadlines due at or after this date (Asia/Shanghai) or instant, e.g. "
+            "2026-11-01 or 2026-11-01T08:00:00+08:00.",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="Only deadlines due before the end of this date (Asia/Shanghai, included) or "
+            "before this instant.",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 200,
 ) -> None:
-    """Print open and breached deadlines, soonest due first, with the time left."""
+    """Print deadlines, soonest due first, with the time left or when they were closed.
+
+    By default the open and breached ones not yet closed; --met the met ones, --all every one.
+    """
+    chosen = [
+        name for name, on in (("--breached", breached), ("--met", met), ("--all", every)) if on
+    ]
+    if len(chosen) > 1:
+        _refuse(f"{' and '.join(chosen)} exclude each other: give one of them")
+    due_from = _bound("--since", since, end=False)
+    due_before = _bound("--until", until, end=True)
+    if due_from is not None and due_before is not None and due_from >= due_before:
+        _refuse(f"--since {since} is not before --until {until}")
+    states: list[str] | None = ["open", "breached"]
+    if breached:
+        states = ["breached"]
+    elif met:
+        states = ["met"]
+    elif every:
+        states = None
     try:
         settings = load_settings()
         now = clock_from_setting(settings.clock).now()
         rows = asyncio.run(
-            _unclosed(settings.database_url, agency=agency, breached_only=breached, limit=limit)
+            _listing(
+                settings.database_url,
+                states=states,
+                unclosed=not (met or every),
+                agency=agency,
+                due_from=due_from,
+                due_before=due_before,
+                limit=limit,
+            )
         )
     except CasebusError as e:
         _refuse(str(e))
-    header = ("DEADLINE", "POLICY", "CASE", "OWNER", "WAITING", "STATE", "DUE (+08:00)", "LEFT")
+    last = "LEFT / CLOSED" if met or every else "LEFT"
+    header = ("DEADLINE", "POLICY", "CASE", "OWNER", "WAITING", "STATE", "DUE (+08:00)", last)
     table = [header]
     for d in rows:
         due = d.due_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
@@ -277,4 +375,6 @@ def status(
     for row in table:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     breached_n = sum(1 for d in rows if d.state == "breached")
-    typer.echo(f"{len(rows)} deadline(s), {breached_n} breached", err=True)
+    met_n = sum(1 for d in rows if d.state == "met")
+    tail = f", {met_n} met" if met or every else ""
+    typer.echo(f"{len(rows)} deadline(s), {breached_n} breached{tail}", err=True)
