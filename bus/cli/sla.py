@@ -264,9 +264,6 @@ async def _listing(
     due_before: datetime | None,
     limit: int,
 ) -> list[Deadline]:
-    from bus.db import connect
-    from bus.sla.store import DeadlineStore
-
     conn = await connect(database_url)
     try:
         return await DeadlineStore().listing(

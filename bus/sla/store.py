@@ -231,12 +231,34 @@ class DeadlineStore:
         """Open and breached-but-unclosed deadlines, soonest due first; ``agency`` limits them
         to those it owes or waits for."""
         states = ["breached"] if breached_only else ["open", "breached"]
+        return await self.listing(db, states=states, unclosed=True, agency=agency, limit=limit)
+
+    async def listing(
+        self,
+        db: Executor,
+        *,
+        states: Sequence[str] | None = None,
+        unclosed: bool = False,
+        agency: str | None = None,
+        due_from: datetime | None = None,
+        due_before: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Deadline]:
+        """Deadlines in ``states`` (None: any), soonest due first: only those not closed with
+        ``unclosed``, only those ``agency`` owes or waits for, only those due in
+        ``[due_from, due_before)`` — history as well as what is open."""
         rows = await db.fetch(
-            f"""{_SELECT} WHERE closed_at IS NULL AND state = ANY($1::text[])
-                AND ($2::text IS NULL OR owner_agency = $2 OR waiting_agency = $2)
-                ORDER BY due_at, id LIMIT $3""",
-            states,
+            f"""{_SELECT} WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
+                AND (NOT $2 OR closed_at IS NULL)
+                AND ($3::text IS NULL OR owner_agency = $3 OR waiting_agency = $3)
+                AND ($4::timestamptz IS NULL OR due_at >= $4)
+                AND ($5::timestamptz IS NULL OR due_at < $5)
+                ORDER BY due_at, id LIMIT $6""",
+            list(states) if states is not None else None,
+            unclosed,
             agency,
+            due_from,
+            due_before,
             limit,
         )
         return [_deadline(r) for r in rows]
