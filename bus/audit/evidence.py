@@ -5,6 +5,8 @@ inclusion proof, and a signed checkpoint. :func:`verify_bundle` needs only the b
 log's public key: no database, no network. It checks, in order, the checkpoint's signature,
 the inclusion proof against the checkpoint's root, that the leaf is about this message and
 carries exactly these envelope bytes, and the sender's signature with the key the leaf names.
+The checkpoint carries the witnesses' cosignatures stored with it; given the witnesses' keys,
+:func:`verify_bundle` also requires a quorum of them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,10 +23,17 @@ from typing import Any
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bus.audit.checkpoint import parse_signed_checkpoint, verify_signed_checkpoint
+from bus.audit.checkpoint import (
+    CheckpointError,
+    VerifierKey,
+    parse_signed_checkpoint,
+    verify_signed_checkpoint,
+)
+from bus.audit.cosignature import verify_cosignature
 from bus.audit.events import decode_leaf, leaf_envelope
 from bus.audit.log import AuditLog, EntryNotFound
 from bus.audit.merkle import leaf_hash, verify_inclusion
+from bus.audit.witnessing import cosigned_note
 from bus.codec import Codec, default_codec
 from bus.errors import CasebusError, DecodeError, ProofError, SignatureError
 from bus.signing import InMemoryKeyStore, PublicKeyRecord, verify_envelope
@@ -58,13 +68,15 @@ class Verdict:
     tree_size: int
     sender: str
     key_id: str
+    cosigners: tuple[str, ...] = ()
 
     def line(self) -> str:
         """The one-line verdict the CLI prints."""
+        witnessed = f", cosigned by {', '.join(self.cosigners)}" if self.cosigners else ""
         return (
             f"OK: {self.event_kind} of message {self.message_id} from {self.sender} "
             f"(key {self.key_id}) is entry {self.leaf_index} of the log of size "
-            f"{self.tree_size}, signed checkpoint verified"
+            f"{self.tree_size}, signed checkpoint verified{witnessed}"
         )
 
 
@@ -107,7 +119,7 @@ async def build_bundle(
         "leaf_index": entry.index,
         "tree_size": cp.tree_size,
         "inclusion_proof": [_b64(p) for p in proof],
-        "checkpoint": cp.note,
+        "checkpoint": await cosigned_note(db, cp),
     }
 
 
@@ -131,8 +143,11 @@ async def verify_bundle(
     log_key: Ed25519PublicKey,
     origin: str | None = None,
     codec: Codec | None = None,
+    witnesses: Sequence[VerifierKey] = (),
+    quorum: int | None = None,
 ) -> Verdict:
-    """Check a bundle offline; raise :class:`BundleError` naming the first failure."""
+    """Check a bundle offline; raise :class:`BundleError` naming the first failure. With
+    ``witnesses``, ``quorum`` of them (default all) must have cosigned its checkpoint."""
     if bundle.get("format") != BUNDLE_FORMAT:
         raise BundleError("malformed", f"format is not {BUNDLE_FORMAT!r}")
     message_id = _field(bundle, "message_id", str)
@@ -153,6 +168,7 @@ async def verify_bundle(
         raise BundleError("checkpoint_origin", f"checkpoint is of {checkpoint.origin!r}")
     if checkpoint.size != size:
         raise BundleError("tree_size", f"bundle says {size}, checkpoint says {checkpoint.size}")
+    cosigners = _cosigners(note, witnesses, len(witnesses) if quorum is None else quorum)
     try:
         verify_inclusion(leaf_hash(leaf), index, size, proof, checkpoint.root_hash)
     except ProofError as e:
@@ -191,7 +207,27 @@ async def verify_bundle(
         raise BundleError("leaf", f"the leaf's signing key is malformed: {e}") from e
     except SignatureError as e:
         raise BundleError("sender_signature", str(e)) from e
-    return Verdict(message_id, event_kind, index, size, envelope.sender, public.key_id)
+    return Verdict(message_id, event_kind, index, size, envelope.sender, public.key_id, cosigners)
+
+
+def _cosigners(note: str, witnesses: Sequence[VerifierKey], quorum: int) -> tuple[str, ...]:
+    """The witnesses whose cosignature on ``note`` verifies; at least ``quorum`` of them."""
+    if not witnesses:
+        return ()
+    names = []
+    for key in witnesses:
+        try:
+            names.append(verify_cosignature(note, key).cosigner)
+        except CheckpointError as e:
+            if e.reason != "unknown_key":
+                raise BundleError("cosignature", str(e)) from e
+    if len(names) < quorum:
+        raise BundleError(
+            "witnesses",
+            f"the checkpoint is cosigned by {len(names)} of the {len(witnesses)} witnesses "
+            f"given, fewer than {quorum}",
+        )
+    return tuple(names)
 
 
 def load_bundle(text: str) -> dict[str, Any]:

@@ -13,6 +13,11 @@ So ``verify`` also takes signed checkpoints held outside the database (the procu
 copy, a file): the log must reach each one's size with the root it signed, and the database
 must still hold a signed checkpoint at least that large. Without one, the report says it
 checked internal consistency only.
+
+With witnesses' keys (``--witness``) it also checks every stored cosignature by them and that
+the log's checkpoints are cosigned by a quorum of them (:func:`judge_witnessing`): a history
+the owner rewrote can still be signed with the log's key by the bus, but the witnesses, who
+remember what they cosigned, refuse to cosign it.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from dataclasses import dataclass
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bus.audit.checkpoint import Checkpoint, verify_signed_checkpoint
+from bus.audit.checkpoint import Checkpoint, VerifierKey, verify_signed_checkpoint
 from bus.audit.log import AuditLog
 from bus.audit.merkle import CompactRange, leaf_hash
+from bus.audit.witnessing import WitnessingReport, judge_witnessing, load_cosignatures
 from bus.errors import ProofError
 
 __all__ = ["HeldCheckpoint", "VerifyReport", "verify_log"]
@@ -50,6 +56,7 @@ class VerifyReport:
     first_bad_index: int | None = None
     problem: str | None = None
     held: tuple[HeldCheckpoint, ...] = ()
+    witnessing: WitnessingReport | None = None
 
     def line(self) -> str:
         """One line for people."""
@@ -57,6 +64,12 @@ class VerifyReport:
             where = "" if self.first_bad_index is None else f" at index {self.first_bad_index}"
             return f"FAILED{where}: {self.problem}"
         done = f"OK: {self.entries} entries and {self.checkpoints} checkpoints verified"
+        if self.witnessing is not None:
+            w = self.witnessing
+            done += (
+                f"; witnessed up to size {w.witnessed_size} by {w.quorum} of "
+                f"{w.witnesses} witnesses"
+            )
         if not self.held:
             return (
                 f"{done}; internal consistency only: no checkpoint held outside the database "
@@ -104,26 +117,42 @@ async def verify_log(
     log_key: Ed25519PublicKey,
     origin: str,
     held: tuple[HeldCheckpoint, ...] = (),
+    witnesses: tuple[VerifierKey, ...] = (),
+    quorum: int | None = None,
+    witness_grace_s: float = 60.0,
     chunk: int = 20_000,
 ) -> VerifyReport:
-    """Replay the log, and hold it to the ``held`` checkpoints; see the module docstring."""
+    """Replay the log, and hold it to the ``held`` checkpoints and, when ``witnesses`` are
+    given, to their cosignatures (``quorum`` of them, default all); see the module docstring."""
     audit_log = AuditLog()
     async with pool.acquire() as conn:
         checkpoints = await audit_log.checkpoints(conn)
         size = await audit_log.size(conn)
+        cosignatures = await load_cosignatures(conn) if witnesses else {}
+    witnessing = None
+    if witnesses:
+        witnessing = judge_witnessing(
+            checkpoints,
+            cosignatures,
+            witnesses,
+            quorum=len(witnesses) if quorum is None else quorum,
+            grace_s=witness_grace_s,
+        )
     pending = list(checkpoints)
     given = tuple(sorted(held, key=lambda h: h.checkpoint.size))
     outside = list(given)
     problems = _signed_history_problems(
         outside, size, checkpoints[-1].tree_size if checkpoints else None
     )
+    if witnessing is not None:
+        problems.extend(witnessing.problems)
     frontier = CompactRange()
     checked = 0
     last_good_checkpoint = 0
 
     def fail(index: int | None, problem: str | None = None) -> VerifyReport:
         found = "; ".join([*problems, *([problem] if problem else [])])
-        return VerifyReport(False, frontier.size, checked, index, found, given)
+        return VerifyReport(False, frontier.size, checked, index, found, given, witnessing)
 
     def check_checkpoints() -> VerifyReport | None:
         nonlocal checked, last_good_checkpoint
@@ -208,4 +237,4 @@ async def verify_log(
         )
     if problems:
         return fail(None)
-    return VerifyReport(True, frontier.size, checked, held=given)
+    return VerifyReport(True, frontier.size, checked, held=given, witnessing=witnessing)

@@ -15,12 +15,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import start_http_server
 
-from bus.audit.checkpoint import verifier_key_string, verify_signed_checkpoint
+from bus.audit.checkpoint import VerifierKey, verifier_key_string, verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
+from bus.audit.cosignature import parse_cosigner_key
 from bus.audit.evidence import BundleError, build_bundle, load_bundle, verify_bundle
 from bus.audit.log import AuditLog, EntryNotFound
 from bus.audit.monitor import DatabaseProofSource, run_monitor
 from bus.audit.verify import HeldCheckpoint, verify_log
+from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
 from bus.db import create_pool
 from bus.errors import CasebusError, ConfigError, ProofError
 from bus.settings import Settings, load_settings
@@ -52,6 +54,59 @@ def _public_key(path: Path | None, settings: Settings) -> Ed25519PublicKey:
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(code)
+
+
+_WITNESS_KEYS = typer.Option(
+    [],
+    "--witness",
+    envvar="CASEBUS_AUDIT_WITNESS_KEYS",
+    help="A witness's cosigner vkey (`casebus witness vkey`); repeatable. Then a quorum of "
+    "these witnesses must have cosigned the checkpoints.",
+)
+_QUORUM = typer.Option(
+    None, "--quorum", envvar="CASEBUS_AUDIT_QUORUM", help="How many witnesses; default all."
+)
+
+
+def _witness_keys(vkeys: list[str]) -> tuple[VerifierKey, ...]:
+    try:
+        return tuple(parse_cosigner_key(v) for v in vkeys)
+    except ProofError as e:
+        raise _fail(f"FAILED: --witness: {e}") from e
+
+
+@app.command("witness")
+def witness_cmd(
+    witnesses: list[str] = typer.Option(
+        ...,
+        "--witness",
+        envvar="CASEBUS_AUDIT_WITNESSES",
+        help="<submission prefix URL>=<cosigner vkey> of a witness to ask; repeatable.",
+    ),
+) -> None:
+    """Ask each witness to cosign the latest checkpoint; exit 1 if any refused."""
+    settings = load_settings()
+    endpoints = [WitnessEndpoint.parse(w) for w in witnesses]
+
+    async def go() -> list[str]:
+        pool = await create_pool(settings.database_url, max_size=2)
+        try:
+            outcomes = await request_cosignatures(pool, endpoints)
+        finally:
+            await pool.close()
+        if not outcomes:
+            raise _fail("no checkpoint to witness yet")
+        lines = [
+            f"{o.witness}: "
+            + ("cosigned" if o.cosigned else f"refused {o.status} {o.detail}")
+            + f" (size {o.tree_size})"
+            for o in outcomes
+        ]
+        if not all(o.cosigned for o in outcomes):
+            raise _fail("\n".join(lines))
+        return lines
+
+    typer.echo("\n".join(asyncio.run(go())))
 
 
 @app.command("checkpoint")
@@ -138,12 +193,21 @@ def verify_bundle_cmd(
         ..., "--log-key", exists=True, dir_okay=False, help="The log's Ed25519 public key (PEM)."
     ),
     origin: str | None = typer.Option(None, help="Require this log origin."),
+    witness: list[str] = _WITNESS_KEYS,
+    quorum: int | None = _QUORUM,
 ) -> None:
     """Check a bundle offline (no database, no network): exit 0 with a verdict, or 1."""
     key = _public_key(log_key, load_settings())
+    witnesses = _witness_keys(witness)
     try:
         verdict = asyncio.run(
-            verify_bundle(load_bundle(bundle_file.read_text()), log_key=key, origin=origin)
+            verify_bundle(
+                load_bundle(bundle_file.read_text()),
+                log_key=key,
+                origin=origin,
+                witnesses=witnesses,
+                quorum=quorum,
+            )
         )
     except BundleError as e:
         raise _fail(f"FAILED: {e}") from e
@@ -181,6 +245,14 @@ def verify_cmd(
         "copy); repeatable. The log must reach its size with its root, and the database must "
         "still hold a signed checkpoint as large.",
     ),
+    witness: list[str] = _WITNESS_KEYS,
+    quorum: int | None = _QUORUM,
+    witness_grace_s: float = typer.Option(
+        60.0,
+        "--witness-grace-s",
+        envvar="CASEBUS_AUDIT_WITNESS_GRACE_S",
+        help="A checkpoint older than this must be covered by a cosigned one.",
+    ),
 ) -> None:
     """Replay the whole log from the database; exit 1 naming what is wrong. Without
     --checkpoint this proves internal consistency only: the database's owner can rewrite a
@@ -188,12 +260,23 @@ def verify_cmd(
     settings = load_settings()
     key = _public_key(log_key, settings)
     held = _held_checkpoints(checkpoint, key, settings.audit_origin)
+    witnesses = _witness_keys(witness)
+    if witnesses and not 1 <= (quorum or len(witnesses)) <= len(witnesses):
+        raise _fail(f"FAILED: --quorum {quorum} is not between 1 and {len(witnesses)}")
 
     async def go() -> str:
         # Read-only: whoever checks the log needs no power to change it.
         pool = await create_pool(settings.for_service("procuratorate").database_url, max_size=2)
         try:
-            report = await verify_log(pool, log_key=key, origin=settings.audit_origin, held=held)
+            report = await verify_log(
+                pool,
+                log_key=key,
+                origin=settings.audit_origin,
+                held=held,
+                witnesses=witnesses,
+                quorum=quorum,
+                witness_grace_s=witness_grace_s,
+            )
         finally:
             await pool.close()
         if not report.ok:

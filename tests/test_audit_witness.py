@@ -1,0 +1,296 @@
+"""Witnessed checkpoints on the real PostgreSQL, through the CLI as operators run it: the bus
+asks a ``casebus witness serve`` process to cosign, ``casebus audit verify`` and
+``verify-bundle`` check the cosignatures, and when the tables' owner rewrites a leaf the
+witness refuses the next checkpoint and verify fails."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bus.audit.checkpointer import Checkpointer
+from bus.audit.cosignature import cosigner_vkey
+from bus.audit.events import message_leaf
+from bus.audit.log import AuditLog, AuditRecord
+from bus.audit.merkle import root_hash
+from bus.models import PAYLOAD_MODELS
+from bus.settings import Settings
+from bus.signing import Ed25519Signer, write_keypair
+from bus.testing import make_party
+
+pytestmark = pytest.mark.integration
+
+ORIGIN = "test.casebus/audit"
+WITNESS = "ygh.procuratorate/witness"
+
+
+def run(exe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def write_private_key(path: Path) -> Path:
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A ``casebus witness serve`` process: where it answers, its vkey, its own store."""
+
+    url: str
+    vkey: str
+    db: Path
+
+    @property
+    def endpoint(self) -> str:
+        """As ``casebus audit witness --witness`` takes it."""
+        return f"{self.url}={self.vkey}"
+
+
+@dataclass
+class Log:
+    """The bus side: the CLI's environment with the log key, and the log's own vkey."""
+
+    env: dict[str, str]
+    key_file: Path
+    vkey: str
+
+
+@pytest.fixture
+def log(cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path) -> Log:
+    key = write_keypair("casebus", tmp_path / "bus").private_key
+    env = {**cli_env, "CASEBUS_BUS_KEY_FILE": str(key), "CASEBUS_AUDIT_ORIGIN": ORIGIN}
+    vkey = run(casebus_exe, env, "audit", "log-key")
+    assert vkey.returncode == 0, vkey.stderr
+    return Log(env, key, vkey.stdout.strip())
+
+
+@pytest.fixture
+def witness(log: Log, casebus_exe: Path, tmp_path: Path) -> Iterator[Served]:
+    key = write_private_key(tmp_path / "witness.key.pem")
+    port = free_port()
+    env = {
+        **log.env,
+        "CASEBUS_WITNESS_NAME": WITNESS,
+        "CASEBUS_WITNESS_KEY_FILE": str(key),
+        "CASEBUS_WITNESS_DB": str(tmp_path / "witness.sqlite"),
+    }
+    vkey = run(casebus_exe, env, "witness", "vkey")
+    assert vkey.returncode == 0, vkey.stderr
+    proc = subprocess.Popen(
+        [str(casebus_exe), "witness", "serve", "--log", log.vkey, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the witness did not start"
+            time.sleep(0.1)
+        yield Served(url, vkey.stdout.strip(), tmp_path / "witness.sqlite")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def records(n: int, *, rewrite: int | None = None) -> list[AuditRecord]:
+    return [
+        AuditRecord(
+            "accepted", uuid.UUID(int=i + 1), "YGH-16", b"rewritten" if i == rewrite else b"%d" % i
+        )
+        for i in range(n)
+    ]
+
+
+async def append_and_sign(dsn: str, key: Path, batch: list[AuditRecord]) -> None:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await AuditLog().append(conn, batch)
+        signer = Ed25519Signer.from_file(key, agency_id="casebus")
+        assert await Checkpointer(pool, origin=ORIGIN, private_key=signer.private_key).checkpoint()
+    finally:
+        await pool.close()
+
+
+async def owner_rewrites_history(owner_dsn: str, n: int, *, rewrite: int) -> None:
+    """As the role owning the tables, with no key: triggers off, a leaf rewritten, nodes
+    rebuilt, the checkpoints and their cosignatures gone."""
+    tables = ("audit_entries", "audit_nodes", "audit_checkpoints", "audit_cosignatures")
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        async with owner.transaction():
+            for table in tables:
+                await owner.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            for table in ("audit_cosignatures", "audit_checkpoints", "audit_nodes"):
+                await owner.execute(f"DELETE FROM {table}")
+            await owner.execute("DELETE FROM audit_entries")
+            await AuditLog().append(owner, records(n, rewrite=rewrite))
+            for table in tables:
+                await owner.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    finally:
+        await owner.close()
+
+
+def witness_state(db: Path) -> tuple[int, bytes]:
+    conn = sqlite3.connect(db)
+    try:
+        size, root = conn.execute(
+            "SELECT size, root_hash FROM witness_logs WHERE origin = ?", (ORIGIN,)
+        ).fetchone()
+        return int(size), bytes(root)
+    finally:
+        conn.close()
+
+
+async def test_the_witness_refuses_a_rewritten_history_and_verify_fails(
+    settings: Settings, log: Log, witness: Served, casebus_exe: Path
+) -> None:
+    await append_and_sign(settings.database_url, log.key_file, records(37))
+    ask = run(
+        casebus_exe, log.env, "audit", "witness", "--witness", f"{witness.url}={witness.vkey}"
+    )
+    assert ask.returncode == 0, ask.stderr
+    assert ask.stdout.strip() == f"{WITNESS}: cosigned (size 37)"
+    verify = ("audit", "verify", "--witness", witness.vkey, "--witness-grace-s", "0")
+    ok = run(casebus_exe, log.env, *verify)
+    assert ok.returncode == 0, ok.stderr
+    assert "witnessed up to size 37 by 1 of 1 witnesses" in ok.stdout
+
+    await owner_rewrites_history(settings.database_url, 40, rewrite=12)
+    # The bus, which holds the log key, signs whatever the database holds.
+    signer = Ed25519Signer.from_file(log.key_file, agency_id="casebus")
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        assert await Checkpointer(pool, origin=ORIGIN, private_key=signer.private_key).checkpoint()
+    finally:
+        await pool.close()
+
+    # The database forgot the cosignature; the witness did not: 409 "37", then 422.
+    refused = run(casebus_exe, log.env, "audit", "witness", "--witness", witness.endpoint)
+    assert refused.returncode == 1, refused.stdout
+    assert f"{WITNESS}: refused 422 consistency proof from 37 does not verify" in refused.stderr
+    assert witness_state(witness.db) == (37, root_hash([b"%d" % i for i in range(37)]))
+
+    # Internally consistent, signed by the log's key: only the witness tells it apart.
+    inside = run(casebus_exe, log.env, "audit", "verify")
+    assert inside.returncode == 0 and "internal consistency only" in inside.stdout
+    bad = run(casebus_exe, log.env, *verify)
+    assert bad.returncode == 1, bad.stdout
+    assert (
+        "the checkpoint of size 40 is not covered by one that 1 of the 1 witnesses cosigned "
+        "(witnessed up to size 0)" in bad.stderr
+    )
+
+
+async def test_a_bundle_carries_the_cosignature_and_verify_bundle_requires_it(
+    settings: Settings, log: Log, witness: Served, casebus_exe: Path, tmp_path: Path
+) -> None:
+    party = make_party("ygh.regulator.planning", tmp_path / "keys")
+    ack = PAYLOAD_MODELS["bus.ack"](
+        original_message_id=uuid.uuid4(),
+        acknowledged_by="ygh.regulator.planning",
+        acknowledged_at=datetime.now(UTC),
+    )
+    env_msg = party.envelope(ack, recipients=["ygh.enforcement.bureau"], case_id="YGH-16")
+    leaf = message_leaf(
+        "accepted",
+        message_id=env_msg.message_id,
+        case_id="YGH-16",
+        at=datetime.now(UTC),
+        value=party.value(env_msg),
+        key=party.key_record(),
+    )
+    await append_and_sign(
+        settings.database_url,
+        log.key_file,
+        [AuditRecord("accepted", env_msg.message_id, "YGH-16", leaf), *records(4)],
+    )
+    ask = run(
+        casebus_exe, log.env, "audit", "witness", "--witness", f"{witness.url}={witness.vkey}"
+    )
+    assert ask.returncode == 0, ask.stderr
+    proved = run(casebus_exe, log.env, "audit", "prove", str(env_msg.message_id))
+    assert proved.returncode == 0, proved.stderr
+    bundle = json.loads(proved.stdout)
+    assert f"\n— {WITNESS} " in bundle["checkpoint"]
+    (tmp_path / "bundle.json").write_text(proved.stdout)
+    pub = tmp_path / "log.pub.pem"
+    pub.write_bytes(
+        Ed25519Signer.from_file(log.key_file, agency_id="casebus")
+        .private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    no_db = {**log.env, "CASEBUS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+
+    def verify_bundle(path: Path, *vkeys: str) -> subprocess.CompletedProcess[str]:
+        witnesses = [a for v in vkeys for a in ("--witness", v)]
+        return run(
+            casebus_exe,
+            no_db,
+            "audit",
+            "verify-bundle",
+            str(path),
+            "--log-key",
+            str(pub),
+            *witnesses,
+        )
+
+    ok = verify_bundle(tmp_path / "bundle.json", witness.vkey)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().endswith(f"signed checkpoint verified, cosigned by {WITNESS}")
+
+    stranger = cosigner_vkey("ygh.court/witness", Ed25519PrivateKey.generate().public_key())
+    missing = verify_bundle(tmp_path / "bundle.json", witness.vkey, stranger)
+    assert missing.returncode == 1
+    assert "FAILED: witnesses: the checkpoint is cosigned by 1 of the 2 witnesses" in missing.stderr
+
+    # One bit of the cosignature flipped: a forgery, not a missing cosignature.
+    lines = bundle["checkpoint"].split("\n")
+    i = next(n for n, line in enumerate(lines) if line.startswith(f"— {WITNESS} "))
+    blob = bytearray(base64.b64decode(lines[i].split(" ")[2]))
+    blob[-1] ^= 1
+    lines[i] = f"— {WITNESS} {base64.b64encode(bytes(blob)).decode()}"
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps({**bundle, "checkpoint": "\n".join(lines)}))
+    bad = verify_bundle(forged, witness.vkey)
+    assert bad.returncode == 1 and "FAILED: cosignature: bad_signature" in bad.stderr
