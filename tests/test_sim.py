@@ -33,8 +33,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240
 
 DAYS = 8
 ENGINE_LAG = timedelta(seconds=30)
-"""The SLA engine opens a deadline when it reads the opening message, a moment after it was
-sent (and the department may answer within that moment); a day apart means two clocks."""
+"""Two clocks put a day or more between these instants; one clock, at most the engine's lag.
+The SLA engine stamps ``opened_at`` when it reads the opening message (about a second after it
+was sent here) but ``closed_at`` at the closing message's ``sent_at``: a deadline that one
+message opens and closes (criminal.transfer_after_approval) therefore shows ``closed_at`` that
+second before ``opened_at``, and so may one a department answers before the engine has read
+the request. Only the engine can remove that second (``opened_at`` from the opening message's
+``sent_at``, never later than now)."""
 
 
 def _day(at: datetime) -> date:
