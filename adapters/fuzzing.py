@@ -42,6 +42,7 @@ from bus.signing import write_keypair
 __all__ = [
     "ADAPTERS",
     "CLASSES",
+    "ORIGINAL",
     "FuzzCase",
     "FuzzResult",
     "corpus",
@@ -53,6 +54,8 @@ PLANNING: Final = "ygh.regulator.planning"
 POLICE: Final = "ygh.police.bureau"
 PROCURATORATE: Final = "ygh.procuratorate"
 COURT: Final = "ygh.court"
+ORIGINAL: Final = "0f1e2d3c-4b5a-4697-8877-665544332211"
+"""The message the seeds that answer one name (glbh): an answer without it is refused."""
 
 UNPRINTABLE: Final = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 """Unicode general categories with no printable character."""
@@ -71,9 +74,15 @@ CLASSES: Final = (
 def _seeds_court(ajbh: str) -> list[dict[str, Any]]:
     return [
         court_docs.acceptance(
-            ajbh=ajbh, sqh="申1", jsdw=[BUREAU], accepted=True, fyah="(2026)云0101行审1号"
+            ajbh=ajbh,
+            sqh="申1",
+            jsdw=[BUREAU],
+            accepted=True,
+            fyah="(2026)云0101行审1号",
+            glbh=ORIGINAL,
         ),
-        court_docs.ruling(ajbh=ajbh, sqh="申1", fyah="(2026)云0101行审1号", jsdw=[BUREAU]),
+        court_docs.ruling(ajbh=ajbh, sqh="申1", fyah="(2026)云0101行审1号", jsdw=[BUREAU])
+        | {"glbh": ORIGINAL},
     ]
 
 
@@ -83,18 +92,24 @@ def _seeds_enforcement(ajbh: str) -> list[dict[str, Any]]:
         bureau_docs.penalty_feedback(
             ajbh=ajbh, bgbh="b", jsdw=[PLANNING], decisions=[bureau_docs.penalty_decision(ajbh, 1)]
         ),
-        bureau_docs.clue_receipt(ajbh=ajbh, xsbh="X", jsdw=[PLANNING], accept=False),
+        bureau_docs.clue_receipt(ajbh=ajbh, xsbh="X", jsdw=[PLANNING], accept=False, glbh=ORIGINAL),
     ]
 
 
 def _seeds_police(ajbh: str) -> list[dict[str, Any]]:
     return [
-        police_docs.receipt(ajbh=ajbh, ysshh="移1", jsdw=[BUREAU]),
+        police_docs.receipt(ajbh=ajbh, ysshh="移1", jsdw=[BUREAU], glbh=ORIGINAL),
         police_docs.filing_decision(
-            ajbh=ajbh, ysshh="移1", jsdw=[BUREAU], filed=False, jdsh="不立1", reasons=["无犯罪事实"]
+            ajbh=ajbh,
+            ysshh="移1",
+            jsdw=[BUREAU],
+            filed=False,
+            jdsh="不立1",
+            reasons=["无犯罪事实"],
+            glbh=ORIGINAL,
         ),
         police_docs.jurisdiction_forward(
-            ajbh=ajbh, ysshh="移1", jsdw=[BUREAU], gxdw="kmg.police.eco"
+            ajbh=ajbh, ysshh="移1", jsdw=[BUREAU], gxdw="kmg.police.eco", glbh=ORIGINAL
         ),
     ]
 
@@ -110,8 +125,10 @@ def _seeds_procuratorate(ajbh: str) -> list[dict[str, Any]]:
 def _seeds_regulators(ajbh: str) -> list[dict[str, Any]]:
     return [
         regulator_docs.clue_handover(ajbh=ajbh, xsbh="X", jsdw=[BUREAU]),
-        regulator_docs.opinion_response(ajbh=ajbh, qqbh="q", dfbh="d", jsdw=[BUREAU]),
-        regulator_docs.opinion_delegated(ajbh=ajbh, qqbh="q", jsdw=[BUREAU]),
+        regulator_docs.opinion_response(
+            ajbh=ajbh, qqbh="q", dfbh="d", jsdw=[BUREAU], glbh=ORIGINAL
+        ),
+        regulator_docs.opinion_delegated(ajbh=ajbh, qqbh="q", jsdw=[BUREAU], glbh=ORIGINAL),
     ]
 
 

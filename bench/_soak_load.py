@@ -14,6 +14,7 @@ import asyncio
 import json
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -303,6 +304,9 @@ class LoadGenerator:
         key = (kind, case.ajbh)
         n = self._sequence[key] = self._sequence.get(key, 0) + 1
         sender, named, doc = self._builders[kind](case, n)
+        # An answer must name the message it answers (glbh) or its adapter refuses it: every
+        # message of a case names the case's one thread here.
+        doc.setdefault("glbh", str(uuid.uuid5(uuid.NAMESPACE_URL, f"casebus-soak/{case.ajbh}")))
         decision = self._policy.authorize(kind=kind, sender=sender, recipients=named)
         if not decision.allowed:  # a mistake in the mix, not in the bus: stop at once
             raise SystemExit(f"soak mix: {kind} {sender} -> {named} is not routable: {decision}")

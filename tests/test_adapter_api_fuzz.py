@@ -219,8 +219,10 @@ async def test_mutated_department_documents_never_make_the_adapter_answer_5xx(
     valid = (
         [
             regulator.clue_handover(ajbh=ajbh, xsbh="X", jsdw=[peer]),
-            regulator.opinion_response(ajbh=ajbh, qqbh="q", dfbh="d", jsdw=[peer]),
-            regulator.opinion_delegated(ajbh=ajbh, qqbh="q", jsdw=[peer]),
+            regulator.opinion_response(
+                ajbh=ajbh, qqbh="q", dfbh="d", jsdw=[peer], glbh=fuzzing.ORIGINAL
+            ),
+            regulator.opinion_delegated(ajbh=ajbh, qqbh="q", jsdw=[peer], glbh=fuzzing.ORIGINAL),
         ]
         if kind == "regulators"
         else [
@@ -228,7 +230,9 @@ async def test_mutated_department_documents_never_make_the_adapter_answer_5xx(
             bureau.penalty_feedback(
                 ajbh=ajbh, bgbh="b", jsdw=[peer], decisions=[bureau.penalty_decision(ajbh, 1)]
             ),
-            bureau.clue_receipt(ajbh=ajbh, xsbh="X", jsdw=[peer], accept=False),
+            bureau.clue_receipt(
+                ajbh=ajbh, xsbh="X", jsdw=[peer], accept=False, glbh=fuzzing.ORIGINAL
+            ),
         ]
     )
     conn = await asyncpg.connect(provisioned.database_url)

@@ -130,30 +130,34 @@ async def test_application_accepted_with_hearing_then_ruled(bus: Bus, tmp_path: 
         )
         r = await enf.department(BUREAU).submit(good)
         assert r.status_code == 202, r.text
+        answering = {"glbh": r.json()["message_id"]}  # the court's answers name it
         got = await wait_kind(court_fake, "强制执行申请")
         assert got["sqh"] == sqh and got["bzxr"]["zjlx"] == "统一社会信用代码"
 
-        accepted = acceptance(
-            ajbh=ajbh,
-            sqh=sqh,
-            jsdw=[BUREAU],
-            accepted=True,
-            fyah="(2026)云0191行审12号",
-            hearing=True,
+        accepted = (
+            acceptance(
+                ajbh=ajbh,
+                sqh=sqh,
+                jsdw=[BUREAU],
+                accepted=True,
+                fyah="(2026)云0191行审12号",
+                hearing=True,
+            )
+            | answering
         )
         r = await crt.department(COURT).submit(accepted)
         assert r.status_code == 202, r.text
         told = await wait_kind(bureau, "受理决定")
         assert told["jd"] == "受理" and told["xtz"] is True
 
-        refusal = acceptance(ajbh=ajbh, sqh=sqh, jsdw=[BUREAU], accepted=False)
+        refusal = acceptance(ajbh=ajbh, sqh=sqh, jsdw=[BUREAU], accepted=False) | answering
         refusal.pop("ly")
         r = await crt.department(COURT).submit(refusal)
         assert r.status_code == 422
         assert {p["field"] for p in r.json()["problems"]} == {"ly"}
 
         r = await crt.department(COURT).submit(
-            ruling(ajbh=ajbh, sqh=sqh, fyah="(2026)云0191行审12号", jsdw=[BUREAU])
+            ruling(ajbh=ajbh, sqh=sqh, fyah="(2026)云0191行审12号", jsdw=[BUREAU]) | answering
         )
         assert r.status_code == 202, r.text
         ruled = await wait_kind(bureau, "执行裁定")

@@ -223,7 +223,12 @@ async def test_bad_input_lists_every_problem_in_the_departments_terms(
         assert {"ajbh", "jsdw", "qqbh", "dfbh", "dfnr", "dfsj", "qfr"} <= fields(envelope_gaps)
 
         wrong_types = await dept.submit(
-            {**opinion_response(ajbh=case_no(), qqbh="q", dfbh="d", jsdw=[BUREAU]), "jl": 5}
+            {
+                **opinion_response(
+                    ajbh=case_no(), qqbh="q", dfbh="d", jsdw=[BUREAU], glbh=str(uuid.uuid4())
+                ),
+                "jl": 5,
+            }
         )
         assert wrong_types.status_code == 422 and "jl" in fields(wrong_types)
 

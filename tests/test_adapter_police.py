@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,14 @@ async def test_the_police_adapter_refuses_what_the_police_may_not_send(
         [problem] = r.json()["problems"]
         assert problem["rule"] == "unknown_kind" and "立案决定" in problem["message_zh"]
 
+        transfer = str(uuid.uuid4())  # the transfer these documents answer
         bare: dict[str, Any] = filing_decision(
-            ajbh="阳城执〔2026〕1号", ysshh="移1", jsdw=[BUREAU], filed=False, jdsh="不立1"
+            ajbh="阳城执〔2026〕1号",
+            ysshh="移1",
+            jsdw=[BUREAU],
+            filed=False,
+            jdsh="不立1",
+            glbh=transfer,
         )
         r = await dept.submit(bare)
         assert r.status_code == 422
@@ -65,14 +72,19 @@ async def test_the_police_adapter_refuses_what_the_police_may_not_send(
         ]
 
         moved = jurisdiction_forward(
-            ajbh="阳城执〔2026〕1号", ysshh="移1", jsdw=[BUREAU], gxdw="昆明经侦"
+            ajbh="阳城执〔2026〕1号", ysshh="移1", jsdw=[BUREAU], gxdw="昆明经侦", glbh=transfer
         )
         r = await dept.submit(moved)
         assert r.status_code == 422
         assert [p["field"] for p in r.json()["problems"]] == ["gxdw"]
 
         ok = filing_decision(
-            ajbh="阳城执〔2026〕1号", ysshh="移1", jsdw=[BUREAU], filed=True, jdsh="立1"
+            ajbh="阳城执〔2026〕1号",
+            ysshh="移1",
+            jsdw=[BUREAU],
+            filed=True,
+            jdsh="立1",
+            glbh=transfer,
         )
         r = await dept.submit(ok, idempotency_key="filing-1")
         assert r.status_code == 202, r.text

@@ -162,7 +162,13 @@ async def test_one_adapter_serves_several_regulators_each_with_its_own_key(
     ):
         for agency in (PLANNING, LAND):
             r = await regs.department(agency).submit(
-                opinion_response(ajbh=case_no(), qqbh="q-1", dfbh=f"答复-{agency}", jsdw=[BUREAU])
+                opinion_response(
+                    ajbh=case_no(),
+                    qqbh="q-1",
+                    dfbh=f"答复-{agency}",
+                    jsdw=[BUREAU],
+                    glbh=str(uuid.uuid4()),  # a request sent before this test
+                )
             )
             assert r.status_code == 202, r.text
         docs = await wait_kind(bureau, "意见答复", count=2)

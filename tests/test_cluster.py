@@ -242,7 +242,13 @@ def _documents(*, cases: int, per_case: int) -> list[dict[str, Any]]:
     """Police receipts in the police's vocabulary, round-robin over cases; the transfer-letter
     number carries (case, sequence), as in ``_stream``."""
     return [
-        receipt(ajbh=case, ysshh=f"{case}#{seq}", jsdw=[TANGCHI])
+        # A receipt answers a transfer: it names one (glbh), or the adapter refuses it.
+        receipt(
+            ajbh=case,
+            ysshh=f"{case}#{seq}",
+            jsdw=[TANGCHI],
+            glbh=str(uuid.uuid5(uuid.NAMESPACE_URL, case)),
+        )
         for seq in range(per_case)
         for case in (f"KMG-2026-{c:04d}" for c in range(cases))
     ]

@@ -254,7 +254,7 @@ async def test_transfer_receipt_filing_and_evidence_handover(bus: Bus, tmp_path:
         assert signed["ysshh"] == ysshh and signed["fsdw"] == POLICE
 
         decision = filing_decision(
-            ajbh=ajbh, ysshh=ysshh, jsdw=[BUREAU], filed=True, jdsh="阳公立〔2026〕1号"
+            ajbh=ajbh, ysshh=ysshh, jsdw=[BUREAU], filed=True, jdsh="阳公立〔2026〕1号", glbh=sent
         )
         await submit(c.pol, POLICE, decision)
         [filed] = await wait_kind(c.bureau, "立案决定")
@@ -263,7 +263,8 @@ async def test_transfer_receipt_filing_and_evidence_handover(bus: Bus, tmp_path:
         await submit(
             c.enf,
             BUREAU,
-            evidence_handover(ajbh=ajbh, ysshh=ysshh, xsajbh=filed["xsajbh"], jsdw=[POLICE]),
+            evidence_handover(ajbh=ajbh, ysshh=ysshh, xsajbh=filed["xsajbh"], jsdw=[POLICE])
+            | {"glbh": sent},
         )
         [items] = await wait_kind(c.police, "移交涉案物品")
         assert items["wp"][0]["ms"] == "挖掘机" and items["wp"][0]["lx"] == "涉案物品"
@@ -292,13 +293,18 @@ async def test_transfer_receipt_filing_and_evidence_handover(bus: Bus, tmp_path:
 async def test_refusal_reconsideration_supervision_then_filing(bus: Bus, tmp_path: Path) -> None:
     ajbh, ysshh = case_no(), f"阳城执移〔2026〕{uuid.uuid4().hex[:6]}号"
     async with chain(bus, tmp_path) as c:
-        await submit(c.enf, BUREAU, transfer(ajbh=ajbh, ysshh=ysshh, jsdw=[POLICE]))
+        sent = await submit(c.enf, BUREAU, transfer(ajbh=ajbh, ysshh=ysshh, jsdw=[POLICE]))
         await wait_kind(c.police, "涉嫌犯罪案件移送")
-        await submit(c.pol, POLICE, receipt(ajbh=ajbh, ysshh=ysshh, jsdw=[BUREAU]))
+        await submit(c.pol, POLICE, receipt(ajbh=ajbh, ysshh=ysshh, jsdw=[BUREAU], glbh=sent))
 
         # A refusal without reasons is refused by the adapter, naming the field.
         bare = filing_decision(
-            ajbh=ajbh, ysshh=ysshh, jsdw=[BUREAU], filed=False, jdsh="阳公不立〔2026〕1号"
+            ajbh=ajbh,
+            ysshh=ysshh,
+            jsdw=[BUREAU],
+            filed=False,
+            jdsh="阳公不立〔2026〕1号",
+            glbh=sent,
         )
         r = await c.pol.department(POLICE).submit(bare)
         assert r.status_code == 422
@@ -313,6 +319,7 @@ async def test_refusal_reconsideration_supervision_then_filing(bus: Bus, tmp_pat
             filed=False,
             jdsh="阳公不立〔2026〕1号",
             reasons=["涉案面积未达立案追诉标准"],
+            glbh=sent,
         )
         refusal_id = await submit(c.pol, POLICE, refusal)
         [refused] = await wait_kind(c.bureau, "立案决定")
@@ -338,7 +345,8 @@ async def test_refusal_reconsideration_supervision_then_filing(bus: Bus, tmp_pat
                 fysqh="复议-1",
                 file_case=False,
                 jdsh="阳公复〔2026〕1号",
-            ),
+            )
+            | {"glbh": sent},
         )
         [kept] = await wait_kind(c.bureau, "复议决定")
         assert kept["jd"] == "维持不予立案"
@@ -365,7 +373,7 @@ async def test_refusal_reconsideration_supervision_then_filing(bus: Bus, tmp_pat
         await wait_kind(c.bureau, "立案监督通知")
 
         filed = filing_decision(
-            ajbh=ajbh, ysshh=ysshh, jsdw=[BUREAU], filed=True, jdsh="阳公立〔2026〕2号"
+            ajbh=ajbh, ysshh=ysshh, jsdw=[BUREAU], filed=True, jdsh="阳公立〔2026〕2号", glbh=sent
         )
         await submit(c.pol, POLICE, filed)
         await wait_kind(c.bureau, "立案决定", count=2)
@@ -409,7 +417,12 @@ async def test_wrong_bureau_forwards_to_the_competent_one_which_files(
             c.pol,
             ECO,
             filing_decision(
-                ajbh=ajbh, ysshh=ysshh, jsdw=[BUREAU], filed=True, jdsh="昆公经立〔2026〕1号"
+                ajbh=ajbh,
+                ysshh=ysshh,
+                jsdw=[BUREAU],
+                filed=True,
+                jdsh="昆公经立〔2026〕1号",
+                glbh=sent,
             ),
         )
         [filed] = await wait_kind(c.bureau, "立案决定")
