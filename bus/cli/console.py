@@ -25,7 +25,8 @@ def console(
     settings = load_settings()
     typer.echo(
         f"casebus console on http://{host}:{port}/ — sign in with an agency's API token as the "
-        "password (`casebus adapter token --agency ygh.procuratorate` for the overview)"
+        "password (`casebus adapter token --agency ygh.procuratorate` for the overview); the "
+        "pages are in Chinese, in English with ?lang=en or an English-preferring browser"
     )
     uvicorn.run(
         create_app(settings, refresh_s=refresh_s), host=host, port=port, log_level="warning"
