@@ -10,6 +10,7 @@ what, which messages refer to which attachment, and every fetch.
 
 from __future__ import annotations
 
+from bus.attachments._evidence import FileCheck, check_attachment_files
 from bus.attachments._ledger import (
     FetchOutcome,
     check_submission,
@@ -56,6 +57,7 @@ __all__ = [
     "ByteRange",
     "DigestMismatch",
     "FetchOutcome",
+    "FileCheck",
     "MemoryAttachmentStore",
     "PostgresAttachmentStore",
     "RangeNotSatisfiable",
@@ -65,6 +67,7 @@ __all__ = [
     "StoredAttachment",
     "attachment_uri",
     "bus_attachments",
+    "check_attachment_files",
     "check_submission",
     "delivery_role",
     "is_sha256",

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import start_http_server
 
+from bus.attachments import check_attachment_files
 from bus.audit.checkpoint import VerifierKey, verifier_key_string, verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.cosignature import parse_cosigner_key
@@ -195,14 +196,23 @@ def verify_bundle_cmd(
     origin: str | None = typer.Option(None, help="Require this log origin."),
     witness: list[str] = _WITNESS_KEYS,
     quorum: int | None = _QUORUM,
+    attachments: Path | None = typer.Option(
+        None,
+        "--attachments",
+        exists=True,
+        file_okay=False,
+        help="A folder of the message's case files (named as attached, or by SHA-256): each "
+        "must hash to what the signed envelope says.",
+    ),
 ) -> None:
     """Check a bundle offline (no database, no network): exit 0 with a verdict, or 1."""
     key = _public_key(log_key, load_settings())
     witnesses = _witness_keys(witness)
     try:
+        bundle = load_bundle(bundle_file.read_text())
         verdict = asyncio.run(
             verify_bundle(
-                load_bundle(bundle_file.read_text()),
+                bundle,
                 log_key=key,
                 origin=origin,
                 witnesses=witnesses,
@@ -212,6 +222,12 @@ def verify_bundle_cmd(
     except BundleError as e:
         raise _fail(f"FAILED: {e}") from e
     typer.echo(verdict.line())
+    if attachments is not None:
+        files = check_attachment_files(bundle, attachments)
+        for checked in files:
+            typer.echo(checked.line())
+        if any(f.state != "ok" for f in files):
+            raise _fail("FAILED: the case files are not the ones the message refers to")
 
 
 def _held_checkpoints(
