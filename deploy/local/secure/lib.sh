@@ -4,9 +4,15 @@
 #   INTERNAL   127.0.0.1:$KAFKA_INTERNAL_PORT  inter-broker, mutual TLS (the broker's certificate)
 #   CONTROLLER 127.0.0.1:$KAFKA_CONTROLLER_PORT KRaft controller, mutual TLS
 # StandardAuthorizer with allow.everyone.if.no.acl.found=false; super users are the broker itself
-# and `admin`. One SCRAM user per principal of `casebus acl plan` plus `admin`, created when the
-# storage is formatted; each password is random and kept in $SEC/users/<name>.password (0600),
-# never printed. ACLs are applied afterwards with `casebus acl apply`.
+# and `admin`. One SCRAM user per principal of `casebus acl plan` plus `admin`; each password is
+# random and kept in $SEC/users/<name>.password (0600), never printed and never on a command
+# line: the users are made once the broker runs, over its mTLS listener as the broker itself
+# (deploy/local/secure/scram-users). ACLs are applied afterwards with `casebus acl apply`.
+# The broker's data and logs are 0700 folders of 0600 files.
+# PostgreSQL: scram-sha-256 for every TCP login (no trust), a random password per role in
+# $SEC/pg/<role>.password and a libpq passfile $SEC/pg/<role>.pgpass (both 0600); the DSNs
+# printed name the passfile (?passfile=...), never the password. Each service logs in as its own
+# least-privilege login (SERVICE_LOGINS in _lib.sh).
 # Use a state folder of its own (CASEBUS_STATE_DIR): a plaintext broker's data is refused.
 
 SEC="$STATE/secure"
@@ -32,6 +38,8 @@ secure_prepare() {
     fi
   done
   echo secure > "$KDIR/mode"
+  # Every inbox is in these segments: the broker's owner alone may read them.
+  chmod -R go-rwx "$KDIR"
 }
 
 # The principals of `casebus acl plan`, space-separated.
@@ -39,13 +47,67 @@ secure_users() {
   CASEBUS_PYTHON="$CASEBUS_PYTHON" "$REPO/deploy/local/secure/principals"
 }
 
-# `StorageTool format` arguments that create every SCRAM user with its password.
-secure_scram_args() {
-  local name
-  SCRAM_ARGS=()
-  for name in "${SECURE_USERS[@]}"; do
-    SCRAM_ARGS+=(--add-scram "SCRAM-SHA-512=[name=$name,password=$(cat "$SEC/users/$name.password")]")
+# Make (or reset) every SCRAM user of SECURE_USERS with the password in its file, as the broker
+# itself over the mTLS listener; then wait until `admin` can log in on the SASL_SSL listener.
+secure_users_up() {
+  local users
+  if [ -z "${SECURE_USERS[*]:-}" ]; then
+    users="$(secure_users)" || die "cannot read the ACL plan (casebus acl plan)"
+    read -r -a SECURE_USERS <<< "admin $users"
+  fi
+  chmod -R go-rwx "$KDIR"
+  log "setting the SCRAM users of ${#SECURE_USERS[@]} principals"
+  CASEBUS_PYTHON="$CASEBUS_PYTHON" "$REPO/deploy/local/secure/scram-users" \
+    "127.0.0.1:$KAFKA_INTERNAL_PORT" "127.0.0.1:$KAFKA_PORT" "$SEC" "${SECURE_USERS[@]}" \
+    || die "could not set the SCRAM users"
+}
+
+# PostgreSQL's roles: the superuser, the tables' owner and each service's login.
+secure_pg_roles() {
+  local pair
+  echo postgres "$PG_USER"
+  for pair in $SERVICE_LOGINS; do echo "${pair#*:}_login"; done
+}
+
+# A random password and a libpq passfile per role, 0600 in a 0700 folder; psql here reads the
+# superuser's passfile (PGPASSFILE), never a password in its arguments.
+secure_pg_secrets() {
+  local role
+  mkdir -p "$SEC/pg"
+  chmod 700 "$SEC" "$SEC/pg"
+  for role in $(secure_pg_roles); do
+    if [ ! -s "$SEC/pg/$role.password" ]; then
+      (umask 077; openssl rand -hex 24 > "$SEC/pg/$role.password")
+    fi
+    (umask 077; printf '127.0.0.1:%s:*:%s:%s\n' "$PG_PORT" "$role" \
+      "$(cat "$SEC/pg/$role.password")" > "$SEC/pg/$role.pgpass")
   done
+  export PGPASSFILE="$SEC/pg/postgres.pgpass"
+}
+
+# initdb with scram-sha-256 for TCP and peer for the local socket; the superuser's password
+# comes from a file the server's user may read for the moment initdb runs.
+secure_initdb() {
+  local bindir="$1" pwfile="$PGDIR/initdb.pw"
+  log "initdb into $PGDIR/data (scram-sha-256)"
+  (umask 077; cat "$SEC/pg/postgres.password" > "$pwfile")
+  [ "$(id -u)" = 0 ] && chown postgres "$pwfile"
+  as_pg_user "$bindir/initdb" -D "$PGDIR/data" -U postgres --auth-local=peer \
+    --auth-host=scram-sha-256 --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \
+    >/dev/null 2>"$PGDIR/initdb.log" \
+    || { rm -f "$pwfile"; cat "$PGDIR/initdb.log" >&2; die "initdb failed"; }
+  rm -f "$pwfile"
+  printf "password_encryption = 'scram-sha-256'\n" >> "$PGDIR/data/postgresql.conf"
+}
+
+# Give each role its password (stored as a SCRAM verifier). The statements go to psql on its
+# standard input, not its command line.
+secure_pg_passwords() {
+  local role
+  for role in $(secure_pg_roles); do
+    printf 'ALTER ROLE "%s" PASSWORD '"'"'%s'"'"';\n' "$role" "$(cat "$SEC/pg/$role.password")"
+  done | "$(pg_bindir)/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+    -v ON_ERROR_STOP=1 -f - >/dev/null || die "could not set the PostgreSQL passwords"
 }
 
 write_secure_kafka_config() {
@@ -99,5 +161,11 @@ print_secure_exports() {
   echo "export CASEBUS_KAFKA_SASL_USERNAME=admin"
   echo "export CASEBUS_KAFKA_SASL_PASSWORD_FILE=$SEC/users/admin.password"
   echo "export CASEBUS_KAFKA_USERS_DIR=$SEC/users"
-  print_pg_exports
+  # The same DSNs as plaintext mode, each naming its role's passfile.
+  local line role
+  print_pg_exports | while IFS= read -r line; do
+    role="${line#*://}"
+    role="${role%%@*}"
+    echo "$line?passfile=$SEC/pg/$role.pgpass"
+  done
 }
