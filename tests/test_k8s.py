@@ -234,3 +234,39 @@ def test_no_manifest_holds_a_password() -> None:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"(?i)password\s*[:=]\s*['\"]?\w", text), path.name
         assert "postgresql://" not in text, path.name
+
+
+def test_an_agency_dropped_from_the_registry_loses_its_kafkauser_and_adapter(
+    tmp_path: Path,
+) -> None:
+    dropped = "kmg.police.eco"
+    raw = yaml.safe_load((REPO_ROOT / "deploy" / "agencies.yaml").read_text(encoding="utf-8"))
+    raw["agencies"] = [a for a in raw["agencies"] if a["id"] != dropped]
+    registry = tmp_path / "agencies.yaml"
+    registry.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(K8S / "generate.py"),
+            "--agencies",
+            str(registry),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    before = [d for d in yaml.safe_load_all((K8S / "kafka-users.yaml").read_text()) if d]
+    after = [d for d in yaml.safe_load_all((tmp_path / "kafka-users.yaml").read_text()) if d]
+    assert dropped in {u["metadata"]["name"] for u in before}
+    assert {u["metadata"]["name"] for u in after} == {u["metadata"]["name"] for u in before} - {
+        dropped
+    }
+    # `kubectl apply --prune -l app.kubernetes.io/part-of=casebus` deletes a KafkaUser the new
+    # file no longer has, and Strimzi's user operator then deletes its SCRAM user and ACLs.
+    assert all(u["metadata"]["labels"]["app.kubernetes.io/part-of"] == "casebus" for u in after)
+    adapters = (tmp_path / "adapters.yaml").read_text()
+    assert dropped not in adapters and dropped in (K8S / "adapters.yaml").read_text()

@@ -1,6 +1,7 @@
 """Write the generated manifests of deploy/k8s from the agency registry and the routing policy.
 
-Run: ``.venv/bin/python deploy/k8s/generate.py`` (``--check`` only compares; exit 1 on drift).
+Run: ``.venv/bin/python deploy/k8s/generate.py`` (``--check`` only compares; exit 1 on drift;
+``--agencies FILE`` and ``--out DIR`` generate from another registry into another folder).
 It writes ``kafka-topics.yaml`` (one KafkaTopic per topic ``casebus topics ensure`` makes with
 ``CASEBUS_SUBMIT_TOPICS=per_agency``: one submit topic per sending agency),
 ``kafka-users.yaml`` (one KafkaUser per principal of ``casebus acl plan``, with the same ACLs)
@@ -231,8 +232,9 @@ def adapters(registry: Registry) -> str:
     return _dump(docs)
 
 
-def render() -> dict[str, str]:
-    registry = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")
+def render(agencies_file: Path = REPO_ROOT / "deploy" / "agencies.yaml") -> dict[str, str]:
+    """Every generated manifest, by file name, for the registry in ``agencies_file``."""
+    registry = load_registry(agencies_file)
     policy = load_policy(DEFAULT_POLICY_PATH, registry)
     plan = plan_acls(registry, policy, prefix=PREFIX, submit_topics=SUBMIT_TOPICS)
     return {
@@ -242,11 +244,20 @@ def render() -> dict[str, str]:
     }
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    if name not in argv or argv.index(name) + 1 >= len(argv):
+        return None
+    return argv[argv.index(name) + 1]
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
+    agencies = _option(argv, "--agencies")
+    out = Path(_option(argv, "--out") or HERE)
     stale = []
-    for name, text in render().items():
-        path = HERE / name
+    rendered = render(Path(agencies)) if agencies else render()
+    for name, text in rendered.items():
+        path = out / name
         if check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(name)
