@@ -23,6 +23,7 @@ _GROUPS: dict[str, str] = {
     "acl": "bus.cli.acl",
     "adapter": "bus.cli.adapter",
     "agency": "bus.cli.agency",
+    "asyncapi": "bus.cli.asyncapi",
     "audit": "bus.cli.audit",
     "console": "bus.cli.console",
     "db": "bus.cli.db",
