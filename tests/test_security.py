@@ -27,12 +27,9 @@ import json
 import logging
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +46,7 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 from buskit import receipt_payload
+from securekit import secure_stack
 
 from bus.acl import ROUTER_PRINCIPAL, client_security
 from bus.agencies import load_registry
@@ -60,7 +58,7 @@ from bus.outbox import OutboxRelay, OutboxWriter
 from bus.registry import add_key, sync_agencies
 from bus.router.principal import PRINCIPAL_MISMATCH
 from bus.samples import sample_envelope
-from bus.settings import REPO_ROOT, Settings, load_settings
+from bus.settings import Settings, load_settings
 from bus.signing import write_keypair
 from bus.testing import Party, make_party
 from bus.topics import ensure_topics, planned_topics
@@ -112,70 +110,19 @@ class Secure:
         )
 
 
-def _free_port_block(n: int) -> int:
-    """A port p with p .. p+n-1 all free now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no block of free ports")
-
-
 @pytest.fixture(scope="module")
 def secure() -> Iterator[Secure]:
-    missing = [tool for tool in ("java", "mvn", "openssl") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"the secure-broker tests need {', '.join(missing)} on PATH", pytrace=False)
-    # `up` also starts a PostgreSQL, as user postgres when we are root: it must reach the folder.
-    state = Path(tempfile.mkdtemp(prefix="casebus-secure-", dir="/tmp"))
-    state.chmod(0o755)
-    base = _free_port_block(3)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-    env.update(
-        CASEBUS_STATE_DIR=str(state),
-        CASEBUS_KAFKA_PORT=str(base),
-        CASEBUS_KAFKA_CONTROLLER_PORT=str(base + 1),
-        CASEBUS_KAFKA_INTERNAL_PORT=str(base + 2),
-        CASEBUS_PG_PORT=str(_free_port_block(1)),
-    )
-    up = subprocess.run(
-        [str(REPO_ROOT / "deploy" / "local" / "up"), "--secure"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    try:
-        assert up.returncode == 0, up.stderr[-3000:]
-        exports = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in up.stdout.splitlines()
-            if line.startswith("export ")
-        )
+    with secure_stack() as stack:
+        exports = stack.exports
         prefix = f"s{uuid.uuid4().hex[:8]}"
         per_agency_prefix = f"p{uuid.uuid4().hex[:8]}"
-        output = up.stdout + up.stderr
+        output = stack.output
         for topic_prefix, mode in ((prefix, "shared"), (per_agency_prefix, "per_agency")):
             apply = subprocess.run(
                 [str(Path(sys.executable).parent / "casebus"), "acl", "apply"],
-                env={
-                    **env,
-                    **exports,
-                    "CASEBUS_TOPIC_PREFIX": topic_prefix,
-                    "CASEBUS_SUBMIT_TOPICS": mode,
-                },
+                env=stack.casebus_env(
+                    CASEBUS_TOPIC_PREFIX=topic_prefix, CASEBUS_SUBMIT_TOPICS=mode
+                ),
                 capture_output=True,
                 text=True,
                 timeout=120,
@@ -185,7 +132,7 @@ def secure() -> Iterator[Secure]:
             output += apply.stdout + apply.stderr
         yield Secure(
             bootstrap=exports["CASEBUS_KAFKA_BOOTSTRAP"],
-            state=state,
+            state=stack.state,
             ca_file=Path(exports["CASEBUS_KAFKA_CA_FILE"]),
             users=Path(exports["CASEBUS_KAFKA_USERS_DIR"]),
             prefix=prefix,
@@ -193,14 +140,6 @@ def secure() -> Iterator[Secure]:
             database_url=exports["CASEBUS_DATABASE_URL"],
             up_output=output,
         )
-    finally:
-        subprocess.run(
-            [str(REPO_ROOT / "deploy" / "local" / "down")],
-            env=env,
-            capture_output=True,
-            timeout=120,
-        )
-        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
