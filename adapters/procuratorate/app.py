@@ -9,7 +9,9 @@ signals of domain.md), ``GET /v1/statistics?from=&to=``. The audit proofs of
 :func:`bus.audit.http.audit_router` are under ``/v1/audit``: a message's evidence bundle for the
 procuratorate and the message's sender and recipients (any agency's token), checkpoints and
 consistency proofs for anyone. Every one of these queries is appended to the audit log (event
-``query``: who asked for what) before it is answered.
+``query``: who asked for what) before it is answered. The log is also served as C2SP tiles
+under ``/v1/tlog`` (:mod:`bus.audit.tiles_http`): hashes for anyone, entry bundles for the
+procuratorate only.
 """
 
 import asyncio
@@ -36,6 +38,7 @@ from bus.audit.events import plain_leaf
 from bus.audit.evidence import build_bundle
 from bus.audit.http import audit_router
 from bus.audit.log import AuditLog, AuditRecord, EntryNotFound
+from bus.audit.tiles_http import tiles_router
 from bus.errors import CasebusError
 from bus.inbox import InboxReader
 from bus.settings import Settings
@@ -421,6 +424,9 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
 
     agency_of = served_reader(pool, serves)
     app.include_router(audit_router(pool, proof_reader=message_reader(pool, serves)))
+    # The log as C2SP tiles: hashes for anyone, entry bundles (case content) for the
+    # procuratorate alone. Outside /v1/audit/, so a mirror's fetches are not queries on record.
+    app.include_router(tiles_router(pool, entry_reader=agency_of))
 
     @app.middleware("http")
     async def audited(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
