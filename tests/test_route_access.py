@@ -88,9 +88,6 @@ PROCURATORATE_ONLY: dict[tuple[str, str], Access] = {
     ("GET", "/v1/audit/proofs/{message_id}"): "party",
     ("GET", "/v1/audit/consistency"): "public",
     ("GET", "/v1/audit/checkpoints/latest"): "public",
-    ("GET", "/v1/tlog/checkpoint"): "public",
-    ("GET", "/v1/tlog/tile/{level}/{index}"): "public",
-    ("GET", "/v1/tlog/tile/entries/{index}"): "procuratorate",
 }
 CONSOLE: dict[tuple[str, str], Access] = {
     ("GET", "/"): "procuratorate",
@@ -234,7 +231,6 @@ def request_of(method: str, path: str, world: World) -> dict[str, Any]:
     """A well-formed request to the route: path parameters and required inputs filled in."""
     url = path.replace("{message_id}", str(world.message_id)).replace("{case_id}", CASE)
     url = url.replace("{sha256}", world.sha256)
-    url = url.replace("{level}", "0").replace("{index}", "000.p/2")  # the tile of the 2 leaves
     params: dict[str, str] = {}
     body: Any = None
     if path == "/v1/statistics":
