@@ -77,6 +77,22 @@ def test_reconciling_adds_the_missing_and_removes_only_managed_bindings_the_plan
     assert acl_changes(plan, plan.bindings()).remove == ()
 
 
+def test_an_agency_whose_kind_changed_loses_what_its_old_kind_had() -> None:
+    plan = plan_acls(REGISTRY, POLICY, prefix="casebus")
+    # A police bureau re-registered as part of the bus itself is no Kafka client any more.
+    moved = REGISTRY.model_copy(
+        update={
+            "agencies": [
+                a.model_copy(update={"kind": "bus"}) if a.id == DROPPED else a
+                for a in REGISTRY.agencies
+            ]
+        }
+    )
+    changes = acl_changes(plan_acls(moved, POLICY, prefix="casebus"), plan.bindings())
+    assert changes.add == ()
+    assert {b for b in changes.remove} == set(plan.principals[DROPPED])
+
+
 # --- the secure stack -------------------------------------------------------------------------
 
 
