@@ -1,60 +1,134 @@
-"""The root typer app; command groups register here, one module each."""
+"""The root typer app; command groups register here, one module each, and load lazily.
+
+A command group's module is imported only when that group runs, and the module keeps its heavy
+imports (FastAPI, uvicorn, aiokafka, the adapters) inside the commands that need them, so
+``casebus --help`` and light commands such as ``casebus sla due`` start in a fraction of a
+second instead of importing the whole bus (tests/test_cli_startup.py holds us to it).
+"""
 
 from __future__ import annotations
 
 import importlib
+import sys
+from typing import TYPE_CHECKING, NamedTuple
 
 import typer
+from typer.core import TyperGroup
 
-from bus.errors import ConfigError
-from bus.logs import configure_logging
-from bus.settings import load_settings
+if TYPE_CHECKING:  # typer 0.2x carries its own click; these are the types TyperGroup uses
+    from typer._click import Command, Context, HelpFormatter
+
+__all__ = ["GROUPS", "app", "main"]
+
+
+class Group(NamedTuple):
+    """A command group: the module defining its ``app`` and the line ``--help`` shows."""
+
+    module: str
+    help: str
+
+
+# Keep this table sorted; one line per group. Each help line is the module's own
+# ``typer.Typer(help=...)`` (tests/test_cli_startup.py checks they agree), so ``casebus --help``
+# can list the groups without importing them.
+GROUPS: dict[str, Group] = {
+    "acl": Group("bus.cli.acl", "Kafka ACLs."),
+    "adapter": Group(
+        "bus.cli.adapter", "Department adapters (HTTP APIs in each department's vocabulary)."
+    ),
+    "agency": Group("bus.cli.agency", "Agencies and their signing keys."),
+    "asyncapi": Group(
+        "bus.cli.asyncapi",
+        "Print the AsyncAPI 3.0 document of the bus (topics, kinds, who may send what).",
+    ),
+    "audit": Group("bus.cli.audit", "The tamper-evident audit log."),
+    "console": Group("bus.cli.console", "The ops console (HTML)."),
+    "db": Group("bus.cli.db", "Database schema."),
+    "demo": Group("bus.cli.demo", "Run the demo: a simulated fortnight end to end."),
+    "envelope": Group("bus.cli.envelope", "Encode and decode Kafka values by hand."),
+    "keys": Group("bus.cli.keys", "Signing keys: generate an agency's Ed25519 key pair."),
+    "router": Group("bus.cli.router", "The bus router."),
+    "schemas": Group("bus.cli.schemas", "Avro schemas of the message kinds."),
+    "sla": Group(
+        "bus.cli.sla",
+        "Deadlines (SLA): run the engine, show deadlines, list policies, compute due instants.",
+    ),
+    "topics": Group("bus.cli.topics", "Kafka topics."),
+    "trace": Group("bus.cli.trace", "A case's timeline from the audit log."),
+    "witness": Group("bus.cli.witness", "A C2SP witness for the audit log."),
+}
+
+
+def load_group(name: str) -> Command:
+    """Import one group's module and build its click command (named as mounted)."""
+    sub: typer.Typer = importlib.import_module(GROUPS[name].module).app
+    command = typer.main.get_group(sub)
+    command.name = name
+    return command
+
+
+class _LazyGroup(TyperGroup):
+    """Lists the groups from :data:`GROUPS`; imports one only when it is about to run."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *GROUPS})
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in GROUPS:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:  # the help page needs a name and a line, not the module
+            return TyperGroup(name=cmd_name, help=GROUPS[cmd_name].help)
+        command = self.commands.get(cmd_name)
+        if command is None:
+            command = self.commands[cmd_name] = load_group(cmd_name)
+        return command
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
     name="casebus",
+    cls=_LazyGroup,
     help="casebus: case work between agencies, on Kafka, with a verifiable audit log.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
-# Each module defines ``app`` (a typer.Typer) and is mounted under its group name.
-# Keep this list sorted; one line per group.
-_GROUPS: dict[str, str] = {
-    "acl": "bus.cli.acl",
-    "adapter": "bus.cli.adapter",
-    "agency": "bus.cli.agency",
-    "asyncapi": "bus.cli.asyncapi",
-    "audit": "bus.cli.audit",
-    "console": "bus.cli.console",
-    "db": "bus.cli.db",
-    "router": "bus.cli.router",
-    "demo": "bus.cli.demo",
-    "envelope": "bus.cli.envelope",
-    "keys": "bus.cli.keys",
-    "schemas": "bus.cli.schemas",
-    "sla": "bus.cli.sla",
-    "topics": "bus.cli.topics",
-    "trace": "bus.cli.trace",
-    "witness": "bus.cli.witness",
-}
-
 
 @app.callback()
 def _root(
     dev: bool = typer.Option(False, "--dev", help="Human-readable console logs."),
+    log_format: str | None = typer.Option(
+        None,
+        "--log-format",
+        help="json or console (default CASEBUS_LOG_FORMAT, else console showing warnings and "
+        "worse on a terminal, JSON lines at info otherwise).",
+    ),
 ) -> None:
+    from bus.errors import ConfigError
+    from bus.logs import choose_logging, configure_logging
+    from bus.settings import load_settings
+
     try:
         settings = load_settings()
+        given = settings.model_fields_set  # what CASEBUS_* set, as opposed to defaults
+        choice = choose_logging(
+            flag="console" if dev else log_format,
+            setting_format=settings.log_format if "log_format" in given else None,
+            setting_level=settings.log_level if "log_level" in given else None,
+            is_terminal=sys.stderr.isatty(),
+        )
     except ConfigError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from e
-    configure_logging(
-        log_format="console" if dev else settings.log_format, level=settings.log_level
-    )
-
-
-for _name, _module in _GROUPS.items():
-    app.add_typer(importlib.import_module(_module).app, name=_name)
+    configure_logging(log_format=choice.log_format, level=choice.level)
 
 
 def main() -> None:

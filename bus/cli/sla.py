@@ -18,17 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from prometheus_client import start_http_server
 
-from bus.db import connect
 from bus.errors import CasebusError
 from bus.settings import load_settings
-from bus.sla.app import DEFAULT_SLA_KEY_FILE, run_sla_engine
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, SHANGHAI, WorkCalendar
 from bus.sla.clock import clock_from_setting
-from bus.sla.deadline import Deadline
+from bus.sla.deadline import SLA_AGENCY, Deadline
 from bus.sla.policy import DEFAULT_POLICIES_PATH, UnknownPolicyError, load_policies
-from bus.sla.store import DeadlineStore
+
+# The engine, the store and the metrics server (aiokafka, asyncpg, prometheus' HTTP server) are
+# imported inside the commands that use them: `casebus sla due` must start fast.
 
 __all__ = ["app"]
 
@@ -164,15 +163,15 @@ def policies(policies_file: PoliciesOption = DEFAULT_POLICIES_PATH) -> None:
 @app.command("run")
 def run(
     key_file: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--key-file",
             envvar="CASEBUS_SLA_KEY_FILE",
             help="The engine's Ed25519 private key (agency casebus.sla); make one with "
             "`casebus keys generate --agency casebus.sla --out .casebus/keys`.",
-            show_default=True,
+            show_default=f".casebus/keys/{SLA_AGENCY}.key.pem in the checkout",
         ),
-    ] = DEFAULT_SLA_KEY_FILE,
+    ] = None,
     policies_file: PoliciesOption = DEFAULT_POLICIES_PATH,
     holidays_file: HolidaysOption = DEFAULT_HOLIDAYS_OVERRIDE_PATH,
     metrics_port: Annotated[
@@ -184,6 +183,11 @@ def run(
 
     Time comes from CASEBUS_CLOCK (``real``, or ``accelerated:<start>:<rate>`` for drills).
     """
+    from prometheus_client import start_http_server
+
+    from bus.sla.app import DEFAULT_SLA_KEY_FILE, run_sla_engine
+
+    key_file = key_file or DEFAULT_SLA_KEY_FILE
     try:
         settings = load_settings()
         clock = clock_from_setting(settings.clock)
@@ -264,6 +268,9 @@ async def _listing(
     due_before: datetime | None,
     limit: int,
 ) -> list[Deadline]:
+    from bus.db import connect
+    from bus.sla.store import DeadlineStore
+
     conn = await connect(database_url)
     try:
         return await DeadlineStore().listing(
