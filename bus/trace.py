@@ -2,7 +2,9 @@
 
 Read-only: ``casebus trace``, the ops console and the demo's summary share these queries.
 Every message step is the router's ``accepted`` leaf (it carries the signed envelope and the
-recipients the router delivered to); rejections and dead letters of the case are listed too.
+recipients the router delivered to); rejections and dead letters of the case are listed too,
+with their whole reason (every problem: field, rule, text) and the sender's own message id,
+since the log keeps them under an id derived from the submitted bytes.
 """
 
 from __future__ import annotations
@@ -95,10 +97,7 @@ def _step(row: asyncpg.Record) -> MessageStep:
         else:
             kind, sender, sent_at = env.kind, env.sender, env.sent_at
             recipients = recipients or tuple(env.recipients)
-    detail = ""
-    if row["event_kind"] != "accepted":
-        reasons = details.get("problems") or details.get("reason") or details.get("code") or ""
-        detail = str(reasons)[:200]
+    detail = "" if row["event_kind"] == "accepted" else _reason(details)
     return MessageStep(
         audit_index=int(row["idx"]),
         event=str(row["event_kind"]),
@@ -110,6 +109,24 @@ def _step(row: asyncpg.Record) -> MessageStep:
         sent_at=sent_at,
         detail=detail,
     )
+
+
+def _reason(details: dict[str, Any]) -> str:
+    """A refusal's whole reason: its code, then each problem as ``path: message [rule]``."""
+    problems = details.get("problems")
+    parts = [str(details.get("code") or details.get("reason") or "")]
+    if isinstance(problems, list):
+        parts += [
+            f"{p.get('path')}: {p.get('message')} [{p.get('rule')}]"
+            if isinstance(p, dict)
+            else str(p)
+            for p in problems
+        ]
+    text = "; ".join(part for part in parts if part)
+    original = details.get("original_message_id")
+    if original:
+        text += f" (sender's message id {original})"
+    return text
 
 
 async def case_trace(pool: asyncpg.Pool, case_id: str) -> CaseTrace:

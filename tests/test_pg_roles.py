@@ -84,7 +84,9 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         for p in ("SELECT", "INSERT")
     },
     "casebus_sla": REGISTRY | OUTBOX_INBOX,
-    "casebus_adapter": ADAPTER,
+    # The audit log's hashes and signed checkpoints (no case content) for the proofs of a
+    # department's own messages; their entries only through casebus_message_audit (0021).
+    "casebus_adapter": ADAPTER | {("audit_nodes", "SELECT"), ("audit_checkpoints", "SELECT")},
     # The department adapters' grants, its own tables, and the audit log: it reads it all and
     # appends the queries it answers; checkpoints are the router's to sign.
     "casebus_procuratorate_adapter": ADAPTER

@@ -12,6 +12,9 @@ decision. The decisions (README "Who may read what"):
 - ``attachment``: a case file; the sender, recipients and automatic copies of a message
   referring to it, each at its own adapter (a token of an agency the adapter serves). Anyone
   else gets 403 whether or not the file exists.
+- ``own``: a message's audit trail on a department adapter; a token of an agency the adapter
+  serves, about a message that agency is a party to (per the audit log). Any other id, someone
+  else's or none, is 404 ``not_found``: the answer never says whether it exists.
 - ``party``: an evidence bundle (it carries the whole signed envelope); the message's sender and
   recipients, and the procuratorate. Anyone else gets 403 whether or not the message exists.
   The console's case page likewise: the case's parties and the procuratorate.
@@ -64,7 +67,7 @@ MARKET = "ygh.regulator.market"
 """Neither served by any adapter below nor a party to the message: the outsider."""
 CASE = "阳城执〔2026〕路由0001号"
 
-Access = Literal["public", "served", "procuratorate", "party", "attachment"]
+Access = Literal["public", "served", "procuratorate", "party", "attachment", "own"]
 
 COMMON: dict[tuple[str, str], Access] = {
     ("POST", "/v1/submissions"): "served",
@@ -73,6 +76,7 @@ COMMON: dict[tuple[str, str], Access] = {
     ("POST", "/v1/inbox/{message_id}/reject"): "served",
     ("POST", "/v1/attachments"): "served",
     ("GET", "/v1/attachments/{sha256}"): "attachment",
+    ("GET", "/v1/messages/{message_id}/audit"): "own",
     ("GET", "/healthz"): "public",
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",
@@ -88,6 +92,9 @@ PROCURATORATE_ONLY: dict[tuple[str, str], Access] = {
     ("GET", "/v1/audit/proofs/{message_id}"): "party",
     ("GET", "/v1/audit/consistency"): "public",
     ("GET", "/v1/audit/checkpoints/latest"): "public",
+    ("GET", "/v1/tlog/checkpoint"): "public",
+    ("GET", "/v1/tlog/tile/{level}/{index}"): "public",
+    ("GET", "/v1/tlog/tile/entries/{index}"): "procuratorate",
 }
 CONSOLE: dict[tuple[str, str], Access] = {
     ("GET", "/"): "procuratorate",
@@ -231,6 +238,7 @@ def request_of(method: str, path: str, world: World) -> dict[str, Any]:
     """A well-formed request to the route: path parameters and required inputs filled in."""
     url = path.replace("{message_id}", str(world.message_id)).replace("{case_id}", CASE)
     url = url.replace("{sha256}", world.sha256)
+    url = url.replace("{level}", "0").replace("{index}", "000.p/2")  # the tile of the 2 leaves
     params: dict[str, str] = {}
     body: Any = None
     if path == "/v1/statistics":
@@ -302,6 +310,10 @@ async def test_every_route_of_every_adapter_decides_who_may_read_it(
                 readers = [served] + ([POLICE, BUREAU] if access == "party" else [])
                 for reader in readers:
                     r = await call(world.tokens[reader])
+                    if access == "own" and reader not in (POLICE, BUREAU):  # not its message
+                        if r.status_code != 404 or rules(r) != ["not_found"]:
+                            failures.append(f"{where} as {reader}: {r.status_code} {r.text[:200]}")
+                        continue
                     if r.status_code in (401, 403) or (method == "GET" and r.status_code != 200):
                         failures.append(f"{where} as {reader}: {r.status_code} {r.text[:200]}")
     assert not failures, "\n".join(failures)

@@ -5,6 +5,8 @@ which name dependencies local to :func:`create_app`.
 
 ``POST /v1/submissions`` takes a department document in the department's vocabulary;
 ``GET /v1/inbox`` with ``POST /v1/inbox/{message_id}/ack|reject`` is the pull channel;
+``GET /v1/messages/{message_id}/audit`` is a department's proof of what became of its own
+message, refusals included (:mod:`adapters._framework.audit_trail`);
 ``/healthz``, ``/readyz`` and ``/metrics`` are for operations. Every 4xx body is
 ``{"problems": [{"field", "rule", "message", "message_zh", "value"?}, ...]}``.
 
@@ -29,6 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters._framework.attachments import attachment_routes
+from adapters._framework.audit_trail import audit_trail_routes
 from adapters._framework.auth import served_reader
 from adapters._framework.inbound import SubmissionRejected, department_problem
 from adapters._framework.outbound import (
@@ -358,6 +361,8 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
     )
     async def reject(agency: Agency, message_id: uuid.UUID, rejection: Rejection) -> Any:
         return await settle(agency, message_id, "rejected", rejection.jjyy)
+
+    app.include_router(audit_trail_routes(service, agency_of))
 
     @app.get("/healthz", summary="存活检查 / liveness")
     async def healthz() -> dict[str, str]:
