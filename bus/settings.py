@@ -93,6 +93,15 @@ class Settings(BaseSettings):
         "casebus.local/audit",
         description="The audit log's C2SP origin line, also the name of its signing key.",
     )
+    audit_witnesses: str = Field(
+        "",
+        description="Witnesses that must cosign a checkpoint before the router publishes it, "
+        "space-separated '<submission URL>=<cosigner vkey>' (c2sp.org/tlog-witness); empty: "
+        "checkpoints are published unwitnessed.",
+    )
+    audit_witness_quorum: int | None = Field(
+        None, ge=1, description="How many of CASEBUS_AUDIT_WITNESSES must cosign; default all."
+    )
     bus_key_file: Path = Field(
         REPO_ROOT / ".casebus" / "keys" / "casebus.key.pem",
         description="The bus's own Ed25519 private key (agency 'casebus'): checkpoints, receipts.",

@@ -31,6 +31,7 @@ from bus.errors import ConfigError
 __all__ = [
     "WitnessEndpoint",
     "WitnessOutcome",
+    "WitnessPolicy",
     "WitnessingReport",
     "cosigned_note",
     "judge_witnessing",
@@ -176,6 +177,51 @@ async def request_cosignatures(
         event = "audit.cosigned" if o.cosigned else "audit.witness_refused"
         log.info(event, witness=o.witness, tree_size=o.tree_size, status=o.status, detail=o.detail)
     return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessPolicy:
+    """Publish a checkpoint only once ``quorum`` of ``witnesses`` cosigned it (k of n)."""
+
+    witnesses: tuple[WitnessEndpoint, ...]
+    quorum: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.quorum <= len(self.witnesses):
+            raise ConfigError(
+                f"CASEBUS_AUDIT_WITNESS_QUORUM {self.quorum} is not between 1 and the "
+                f"{len(self.witnesses)} witnesses of CASEBUS_AUDIT_WITNESSES"
+            )
+
+    @classmethod
+    def parse(cls, witnesses: str, quorum: int | None) -> WitnessPolicy | None:
+        """From the settings' space-separated ``<URL>=<vkey>`` list; None when it is empty."""
+        endpoints = tuple(WitnessEndpoint.parse(w) for w in witnesses.split())
+        if not endpoints:
+            return None
+        return cls(endpoints, len(endpoints) if quorum is None else quorum)
+
+    async def cosigned(
+        self,
+        pool: asyncpg.Pool,
+        checkpoint: StoredCheckpoint,
+        *,
+        http: httpx.AsyncClient | None = None,
+    ) -> str | None:
+        """The checkpoint's note with its cosignatures if a quorum cosigned it, else None."""
+        outcomes = await request_cosignatures(
+            pool, self.witnesses, http=http, checkpoint=checkpoint
+        )
+        have = sum(o.cosigned for o in outcomes)
+        if have < self.quorum:
+            log.warning(
+                "audit.quorum_not_reached",
+                tree_size=checkpoint.tree_size,
+                cosigned=have,
+                quorum=self.quorum,
+            )
+            return None
+        return await cosigned_note(pool, checkpoint)
 
 
 @dataclass(frozen=True, slots=True)

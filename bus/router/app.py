@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import structlog
 
 from bus.agencies import load_registry
 from bus.audit.checkpointer import Checkpointer
+from bus.audit.log import StoredCheckpoint
+from bus.audit.witnessing import WitnessPolicy
 from bus.db import create_pool, migrate
 from bus.provision import OwnKey, ensure_registered
 from bus.registry import PgKeyStore
@@ -23,6 +28,15 @@ from bus.signing import Ed25519Signer
 __all__ = ["run_router"]
 
 log = structlog.get_logger("casebus.router")
+
+
+def _witness_gate(
+    settings: Settings, pool: asyncpg.Pool
+) -> Callable[[StoredCheckpoint], Awaitable[str | None]] | None:
+    """What the tree-head publisher asks before it publishes: the cosigned note when the
+    witness policy is met; None when there is no policy (CASEBUS_AUDIT_WITNESSES empty)."""
+    policy = WitnessPolicy.parse(settings.audit_witnesses, settings.audit_witness_quorum)
+    return None if policy is None else functools.partial(policy.cosigned, pool)
 
 
 async def run_router(
@@ -74,6 +88,7 @@ async def run_router(
             ),
             signer=signer,
             procuratorates=[a.id for a in registry.of_kind("procuratorate")],
+            witnessed=_witness_gate(settings, pool),
         )
 
         def stop() -> None:

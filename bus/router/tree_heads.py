@@ -1,8 +1,11 @@
 """Publishing the audit log's signed checkpoints to the procuratorate as ``audit.tree_head``.
 
 Runs beside the router. A checkpoint is signed only when the log grew; each is published to
-every procuratorate inbox. Tree heads are not themselves audited (that would grow the log
-forever); the procuratorate's monitor keeps them instead.
+every procuratorate inbox. With a witness policy (``CASEBUS_AUDIT_WITNESSES``), a checkpoint
+is published only once a quorum of witnesses cosigned it, with their cosignatures; one they
+refuse is held back (and retried, or superseded by the next), never published. Tree heads
+are not themselves audited (that would grow the log forever); the procuratorate's monitor
+keeps them instead.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -45,6 +49,7 @@ class TreeHeadPublisher:
         signer: Ed25519Signer,
         procuratorates: list[str],
         codec: Codec | None = None,
+        witnessed: Callable[[StoredCheckpoint], Awaitable[str | None]] | None = None,
     ) -> None:
         self._settings = settings
         self._checkpointer = checkpointer
@@ -53,16 +58,18 @@ class TreeHeadPublisher:
         self._codec = codec or default_codec()
         self._stopping = asyncio.Event()
         self._unsent: StoredCheckpoint | None = None
+        self._witnessed = witnessed
 
     def stop(self) -> None:
         """Finish the current tick and return from :meth:`run`."""
         self._stopping.set()
 
-    def envelope(self, cp: StoredCheckpoint) -> Envelope:
-        """The signed ``audit.tree_head`` message of one checkpoint."""
+    def envelope(self, cp: StoredCheckpoint, note: str | None = None) -> Envelope:
+        """The signed ``audit.tree_head`` message of one checkpoint (``note``: its cosigned
+        note, when there is one)."""
         issued = datetime.fromtimestamp(cp.timestamp_ms / 1000, tz=UTC)
         payload = AuditTreeHead(
-            checkpoint=cp.note,
+            checkpoint=note or cp.note,
             origin=self._settings.audit_origin,
             tree_size=cp.tree_size,
             root_hash=cp.root_hash,
@@ -91,7 +98,13 @@ class TreeHeadPublisher:
         if cp is None or not self._to:
             return None
         self._unsent = cp
-        env = self.envelope(cp)
+        note = None
+        if self._witnessed is not None:
+            note = await self._witnessed(cp)
+            if note is None:
+                log.warning("audit.tree_head_held", tree_size=cp.tree_size)
+                return None
+        env = self.envelope(cp, note)
         value = self._codec.encode_envelope(env)
         headers = self._codec.cloudevents_headers(env)
         try:
