@@ -129,6 +129,14 @@ async def test_an_answer_without_the_original_id_is_refused_at_submit(
     assert r.status_code == 422, r.text
     assert ("glbh", "reply_needs_original") in problems(r) and len(problems(r)) == 2
     assert await outbox_rows(pol, POLICE) == 0
+    # ... and the API description says so, on the field and on the endpoint.
+    api = (await pol.client.get("/openapi.json")).json()
+    submit = api["paths"]["/v1/submissions"]["post"]
+    glbh = submit["requestBody"]["content"]["application/json"]["schema"]["properties"]["glbh"]
+    assert "reply_needs_original" in glbh["description"]
+    assert "移送回执 (`criminal.receipt`, closes criminal.receipt)" in glbh["description"]
+    assert "reply_needs_original" in submit["description"]
+    assert "unauthorized_route" in submit["description"]
     original = str(uuid.uuid4())
     for thread in ({"glbh": original}, {"yyxx": original}):
         r = await desk.submit(receipt(ajbh=case, ysshh="移1", jsdw=[BUREAU]) | thread)
