@@ -23,12 +23,15 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
 
 from bus.audit.checkpointer import Checkpointer
-from bus.audit.cosignature import cosigner_vkey
+from bus.audit.cosignature import cosign, cosigner_vkey, parse_cosigner_key, verify_cosignature
 from bus.audit.events import message_leaf
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import root_hash
+from bus.audit.witnessing import WitnessEndpoint, cosigned_note, request_cosignatures
 from bus.models import PAYLOAD_MODELS
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
@@ -294,3 +297,36 @@ async def test_a_bundle_carries_the_cosignature_and_verify_bundle_requires_it(
     forged.write_text(json.dumps({**bundle, "checkpoint": "\n".join(lines)}))
     bad = verify_bundle(forged, witness.vkey)
     assert bad.returncode == 1 and "FAILED: cosignature: bad_signature" in bad.stderr
+
+
+async def test_only_a_cosignature_by_the_witness_key_is_kept(
+    settings: Settings, tmp_path: Path
+) -> None:
+    key, old_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    app = FastAPI()
+
+    @app.post("/add-checkpoint")
+    async def add(request: Request) -> PlainTextResponse:
+        # A witness rotating its key: a line by the retired key first, then the current one.
+        note = (await request.body()).decode().split("\n\n", 1)[1]
+        body = note.split("\n\n")[0].encode() + b"\n"
+        lines = [cosign(body, WITNESS, k, timestamp_s=1_800_000_000).line() for k in (old_key, key)]
+        return PlainTextResponse("".join(f"{line}\n" for line in lines))
+
+    log_key = write_keypair("casebus", tmp_path / "bus").private_key
+    await append_and_sign(settings.database_url, log_key, records(3))
+    endpoint = WitnessEndpoint(
+        "http://w", parse_cosigner_key(cosigner_vkey(WITNESS, key.public_key()))
+    )
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+            outcomes = await request_cosignatures(pool, [endpoint], http=http)
+        assert [o.status for o in outcomes] == [200]
+        cp = await AuditLog().checkpoint(pool)
+        assert cp is not None
+        note = await cosigned_note(pool, cp)
+        assert note.count(f"— {WITNESS} ") == 1
+        assert verify_cosignature(note, endpoint.key).timestamp_s == 1_800_000_000
+    finally:
+        await pool.close()

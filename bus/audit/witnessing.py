@@ -136,12 +136,15 @@ async def _ask(
         return WitnessOutcome(name, cp.tree_size, r.status_code, r.text.strip()[:500])
     returned = [line for line in r.text.split("\n") if line]
     try:
-        cosignature = verify_cosignature(add_signature_lines(cp.note, returned), witness.key)
+        verify_cosignature(add_signature_lines(cp.note, returned), witness.key)
     except CheckpointError as e:
         return WitnessOutcome(name, cp.tree_size, 502, f"returned no valid cosignature: {e}")
-    prefix = f"— {name} "
-    mine = [line for line in returned if line.startswith(prefix)]
-    for line in mine:
+    for line in returned:
+        # Keep the line by this key only (a witness may return several, e.g. while rotating).
+        try:
+            cosignature = verify_cosignature(add_signature_lines(cp.note, [line]), witness.key)
+        except CheckpointError:
+            continue
         await pool.execute(
             "INSERT INTO audit_cosignatures (tree_size, witness, line, timestamp_s) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
