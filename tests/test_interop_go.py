@@ -1,7 +1,7 @@
 """casebus's checkpoints, cosignatures and proofs, checked by Go tools casebus did not write:
 filippo.io/torchwood v0.6.1, transparency-dev/formats v0.1.1 and transparency-dev/merkle
-v0.0.2 (tests/interop/go). And the other way round: a cosignature made by torchwood, checked
-by casebus.
+v0.0.2 (tests/interop/go), and the log's tiles read by torchwood's tile fetcher. And the other
+way round: a cosignature made by torchwood, checked by casebus.
 
 Needs Go 1.25 or later (``go`` on PATH or /usr/local/go/bin/go) and, the first time, the Go
 module proxy; the build and the module cache go to the user's cache directories.
@@ -10,18 +10,25 @@ module proxy; the build and the module cache go to the user's cache directories.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
+import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from fastapi import FastAPI, HTTPException, Request
 
 from bus.audit.checkpoint import (
     Checkpoint,
@@ -39,6 +46,7 @@ from bus.audit.cosignature import (
 )
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import consistency_proof, inclusion_proof, root_hash
+from bus.audit.tiles_http import tiles_router
 from bus.audit.witnessing import WitnessEndpoint, cosigned_note, request_cosignatures
 from bus.settings import REPO_ROOT, Settings
 from bus.witness import MemoryWitnessStore, Witness, create_app, logs_by_origin
@@ -209,3 +217,68 @@ async def test_casebus_verifies_a_cosignature_made_by_torchwood(
         verify_cosignature(
             add_signature_lines(old, [printed["cosignature"]]), parse_cosigner_key(printed["vkey"])
         )
+
+
+async def _deny(request: Request) -> None:
+    raise HTTPException(status_code=403, detail="entry bundles are not needed here")
+
+
+async def test_torchwood_proves_inclusion_from_casebus_tiles(
+    settings: Settings, interop_exe: Path, tmp_path: Path
+) -> None:
+    log_key = Ed25519PrivateKey.generate()
+    leaves = [b"tiled leaf %d" % i for i in range(600)]  # two full level-0 tiles, one of 88
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await AuditLog().append(
+                conn,
+                [
+                    AuditRecord("accepted", uuid.UUID(int=i + 1), "G", x)
+                    for i, x in enumerate(leaves)
+                ],
+            )
+        await Checkpointer(pool, origin=ORIGIN, private_key=log_key).checkpoint()
+    finally:
+        await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+        yield
+        await app.state.pool.close()
+
+    app = FastAPI(lifespan=lifespan)
+    app.include_router(tiles_router(lambda: app.state.pool, entry_reader=_deny))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(300):
+            if server.started:
+                break
+            time.sleep(0.05)
+        assert server.started, "the tile server did not start"
+        data = {
+            "origin": ORIGIN,
+            "log_vkey": verifier_key_string(ORIGIN, log_key.public_key()),
+            "witness_vkeys": [],
+            "tiles_prefix": f"http://127.0.0.1:{port}/v1/tlog",
+            "tiles_leaves": [
+                {"index": i, "leaf": base64.b64encode(leaves[i]).decode()}
+                for i in (0, 255, 256, 511, 512, 599)
+            ],
+        }
+        ok = _run(interop_exe, data, tmp_path / "tiles.json")
+        assert ok.returncode == 0, ok.stderr
+        assert "ok torchwood read tiles of tree 600 matching its checkpoint" in ok.stdout
+        assert "ok torchwood proves leaf 599 from tiles" in ok.stdout
+        wrong = {**data, "tiles_leaves": [{"index": 7, "leaf": base64.b64encode(b"x").decode()}]}
+        bad = _run(interop_exe, wrong, tmp_path / "wrong.json")
+        assert bad.returncode == 1 and "tlog.CheckRecord" in bad.stderr, bad.stdout
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

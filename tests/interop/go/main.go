@@ -10,12 +10,15 @@
 //     CosignatureVerifier (torchwood builds one only from a private key);
 //   - an inclusion proof and a consistency proof (merkle's RFC 6962 verifiers).
 //
+// With tiles_prefix it checks the tiled log served there instead (see tiles).
+//
 // With torchwood_cosign_seed it also prints a cosignature line made by torchwood's
 // CosignatureSigner, for casebus to verify in turn. It prints one "ok" line per check and
 // exits 1 at the first failure.
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -29,6 +32,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 type input struct {
@@ -50,6 +54,42 @@ type input struct {
 		New   string   `json:"new_checkpoint"`
 		Proof []string `json:"proof"`
 	} `json:"consistency"`
+	TilesPrefix string `json:"tiles_prefix"`
+	TilesLeaves []struct {
+		Index int64  `json:"index"`
+		Leaf  string `json:"leaf"`
+	} `json:"tiles_leaves"`
+}
+
+// tiles checks a tiled log (c2sp.org/tlog-tiles) with torchwood's tile fetcher and the Go
+// sumdb tlog package: the checkpoint it serves, the tree hash recomputed from its tiles, and
+// inclusion proofs computed from its tiles.
+func tiles(in input, logV note.Verifier, witnesses []note.Verifier) {
+	ctx := context.Background()
+	tf, err := torchwood.NewTileFetcher(in.TilesPrefix)
+	check(err, "torchwood.NewTileFetcher")
+	text, err := tf.ReadEndpoint(ctx, "checkpoint")
+	check(err, "fetch checkpoint")
+	cp, _, _, err := log.ParseCheckpoint(text, in.Origin, logV, witnesses...)
+	check(err, "formats log.ParseCheckpoint of the served checkpoint")
+	var root tlog.Hash
+	copy(root[:], cp.Hash)
+	tree := tlog.Tree{N: int64(cp.Size), Hash: root}
+	hr := torchwood.TileHashReaderWithContext(ctx, tree, tf)
+	th, err := tlog.TreeHash(tree.N, hr)
+	check(err, "tlog.TreeHash from tiles")
+	if th != tree.Hash {
+		check(fmt.Errorf("tiles hash to %v, checkpoint says %v", th, tree.Hash), "tree hash")
+	}
+	fmt.Printf("ok torchwood read tiles of tree %d matching its checkpoint\n", tree.N)
+	for _, l := range in.TilesLeaves {
+		leaf, err := base64.StdEncoding.DecodeString(l.Leaf)
+		check(err, "leaf")
+		p, err := tlog.ProveRecord(tree.N, l.Index, hr)
+		check(err, "tlog.ProveRecord from tiles")
+		check(tlog.CheckRecord(p, tree.N, tree.Hash, l.Index, tlog.RecordHash(leaf)), "tlog.CheckRecord")
+		fmt.Printf("ok torchwood proves leaf %d from tiles\n", l.Index)
+	}
 }
 
 func check(err error, what string) {
@@ -110,6 +150,11 @@ func main() {
 		v, err := fnote.NewVerifierForCosignatureV1(vk)
 		check(err, "witness vkey")
 		witnesses = append(witnesses, v)
+	}
+
+	if in.TilesPrefix != "" {
+		tiles(in, logV, witnesses)
+		return
 	}
 
 	cp, n := parse(in.Checkpoint, in.Origin, logV, witnesses...)
