@@ -30,8 +30,11 @@ infra:
 	set -o pipefail; deploy/local/up | sed -E 's/^export ([A-Z_]+)=(.*)$$/export \1="$${\1:-\2}"/' > .casebus/env.tmp
 	mv .casebus/env.tmp .casebus/env
 
+# The set-up steps say nothing unless something is wrong (their logs at a terminal show warnings
+# and worse), so the demo's own banner is the first thing a person reads.
 demo: setup infra
-	source .casebus/env && $(BIN)/casebus db migrate && $(BIN)/casebus topics ensure >/dev/null \
+	source .casebus/env && $(BIN)/casebus db migrate >/dev/null \
+	  && $(BIN)/casebus topics ensure >/dev/null \
 	  && $(BIN)/casebus --dev demo $(ARGS)
 
 test: setup infra

@@ -136,3 +136,20 @@ def test_a_service_without_a_terminal_logs_json(casebus_exe: Path, cli_env: dict
     )
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert events and {e["event"] for e in events} == {"topics.created"}
+
+
+def test_make_demo_starts_with_the_demo_not_the_set_up_steps() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    plan = subprocess.run(
+        ["make", "-n", "-B", "demo"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+    ).stdout
+    steps = [s.strip(" \\\n") for s in re.split(r"&&", plan.split("source .casebus/env", 1)[1])]
+    set_up = [s for s in steps if " db migrate" in s or " topics ensure" in s]
+    assert len(set_up) == 2
+    assert all(s.endswith(">/dev/null") for s in set_up), set_up
+    assert "--log-format json" not in plan  # a person's run gets the terminal's readable logs
