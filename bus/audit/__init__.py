@@ -1,4 +1,5 @@
-"""The tamper-evident audit log: RFC 6962 Merkle proofs and signed C2SP checkpoints."""
+"""The tamper-evident audit log: RFC 6962 Merkle proofs, signed C2SP checkpoints and their
+witnesses' cosignatures."""
 
 from bus.audit.checkpoint import (
     Checkpoint,
@@ -14,6 +15,13 @@ from bus.audit.checkpoint import (
     verifier_key_string,
     verify_note,
     verify_signed_checkpoint,
+)
+from bus.audit.cosignature import (
+    Cosignature,
+    cosign,
+    cosigner_vkey,
+    parse_cosigner_key,
+    verify_cosignature,
 )
 from bus.audit.merkle import (
     EMPTY_ROOT,
@@ -40,18 +48,22 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CompactRange",
+    "Cosignature",
     "NoteSignature",
     "SubtreeHash",
     "SubtreeNode",
     "VerifierKey",
     "consistency_proof",
     "consistency_proof_from",
+    "cosign",
+    "cosigner_vkey",
     "ed25519_key_id",
     "frontier_ranges",
     "inclusion_proof",
     "inclusion_proof_from",
     "leaf_hash",
     "node_hash",
+    "parse_cosigner_key",
     "parse_note",
     "parse_signed_checkpoint",
     "parse_verifier_key",
@@ -61,6 +73,7 @@ __all__ = [
     "sign_note",
     "verifier_key_string",
     "verify_consistency",
+    "verify_cosignature",
     "verify_inclusion",
     "verify_note",
     "verify_signed_checkpoint",

@@ -69,6 +69,11 @@ _QUORUM = typer.Option(
 )
 
 
+def _check_quorum(quorum: int | None, witnesses: tuple[VerifierKey, ...]) -> None:
+    if quorum is not None and not 1 <= quorum <= len(witnesses):
+        raise _fail(f"FAILED: --quorum {quorum} is not between 1 and {len(witnesses)} witnesses")
+
+
 def _witness_keys(vkeys: list[str]) -> tuple[VerifierKey, ...]:
     try:
         return tuple(parse_cosigner_key(v) for v in vkeys)
@@ -208,6 +213,7 @@ def verify_bundle_cmd(
     """Check a bundle offline (no database, no network): exit 0 with a verdict, or 1."""
     key = _public_key(log_key, load_settings())
     witnesses = _witness_keys(witness)
+    _check_quorum(quorum, witnesses)
     try:
         bundle = load_bundle(bundle_file.read_text())
         verdict = asyncio.run(
@@ -277,8 +283,7 @@ def verify_cmd(
     key = _public_key(log_key, settings)
     held = _held_checkpoints(checkpoint, key, settings.audit_origin)
     witnesses = _witness_keys(witness)
-    if witnesses and not 1 <= (quorum or len(witnesses)) <= len(witnesses):
-        raise _fail(f"FAILED: --quorum {quorum} is not between 1 and {len(witnesses)}")
+    _check_quorum(quorum, witnesses)
 
     async def go() -> str:
         # Read-only: whoever checks the log needs no power to change it.
