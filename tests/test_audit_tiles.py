@@ -20,7 +20,7 @@ from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import leaf_hash, root_hash
 from bus.audit.tiles_client import TiledLog
 from bus.audit.tiles_http import tiles_router
-from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
+from bus.audit.witnessing import WitnessEndpoint, WitnessPolicy, request_cosignatures
 from bus.errors import ProofError
 from bus.settings import Settings
 from bus.witness import MemoryWitnessStore, Witness, create_app, logs_by_origin
@@ -120,5 +120,67 @@ async def test_tiles_serve_the_stored_tree_and_prove_inclusion(settings: Setting
             )
             with pytest.raises(ProofError, match="cosigned by 0 of the given witnesses"):
                 await unwitnessed.verify_inclusion(leaves[3], 3)
+    finally:
+        await pool.close()
+
+
+async def test_under_a_witness_policy_only_witnessed_checkpoints_and_their_tiles_are_served(
+    settings: Settings,
+) -> None:
+    log_key = Ed25519PrivateKey.generate()
+    logs = logs_by_origin([parse_verifier_key(verifier_key_string(ORIGIN, log_key.public_key()))])
+    witnesses = [
+        Witness(
+            name=n, private_key=Ed25519PrivateKey.generate(), logs=logs, store=MemoryWitnessStore()
+        )
+        for n in ("ygh.procuratorate/witness", "ygh.court/witness")
+    ]
+    endpoints = tuple(
+        WitnessEndpoint(f"http://w{i}", parse_cosigner_key(w.vkey)) for i, w in enumerate(witnesses)
+    )
+    mounts = {
+        e.url: httpx.ASGITransport(app=create_app(w))
+        for e, w in zip(endpoints, witnesses, strict=True)
+    }
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    leaves = [b"w%d" % i for i in range(305)]
+
+    async def grow_and_sign(start: int, end: int) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await AuditLog().append(
+                conn,
+                [
+                    AuditRecord("accepted", uuid.UUID(int=i + 1), "T", leaves[i])
+                    for i in range(start, end)
+                ],
+            )
+        await Checkpointer(pool, origin=ORIGIN, private_key=log_key).checkpoint()
+
+    def served(quorum: int) -> httpx.AsyncClient:
+        app = FastAPI()
+        policy = WitnessPolicy(endpoints, quorum)
+        app.include_router(
+            tiles_router(lambda: pool, entry_reader=only_the_procuratorate, policy=policy)
+        )
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bus")
+
+    try:
+        await grow_and_sign(0, 300)
+        async with httpx.AsyncClient(mounts=mounts) as http:
+            assert [o.status for o in await request_cosignatures(pool, endpoints, http=http)] == [
+                200,
+                200,
+            ]
+            await grow_and_sign(300, 305)
+            only_one = await request_cosignatures(pool, endpoints[:1], http=http)
+            assert [o.status for o in only_one] == [200]
+        async with served(2) as both, served(1) as one:
+            # Two of two vouched for 300 only: 305 is not published, nor are its tiles.
+            assert (await both.get("/v1/tlog/checkpoint")).text.split("\n")[1] == "300"
+            assert (await both.get("/v1/tlog/tile/0/001.p/44")).status_code == 200
+            assert (await both.get("/v1/tlog/tile/0/001.p/49")).status_code == 404
+            # One of two is enough: 305 is.
+            assert (await one.get("/v1/tlog/checkpoint")).text.split("\n")[1] == "305"
+            assert (await one.get("/v1/tlog/tile/0/001.p/49")).status_code == 200
     finally:
         await pool.close()

@@ -39,6 +39,7 @@ from bus.audit.evidence import build_bundle
 from bus.audit.http import audit_router
 from bus.audit.log import AuditLog, AuditRecord, EntryNotFound
 from bus.audit.tiles_http import tiles_router
+from bus.audit.witnessing import WitnessPolicy
 from bus.errors import CasebusError
 from bus.inbox import InboxReader
 from bus.settings import Settings
@@ -426,7 +427,10 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
     app.include_router(audit_router(pool, proof_reader=message_reader(pool, serves)))
     # The log as C2SP tiles: hashes for anyone, entry bundles (case content) for the
     # procuratorate alone. Outside /v1/audit/, so a mirror's fetches are not queries on record.
-    app.include_router(tiles_router(pool, entry_reader=agency_of))
+    witnessed = WitnessPolicy.parse(
+        service.settings.audit_witnesses, service.settings.audit_witness_quorum
+    )
+    app.include_router(tiles_router(pool, entry_reader=agency_of, policy=witnessed))
 
     @app.middleware("http")
     async def audited(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:

@@ -4,7 +4,11 @@
 ``GET <prefix>/tile/<L>/<N>[.p/<W>]`` a tile of hashes, read from the stored perfect subtrees
 (``audit_nodes``); ``GET <prefix>/tile/entries/<N>[.p/<W>]`` an entry bundle, the leaves
 themselves. Tiles are served up to the latest checkpoint's size, so a client never sees a
-hash the log has not signed.
+hash the log has not signed. Under a witness policy (``policy``), "latest" means the latest
+checkpoint that a quorum of the policy's witnesses cosigned: the log publishes nothing the
+witnesses have not vouched for, tiles included. (The server counts the stored cosignatures by
+the witnesses' names; clients check them with the witnesses' keys, as the server is not
+trusted.)
 
 Who may read: checkpoints and tiles of hashes carry no case content and are public, so that
 anyone can compute and check proofs; an entry bundle carries whole signed envelopes (names,
@@ -22,9 +26,9 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response
 
-from bus.audit.log import AuditLog
+from bus.audit.log import AuditLog, StoredCheckpoint
 from bus.audit.tiles import TILE_WIDTH, encode_entry_bundle, parse_tile_path
-from bus.audit.witnessing import cosigned_note
+from bus.audit.witnessing import WitnessPolicy, cosigned_note
 from bus.errors import ProofError
 
 __all__ = ["tiles_router"]
@@ -38,13 +42,25 @@ def tiles_router(
     *,
     entry_reader: Callable[..., Awaitable[Any]],
     prefix: str = "/v1/tlog",
+    policy: WitnessPolicy | None = None,
 ) -> APIRouter:
     """The tlog-tiles endpoints under ``prefix``; ``pool()`` gives the bus database's pool."""
     router = APIRouter(prefix=prefix, tags=["audit"])
     log = AuditLog()
 
+    async def latest() -> StoredCheckpoint | None:
+        if policy is None:
+            return await log.checkpoint(pool())
+        size = await pool().fetchval(
+            "SELECT max(tree_size) FROM (SELECT tree_size FROM audit_cosignatures "
+            "WHERE witness = ANY($1::text[]) GROUP BY tree_size HAVING count(*) >= $2) q",
+            [w.key.name for w in policy.witnesses],
+            policy.quorum,
+        )
+        return None if size is None else await log.checkpoint(pool(), int(size))
+
     async def signed_size() -> int:
-        cp = await log.checkpoint(pool())
+        cp = await latest()
         return 0 if cp is None else cp.tree_size
 
     def parse(path: str, *, entries: bool) -> tuple[int, int, int]:
@@ -56,9 +72,9 @@ def tiles_router(
 
     @router.get("/checkpoint", summary="The latest checkpoint, cosigned (c2sp.org/tlog-tiles)")
     async def checkpoint() -> Response:
-        cp = await log.checkpoint(pool())
+        cp = await latest()
         if cp is None:
-            raise HTTPException(status_code=404, detail="no checkpoint yet")
+            raise HTTPException(status_code=404, detail="no published checkpoint yet")
         return Response(
             await cosigned_note(pool(), cp),
             media_type="text/plain; charset=utf-8",
