@@ -14,15 +14,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, HTTPException
 
-from bus.audit.checkpoint import verify_signed_checkpoint
+from bus.audit.checkpoint import parse_verifier_key, verifier_key_string, verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
+from bus.audit.cosignature import parse_cosigner_key, verify_cosignature
 from bus.audit.events import message_leaf
 from bus.audit.evidence import verify_bundle
 from bus.audit.http import audit_router
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import verify_consistency
+from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
 from bus.models import PAYLOAD_MODELS
 from bus.testing import make_party
+from bus.witness import MemoryWitnessStore, Witness, logs_by_origin
+from bus.witness import create_app as create_witness
 
 ORIGIN = "test.casebus/audit"
 
@@ -129,3 +133,34 @@ async def test_a_tree_size_past_bigint_is_a_422_not_a_driver_error(pool: asyncpg
         ):
             assert (await client.get(query)).status_code == 422, query
         assert (await client.get(f"/v1/audit/consistency?from=1&to={2**63 - 1}")).status_code == 404
+
+
+async def test_checkpoints_carry_the_witnesses_cosignatures(pool: asyncpg.Pool) -> None:
+    key = Ed25519PrivateKey.generate()
+    logs = logs_by_origin([parse_verifier_key(verifier_key_string(ORIGIN, key.public_key()))])
+    witness = Witness(
+        name="ygh.court/witness",
+        private_key=Ed25519PrivateKey.generate(),
+        logs=logs,
+        store=MemoryWitnessStore(),
+    )
+    endpoint = WitnessEndpoint("http://w", parse_cosigner_key(witness.vkey))
+    witness_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_witness(witness)))
+    async with witness_http:
+        for n in (2, 3):
+            async with pool.acquire() as conn, conn.transaction():
+                await AuditLog().append(
+                    conn, [AuditRecord("accepted", uuid.uuid4(), "x", b"%d" % i) for i in range(n)]
+                )
+            await Checkpointer(pool, origin=ORIGIN, private_key=key).checkpoint()
+            await request_cosignatures(pool, [endpoint], http=witness_http)
+    app = FastAPI()
+    app.include_router(audit_router(lambda: pool, proof_reader=anyone))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        latest = (await client.get("/v1/audit/checkpoints/latest")).json()
+        assert verify_cosignature(latest["note"], endpoint.key).cosigner == "ygh.court/witness"
+        c = (await client.get("/v1/audit/consistency?from=2&to=5")).json()
+        for note in (c["old_checkpoint"], c["new_checkpoint"]):
+            verify_signed_checkpoint(note, ORIGIN, key.public_key())
+            verify_cosignature(note, endpoint.key)

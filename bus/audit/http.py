@@ -3,7 +3,8 @@
 ``GET /v1/audit/proofs/{message_id}`` returns an evidence bundle (as ``casebus audit prove``),
 ``GET /v1/audit/consistency?from=&to=`` a consistency proof with both checkpoints, and
 ``GET /v1/audit/checkpoints/latest`` the latest signed checkpoint. Answers are JSON that a
-verifier checks with the log's public key alone.
+verifier checks with the log's public key alone; every checkpoint note carries the witnesses'
+cosignatures stored with it, for a verifier who also holds the witnesses' keys.
 
 Who may read them: a bundle carries the whole signed envelope, so ``proofs`` answers only to the
 ``proof_reader`` dependency the mounting app passes (the message's parties and the procuratorate,
@@ -23,6 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from bus.audit.evidence import build_bundle
 from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.witnessing import cosigned_note
 
 __all__ = ["audit_router"]
 
@@ -81,15 +83,17 @@ def audit_router(
             "old_size": old,
             "new_size": new,
             "proof": [_b64(p) for p in proof],
-            "old_checkpoint": first.note,
-            "new_checkpoint": second.note,
+            "old_checkpoint": await cosigned_note(db, first),
+            "new_checkpoint": await cosigned_note(db, second),
         }
 
     @router.get("/checkpoints/latest", summary="The latest signed checkpoint")
     async def latest() -> dict[str, Any]:
-        cp = await log.checkpoint(pool())
+        db = pool()
+        cp = await log.checkpoint(db)
         if cp is None:
             raise HTTPException(status_code=404, detail="no checkpoint yet")
-        return {"tree_size": cp.tree_size, "root_hash": _b64(cp.root_hash), "note": cp.note}
+        note = await cosigned_note(db, cp)
+        return {"tree_size": cp.tree_size, "root_hash": _b64(cp.root_hash), "note": note}
 
     return router
