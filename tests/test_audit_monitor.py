@@ -1,5 +1,6 @@
 """The procuratorate's monitor on the real bus: it follows the tree heads the router publishes
-and raises an alarm when the bus signs a head over rewritten history."""
+and raises an alarm when the bus signs a head over rewritten history; given witnesses' keys,
+it keeps only heads a quorum of them cosigned."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import asyncio
 
 import asyncpg
 from buskit import Bus, receipt_payload
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_audit_log import _as_attacker, _rebuild_hashes
 
-from bus.audit.monitor import FAILED, DatabaseProofSource, run_monitor
+from bus.audit.checkpoint import Checkpoint, sign_checkpoint
+from bus.audit.cosignature import add_signature_lines, cosign, cosigner_vkey, parse_cosigner_key
+from bus.audit.merkle import root_hash
+from bus.audit.monitor import FAILED, DatabaseProofSource, Monitor, run_monitor
+from bus.settings import Settings
 from bus.signing import Ed25519Signer
 
 POLICE = "ygh.police.bureau"
@@ -79,3 +85,33 @@ async def test_monitor_follows_tree_heads_and_alarms_on_a_rewrite(
         await pool.close()
     assert alarms == 1
     assert FAILED._value.get() == 1  # the alert metric is raised
+
+
+async def test_with_witness_keys_the_monitor_keeps_only_cosigned_heads(settings: Settings) -> None:
+    origin = settings.audit_origin
+    log_key, witness_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    root = root_hash([b"a", b"b", b"c"])
+    note = sign_checkpoint(Checkpoint(origin, 3, root, 1_780_000_000_000), origin, log_key)
+    body = note.split("\n\n")[0].encode() + b"\n"
+    line = cosign(body, "ygh.court/witness", witness_key, timestamp_s=1_780_000_000).line()
+    key = parse_cosigner_key(cosigner_vkey("ygh.court/witness", witness_key.public_key()))
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        monitor = Monitor(
+            pool,
+            origin=origin,
+            log_key=log_key.public_key(),
+            proofs=DatabaseProofSource(pool),
+            witnesses=(key,),
+        )
+        bare = await monitor.observe(note)
+        assert (bare.ok, bare.alarm) == (False, "unwitnessed")
+        assert await pool.fetchval("SELECT count(*) FROM monitor_checkpoints") == 0
+        forged = note + line[:-4] + ("AAAA" if not line.endswith("AAAA") else "BBBB") + "\n"
+        bad = await monitor.observe(forged)
+        assert bad.alarm == "unwitnessed" and "forged cosignature" in bad.detail
+        good = await monitor.observe(add_signature_lines(note, [line]))
+        assert good.ok and good.tree_size == 3
+        assert await pool.fetchval("SELECT count(*) FROM monitor_checkpoints") == 1
+    finally:
+        await pool.close()

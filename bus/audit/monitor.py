@@ -1,6 +1,10 @@
 """The procuratorate's audit monitor: it remembers every checkpoint it has seen and checks each
 new one against them with a consistency proof, so a split view or a rewritten history raises
 an alarm the moment the bus publishes a head that does not extend the last one.
+
+Given witnesses' keys, it also requires a quorum of their cosignatures on every head
+(alarm ``unwitnessed`` otherwise): a head the witnesses did not vouch for is not kept, so
+the procuratorate never holds as evidence what the witnesses refused.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import Counter, Gauge
 
-from bus.audit.checkpoint import Checkpoint, verify_signed_checkpoint
+from bus.audit.checkpoint import Checkpoint, CheckpointError, VerifierKey, verify_signed_checkpoint
+from bus.audit.cosignature import verify_cosignature
 from bus.audit.log import AuditLog
 from bus.audit.merkle import verify_consistency
 from bus.codec import default_codec
@@ -40,7 +45,9 @@ FAILED = Gauge(
 )
 SEEN_SIZE = Gauge("casebus_audit_monitor_tree_size", "Size of the latest verified checkpoint.")
 
-AlarmKind = Literal["bad_signature", "inconsistent", "split_view", "proof_unavailable"]
+AlarmKind = Literal[
+    "bad_signature", "inconsistent", "split_view", "proof_unavailable", "unwitnessed"
+]
 
 
 class ProofSource(Protocol):
@@ -83,11 +90,30 @@ class Monitor:
         origin: str,
         log_key: Ed25519PublicKey,
         proofs: ProofSource,
+        witnesses: tuple[VerifierKey, ...] = (),
+        quorum: int | None = None,
     ) -> None:
         self._pool = pool
         self._origin = origin
         self._key = log_key
         self._proofs = proofs
+        self._witnesses = witnesses
+        self._quorum = len(witnesses) if quorum is None else quorum
+
+    def _unwitnessed(self, note: str) -> str | None:
+        """Why ``note`` lacks its quorum of cosignatures, or None."""
+        good = 0
+        for key in self._witnesses:
+            try:
+                verify_cosignature(note, key)
+            except CheckpointError as e:
+                if e.reason != "unknown_key":
+                    return f"forged cosignature: {e}"
+                continue
+            good += 1
+        if good < self._quorum:
+            return f"cosigned by {good} of the {len(self._witnesses)} witnesses, not {self._quorum}"
+        return None
 
     async def _alarm(
         self, kind: AlarmKind, detail: str, note: str, size: int | None
@@ -113,6 +139,8 @@ class Monitor:
             cp = verify_signed_checkpoint(note, self._origin, self._key)
         except ProofError as e:
             return await self._alarm("bad_signature", str(e), note, None)
+        if self._witnesses and (why := self._unwitnessed(note)) is not None:
+            return await self._alarm("unwitnessed", why, note, cp.size)
         async with self._pool.acquire() as conn:
             same = await conn.fetchrow(
                 "SELECT root_hash FROM monitor_checkpoints WHERE origin = $1 AND tree_size = $2",
@@ -190,12 +218,21 @@ async def run_monitor(
     proofs: ProofSource,
     agency_id: str = "ygh.procuratorate",
     stop_event: asyncio.Event | None = None,
+    witnesses: tuple[VerifierKey, ...] = (),
+    quorum: int | None = None,
 ) -> None:
     """Follow ``audit.tree_head`` messages in the procuratorate's inbox and check each one.
 
     Runs in its own consumer group, so it sees every head whatever else reads the inbox.
     """
-    monitor = Monitor(pool, origin=settings.audit_origin, log_key=log_key, proofs=proofs)
+    monitor = Monitor(
+        pool,
+        origin=settings.audit_origin,
+        log_key=log_key,
+        proofs=proofs,
+        witnesses=witnesses,
+        quorum=quorum,
+    )
     codec = default_codec()
 
     async def handle(conn: Conn, envelope: Envelope, record: object) -> None:

@@ -335,11 +335,15 @@ def monitor_cmd(
     ),
     agency: str = typer.Option("ygh.procuratorate", help="Whose inbox carries the tree heads."),
     metrics_port: int | None = typer.Option(None, "--metrics-port"),
+    witness: list[str] = _WITNESS_KEYS,
+    quorum: int | None = _QUORUM,
 ) -> None:
     """Follow audit.tree_head messages and check each against the ones seen before; a split
     view or a rewritten history raises an alarm (log event, metric, monitor_alarms row)."""
     settings = load_settings()
     key = _public_key(log_key, settings)
+    witnesses = _witness_keys(witness)
+    _check_quorum(quorum, witnesses)
     port = metrics_port or settings.metrics_port
     if port:
         start_http_server(port, addr="127.0.0.1")
@@ -359,6 +363,8 @@ def monitor_cmd(
                 proofs=DatabaseProofSource(reader),
                 agency_id=agency,
                 stop_event=stop,
+                witnesses=witnesses,
+                quorum=quorum,
             )
         finally:
             await reader.close()
