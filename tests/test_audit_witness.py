@@ -252,9 +252,13 @@ async def test_a_bundle_carries_the_cosignature_and_verify_bundle_requires_it(
         casebus_exe, log.env, "audit", "witness", "--witness", f"{witness.url}={witness.vkey}"
     )
     assert ask.returncode == 0, ask.stderr
+    # A newer checkpoint the witness has not cosigned (yet): the bundle uses the cosigned one.
+    later = [AuditRecord("accepted", uuid.UUID(int=100 + i), "YGH-16", b"later") for i in range(3)]
+    await append_and_sign(settings.database_url, log.key_file, later)
     proved = run(casebus_exe, log.env, "audit", "prove", str(env_msg.message_id))
     assert proved.returncode == 0, proved.stderr
     bundle = json.loads(proved.stdout)
+    assert bundle["tree_size"] == 5
     assert f"\n— {WITNESS} " in bundle["checkpoint"]
     (tmp_path / "bundle.json").write_text(proved.stdout)
     pub = tmp_path / "log.pub.pem"

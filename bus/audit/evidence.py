@@ -33,7 +33,7 @@ from bus.audit.cosignature import verify_cosignature
 from bus.audit.events import decode_leaf, leaf_envelope
 from bus.audit.log import AuditLog, EntryNotFound
 from bus.audit.merkle import leaf_hash, verify_inclusion
-from bus.audit.witnessing import cosigned_note
+from bus.audit.witnessing import cosigned_note, latest_cosigned_covering
 from bus.codec import Codec, default_codec
 from bus.errors import CasebusError, DecodeError, ProofError, SignatureError
 from bus.signing import InMemoryKeyStore, PublicKeyRecord, verify_envelope
@@ -92,12 +92,18 @@ async def build_bundle(
     checkpoint_size: int | None = None,
     audit_log: AuditLog | None = None,
 ) -> dict[str, Any]:
-    """The evidence bundle of one event, proven against a stored checkpoint (the latest that
-    covers it, or the one of ``checkpoint_size``)."""
+    """The evidence bundle of one event, proven against a stored checkpoint: the one of
+    ``checkpoint_size``, else the latest cosigned one that covers it, else the latest."""
     log = audit_log or AuditLog()
     entry = await log.entry(db, message_id, event_kind)
     if checkpoint_size is None:
-        cp = await log.checkpoint_covering(db, entry.index)
+        # A checkpoint the witnesses cosigned, if one covers the entry: the latest one may be
+        # seconds old and not cosigned yet (or held back because they refused it).
+        cosigned = await latest_cosigned_covering(db, entry.index)
+        if cosigned is not None:
+            cp = await log.checkpoint(db, cosigned)
+        else:
+            cp = await log.checkpoint_covering(db, entry.index)
         if cp is None:
             raise EntryNotFound(
                 f"entry {entry.index} is not covered by a checkpoint yet; try again shortly"

@@ -35,6 +35,7 @@ __all__ = [
     "WitnessingReport",
     "cosigned_note",
     "judge_witnessing",
+    "latest_cosigned_covering",
     "load_cosignatures",
     "request_cosignatures",
 ]
@@ -93,6 +94,16 @@ async def cosigned_note(db: Executor, checkpoint: StoredCheckpoint) -> str:
         checkpoint.tree_size,
     )
     return add_signature_lines(checkpoint.note, [str(r["line"]) for r in rows])
+
+
+async def latest_cosigned_covering(db: Executor, index: int) -> int | None:
+    """The size of the latest checkpoint that includes entry ``index`` and carries at least
+    one stored cosignature, or None. (Which witnesses, and whether enough, is for the verifier
+    to judge with their keys.)"""
+    size = await db.fetchval(
+        "SELECT max(tree_size) FROM audit_cosignatures WHERE tree_size > $1", index
+    )
+    return None if size is None else int(size)
 
 
 async def _last_cosigned(db: Executor, witness: str) -> int:
