@@ -44,6 +44,7 @@ __all__ = [
     "START",
     "FixedClock",
     "Inboxes",
+    "JumpingClock",
     "bus_payload",
     "day",
     "engine_running",
@@ -104,6 +105,14 @@ class FixedClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(0)
+
+
+class JumpingClock(FixedClock):
+    """Stands still unless a test moves it, and a service sleeping on it waits a little real
+    time (not a busy loop), so that it sees the test's jumps within a poll."""
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(min(max(seconds, 0.0), 0.05))
 
 
 def send(party: Party, kind: str, rng: random.Random, clock: Clock, **kw: Any) -> Envelope:

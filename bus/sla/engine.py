@@ -188,7 +188,9 @@ class SlaEngine:
             correlation_id=envelope.correlation_id,
             opened_by=envelope.message_id,
             opened_kind=envelope.kind,
-            opened_at=now,
+            # When the message was sent, not when this engine read it: a deadline that the
+            # same message (or a prompt answer) closes never reads as closed before it opened.
+            opened_at=min(envelope.sent_at, now),
             start_at=start,
             due_at=due,
             owner_agency=self._parties.resolve(policy.owner, envelope),
