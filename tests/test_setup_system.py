@@ -26,6 +26,7 @@ APT = [
     "fonts-noto-cjk",
     "nodejs",
     "npm",
+    "openssh-client",
 ]
 
 
@@ -62,10 +63,15 @@ class Machine:
         _stub(self.bin, "id", f"echo {uid}")
         _stub(self.bin, "apt-get", f'echo "apt-get $*" >> {self.calls}')
         _stub(self.bin, "npm", f'echo "npm $*" >> {self.calls}')
+        self.go_version("go1.26.8")
         if sudo:
             _stub(self.bin, "sudo", f'echo "sudo $1" >> {self.calls}; exec "$@"')
         for tool in ("env", "mkdir"):  # what the script and the sudo stub need for real
             (self.bin / tool).symlink_to(f"/usr/bin/{tool}")
+
+    def go_version(self, version: str) -> None:
+        """The ``go`` on PATH, answering ``go env GOVERSION`` (and ``go version``)."""
+        _stub(self.bin, "go", f"echo {version}")
 
     def give_npm_packages(self) -> None:
         for spec in _npm_pins():
@@ -165,3 +171,15 @@ def test_ci_runs_the_same_set_up_script() -> None:
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "\ndeploy/setup-system\n" in ci
     assert "apt-get" not in ci, "package installs belong in deploy/setup-system only"
+
+
+def test_a_go_too_old_for_the_interop_tests_is_named_and_fails(tmp_path: Path) -> None:
+    machine = Machine(tmp_path, installed=_all_but(), uid=0, sudo=False)
+    machine.give_npm_packages()
+    machine.go_version("go1.19.8")  # Debian 12's golang-go
+    checked = machine.run("--check")
+    assert checked.returncode == 1 and checked.stdout.splitlines() == ["go 1.25+"], checked
+    done = machine.run()
+    assert done.returncode == 1, done
+    assert "Go 1.25 or later is needed" in done.stderr and "go1.19.8" in done.stderr, done.stderr
+    assert machine.recorded() == []  # it installs nothing it cannot install well
