@@ -160,6 +160,21 @@ class Settings(BaseSettings):
         description="Size of the chunks the PostgreSQL attachment store keeps a file in: "
         "what an upload or a download holds in memory at a time.",
     )
+    attachment_store: Literal["postgres", "s3"] = Field(
+        "postgres",
+        description="Where case files are kept: 'postgres' (chunks in the bus's database, the "
+        "default) or 's3' (any S3-compatible object store; CASEBUS_ATTACHMENT_S3_*).",
+    )
+    attachment_s3_endpoint: str | None = Field(
+        None, description="The S3 endpoint URL, e.g. https://s3.example:9000 (path-style)."
+    )
+    attachment_s3_bucket: str = Field("casebus-attachments", description="The S3 bucket.")
+    attachment_s3_region: str = Field("us-east-1", description="The S3 region (SigV4 scope).")
+    attachment_s3_access_key: str | None = Field(None, description="The S3 access key id.")
+    attachment_s3_secret_key_file: Path | None = Field(
+        None,
+        description="File holding the S3 secret key, read at start; never a setting itself.",
+    )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port, if set."
     )
@@ -227,6 +242,19 @@ class Settings(BaseSettings):
         table), else stays the owner's."""
         own: str | None = getattr(self, f"{service}_database_url")
         return self if own is None else self.model_copy(update={"database_url": own})
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Self:
+        if self.attachment_store == "s3":
+            names = [
+                "attachment_s3_endpoint",
+                "attachment_s3_access_key",
+                "attachment_s3_secret_key_file",
+            ]
+            missing = [f"CASEBUS_{n.upper()}" for n in names if not getattr(self, n)]
+            if missing:
+                raise ValueError(f"CASEBUS_ATTACHMENT_STORE=s3 needs {', '.join(missing)}")
+        return self
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> Self:

@@ -22,7 +22,9 @@ from bus.attachments import (
     sha256_of_uri,
     submission_problems,
 )
+from bus.errors import ConfigError
 from bus.models import PAYLOAD_MODELS, Attachment, Envelope
+from bus.settings import load_settings
 from bus.testing import make_party
 
 SIZE = 1000
@@ -131,3 +133,12 @@ def test_a_delivery_makes_a_named_recipient_or_a_copy(tmp_path: Path) -> None:
     assert delivery_role(env, "ygh.police.bureau") == "recipient"
     assert delivery_role(env, "ygh.procuratorate") == "copy"
     assert delivery_role(env, "ygh.enforcement.bureau") == "sender"
+
+
+def test_the_s3_store_is_named_with_its_endpoint_key_and_secret_file() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(attachment_store="s3", attachment_s3_endpoint="http://127.0.0.1:9000")
+    assert "CASEBUS_ATTACHMENT_S3_ACCESS_KEY" in str(caught.value)
+    assert "CASEBUS_ATTACHMENT_S3_SECRET_KEY_FILE" in str(caught.value)
+    assert "CASEBUS_ATTACHMENT_S3_ENDPOINT" not in str(caught.value)
+    assert load_settings().attachment_store == "postgres"

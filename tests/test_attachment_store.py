@@ -1,17 +1,20 @@
 """The attachment store contract, written once and run against every store behind the port:
-the in-memory one and PostgreSQL (on the real database, as the adapters' own login)."""
+the in-memory one, PostgreSQL (on the real database, as the adapters' own login) and S3 (a real
+SeaweedFS server the test starts, requests signed with SigV4)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import random
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
+from s3kit import S3Server, seaweedfs
 
 from bus.attachments import (
     AttachmentNotFound,
@@ -20,7 +23,9 @@ from bus.attachments import (
     DigestMismatch,
     MemoryAttachmentStore,
     PostgresAttachmentStore,
+    S3AttachmentStore,
 )
+from bus.errors import TransportError
 from bus.settings import Settings
 
 CHUNK = 4096
@@ -76,7 +81,41 @@ async def postgres_subject(settings: Settings) -> AsyncIterator[Subject]:
         await own.close()
 
 
-@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.integration)])
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+async def s3_subject(s3_server: S3Server) -> AsyncIterator[Subject]:
+    # One bucket (SeaweedFS gives each its own volumes), a key prefix of each test's own.
+    store = S3AttachmentStore(
+        endpoint_url=s3_server.endpoint_url,
+        bucket="casebus-contract",
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+        prefix=f"{uuid.uuid4().hex}/",
+        part_bytes=5 * 1024 * 1024,
+        piece_bytes=CHUNK,
+    )
+    try:
+        await store.ensure_bucket()
+        yield Subject(store)
+    finally:
+        await store.aclose()
+
+
+INTEGRATION = pytest.mark.integration
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("postgres", marks=INTEGRATION),
+        pytest.param("s3", marks=INTEGRATION),
+    ]
+)
 def subject(request: pytest.FixtureRequest) -> Subject:
     found: Subject = request.getfixturevalue(f"{request.param}_subject")
     return found
@@ -208,3 +247,27 @@ async def test_an_unknown_attachment_is_not_found(store: AttachmentStore) -> Non
     assert await store.stat(unknown) is None
     with pytest.raises(AttachmentNotFound):
         await read_all(store, unknown)
+
+
+@pytest.mark.integration
+async def test_the_s3_server_takes_only_requests_signed_with_the_right_secret(
+    s3_server: S3Server,
+) -> None:
+    def store(secret: str) -> S3AttachmentStore:
+        return S3AttachmentStore(
+            endpoint_url=s3_server.endpoint_url,
+            bucket="casebus-contract",
+            access_key=s3_server.access_key,
+            secret_key=secret,
+        )
+
+    good, bad = store(s3_server.secret_key), store("not-the-secret")
+    try:
+        await good.ensure_bucket()
+        assert await good.stat(hashlib.sha256(b"nothing").hexdigest()) is None
+        with pytest.raises(TransportError) as caught:
+            await bad.put(stream(b"x" * 10), media_type="text/plain", max_bytes=100)
+        assert "403" in str(caught.value)
+    finally:
+        await good.aclose()
+        await bad.aclose()

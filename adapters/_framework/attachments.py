@@ -34,6 +34,7 @@ from bus.attachments import (
     DigestMismatch,
     PostgresAttachmentStore,
     RangeNotSatisfiable,
+    S3AttachmentStore,
     delivery_role,
     parse_range,
     record_fetch,
@@ -44,6 +45,7 @@ from bus.attachments import (
 from bus.db import Conn
 from bus.inbox import InboxHandler
 from bus.models import Envelope
+from bus.secret_files import read_secret_file
 
 __all__ = ["attachment_routes", "default_store", "referencing"]
 
@@ -55,9 +57,24 @@ _MEDIA_TYPE: Final = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 
 def default_store(service: Any) -> AttachmentStore:
-    """The PostgreSQL store over ``service``'s pool, chunked as its settings say."""
+    """The store ``service``'s settings name (``CASEBUS_ATTACHMENT_STORE``): PostgreSQL chunks
+    over its pool, or an S3-compatible object store."""
+    settings = service.settings
+    if settings.attachment_store == "s3":
+        secret = read_secret_file(
+            settings.attachment_s3_secret_key_file,
+            what="S3 secret key file",
+            leak="a leaked key lets anyone read every case file",
+        )
+        return S3AttachmentStore(
+            endpoint_url=settings.attachment_s3_endpoint,
+            bucket=settings.attachment_s3_bucket,
+            access_key=settings.attachment_s3_access_key,
+            secret_key=secret.decode().strip(),
+            region=settings.attachment_s3_region,
+        )
     return PostgresAttachmentStore(
-        lambda: service.pool, chunk_bytes=service.settings.attachment_chunk_bytes
+        lambda: service.pool, chunk_bytes=settings.attachment_chunk_bytes
     )
 
 

@@ -4,8 +4,9 @@ A department uploads a document to its adapter (``POST /v1/attachments``) and ge
 reference — SHA-256, size, media type and the bus-internal URI ``casebus://attachments/sha256/…``
 — which it puts in its submission's ``fj``. The bytes stay in the store; messages carry the
 reference, signed. The store is a port (:class:`AttachmentStore`) with a PostgreSQL
-implementation (the default) and an in-memory one for tests; the ledger records who uploaded
-what, which messages refer to which attachment, and every fetch.
+implementation (the default), an S3 one (:class:`S3AttachmentStore`, any S3-compatible server)
+and an in-memory one for tests; the ledger records who uploaded what, which messages refer to
+which attachment, and every fetch.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from bus.attachments._rules import (
     readers,
     submission_problems,
 )
+from bus.attachments._s3 import S3AttachmentStore
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -63,6 +65,7 @@ __all__ = [
     "RangeNotSatisfiable",
     "RefRole",
     "Reference",
+    "S3AttachmentStore",
     "Stored",
     "StoredAttachment",
     "attachment_uri",

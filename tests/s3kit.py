@@ -1,0 +1,156 @@
+"""A real S3 server for the tests: SeaweedFS (``weed server -s3``) started by the test, on free
+ports of 127.0.0.1, with one identity whose requests must be signed (SigV4).
+
+The ``weed`` binary comes from ``CASEBUS_WEED``, else the user cache
+(``~/.cache/casebus/bin/weed``), else it is built there once from the Go module proxy (the pinned
+version below; ``go`` from ``PATH`` or ``/usr/local/go/bin``). The build is heavy — minutes on
+two cores — which is why it is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SEAWEEDFS_VERSION", "S3Server", "seaweedfs", "weed_binary"]
+
+SEAWEEDFS_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
+_MODULE = "github.com/seaweedfs/seaweedfs"
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "casebus" / "bin"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """Where the server answers and who may sign requests to it."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+
+
+def _go() -> str:
+    found = shutil.which("go") or "/usr/local/go/bin/go"
+    if not Path(found).exists():
+        raise AssertionError("no weed binary and no go to build it (set CASEBUS_WEED)")
+    return found
+
+
+def weed_binary() -> Path:
+    """The ``weed`` binary, built into the user cache the first time."""
+    if explicit := os.environ.get("CASEBUS_WEED"):
+        return Path(explicit)
+    target = _CACHE / "weed"
+    if target.exists():
+        return target
+    go = _go()
+    # `go install` refuses a module whose go.mod has replace directives: build in its folder.
+    listed = subprocess.run(
+        [go, "mod", "download", "-json", f"{_MODULE}@{SEAWEEDFS_VERSION}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    source = json.loads(listed.stdout)["Dir"]
+    _CACHE.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    subprocess.run(
+        ["nice", "-n", "19", go, "build", "-o", str(partial), "./weed"],
+        cwd=source,
+        check=True,
+        timeout=3600,
+    )
+    partial.rename(target)
+    return target
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` ports free on 127.0.0.1 whose +10000 (SeaweedFS's gRPC ports) are free too."""
+    ports: list[int] = []
+    while len(ports) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port > 55000 or port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def seaweedfs(workdir: Path, *, timeout_s: float = 120.0) -> Iterator[S3Server]:
+    """A SeaweedFS master, volume server, filer and S3 gateway for the block."""
+    weed = weed_binary()
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = S3Server("", "casebus-test", "casebus-test-secret-key")
+    config = workdir / "s3.json"
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "casebus",
+                        "credentials": [
+                            {"accessKey": server.access_key, "secretKey": server.secret_key}
+                        ],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    master, volume, filer, s3 = _free_ports(4)
+    argv = [
+        str(weed),
+        "server",
+        f"-dir={workdir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={master}",
+        "-master.volumeSizeLimitMB=64",
+        f"-volume.port={volume}",
+        "-volume.max=100",
+        "-filer",
+        f"-filer.port={filer}",
+        "-s3",
+        f"-s3.port={s3}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.config={config}",
+    ]
+    log = workdir / "weed.log"
+    with open(log, "ab") as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=out, cwd=workdir)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _answers(s3):
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"SeaweedFS did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield S3Server(f"http://127.0.0.1:{s3}", server.access_key, server.secret_key)
+    finally:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(10)
