@@ -82,9 +82,7 @@ def test_status_shows_unclosed_by_default_and_the_history_on_request(
     assert "closed 2026-11-07 12:00, 1d 00h late" in out
 
 
-def test_a_date_range_limits_by_due_date_in_shanghai(
-    settings: Settings, history: None
-) -> None:
+def test_a_date_range_limits_by_due_date_in_shanghai(settings: Settings, history: None) -> None:
     code, cases, _ = status(settings, "--all", "--since", "2026-11-05", "--until", "2026-11-12")
     assert code == 0 and cases == ["MET-EARLY", "LATE-1", "MET-LATER"]
     code, cases, _ = status(settings, "--met", "--until", "2026-11-05")
