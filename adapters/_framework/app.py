@@ -41,6 +41,7 @@ from adapters._framework.outbound import (
 )
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
+from adapters._framework.webhook_docs import install_webhook_docs
 from bus.models import MAX_IDENTIFIER_LENGTH
 from bus.sla.policy import load_policies
 
@@ -207,6 +208,7 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
         ),
         lifespan=lifespan,
     )
+    install_webhook_docs(app, service)  # the callbacks a department receives (OpenAPI 3.1)
 
     @app.middleware("http")
     async def count(request: Request, call_next: Any) -> Response:
