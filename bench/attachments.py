@@ -10,8 +10,9 @@ Rows, all over one file of pseudo-random bytes (case files are mostly compressed
 - ``file copy``: the baseline — read the file and write a copy, fsync'd (PostgreSQL's commit
   is durable too);
 - each store in this process, through the port (``put`` streaming 1 MiB pieces, ``read`` to the
-  end): the in-memory one (what hashing and the port cost) and PostgreSQL (chunks of
-  ``CASEBUS_ATTACHMENT_CHUNK_BYTES``);
+  end): the in-memory one (what hashing and the port cost), PostgreSQL (chunks of
+  ``CASEBUS_ATTACHMENT_CHUNK_BYTES``) and S3 on a SeaweedFS server started for the run (the
+  ``weed`` binary as ``tests/s3kit.py`` finds or builds it);
 - through ``casebus adapter enforcement`` as a separate process over HTTP on 127.0.0.1:
   ``POST /v1/attachments`` (new bytes, then the same bytes again: stored once, the second
   upload streams and hashes everything and is rolled back), and ``GET`` of the whole file. The
@@ -50,6 +51,7 @@ from bus.attachments import (  # noqa: E402
     AttachmentStore,
     MemoryAttachmentStore,
     PostgresAttachmentStore,
+    S3AttachmentStore,
     attachment_uri,
     record_references,
 )
@@ -62,9 +64,11 @@ from bus.settings import load_settings  # noqa: E402
 from bus.signing import Ed25519Signer, write_keypair  # noqa: E402
 from bus.testing import make_party  # noqa: E402
 
-# The benchmarks' helpers, once the packages are imported (this folder would hide them).
-sys.path.append(str(_HERE))
+# The benchmarks' helpers, once the packages are imported (this folder would hide them), and
+# the tests' SeaweedFS server (one way to start it).
+sys.path += [str(_HERE), str(_HERE.parent / "tests")]
 from _common import admin_sql, infra, markdown_table, say, vm_kib, with_db  # noqa: E402
+from s3kit import seaweedfs  # noqa: E402
 
 BENCH = "attachments"
 AGENCY = "ygh.enforcement.bureau"
@@ -274,6 +278,19 @@ async def main(mib: int) -> None:
             await pool.execute("TRUNCATE attachment_chunks, attachment_blobs")
         finally:
             await pool.close()
+        say(BENCH, "S3 store on SeaweedFS (weed server -s3, started here)")
+        with seaweedfs(scratch / "seaweedfs") as server:
+            s3 = S3AttachmentStore(
+                endpoint_url=server.endpoint_url,
+                bucket="casebus-bench",
+                access_key=server.access_key,
+                secret_key=server.secret_key,
+            )
+            try:
+                await s3.ensure_bucket()
+                rows += await store_rows("s3 (SeaweedFS)", s3, src, size)
+            finally:
+                await s3.aclose()
         say(BENCH, "through the adapter process")
         keys = scratch / "keys"
         write_keypair(AGENCY, keys)
