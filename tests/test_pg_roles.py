@@ -33,7 +33,7 @@ ROLES = (
     "casebus_monitor",
     "casebus_procuratorate_ro",
 )
-AUDIT = ("audit_entries", "audit_nodes", "audit_checkpoints")
+AUDIT = ("audit_entries", "audit_nodes", "audit_checkpoints", "audit_cosignatures")
 # Everyone verifies signatures against the registry and may see which migrations were applied
 # (a service started on a current schema checks that, and creates nothing).
 REGISTRY = {("agencies", "SELECT"), ("agency_keys", "SELECT"), ("schema_migrations", "SELECT")}
@@ -64,9 +64,22 @@ OPTIONAL: dict[str, set[tuple[str, str, str]]] = {
         ("casebus_procuratorate_ro", "procuratorate_tree_heads", "SELECT"),
     },
 }
+# Case files (0013): the adapters store, record and read; none may change or remove one.
+ATTACHMENTS = {
+    (t, p)
+    for t in (
+        "attachment_blobs",
+        "attachment_chunks",
+        "attachment_uploads",
+        "attachment_refs",
+        "attachment_fetches",
+    )
+    for p in ("SELECT", "INSERT")
+}
 ADAPTER = (
     REGISTRY
     | OUTBOX_INBOX
+    | ATTACHMENTS
     | {
         ("adapter_tokens", "SELECT"),
         ("adapter_submissions", "SELECT"),
@@ -100,12 +113,22 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         )
         for p in ("SELECT", "INSERT")
     }
-    | {("audit_checkpoints", "SELECT")},
+    | {("audit_checkpoints", "SELECT"), ("audit_cosignatures", "SELECT")},
     "casebus_monitor": REGISTRY
+    | {("audit_cosignatures", "SELECT")}
     | {("inbox_handled", p) for p in ("SELECT", "INSERT", "DELETE")}
     | {(t, p) for t in ("monitor_checkpoints", "monitor_alarms") for p in ("SELECT", "INSERT")},
     "casebus_procuratorate_ro": REGISTRY
-    | {(t, "SELECT") for t in (*AUDIT, "monitor_checkpoints", "monitor_alarms")},
+    | {
+        (t, "SELECT")
+        for t in (
+            *AUDIT,
+            "monitor_checkpoints",
+            "monitor_alarms",
+            "attachment_refs",
+            "attachment_fetches",
+        )
+    },
 }
 
 
@@ -300,7 +323,12 @@ SERVICE_ROLE_REFUSED = (
     "CREATE TABLE {t}_copy (x int)",
     "CREATE INDEX {t}_sneaky ON {t} ({c})",
 )
-FIRST_COLUMN = {"audit_entries": "idx", "audit_nodes": "start_idx", "audit_checkpoints": "note"}
+FIRST_COLUMN = {
+    "audit_entries": "idx",
+    "audit_nodes": "start_idx",
+    "audit_checkpoints": "note",
+    "audit_cosignatures": "line",
+}
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -320,8 +348,9 @@ async def test_a_trigger_refuses_truncate_of_every_audit_table_even_to_the_owner
     owner = await asyncpg.connect(database_url)
     try:
         for table in AUDIT:
+            # CASCADE: what an owner would write to get past audit_cosignatures' foreign key.
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-                await owner.execute(f"TRUNCATE {table}")
+                await owner.execute(f"TRUNCATE {table} CASCADE")
     finally:
         await owner.close()
 
