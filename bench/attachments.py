@@ -96,14 +96,29 @@ async def timed(what: Callable[[], Awaitable[object]]) -> float:
     return time.perf_counter() - started
 
 
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 async def store_rows(
-    name: str, store: AttachmentStore, src: Path, size: int
+    name: str, store: AttachmentStore, src: Path, size: int, *, seed: int = 0
 ) -> list[tuple[str, float]]:
+    """``put`` and ``read`` of the file; with ``seed`` its bytes first changed by a prefix, so
+    they are new to a store that saw the file already."""
     digest = ""
+
+    async def body() -> AsyncIterator[bytes]:
+        first = True
+        async for piece in from_file(src):
+            if first and seed:
+                piece = seed.to_bytes(8, "big") + piece[8:]
+            first = False
+            yield piece
 
     async def put() -> None:
         nonlocal digest
-        stored = await store.put(from_file(src), media_type="video/mp4", max_bytes=size)
+        stored = await store.put(body(), media_type="video/mp4", max_bytes=size)
+        assert stored.created
         digest = stored.attachment.sha256
 
     async def read() -> None:
@@ -288,7 +303,10 @@ async def main(mib: int) -> None:
             )
             try:
                 await s3.ensure_bucket()
-                rows += await store_rows("s3 (SeaweedFS)", s3, src, size)
+                # SeaweedFS makes a bucket's volumes on its first write (seconds): not timed.
+                await s3.put(from_file(src), media_type="video/mp4", max_bytes=size)
+                await s3.put(_one(b"warm-up"), media_type="text/plain", max_bytes=size)
+                rows += await store_rows("s3 (SeaweedFS)", s3, src, size, seed=1)
             finally:
                 await s3.aclose()
         say(BENCH, "through the adapter process")
