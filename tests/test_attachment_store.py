@@ -249,6 +249,17 @@ async def test_an_unknown_attachment_is_not_found(store: AttachmentStore) -> Non
         await read_all(store, unknown)
 
 
+async def test_a_store_closed_by_a_stopping_service_serves_again_after_a_start(
+    store: AttachmentStore,
+) -> None:
+    data = blob(CHUNK + 3, seed=9)
+    a = (await store.put(stream(data), media_type="text/plain", max_bytes=1 << 20)).attachment
+    await store.aclose()
+    await store.aclose()
+    assert await store.stat(a.sha256) == a
+    assert await read_all(store, a.sha256) == data
+
+
 @pytest.mark.integration
 async def test_the_s3_server_takes_only_requests_signed_with_the_right_secret(
     s3_server: S3Server,

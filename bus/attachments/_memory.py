@@ -44,6 +44,9 @@ class MemoryAttachmentStore:
         self._blobs[sha256] = (attachment, bytes(data))
         return Stored(attachment, created=True)
 
+    async def aclose(self) -> None:
+        """Nothing to close: memory only."""
+
     async def stat(self, sha256: str) -> StoredAttachment | None:
         """See :meth:`bus.attachments.AttachmentStore.stat`."""
         found = self._blobs.get(sha256)

@@ -168,3 +168,7 @@ class AttachmentStore(Protocol):
         """Bytes ``start`` to ``end`` (exclusive; None: to the end) of the document, in pieces
         of bounded size; AttachmentNotFound when there is none."""
         ...
+
+    async def aclose(self) -> None:
+        """Let go of what the store holds open (connections of its own); idempotent."""
+        ...

@@ -96,6 +96,9 @@ class PostgresAttachmentStore:
             return Stored(existing, created=False)
         return Stored(StoredAttachment(sha256, hasher.size_bytes, media_type), created=True)
 
+    async def aclose(self) -> None:
+        """Nothing to close: the pool is the service's."""
+
     async def stat(self, sha256: str) -> StoredAttachment | None:
         """See :meth:`bus.attachments.AttachmentStore.stat`."""
         row = await self._pool().fetchrow(_STAT, bytes.fromhex(sha256))

@@ -71,11 +71,21 @@ class S3AttachmentStore:
         self._region = region
         self._part = part_bytes
         self._piece = piece_bytes
-        self._client = httpx.AsyncClient(timeout=timeout_s)
+        self._timeout_s = timeout_s
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        # Made on first use, so a service stopped and started again gets a fresh one.
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self._timeout_s)
+        return self._http
 
     async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._client.aclose()
+        """Close the HTTP client (a later request opens a new one)."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     # -- requests ---------------------------------------------------------------------------
 
