@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.police.mapping import VOCABULARY as POLICE_VOCABULARY
 from bus.attachments import (
     ByteRange,
     RangeNotSatisfiable,
@@ -142,3 +143,24 @@ def test_the_s3_store_is_named_with_its_endpoint_key_and_secret_file() -> None:
     assert "CASEBUS_ATTACHMENT_S3_SECRET_KEY_FILE" in str(caught.value)
     assert "CASEBUS_ATTACHMENT_S3_ENDPOINT" not in str(caught.value)
     assert load_settings().attachment_store == "postgres"
+
+
+def test_a_delivered_file_carries_its_link_and_forwards_without_it() -> None:
+    digest = hashlib.sha256(b"doc").hexdigest()
+    stored = {
+        "name": "a.pdf",
+        "media_type": "application/pdf",
+        "size_bytes": 3,
+        "sha256": digest,
+        "uri": attachment_uri(digest),
+    }
+    elsewhere = stored | {"name": "b.pdf", "uri": "https://files.example.gov.cn/b.pdf"}
+    head = {"kind": "criminal.transfer", "attachments": [stored, elsewhere]}
+    doc = POLICE_VOCABULARY.document(head, {})
+    assert doc["fj"][0]["xzdz"] == f"/v1/attachments/{digest}"
+    assert "xzdz" not in doc["fj"][1]  # a department's own server: no link of ours
+    envelope, _, problems = POLICE_VOCABULARY.split_submission(
+        "criminal.jurisdiction_forward", {"ajbh": "1", "fj": doc["fj"]}
+    )
+    assert problems == []
+    assert envelope["attachments"][0] == stored

@@ -172,6 +172,8 @@ class Vocabulary:
                 continue
             if key in _SUBMITTABLE_ENVELOPE:
                 spec = ENVELOPE_FIELDS[key]
+                if key == "fj" and isinstance(value, list):  # forwarded as received: the link
+                    value = [_without_link(v) for v in value]  # is the adapter's, not the file's
                 envelope.update(self._in({key: value}, {key: spec}, "", problems, {}))
             elif key in entry.fields:
                 payload.update(
@@ -287,6 +289,12 @@ class Vocabulary:
                         value = back.get(value, value)
                 out[theirs] = value
         return out
+
+
+def _without_link(entry: Any) -> Any:
+    if isinstance(entry, Mapping) and DOWNLOAD_FIELD in entry:
+        return {k: v for k, v in entry.items() if k != DOWNLOAD_FIELD}
+    return entry
 
 
 def _flatten(table: FieldTable, prefix: str) -> list[tuple[str, str]]:
