@@ -1,7 +1,8 @@
 """The demo: a seeded, simulated fortnight of Yangzonghai case work through the whole bus.
 
 One process runs the router, the SLA engine (on :class:`~bus.sim.clock.SteppedClock`), the
-procuratorate's audit monitor, the five adapters and a fake system behind every department.
+procuratorate's audit monitor, the five adapters, the procuratorate's and the court's witnesses
+of the audit log, and a fake system behind every department.
 The flows of :mod:`bus.sim.fortnight` drive the adapters' HTTP APIs day by day; at the end the
 summary counts messages by kind and deadlines by agency, replays the audit log, and asks the
 procuratorate's screening for the planted 以罚代刑 case.
@@ -89,23 +90,25 @@ async def run_demo(
     settings: Settings,
     *,
     key_dir: Path,
+    state_dir: Path | None = None,
     seed: int = 2017,
     days: int = 14,
     console: Console | None = None,
     then: Callable[[World], Awaitable[None]] | None = None,
 ) -> Summary:
     """Run the fortnight and summarize it; ``then`` runs on the live world before it stops
-    (the console, until Ctrl-C). Raises SimulationError if a step did not happen."""
+    (the console, until Ctrl-C). The witnesses keep their stores in ``state_dir`` (see
+    :func:`~bus.sim.world.running_world`). Raises SimulationError if a step did not happen."""
     if days < 7:
         raise ValueError("the fortnight needs at least 7 simulated days (days >= 7)")
     console = console or Console()
     since = datetime.now(UTC)
     clock = SteppedClock()
-    async with running_world(settings, key_dir=key_dir, clock=clock) as world:
+    async with running_world(settings, key_dir=key_dir, clock=clock, state_dir=state_dir) as world:
         console.print(
             f"casebus demo: seed {seed}, {days} simulated days from "
             f"{clock.now().astimezone(SHANGHAI):%Y-%m-%d}; router, SLA engine, audit monitor "
-            "and 5 adapters running"
+            "5 adapters and 2 witnesses running"
         )
         sim = Fortnight(world, seed=seed, days=days)
         await run_days(sim, sim.plan(list(REGULATORS)), console=console, since=since)

@@ -94,7 +94,10 @@ def test_demo_runs_a_simulated_fortnight_and_every_expected_outcome_shows(
         "CASEBUS_CHECKPOINT_INTERVAL_S": "1",
     }
     proc = subprocess.run(
-        [str(casebus_exe), "demo", "--headless", "--seed", "7", "--key-dir", str(tmp_path / "k")],
+        [
+            *(str(casebus_exe), "demo", "--headless", "--seed", "7"),
+            *("--key-dir", str(tmp_path / "k"), "--state-dir", str(tmp_path / "state")),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -118,10 +121,36 @@ def test_demo_runs_a_simulated_fortnight_and_every_expected_outcome_shows(
 
     assert re.search(r"audit log size: [1-9]\d* entries", out)
     assert re.search(r"verify_log: OK: \d+ entries and [1-9]\d* checkpoints verified", out)
+    _assert_cosigned_by_both_witnesses(out, tmp_path / "k", tmp_path / "state")
     assert re.search(r"audit monitor: [1-9]\d* tree heads checked, 0 alarms", out)
     [planted] = re.findall(r"penalty instead of transfer: (\S+)", out)
     assert planted.startswith("阳城执罚")
     assert "every expected outcome is present" in out
+
+
+def _assert_cosigned_by_both_witnesses(out: str, key_dir: Path, state_dir: Path) -> None:
+    """The printed checkpoint carries a valid cosignature by the procuratorate's and by the
+    court's witness, checked here with their keys, and verify_log held the log to both."""
+    from bus.audit.checkpoint import parse_signed_checkpoint
+    from bus.audit.cosignature import cosigner_vkey, parse_cosigner_key, verify_cosignature
+    from bus.cli.witness import load_witness_key
+
+    witnessed = re.search(r"witnessed up to size (\d+) by 2 of 2 witnesses", out)
+    assert witnessed, out
+    printed = out.split("the latest checkpoint every witness cosigned:\n", 1)[1]
+    lines = []
+    for line in printed.splitlines():
+        if line.strip() and not line.startswith("    "):
+            break  # the next section of the summary
+        lines.append(line[4:].rstrip())
+    note = "\n".join(lines).strip("\n") + "\n"
+    checkpoint, _ = parse_signed_checkpoint(note)
+    assert checkpoint.size == int(witnessed.group(1))
+    for agency in ("ygh.procuratorate", "ygh.court"):
+        name = f"{agency}/witness"
+        key = load_witness_key(key_dir / "witnesses" / f"{agency}.witness.key.pem", name)
+        verify_cosignature(note, parse_cosigner_key(cosigner_vkey(name, key.public_key())))
+        assert (state_dir / "witnesses" / f"{agency}.sqlite").is_file()
 
 
 @pytest.mark.slow
@@ -145,7 +174,10 @@ def test_make_demo_headless_from_the_repo(
         },
     }
     proc = subprocess.run(
-        ["make", "-C", str(REPO_ROOT), "demo", f"ARGS=--headless --seed 3 --key-dir {tmp_path}/k"],
+        [
+            *("make", "-C", str(REPO_ROOT), "demo"),
+            f"ARGS=--headless --seed 3 --key-dir {tmp_path}/k --state-dir {tmp_path}/state",
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -32,14 +32,22 @@ def demo(
     seed: int = typer.Option(2017, help="Seed of the simulated traffic."),
     days: int = typer.Option(14, help="Simulated days (at least 7)."),
     key_dir: Path = typer.Option(REPO_ROOT / ".casebus" / "keys", help="Where party keys live."),
+    state_dir: Path = typer.Option(
+        REPO_ROOT / ".casebus",
+        "--state-dir",
+        envvar="CASEBUS_STATE_DIR",
+        help="The local state folder (deploy/local's, beside the database the witnesses watch); "
+        "the witnesses keep their SQLite stores under <state-dir>/witnesses.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Show every component's log lines."),
     console_port: int = typer.Option(
         8088, "--console-port", envvar="CASEBUS_CONSOLE_PORT", help="The ops console's port."
     ),
 ) -> None:
-    """Router, SLA engine, audit monitor, every adapter and fake departments in one process,
-    driving a seeded fortnight of clues, opinions, penalty feedback, criminal transfers and a
-    court application; then a summary. Without --headless the bus stays up until Ctrl-C."""
+    """Router, SLA engine, audit monitor, every adapter, the procuratorate's and the court's
+    witnesses and fake departments in one process, driving a seeded fortnight of clues,
+    opinions, penalty feedback, criminal transfers and a court application; then a summary.
+    Without --headless the bus stays up until Ctrl-C."""
     settings = load_settings()
     if not verbose:
         configure_logging(log_format="console", level="error")
@@ -69,6 +77,7 @@ def demo(
             run_demo(
                 settings,
                 key_dir=key_dir,
+                state_dir=state_dir / "witnesses",
                 seed=seed,
                 days=days,
                 console=console,

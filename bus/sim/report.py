@@ -9,7 +9,9 @@ from typing import Any
 
 import asyncpg
 
+from bus.audit.log import AuditLog
 from bus.audit.verify import VerifyReport, verify_log
+from bus.audit.witnessing import cosigned_note
 from bus.sim.fortnight import Expected
 from bus.sim.world import PROCURATORATE, World
 from bus.trace import messages_by_kind
@@ -55,6 +57,9 @@ class Summary:
     verify: VerifyReport
     monitor_heads: int
     monitor_alarms: int
+    cosigned: str
+    """The largest checkpoint every witness cosigned (by verify_log's check with their keys),
+    as a signed note with their lines; "" if none."""
     screening: list[str]
     flows: dict[str, str]
     missing: list[str] = field(default_factory=list)
@@ -73,6 +78,11 @@ class Summary:
         out.append("== audit log")
         out.append(f"  audit log size: {self.audit_entries} entries")
         out.append(f"  verify_log: {self.verify.line()}")
+        if self.cosigned:
+            out.append("  the latest checkpoint every witness cosigned:")
+            out += [f"    {line}" for line in self.cosigned.splitlines()]
+        else:
+            out.append("  no checkpoint is cosigned by every witness")
         out.append(
             f"  audit monitor: {self.monitor_heads} tree heads checked, "
             f"{self.monitor_alarms} alarms"
@@ -117,6 +127,13 @@ _EXPECTED_KINDS = (
 )
 
 
+async def _cosigned(pool: asyncpg.Pool, report: VerifyReport) -> str:
+    """The checkpoint verify_log found cosigned by every witness, with their lines; ""."""
+    size = report.witnessing.witnessed_size if report.witnessing is not None else 0
+    checkpoint = await AuditLog().checkpoint(pool, size) if size else None
+    return "" if checkpoint is None else await cosigned_note(pool, checkpoint)
+
+
 async def summarize(world: World, expected: Expected, since: datetime) -> Summary:
     """Count what happened since ``since`` and check it against ``expected``."""
     pool = world.pool
@@ -141,7 +158,13 @@ async def summarize(world: World, expected: Expected, since: datetime) -> Summar
         )
     }
     entries = await pool.fetchval("SELECT count(*) FROM audit_entries")
-    report = await verify_log(pool, log_key=world.log_key, origin=world.settings.audit_origin)
+    # Held to the witnesses' keys, as a verifier outside the bus would (casebus audit verify
+    # --witness ... for each): a checkpoint counts only with every witness's valid cosignature.
+    witnesses = tuple(w.key for w in world.witnesses)
+    report = await verify_log(
+        pool, log_key=world.log_key, origin=world.settings.audit_origin, witnesses=witnesses
+    )
+    cosigned = await _cosigned(pool, report)
     heads = await pool.fetchval("SELECT count(*) FROM monitor_checkpoints")
     alarms = await pool.fetchval("SELECT count(*) FROM monitor_alarms")
     dept = world.proc.department(PROCURATORATE)
@@ -155,6 +178,7 @@ async def summarize(world: World, expected: Expected, since: datetime) -> Summar
         verify=report,
         monitor_heads=int(heads),
         monitor_alarms=int(alarms),
+        cosigned=cosigned,
         screening=found,
         flows=dict(expected.flows),
     )
@@ -169,6 +193,8 @@ async def summarize(world: World, expected: Expected, since: datetime) -> Summar
         missing.append("no deadline met")
     if not report.ok:
         missing.append(f"the audit log does not verify: {report.line()}")
+    if witnesses and not cosigned:
+        missing.append("no checkpoint is cosigned by every witness")
     if not summary.monitor_heads or summary.monitor_alarms:
         missing.append("the audit monitor checked no tree head, or raised an alarm")
     if expected.planted_case not in found:

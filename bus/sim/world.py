@@ -1,11 +1,12 @@
-"""Every part of the bus in one process: router, SLA engine, audit monitor, the five adapters
-and a fake departmental system behind each agency they serve."""
+"""Every part of the bus in one process: router, SLA engine, audit monitor, the five adapters,
+the procuratorate's and the court's witnesses, and a fake departmental system behind each
+agency the adapters serve."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from adapters.police.testing import FakePolice
 from adapters.procuratorate.testing import running_procuratorate
 from adapters.regulators.testing import FakeRegulator
 from bus.agencies import load_registry
+from bus.audit.checkpoint import parse_verifier_key, verifier_key_string
 from bus.audit.monitor import DatabaseProofSource, run_monitor
 from bus.db import create_pool, migrate
 from bus.provision import OwnKey, ensure_registered
@@ -30,6 +32,7 @@ from bus.router.app import run_router
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
 from bus.sim.clock import SteppedClock
+from bus.sim.witnesses import DemoWitness, running_witnesses, witness_policy
 from bus.sla.app import run_sla_engine
 from bus.sla.deadline import SLA_AGENCY
 from bus.topics import ensure_topics
@@ -41,6 +44,7 @@ __all__ = [
     "POLICE",
     "PROCURATORATE",
     "REGULATORS",
+    "WITNESSES",
     "World",
     "running_world",
 ]
@@ -62,6 +66,8 @@ REGULATORS = (
     "ygh.regulator.land",
     "ygh.regulator.park",
 )
+WITNESSES = (PROCURATORATE, COURT)
+"""Who runs a witness of the audit log: the two parties that check it (issue #16)."""
 
 
 @dataclass
@@ -83,6 +89,7 @@ class World:
     proc: RunningAdapter
     crt: RunningAdapter
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    witnesses: tuple[DemoWitness, ...] = ()
 
     def failed(self) -> list[str]:
         """Components that stopped on their own (they should run until the end)."""
@@ -108,13 +115,41 @@ def _bus_log_key(settings: Settings) -> Ed25519PublicKey:
 
 @contextlib.asynccontextmanager
 async def running_world(
-    settings: Settings, *, key_dir: Path, clock: SteppedClock
+    settings: Settings, *, key_dir: Path, clock: SteppedClock, state_dir: Path | None = None
 ) -> AsyncIterator[World]:
-    """Start everything (migrating and creating topics first); stop it all on exit."""
+    """Start everything (migrating and creating topics first); stop it all on exit.
+
+    The witnesses keep their SQLite stores in ``state_dir`` (default: beside their keys in
+    ``key_dir``); the router publishes a tree head once both cosigned it."""
+    log_key = _bus_log_key(settings)
+    log_vkey = parse_verifier_key(verifier_key_string(settings.audit_origin, log_key))
+    async with (
+        running_witnesses(
+            WITNESSES,
+            log_vkey=log_vkey,
+            key_dir=key_dir,
+            state_dir=key_dir / "witnesses" if state_dir is None else state_dir,
+        ) as witnesses,
+        _running_parts(
+            settings, key_dir=key_dir, clock=clock, log_key=log_key, witnesses=witnesses
+        ) as world,
+    ):
+        yield world
+
+
+@contextlib.asynccontextmanager
+async def _running_parts(
+    settings: Settings,
+    *,
+    key_dir: Path,
+    clock: SteppedClock,
+    log_key: Ed25519PublicKey,
+    witnesses: Sequence[DemoWitness],
+) -> AsyncIterator[World]:
+    settings = witness_policy(settings, witnesses)
     registry = load_registry(settings.agencies_file)
     await migrate(settings.database_url)
     await ensure_topics(settings, registry)
-    log_key = _bus_log_key(settings)
     sla_key = write_keypair("casebus.sla", key_dir / "casebus.sla", overwrite=True).private_key
     pool = await create_pool(settings.database_url, max_size=6)
     monitor_pool = await create_pool(settings.for_service("monitor").database_url, max_size=2)
@@ -166,6 +201,8 @@ async def running_world(
                 log_key=log_key,
                 proofs=DatabaseProofSource(reader_pool),
                 stop_event=stop,
+                # The procuratorate keeps only tree heads its and the court's witness cosigned.
+                witnesses=tuple(w.key for w in witnesses),
             ),
         )
         fakes = {a: FakeRegulator(secret=a.encode(), name=a) for a in REGULATORS}
@@ -201,6 +238,7 @@ async def running_world(
                 ),
                 crt=await adapter(court.build_service, {COURT: crt}),
                 tasks=tasks,
+                witnesses=tuple(witnesses),
             )
             yield world
     finally:
