@@ -4,6 +4,7 @@ cosigned it, with their cosignatures on it, and holds back one they refuse."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from dataclasses import dataclass, field
@@ -115,4 +116,57 @@ async def test_a_checkpoint_is_published_only_once_a_quorum_cosigned_it(
             verify_cosignature(note, endpoints[1].key)
     finally:
         await http.aclose()
+        await pool.close()
+
+
+class _MeetingStore(MemoryWitnessStore):
+    """A witness store that answers only once every witness of the barrier is asked."""
+
+    def __init__(self, barrier: asyncio.Barrier) -> None:
+        super().__init__()
+        self._barrier = barrier
+
+    async def advance(self, origin: str, new: LogState, decide: Any) -> Any:
+        await asyncio.wait_for(self._barrier.wait(), 5)
+        return await super().advance(origin, new, decide)
+
+
+async def test_the_witnesses_are_asked_at_once_not_one_after_another(settings: Settings) -> None:
+    # Each witness answers only while the other is being asked too: asked in turn, the first
+    # would wait for the second forever (here 5 s, then its request fails).
+    origin = settings.audit_origin
+    log_key = Ed25519PrivateKey.generate()
+    logs = logs_by_origin([parse_verifier_key(verifier_key_string(origin, log_key.public_key()))])
+    barrier = asyncio.Barrier(2)
+    witnesses = [
+        Witness(
+            name=f"ygh.{name}/witness",
+            private_key=Ed25519PrivateKey.generate(),
+            logs=logs,
+            store=_MeetingStore(barrier),
+        )
+        for name in ("procuratorate", "court")
+    ]
+    mounts = {
+        f"http://w{i}": httpx.ASGITransport(app=create_app(w)) for i, w in enumerate(witnesses)
+    }
+    policy = WitnessPolicy(
+        tuple(
+            WitnessEndpoint(f"http://w{i}", parse_cosigner_key(w.vkey))
+            for i, w in enumerate(witnesses)
+        ),
+        2,
+    )
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        async with httpx.AsyncClient(mounts=mounts) as http:
+            async with pool.acquire() as conn, conn.transaction():
+                await AuditLog().append(conn, [AuditRecord("accepted", uuid.uuid4(), "P", b"0")])
+            cp = await Checkpointer(pool, origin=origin, private_key=log_key).checkpoint()
+            assert cp is not None
+            note = await policy.cosigned(pool, cp, http=http)
+        assert note is not None
+        for endpoint in policy.witnesses:
+            verify_cosignature(note, endpoint.key)
+    finally:
         await pool.close()

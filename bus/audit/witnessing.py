@@ -13,6 +13,7 @@ cosignature checked with a key given by the verifier counts, never the database'
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -175,7 +176,8 @@ async def request_cosignatures(
     checkpoint: StoredCheckpoint | None = None,
     audit_log: AuditLog | None = None,
 ) -> list[WitnessOutcome]:
-    """Ask every witness to cosign ``checkpoint`` (default: the latest); one outcome each."""
+    """Ask every witness, concurrently, to cosign ``checkpoint`` (default: the latest); one
+    outcome each, in the order of ``witnesses``."""
     audit_log = audit_log or AuditLog()
     cp = checkpoint or await audit_log.checkpoint(pool)
     if cp is None:
@@ -183,7 +185,11 @@ async def request_cosignatures(
     own = http is None
     client = http or httpx.AsyncClient(timeout=10.0)
     try:
-        outcomes = [await _ask(pool, client, w, cp, audit_log) for w in witnesses]
+        # All at once: a checkpoint waits for its slowest witness, not for the sum of them
+        # (bench/audit.py: asked one after another, two took 1.8 times as long as one).
+        outcomes = list(
+            await asyncio.gather(*(_ask(pool, client, w, cp, audit_log) for w in witnesses))
+        )
     finally:
         if own:
             await client.aclose()
