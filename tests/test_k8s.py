@@ -270,3 +270,70 @@ def test_an_agency_dropped_from_the_registry_loses_its_kafkauser_and_adapter(
     assert all(u["metadata"]["labels"]["app.kubernetes.io/part-of"] == "casebus" for u in after)
     adapters = (tmp_path / "adapters.yaml").read_text()
     assert dropped not in adapters and dropped in (K8S / "adapters.yaml").read_text()
+
+
+WITNESS_AGENCIES = sorted(a.id for a in REGISTRY.agencies if a.kind in ("procuratorate", "court"))
+
+
+def _witness_sets() -> dict[str, dict[str, Any]]:
+    return {
+        s["metadata"]["labels"]["casebus/agency"]: s
+        for s in _of("StatefulSet")
+        if s["metadata"]["labels"].get("app.kubernetes.io/name") == "casebus-witness"
+    }
+
+
+def test_the_procuratorate_and_the_court_each_run_a_witness_with_its_own_key_and_volume() -> None:
+    sets = _witness_sets()
+    assert sorted(sets) == WITNESS_AGENCIES
+    assert {"ygh.procuratorate", "ygh.court"} <= set(sets)
+    services = {s["metadata"]["name"]: s for s in _of("Service")}
+    key_secrets = set()
+    for agency, sts in sets.items():
+        spec = sts["spec"]
+        pod = spec["template"]["spec"]
+        (c,) = pod["containers"]
+        assert c["args"] == ["witness", "serve"]
+        env = _env(c)
+        assert env["CASEBUS_WITNESS_NAME"]["value"] == f"{agency}/witness"
+        # Its record is its own: neither the bus's database nor Kafka is within its reach.
+        assert not [n for n in env if "DATABASE" in n or n.startswith("CASEBUS_KAFKA")], agency
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        db = Path(env["CASEBUS_WITNESS_DB"]["value"])
+        (claim,) = spec["volumeClaimTemplates"]
+        assert mounts[str(db.parent)]["name"] == claim["metadata"]["name"]
+        assert spec["replicas"] == 1  # one writer of that record
+        key = Path(env["CASEBUS_WITNESS_KEY_FILE"]["value"])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        secret = volumes[mounts[str(key.parent)]["name"]]["secret"]
+        assert secret["defaultMode"] == 0o400 and mounts[str(key.parent)]["readOnly"] is True
+        key_secrets.add(secret["secretName"])
+        logs = env["CASEBUS_WITNESS_LOGS"]["valueFrom"]["configMapKeyRef"]
+        assert logs == {"name": "casebus-audit-log", "key": "vkey"}
+        (port,) = c["ports"]
+        assert int(env["CASEBUS_WITNESS_PORT"]["value"]) == port["containerPort"]
+        service = services[sts["metadata"]["name"]]
+        assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == [port["name"]]
+    assert len(key_secrets) == len(sets), "two witnesses share a key"
+
+
+def test_the_router_and_the_procuratorate_adapter_require_every_witness() -> None:
+    (router,) = [s for s in _of("StatefulSet") if s["metadata"]["name"] == "casebus-router"]
+    procuratorates = [a.id for a in REGISTRY.agencies if a.kind == "procuratorate"]
+    adapters = [
+        d
+        for d in _of("Deployment")
+        if d["metadata"]["labels"].get("casebus/agency") in procuratorates
+    ]
+    assert adapters
+    for workload in [router, *adapters]:
+        (c,) = workload["spec"]["template"]["spec"]["containers"]
+        env = _env(c)
+        source = env["CASEBUS_AUDIT_WITNESSES"]["valueFrom"]["configMapKeyRef"]
+        assert source == {"name": "casebus-audit-witnesses", "key": "witnesses"}
+        assert env["CASEBUS_AUDIT_WITNESS_QUORUM"]["value"] == str(len(WITNESS_AGENCIES))
+    # The README's ConfigMap names every witness by its Service's URL.
+    readme = (K8S / "README.md").read_text(encoding="utf-8")
+    for sts in _witness_sets().values():
+        assert f"http://{sts['metadata']['name']}=<" in readme
