@@ -1,7 +1,11 @@
 """How fast the audit log appends, proves and verifies at a million entries, next to bare hashlib.
 
-Run: ``.venv/bin/python bench/audit.py [--entries 1000000] [--quick]``. The full run takes
-several minutes; ``--quick`` (20,000 entries) is a smoke run of well under a minute. It reads
+Run: ``.venv/bin/python bench/audit.py [--entries 1000000] [--quick] [--witness-only]``. The
+full run takes several minutes; ``--quick`` (20,000 entries) is a smoke run of well under a
+minute. After that table come the witness work's figures (#16, ``_audit_witness.py``): appends
+before and after it, tile serving and checkpoint publication with one and two witnesses, a few
+minutes more; ``--witness-only`` prints only those, ``--pairs`` sets how many before/after
+pairs (default 3). It reads
 ``CASEBUS_DATABASE_URL`` (a role that may create databases) or, when that is unset, starts
 ``deploy/local/up`` and uses the address it prints. It works in a database of its own, created
 and migrated here and dropped at the end, also on errors and Ctrl-C.
@@ -30,16 +34,16 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
+from _audit_append import record as _record
+from _audit_witness import witness_report
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.audit.checkpointer import Checkpointer
-from bus.audit.events import message_leaf
-from bus.audit.log import AuditLog, AuditRecord
+from bus.audit.log import AuditLog
 from bus.audit.merkle import leaf_hash, root_hash, verify_inclusion
 from bus.audit.verify import verify_log
 from bus.db import create_pool, migrate
@@ -51,9 +55,6 @@ ORIGIN = "bench.casebus/audit"
 FILL_BATCH = 1_000
 HASH_CHUNK = 50_000  # leaves built at a time for the streamed yardstick
 PROGRESS_EVERY_S = 5.0
-# With the JSON around it, a 330-byte stand-in envelope makes a leaf of about 600 bytes.
-_ENVELOPE = random.Random(0x6175646974).randbytes(330)
-_T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,21 +113,6 @@ def _say(text: str) -> None:
 
 
 # --- the leaves -------------------------------------------------------------------------------
-
-
-def _record(i: int) -> AuditRecord:
-    """The ``accepted`` event of message ``i``: random-looking ids, a few events per case."""
-    digest = hashlib.sha256(i.to_bytes(8, "big")).digest()
-    message_id = uuid.UUID(bytes=digest[:16], version=4)
-    case_id = f"穗市监罚〔2025〕{i // 4}号"
-    leaf = message_leaf(
-        "accepted",
-        message_id=message_id,
-        case_id=case_id,
-        at=_T0 + timedelta(milliseconds=i),
-        value=digest + _ENVELOPE[len(digest) :],
-    )
-    return AuditRecord("accepted", message_id, case_id, leaf)
 
 
 def _leaves(start: int, count: int) -> list[bytes]:
@@ -410,25 +396,41 @@ def _root_in_memory(n: int, db_root: bytes) -> _Row:
 # --- entry point ------------------------------------------------------------------------------
 
 
-def _plan(argv: Sequence[str] | None) -> _Plan:
+def _plan(argv: Sequence[str] | None) -> tuple[_Plan | None, int]:
+    """The million-entry plan (None with --witness-only) and the before/after pairs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, help="log size (default 1,000,000; 20,000 quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke run of 20,000 entries")
+    parser.add_argument(
+        "--witness-only", action="store_true", help="only the witness work's figures (#16)"
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="before/after append pairs")
     args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     base = _QUICK if args.quick else _FULL
     plan = base if args.entries is None else dataclasses.replace(base, entries=args.entries)
     if plan.entries <= plan.fixed:
         parser.error(f"--entries must be above {plan.fixed:,} for these measurements")
-    return plan
+    return (None if args.witness_only else plan), args.pairs
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the benchmark and print its table."""
-    plan = _plan(argv)
+    """Run the benchmark and print its tables."""
+    plan, pairs = _plan(argv)
     # The library logs through structlog; keep stdout for the table.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     began = time.perf_counter()
     admin = _admin_dsn()
+    if plan is not None:
+        _million(admin, plan, began)
+    print()
+    print(f"Python {sys.version.split()[0]}; {os.cpu_count()} CPUs")
+    print("\n".join(witness_report(admin, pairs=pairs)))
+    _say(f"whole run {time.perf_counter() - began:,.0f} s")
+
+
+def _million(admin: str, plan: _Plan, began: float) -> None:
     name = f"casebus_bench_audit_{uuid.uuid4().hex[:10]}"
     try:
         _say(f"creating database {name}")
