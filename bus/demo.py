@@ -107,7 +107,7 @@ async def run_demo(
     async with running_world(settings, key_dir=key_dir, clock=clock, state_dir=state_dir) as world:
         console.print(
             f"casebus demo: seed {seed}, {days} simulated days from "
-            f"{clock.now().astimezone(SHANGHAI):%Y-%m-%d}; router, SLA engine, audit monitor "
+            f"{clock.now().astimezone(SHANGHAI):%Y-%m-%d}; router, SLA engine, audit monitor, "
             "5 adapters and 2 witnesses running"
         )
         sim = Fortnight(world, seed=seed, days=days)
