@@ -18,6 +18,18 @@ PGDIR="$STATE/pg"
 log() { printf '[casebus local] %s\n' "$*" >&2; }
 die() { printf '[casebus local] error: %s\n' "$*" >&2; exit 1; }
 
+# Keep the logs of the last few broker starts (server.log.1 the newest): a fault test restarts
+# the broker dozens of times, and the one start worth reading is rarely the previous one.
+keep_server_log() {
+  local logs="$1" n
+  [ -f "$logs/server.log" ] || return 0
+  for n in 7 6 5 4 3 2 1; do
+    [ -f "$logs/server.log.$n" ] && mv -f "$logs/server.log.$n" "$logs/server.log.$((n + 1))"
+  done
+  mv -f "$logs/server.log" "$logs/server.log.1"
+  rm -f "$logs/server.log.prev"
+}
+
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
 # The pid of the broker whose state is in folder $1 (broker 1's is $KDIR), if it runs.
