@@ -17,13 +17,15 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from s3kit import seaweedfs
 
 from adapters import enforcement, police, procuratorate, regulators
 from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters._framework.service import AdapterService
+from adapters.regulators.testing import attachment, clue_handover
 from bus.agencies import load_registry
-from bus.attachments import attachment_uri, delivery_role, record_references
+from bus.attachments import S3AttachmentStore, attachment_uri, delivery_role, record_references
 from bus.models import PAYLOAD_MODELS, Attachment
 from bus.provision import ensure_registered
 from bus.registry import sync_agencies
@@ -299,3 +301,106 @@ async def test_the_audit_of_fetches_cannot_be_rewritten_by_an_adapter(
     # Not even the owner may rewrite who fetched what.
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await adapters.pool.execute("DELETE FROM attachment_fetches")
+
+
+def clue(records: dict[str, bytes], fj: list[dict[str, Any]]) -> dict[str, Any]:
+    """线索移交 from PLANNING to BUREAU whose ``fj`` is ``fj``."""
+    doc = clue_handover(ajbh=CASE, xsbh=f"X-{uuid.uuid4().hex[:6]}", jsdw=[BUREAU], records=records)
+    return doc | {"fj": fj}
+
+
+async def submit(a: Adapters, agency: str, doc: dict[str, Any]) -> httpx.Response:
+    return await a.clients[agency].post("/v1/submissions", json=doc, headers=a.headers(agency))
+
+
+async def test_a_submission_refers_only_to_files_its_sender_uploaded_whole(
+    adapters: Adapters,
+) -> None:
+    data = {"巡查记录.pdf": blob(3_000, seed=10), "现场照片.jpg": blob(4_000, seed=11)}
+    ref = (await adapters.upload(PLANNING, data["巡查记录.pdf"])).json()["fj"]
+    # The photo was uploaded by another agency only: knowing its hash is not holding it.
+    photo = (await adapters.upload(BUREAU, data["现场照片.jpg"])).json()["fj"]
+    never = blob(100, seed=12)
+    not_uploaded = {"hash": sha(never), "dx": 100, "dz": attachment_uri(sha(never))}
+
+    name = "巡查记录.pdf"
+    cases = [
+        ([{"mc": name, **ref, "dx": ref["dx"] + 1}], "fj[0].dx", "attachment_size_mismatch"),
+        ([{"mc": name, **ref, "dz": photo["dz"]}], "fj[0].dz", "attachment_uri_mismatch"),
+        ([{"mc": "现场照片.jpg", **photo}], "fj[0].hash", "attachment_not_uploaded"),
+        (
+            [{"mc": "x.pdf", "lx": "application/pdf", **not_uploaded}],
+            "fj[0].hash",
+            "attachment_not_uploaded",
+        ),
+    ]
+    for fj, field, rule in cases:
+        records = {f["mc"]: data.get(f["mc"], never) for f in fj}
+        doc = clue(records, fj)
+        doc["jgjl"] = [{"bt": f["mc"], "fjmc": f["mc"], "fjhash": f["hash"]} for f in fj]
+        r = await submit(adapters, PLANNING, doc)
+        assert r.status_code == 422, r.text
+        assert [(p["field"], p["rule"]) for p in r.json()["problems"]] == [(field, rule)]
+    assert await adapters.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+    fj = [{"mc": "巡查记录.pdf", **ref}]
+    r = await submit(adapters, PLANNING, clue({"巡查记录.pdf": data["巡查记录.pdf"]}, fj))
+    assert r.status_code == 202, r.text
+    # Once its message carries the file, the sender may download it; still no one else.
+    got = await adapters.download(PLANNING, ref["hash"])
+    assert got.status_code == 200 and got.content == data["巡查记录.pdf"]
+    assert (await adapters.download(MARKET, ref["hash"])).status_code == 403
+    # A department's own file server is its own business, as before.
+    external = clue(data, [attachment(n, b) for n, b in data.items()])
+    assert (await submit(adapters, PLANNING, external)).status_code == 202
+
+
+async def test_an_adapter_keeps_case_files_in_s3_when_told(
+    settings: Settings, tmp_path: Path
+) -> None:
+    data = blob(6 * 1024 * 1024 + 5, seed=20)  # two multipart parts
+    with seaweedfs(tmp_path / "seaweedfs") as server:
+        secret = tmp_path / "s3-secret"
+        secret.write_text(server.secret_key)
+        secret.chmod(0o600)
+        s3 = settings.model_copy(
+            update={
+                "attachment_store": "s3",
+                "attachment_s3_endpoint": server.endpoint_url,
+                "attachment_s3_bucket": "casebus-adapter",
+                "attachment_s3_access_key": server.access_key,
+                "attachment_s3_secret_key_file": secret,
+            }
+        )
+        config = AdapterConfig(
+            adapter_kind="enforcement",
+            agencies=(
+                AgencyEndpoint(
+                    agency_id=BUREAU,
+                    key_file=write_keypair(BUREAU, tmp_path / "keys").private_key,
+                ),
+            ),
+        )
+        service = enforcement.build_service(s3, config, run_relay=False, run_readers=False)
+        assert isinstance(service.attachments, S3AttachmentStore)
+        await service.attachments.ensure_bucket()
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                await sync_agencies(conn, load_registry(settings.agencies_file))
+                await ensure_registered(conn, registry=None, keys=service.own_keys)
+            token = await create_token(pool, BUREAU)
+            await service.start()
+            app = enforcement.create_app(service, manage_service=False)
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://e")
+            a = Adapters(pool, {BUREAU: client}, {BUREAU: token})
+            r = await a.upload(BUREAU, data)
+            assert r.status_code == 201, r.text
+            assert await stored_count(pool) == 0  # not in PostgreSQL: in the bucket
+            await send_transfer(a, tmp_path, data)
+            got = await a.download(BUREAU, sha(data), Range="bytes=6291456-")
+            assert got.status_code == 206 and got.content == data[6291456:]
+            await client.aclose()
+        finally:
+            await service.stop()
+            await pool.close()

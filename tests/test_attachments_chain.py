@@ -157,6 +157,9 @@ async def test_a_transfer_carries_its_files_to_the_police_and_the_procuratorate(
         # The police's token is good at the police's adapter only.
         elsewhere = await proc.client.get(link, headers=pol.department(POLICE).headers)
         assert elsewhere.status_code == 403, elsewhere.text
+        # The bureau, which sent it, reads its own file back through its adapter.
+        own = await fetch(enf, BUREAU, link)
+        assert own.status_code == 200 and own.content == files[got["fj"][0]["mc"]]
 
         owner = await asyncpg.connect(bus.settings.database_url)
         try:
@@ -178,9 +181,11 @@ async def test_a_transfer_carries_its_files_to_the_police_and_the_procuratorate(
             (PROCURATORATE, "allowed"),
             (PROCURATORATE, "allowed"),
             (MARKET, "refused"),
+            (BUREAU, "allowed"),
         ]
         assert all(r["case_ids"] == [ajbh] for r in rows)
         assert {(r["agency_id"], r["role"]) for r in refs} >= {
+            (BUREAU, "sender"),
             (POLICE, "recipient"),
             (PROCURATORATE, "copy"),
         }

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.agencies import load_registry
+from bus.attachments import AttachmentStore, check_submission, record_references
 from bus.codec import Codec, default_codec
 from bus.errors import CasebusError, Problem, ValidationFailed, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
@@ -101,7 +102,9 @@ class Submitter:
         routing: RoutingPolicy | None = None,
         replies: Mapping[str, Sequence[str]] | None = None,
         clock: Clock | None = None,
+        attachments: AttachmentStore | None = None,
     ) -> None:
+        self._attachments = attachments
         self._vocabulary = vocabulary
         self._clock = clock or RealClock()
         self._sends = list(sends)
@@ -158,6 +161,7 @@ class Submitter:
                 if earlier is not None:
                     return earlier
             envelope = self._envelope(agency_id, body, signer)
+            await self._check_attachments(conn, agency_id, envelope)
             async with conn.transaction():
                 if idempotency_key is not None:
                     fresh = await conn.fetchval(
@@ -178,6 +182,8 @@ class Submitter:
                         assert earlier is not None
                         return earlier
                 await self._writer.add(conn, envelope, owner=agency_id)
+                # The sender may read the case files its message carries (bus.attachments).
+                await record_references(conn, envelope, agency_id, "sender")
         log.info(
             "adapter.submitted",
             agency=agency_id,
@@ -188,6 +194,17 @@ class Submitter:
         if self._on_commit is not None:
             self._on_commit(agency_id)
         return Accepted(envelope.message_id, replay=False)
+
+    async def _check_attachments(self, conn: Any, agency_id: str, envelope: Envelope) -> None:
+        """422 naming each ``fj`` entry in the bus's store that the sender did not upload (or
+        may not read), or whose size or URI is not the stored file's."""
+        if self._attachments is None:
+            return
+        problems = await check_submission(conn, self._attachments, agency_id, envelope)
+        if problems:
+            voc = self._vocabulary
+            named = [(p, voc.department_path(None, p.path, envelope=True)) for p in problems]
+            raise SubmissionRejected(422, [_as_department(p, field) for p, field in named])
 
     async def _earlier(self, conn: Any, agency_id: str, key: str, digest: bytes) -> Accepted | None:
         row = await conn.fetchrow(

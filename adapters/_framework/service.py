@@ -145,6 +145,7 @@ class AdapterService:
             codec=self._codec,
             on_commit=self._woke,
             clock=self.config.clock,
+            attachments=self.attachments,
         )
         for endpoint in self.config.agencies:
             agency = endpoint.agency_id
@@ -239,6 +240,7 @@ class AdapterService:
             await relay.stop()
         self._relays.clear()
         self._deliverers.clear()
+        await self.attachments.aclose()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
