@@ -32,6 +32,7 @@ too, but need a producer per input partition: with per-agency submit topics, hun
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -186,11 +187,31 @@ class StableGroupCoordinator(GroupCoordinator):  # type: ignore[misc]
                     offsets[tp] = OffsetAndMetadata(offset, metadata or "")
         if unstable:
             # aiokafka's fetch_committed_offsets waits its retry backoff and asks again.
-            log.info(
-                "router.offsets_unstable", partitions=[f"{t.topic}/{t.partition}" for t in unstable]
-            )
+            self._note_unstable(unstable)
             raise UnstableOffsetCommitError(f"pending transactional offsets on {unstable}")
+        self._unstable_since = None
         return offsets
+
+    _unstable_since: float | None = None
+    _unstable_logged: float = 0.0
+
+    def _note_unstable(self, unstable: list[TopicPartition]) -> None:
+        """Say so once, then every 10 s with how long: a transaction normally settles within
+        moments, and offsets pending for longer than the transaction timeout are a stall an
+        operator must see (one broker restart of a hundred left a partition so; #14)."""
+        now = time.monotonic()
+        names = [f"{t.topic}/{t.partition}" for t in unstable]
+        if self._unstable_since is None:
+            self._unstable_since = self._unstable_logged = now
+            log.info("router.offsets_unstable", partitions=names)
+        elif now - self._unstable_logged >= 10.0:
+            self._unstable_logged = now
+            log.warning(
+                "router.offsets_unstable_for",
+                partitions=names,
+                seconds=round(now - self._unstable_since, 1),
+                group=self.group_id,
+            )
 
 
 def _raise_for(error_code: int, coordinator: GroupCoordinator) -> None:
