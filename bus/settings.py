@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     audit_witness_quorum: int | None = Field(
         None, ge=1, description="How many of CASEBUS_AUDIT_WITNESSES must cosign; default all."
     )
+    audit_witness_fail_closed_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="Refuse new submissions (nack log_unwitnessed) once checkpoints have waited "
+        "this long for a quorum of CASEBUS_AUDIT_WITNESSES; default never (fail open, alerted: "
+        "see bus/router/witnessed.py for why).",
+    )
     bus_key_file: Path = Field(
         REPO_ROOT / ".casebus" / "keys" / "casebus.key.pem",
         description="The bus's own Ed25519 private key (agency 'casebus'): checkpoints, receipts.",

@@ -150,3 +150,23 @@ def test_grafana_dashboard_parses_and_charts_only_defined_metrics() -> None:
     for panel in dashboard["panels"]:
         grid = panel["gridPos"]
         assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] + grid["w"] <= 24
+
+
+def test_an_alert_fires_when_the_audit_log_goes_unwitnessed_and_one_when_the_bus_refuses() -> None:
+    # Issue #16: a witness that is down delays publication; these bound how long, and say when
+    # CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S has closed the bus.
+    doc = yaml.safe_load((PROMETHEUS / "delivery-rules.yaml").read_text(encoding="utf-8"))
+    rules = {r.get("alert"): r for g in doc["groups"] for r in g["rules"]}
+    unwitnessed = rules["CasebusAuditUnwitnessed"]
+    assert named_metrics(unwitnessed["expr"]) == {"casebus_audit_unwitnessed_seconds"}
+    threshold = re.fullmatch(
+        r"max\(casebus_audit_unwitnessed_seconds\) > (\d+)", unwitnessed["expr"]
+    )
+    assert threshold is not None and int(threshold[1]) > 0
+    assert unwitnessed["for"] and unwitnessed["labels"]["severity"] == "warning"
+    refusing = rules["CasebusRefusingUnwitnessed"]
+    assert named_metrics(refusing["expr"]) == {
+        "casebus_audit_unwitnessed_seconds",
+        "casebus_audit_witness_fail_closed_after_seconds",
+    }
+    assert refusing["labels"]["severity"] == "critical"

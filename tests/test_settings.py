@@ -14,11 +14,13 @@ from bus.settings import load_settings
 def test_bad_values_are_reported_with_every_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CASEBUS_TOPIC_PARTITIONS", "many")
     monkeypatch.setenv("CASEBUS_KAFKA_BOOTSTRAP", "no-port-here")
+    monkeypatch.setenv("CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S", "0")
     with pytest.raises(ConfigError) as info:
         load_settings()
     text = str(info.value)
     assert "CASEBUS_TOPIC_PARTITIONS='many'" in text
     assert "CASEBUS_KAFKA_BOOTSTRAP='no-port-here'" in text
+    assert "CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S='0'" in text
 
 
 def test_topic_names_follow_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

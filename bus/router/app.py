@@ -17,10 +17,12 @@ from bus.audit.checkpointer import Checkpointer
 from bus.audit.log import StoredCheckpoint
 from bus.audit.witnessing import WitnessPolicy
 from bus.db import create_pool, migrate
+from bus.errors import ConfigError
 from bus.provision import OwnKey, ensure_registered
 from bus.registry import PgKeyStore
 from bus.router.service import Router
 from bus.router.tree_heads import TreeHeadPublisher
+from bus.router.witnessed import WitnessWatch
 from bus.routing import load_policy
 from bus.settings import REPO_ROOT, Settings
 from bus.signing import Ed25519Signer
@@ -31,12 +33,27 @@ log = structlog.get_logger("casebus.router")
 
 
 def _witness_gate(
-    settings: Settings, pool: asyncpg.Pool
+    policy: WitnessPolicy | None, pool: asyncpg.Pool
 ) -> Callable[[StoredCheckpoint], Awaitable[str | None]] | None:
     """What the tree-head publisher asks before it publishes: the cosigned note when the
     witness policy is met; None when there is no policy (CASEBUS_AUDIT_WITNESSES empty)."""
-    policy = WitnessPolicy.parse(settings.audit_witnesses, settings.audit_witness_quorum)
     return None if policy is None else functools.partial(policy.cosigned, pool)
+
+
+def _witness_watch(
+    settings: Settings, policy: WitnessPolicy | None, pool: asyncpg.Pool
+) -> WitnessWatch | None:
+    """How long the log has gone unwitnessed, under a witness policy; failing closed after
+    CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S, which means nothing without witnesses."""
+    limit_s = settings.audit_witness_fail_closed_after_s
+    if policy is None:
+        if limit_s is not None:
+            raise ConfigError(
+                "CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S is set but CASEBUS_AUDIT_WITNESSES "
+                "is empty: there is no witness whose absence could close the bus"
+            )
+        return None
+    return WitnessWatch(pool, policy, fail_closed_after_s=limit_s)
 
 
 async def run_router(
@@ -55,6 +72,9 @@ async def run_router(
     garbage collector's reach. They live as long as the process, yet each full collection walked
     them: draining a backlog in bench/router.py, one of 30-43 ms every ~0.6 s that collected
     nothing, and 2,133-2,442 msgs/s became 2,567-2,612."""
+    policy_of_witnesses = WitnessPolicy.parse(
+        settings.audit_witnesses, settings.audit_witness_quorum
+    )
     await migrate(settings.database_url)
     registry = load_registry(settings.agencies_file)
     policy = load_policy(REPO_ROOT / "deploy" / "routing.yaml", registry)
@@ -71,6 +91,7 @@ async def run_router(
         own = OwnKey.of(signer, settings.bus_key_file, valid_from=datetime.now(UTC))
         async with pool.acquire() as conn:
             await ensure_registered(conn, registry=registry, keys=[own])
+        watch = _witness_watch(settings, policy_of_witnesses, pool)
         router = Router(
             settings,
             pool=pool,
@@ -80,6 +101,7 @@ async def run_router(
             signer=signer,
             router_id=settings.router_id,
             max_batch=settings.router_max_batch,
+            log_gate=None if watch is None else watch.refusal,
         )
         heads = TreeHeadPublisher(
             settings,
@@ -88,7 +110,8 @@ async def run_router(
             ),
             signer=signer,
             procuratorates=[a.id for a in registry.of_kind("procuratorate")],
-            witnessed=_witness_gate(settings, pool),
+            witnessed=_witness_gate(policy_of_witnesses, pool),
+            watch=watch,
         )
 
         def stop() -> None:

@@ -4,14 +4,16 @@ Checks run in the order that gives the most useful answer to the sender: can it 
 at all; is the envelope well-formed; with per-agency submit topics, is the claimed sender the
 agency whose principal wrote the topic (bus.router.principal); is the signature valid for the
 claimed sender; is the payload valid for its kind; may this sender send this kind to these
-recipients. The first failing stage decides; a failed stage reports every problem it found.
+recipients; and, with CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S, whether the audit log has
+gone unwitnessed too long to accept anything (bus.router.witnessed). The first failing stage
+decides; a failed stage reports every problem it found.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -27,9 +29,11 @@ from bus.router.principal import PrincipalCheck
 from bus.routing import RoutingPolicy
 from bus.signing import KeyStore, PublicKeyRecord, verify_envelope
 
-__all__ = ["Classifier", "Outcome", "Verdict", "record_size"]
+__all__ = ["UNWITNESSED", "Classifier", "Outcome", "Verdict", "record_size"]
 
 Outcome = Literal["accept", "reject", "dead"]
+UNWITNESSED = "log_unwitnessed"
+"""The code of a submission refused because the audit log went unwitnessed too long."""
 
 log = structlog.get_logger("casebus.router")
 
@@ -112,8 +116,10 @@ class Classifier:
         policy: RoutingPolicy,
         principal: PrincipalCheck | None = None,
         max_record_bytes: int | None = None,
+        log_gate: Callable[[datetime], Problem | None] | None = None,
     ) -> None:
         self._max_record_bytes = max_record_bytes
+        self._log_gate = log_gate
         self._codec = codec
         self._keys = keystore
         self._registry = registry
@@ -245,8 +251,15 @@ class Classifier:
                 recipients=list(envelope.recipients),
             )
             return verdict
-        verdict.outcome = "accept"
         verdict.deliver_to = tuple(decision.deliver_to)
+        # 5. The audit log: refused while it has gone unwitnessed too long (fail closed). Its
+        # deliveries are kept: bus.router.plan readmits one the log had already accepted.
+        refusal = self._log_gate(now) if self._log_gate is not None else None
+        if refusal is not None:
+            verdict.code = UNWITNESSED
+            verdict.problems = [refusal]
+            return verdict
+        verdict.outcome = "accept"
         return verdict
 
     def _too_large(self, verdict: Verdict, size: int, limit: int) -> Verdict:

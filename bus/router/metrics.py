@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["BATCH_SIZE", "LAG", "LATENCY", "MESSAGES", "RETRIES"]
+__all__ = [
+    "BATCH_SIZE",
+    "FAIL_CLOSED_AFTER",
+    "LAG",
+    "LATENCY",
+    "MESSAGES",
+    "RETRIES",
+    "SIGNED_AT",
+    "UNWITNESSED",
+    "WITNESSED_AT",
+]
 
 MESSAGES = Counter(
     "casebus_router_messages_total",
@@ -23,3 +33,20 @@ LATENCY = Histogram(
 )
 LAG = Gauge("casebus_router_consumer_lag", "Records not yet routed, by partition.", ["partition"])
 RETRIES = Counter("casebus_router_retries_total", "Audit or delivery attempts retried.", ["stage"])
+SIGNED_AT = Gauge(
+    "casebus_audit_signed_checkpoint_timestamp_seconds",
+    "Unix time of the newest signed audit checkpoint (under a witness policy).",
+)
+WITNESSED_AT = Gauge(
+    "casebus_audit_witnessed_checkpoint_timestamp_seconds",
+    "Unix time of the newest checkpoint a quorum of witnesses cosigned.",
+)
+UNWITNESSED = Gauge(
+    "casebus_audit_unwitnessed_seconds",
+    "How long the oldest checkpoint newer than the last quorum-cosigned one has waited "
+    "(0: none waits).",
+)
+FAIL_CLOSED_AFTER = Gauge(
+    "casebus_audit_witness_fail_closed_after_seconds",
+    "CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S (exported only when set).",
+)

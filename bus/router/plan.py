@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -18,7 +19,7 @@ from bus.audit.log import AuditLog, AuditRecord
 from bus.db import Conn
 from bus.errors import Problem
 from bus.models import Envelope
-from bus.router.classify import Verdict
+from bus.router.classify import UNWITNESSED, Verdict
 from bus.router.outputs import Outputs, Send
 
 __all__ = ["BatchPlan", "plan_batch"]
@@ -47,13 +48,19 @@ async def plan_batch(
 ) -> BatchPlan:
     """Classify duplicates, append every audit entry, and say what to produce."""
     plan = BatchPlan()
-    ids = [v.envelope.message_id for v in verdicts if v.outcome == "accept" and v.envelope]
+    ids = [
+        v.envelope.message_id
+        for v in verdicts
+        if (v.outcome == "accept" or v.code == UNWITNESSED) and v.envelope
+    ]
     known = {
         r["message_id"]: r
         for r in await conn.fetch(
             "SELECT * FROM router_accepted WHERE message_id = ANY($1::uuid[])", ids
         )
     }
+    for v in verdicts:
+        _readmit_if_accepted_before(v, known)
     seen_now: dict[object, Verdict] = {}
     first_pass: list[AuditRecord] = []
     nacks: dict[int, Envelope | None] = {}
@@ -149,6 +156,18 @@ async def plan_batch(
                 plan.add(v, outputs.nack_send(v, nack))
             plan.refused.append(v)
     return plan
+
+
+def _readmit_if_accepted_before(v: Verdict, known: dict[object, Any]) -> None:
+    """Closing for an unwitnessed log refuses new messages only. One the log already accepted
+    with these bytes (a batch planned again after a crash or a failed transaction, or the
+    sender's duplicate) goes on as before: refusing it now would lose a message the log says
+    was accepted."""
+    if v.code != UNWITNESSED or v.envelope is None:
+        return
+    prior = known.get(v.envelope.message_id)
+    if prior is not None and bytes(prior["value_sha256"]) == v.value_sha256:
+        v.outcome, v.code, v.problems = "accept", None, []
 
 
 async def keep_bodies_by_digest(conn: Conn, verdicts: list[Verdict]) -> None:

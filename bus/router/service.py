@@ -105,6 +105,7 @@ class Router:
         router_id: str = "router-0",
         max_batch: int = 500,
         codec: Codec | None = None,
+        log_gate: Callable[[datetime], Problem | None] | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
@@ -116,6 +117,7 @@ class Router:
             policy=policy,
             principal=principal_check(settings),
             max_record_bytes=settings.router_max_record_bytes,
+            log_gate=log_gate,
         )
         self._submit_topics = submit_topics(settings, registry, policy)
         self._outputs = Outputs(settings, signer=signer, codec=self._codec)

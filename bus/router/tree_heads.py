@@ -5,7 +5,8 @@ every procuratorate inbox. With a witness policy (``CASEBUS_AUDIT_WITNESSES``), 
 is published only once a quorum of witnesses cosigned it, with their cosignatures; one they
 refuse is held back (and retried, or superseded by the next), never published. Tree heads
 are not themselves audited (that would grow the log forever); the procuratorate's monitor
-keeps them instead.
+keeps them instead. After every attempt, a :class:`~bus.router.witnessed.WitnessWatch` reads
+how long the log has gone unwitnessed (metrics; the fail-closed setting).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bus.codec import Codec, default_codec
 from bus.errors import TransportError
 from bus.models import Envelope, Signature
 from bus.models.bus_kinds import AuditTreeHead
+from bus.router.witnessed import WitnessWatch
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, sign_envelope
 
@@ -50,6 +52,7 @@ class TreeHeadPublisher:
         procuratorates: list[str],
         codec: Codec | None = None,
         witnessed: Callable[[StoredCheckpoint], Awaitable[str | None]] | None = None,
+        watch: WitnessWatch | None = None,
     ) -> None:
         self._settings = settings
         self._checkpointer = checkpointer
@@ -59,6 +62,7 @@ class TreeHeadPublisher:
         self._stopping = asyncio.Event()
         self._unsent: StoredCheckpoint | None = None
         self._witnessed = witnessed
+        self._watch = watch
 
     def stop(self) -> None:
         """Finish the current tick and return from :meth:`run`."""
@@ -143,6 +147,11 @@ class TreeHeadPublisher:
                     await self.tick(producer)
                 except Exception as e:
                     log.warning("audit.tree_head_failed", error=repr(e))
+                if self._watch is not None:
+                    try:
+                        await self._watch.refresh()
+                    except Exception as e:
+                        log.warning("audit.witness_state_failed", error=repr(e))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._stopping.wait(), self._settings.checkpoint_interval_s
