@@ -38,6 +38,13 @@ NACK_CODES: Final = (
     "conflicting_duplicate",
     "undecodable",
     "rejected_by_department",
+    "invalid_envelope",
+    "unknown_kind",
+    "party_mismatch",
+    "principal_mismatch",
+    "too_large",
+    "undeliverable",
+    "log_unwitnessed",
 )
 """The nack codes casebus emits today; the field stays an open string so new codes need no schema
 change."""
