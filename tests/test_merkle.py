@@ -160,18 +160,22 @@ def test_the_default_vectors_are_the_copy_inside_the_repository(
     assert "transparency-dev/merkle" in (default.parent / "README.md").read_text(encoding="utf-8")
 
 
-def test_vectors_match_the_shared_copy_when_it_is_present() -> None:
-    if not SHARED_VECTORS.is_dir():
-        pytest.skip(f"no {SHARED_VECTORS} on this machine to compare the copy with")
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
-    def files(root: Path) -> dict[str, bytes]:
-        return {
-            p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()
-        }
 
-    ours, theirs = files(REPO_VECTORS), files(SHARED_VECTORS)
-    assert sorted(ours) == sorted(theirs)
-    assert [name for name in ours if ours[name] != theirs[name]] == []
+def test_the_copy_is_byte_for_byte_what_its_manifest_recorded() -> None:
+    """Never skipped: ``merkle.sha256`` was written when the files were copied, so an edited,
+    added or lost vector fails here even where the source checkout is not beside the clone."""
+    manifest = dict(
+        reversed(line.split("  ", 1))
+        for line in (REPO_VECTORS.parent / "merkle.sha256").read_text("utf-8").splitlines()
+    )
+    ours = {name: hashlib.sha256(data).hexdigest() for name, data in _files(REPO_VECTORS).items()}
+    assert ours == manifest
+    if SHARED_VECTORS.is_dir():  # and, where the source is beside the clone, equal to it
+        theirs = _files(SHARED_VECTORS)
+        assert {n: hashlib.sha256(d).hexdigest() for n, d in theirs.items()} == manifest
 
 
 @pytest.mark.parametrize("path", VECTOR_FILES or [CONFORMANCE_DIR], ids=_vector_id)

@@ -20,7 +20,7 @@ SCRIPT = REPO / "deploy" / "setup-system"
 APT = [
     "postgresql",
     "maven",
-    "openjdk-17-jre-headless",
+    "openjdk-17-jdk-headless",
     "openssl",
     "chromium",
     "fonts-noto-cjk",
