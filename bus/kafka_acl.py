@@ -173,19 +173,25 @@ async def describe_acls(admin: Any) -> list[AclBinding]:
     return out
 
 
+def _exact(b: AclBinding) -> dict[str, Any]:
+    """The wire fields of one casebus binding (an ALLOW for one principal on any host), the same
+    for creating it and for a delete filter that matches it and nothing else."""
+    return {
+        "resource_type": _RESOURCE_CODE[b.resource_type],
+        "resource_name": b.resource_name,
+        "resource_pattern_type_filter": _PATTERN_CODE[b.pattern_type],
+        "principal": f"User:{b.principal}",
+        "host": "*",
+        "operation": _OPERATION_CODE[b.operation],
+        "permission_type": _ALLOW,
+    }
+
+
 async def _create(admin: Any, b: AclBinding) -> None:
     from aiokafka.errors import for_code
     from aiokafka.protocol.admin import CreateAclsRequest
 
-    request = CreateAclsRequest(
-        resource_type=_RESOURCE_CODE[b.resource_type],
-        resource_name=b.resource_name,
-        resource_pattern_type_filter=_PATTERN_CODE[b.pattern_type],
-        principal=f"User:{b.principal}",
-        host="*",
-        operation=_OPERATION_CODE[b.operation],
-        permission_type=_ALLOW,
-    )
+    request = CreateAclsRequest(**_exact(b))
     # A private method: aiokafka has no public way to send an admin request.
     response = await admin._send_request(request)
     for code, message in response.creation_responses:
@@ -201,15 +207,7 @@ async def _delete(admin: Any, b: AclBinding) -> None:
     from aiokafka.protocol.admin import DeleteAclsRequest
 
     # Every field exact: the filter matches this one binding and nothing else.
-    request = DeleteAclsRequest(
-        resource_type=_RESOURCE_CODE[b.resource_type],
-        resource_name=b.resource_name,
-        resource_pattern_type_filter=_PATTERN_CODE[b.pattern_type],
-        principal=f"User:{b.principal}",
-        host="*",
-        operation=_OPERATION_CODE[b.operation],
-        permission_type=_ALLOW,
-    )
+    request = DeleteAclsRequest(**_exact(b))
     response = await admin._send_request(request)
     for code, message, *_ in response.filter_responses:
         if code != 0:
