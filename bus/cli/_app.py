@@ -3,12 +3,16 @@
 A command group's module is imported only when that group runs, and the module keeps its heavy
 imports (FastAPI, uvicorn, aiokafka, the adapters) inside the commands that need them, so
 ``casebus --help`` and light commands such as ``casebus sla due`` start in a fraction of a
-second instead of importing the whole bus (tests/test_cli_startup.py holds us to it).
+second instead of importing the whole bus (tests/test_cli_startup.py holds us to it,
+bench/cli_startup.py measures it). For the same reason the root callback sets up logging without
+importing structlog (it is configured when something imports it) and reads the settings with
+pydantic-settings only when a ``CASEBUS_*`` variable is set.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -17,6 +21,8 @@ from typer.core import TyperGroup
 
 if TYPE_CHECKING:  # typer 0.2x carries its own click; these are the types TyperGroup uses
     from typer._click import Command, Context, HelpFormatter
+
+    from bus.logs import LogFormat, LogLevel
 
 __all__ = ["GROUPS", "app", "main"]
 
@@ -113,22 +119,41 @@ def _root(
     ),
 ) -> None:
     from bus.errors import ConfigError
-    from bus.logs import choose_logging, configure_logging
-    from bus.settings import load_settings
+    from bus.logs import choose_logging, configure_logging_on_import
 
     try:
-        settings = load_settings()
-        given = settings.model_fields_set  # what CASEBUS_* set, as opposed to defaults
+        setting_format, setting_level = _log_settings()
         choice = choose_logging(
             flag="console" if dev else log_format,
-            setting_format=settings.log_format if "log_format" in given else None,
-            setting_level=settings.log_level if "log_level" in given else None,
+            setting_format=setting_format,
+            setting_level=setting_level,
             is_terminal=sys.stderr.isatty(),
         )
     except ConfigError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from e
-    configure_logging(log_format=choice.log_format, level=choice.level)
+    configure_logging_on_import(log_format=choice.log_format, level=choice.level)
+
+
+def _log_settings() -> tuple[LogFormat | None, LogLevel | None]:
+    """CASEBUS_LOG_FORMAT and CASEBUS_LOG_LEVEL when set (None when left at their defaults),
+    after checking every ``CASEBUS_*`` setting: a bad one stops any command (ConfigError).
+
+    With no ``CASEBUS_*`` variable set, every setting is its default, which is valid and sets
+    neither: the answer is known without loading pydantic-settings (about a third of a light
+    command's start-up).
+    """
+    # pydantic-settings matches the variables' names ignoring case, and reads no other source.
+    if not any(name.upper().startswith("CASEBUS_") for name in os.environ):
+        return None, None
+    from bus.settings import load_settings
+
+    settings = load_settings()
+    given = settings.model_fields_set  # what CASEBUS_* set, as opposed to defaults
+    return (
+        settings.log_format if "log_format" in given else None,
+        settings.log_level if "log_level" in given else None,
+    )
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ setting).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -20,14 +19,14 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from bus.errors import CasebusError
-from bus.settings import load_settings
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, SHANGHAI, WorkCalendar
 from bus.sla.clock import clock_from_setting
 from bus.sla.deadline import SLA_AGENCY, Deadline
 from bus.sla.policy import DEFAULT_POLICIES_PATH, UnknownPolicyError, load_policies
 
-# The engine, the store and the metrics server (aiokafka, asyncpg, prometheus' HTTP server) are
-# imported inside the commands that use them: `casebus sla due` must start fast.
+# The engine, the store, the metrics server (aiokafka, asyncpg, prometheus_client), asyncio and
+# the settings (pydantic-settings) are imported inside the commands that use them: `casebus sla
+# due` must start fast (tests/test_cli_startup.py lists what it may not import).
 
 __all__ = ["app"]
 
@@ -183,8 +182,11 @@ def run(
 
     Time comes from CASEBUS_CLOCK (``real``, or ``accelerated:<start>:<rate>`` for drills).
     """
+    import asyncio
+
     from prometheus_client import start_http_server
 
+    from bus.settings import load_settings
     from bus.sla.app import DEFAULT_SLA_KEY_FILE, run_sla_engine
 
     key_file = key_file or DEFAULT_SLA_KEY_FILE
@@ -342,6 +344,10 @@ def status(
         states = ["met"]
     elif every:
         states = None
+    import asyncio
+
+    from bus.settings import load_settings
+
     try:
         settings = load_settings()
         now = clock_from_setting(settings.clock).now()

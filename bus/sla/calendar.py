@@ -11,21 +11,27 @@ or, failing that, counted with weekends only — loudly, with a log line and a m
 from __future__ import annotations
 
 import calendar as _stdlib_calendar
+import functools
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
-import structlog
 import yaml
-from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from bus.errors import CasebusError, ConfigError
-from bus.settings import REPO_ROOT
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+# structlog and prometheus_client are imported on first use (a year nobody knows), not here:
+# `casebus sla due` starts without them (tests/test_cli_startup.py). The SLA engine registers
+# the counter at start through bus.sla.metrics, as it does its other metrics.
 
 __all__ = [
     "DEFAULT_HOLIDAYS_OVERRIDE_PATH",
@@ -41,11 +47,16 @@ __all__ = [
     "due_at",
     "end_of_day",
     "parse_warning",
+    "safe_load_yaml",
+    "unknown_year_counter",
     "warning_points",
 ]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 """The one time zone every deadline is counted in."""
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout: :data:`bus.settings.REPO_ROOT`, without loading pydantic-settings."""
 
 DEFAULT_HOLIDAYS_OVERRIDE_PATH = REPO_ROOT / "deploy" / "holidays-override.yaml"
 """Where the shipped override file lives."""
@@ -56,14 +67,25 @@ PeriodUnit = Literal["hours", "calendar_days", "working_days", "months"]
 _BEFORE_UNITS = ("hours", "calendar_days", "working_days")
 _END_OF_DAY = time(23, 59, 59)
 
-_log = structlog.get_logger("bus.sla.calendar")
+_COUNTER_LOCK = threading.Lock()
 
-_UNKNOWN_YEAR = Counter(
-    "casebus_sla_calendar_unknown_year_total",
-    "Years looked up that neither chinesecalendar nor the override file knows; "
-    "such years count weekends only.",
-    ["year"],
-)
+
+def unknown_year_counter() -> Counter:
+    """``casebus_sla_calendar_unknown_year_total``, registered with Prometheus on first call."""
+    with _COUNTER_LOCK:  # an adapter may count days in several threads at once
+        return _unknown_year_counter()
+
+
+@functools.cache
+def _unknown_year_counter() -> Counter:
+    from prometheus_client import Counter
+
+    return Counter(
+        "casebus_sla_calendar_unknown_year_total",
+        "Years looked up that neither chinesecalendar nor the override file knows; "
+        "such years count weekends only.",
+        ["year"],
+    )
 
 
 class NaiveDatetimeError(CasebusError, ValueError):
@@ -138,9 +160,27 @@ class _YearRule:
     makeup_workdays: frozenset[date]
 
 
+_C_SAFE_LOADER: type[yaml.CSafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, parsed by libyaml when PyYAML has it (several times faster).
+
+    Only the parser differs (the resolver and constructor are PyYAML's own either way). A text
+    libyaml refuses is parsed again by PyYAML, so a broken file is reported in the same words
+    (and with the same quoted line) as before.
+    """
+    if _C_SAFE_LOADER is not None:
+        try:
+            return yaml.load(text, Loader=_C_SAFE_LOADER)
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
 def _load_override(path: Path) -> dict[int, _YearRule]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read holiday override file: {e}") from e
     try:
@@ -228,8 +268,10 @@ class WorkCalendar:
         if year in self._reported_years:
             return
         self._reported_years.add(year)
-        _UNKNOWN_YEAR.labels(year=str(year)).inc()
-        _log.warning(
+        import structlog
+
+        unknown_year_counter().labels(year=str(year)).inc()
+        structlog.get_logger("bus.sla.calendar").warning(
             "sla.calendar.unknown_year",
             year=year,
             override_path=str(self.override_path) if self.override_path else None,

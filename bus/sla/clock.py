@@ -7,7 +7,6 @@ seconds takes ``s / rate`` real seconds.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import time
@@ -49,6 +48,8 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` real seconds."""
+        import asyncio  # here, not at the top: `casebus sla due` loads this module
+
         await asyncio.sleep(max(0.0, seconds))
 
     def __repr__(self) -> str:
@@ -81,6 +82,8 @@ class AcceleratedClock:
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` simulated seconds, i.e. ``seconds / rate`` real ones."""
+        import asyncio
+
         await asyncio.sleep(max(0.0, seconds) / self.rate)
 
     def __repr__(self) -> str:

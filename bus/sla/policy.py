@@ -21,8 +21,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bus.errors import CasebusError, ConfigError
-from bus.settings import REPO_ROOT
 from bus.sla.calendar import (
+    REPO_ROOT,
     SHANGHAI,
     NaiveDatetimeError,
     PeriodUnit,
@@ -32,6 +32,7 @@ from bus.sla.calendar import (
     due_at,
     end_of_day,
     parse_warning,
+    safe_load_yaml,
     warning_points,
 )
 
@@ -480,7 +481,7 @@ def load_policies(path: Path | str = DEFAULT_POLICIES_PATH) -> PolicySet:
     """Read and validate a policy file; a bad file raises ConfigError naming id and field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read SLA policy file: {e}") from e
     try:
