@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from portkit import free_port_run
 
 from bus.settings import REPO_ROOT
 
-__all__ = ["SecureStack", "free_port_block", "secure_stack"]
+__all__ = ["SecureStack", "secure_stack"]
 
 
 @dataclass(frozen=True)
@@ -56,27 +56,6 @@ class SecureStack:
         return {**self.env, **self.exports, **extra}
 
 
-def free_port_block(n: int) -> int:
-    """A port p with p .. p+n-1 all free now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no block of free ports")
-
-
 @contextmanager
 def secure_stack() -> Iterator[SecureStack]:
     """Start ``up --secure`` in a fresh state folder, yield it, then ``down`` and delete it."""
@@ -94,7 +73,7 @@ def secure_stack() -> Iterator[SecureStack]:
         f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{argv_log}"\nexec "{shutil.which("java")}" "$@"\n'
     )
     java.chmod(0o755)
-    base = free_port_block(3)
+    base = free_port_run(4)  # the broker's three, then PostgreSQL's
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
     env.update(
         PATH=f"{wrappers}:{env.get('PATH', '/usr/bin:/bin')}",
@@ -102,7 +81,7 @@ def secure_stack() -> Iterator[SecureStack]:
         CASEBUS_KAFKA_PORT=str(base),
         CASEBUS_KAFKA_CONTROLLER_PORT=str(base + 1),
         CASEBUS_KAFKA_INTERNAL_PORT=str(base + 2),
-        CASEBUS_PG_PORT=str(free_port_block(1)),
+        CASEBUS_PG_PORT=str(base + 3),
     )
     up = subprocess.run(
         [str(REPO_ROOT / "deploy" / "local" / "up"), "--secure"],

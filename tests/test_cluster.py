@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +31,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from buskit import Bus
 from conftest import Infra, make_service_logins
+from portkit import free_port_run
 from test_router_faults import (
     BUREAU,
     POLICE,
@@ -119,33 +118,13 @@ def _part(node: int) -> str:
     return "kafka" if node == 1 else f"kafka node-{node}"
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_port_run(count: int) -> int:
-    """The first of ``count`` consecutive free ports, below the kernel's ephemeral range: a broker
-    started again must find its port free, not taken by some client's outgoing connection."""
-    rng = random.Random(os.getpid())
-    for _ in range(500):
-        base = rng.randrange(20_000, 32_000 - count)
-        if all(_port_free(p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports between 20000 and 32000")
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """Three KRaft brokers and a PostgreSQL of this module's own, stopped and removed after it."""
     # Not under pytest's tmp dir: that is private to this user, and PostgreSQL runs as 'postgres'.
     state = Path(tempfile.mkdtemp(prefix="casebus-cluster-", dir="/tmp"))
     state.chmod(0o755)
-    base = _free_port_run(2 * BROKERS + 1)  # a broker and a controller port each, then PG
+    base = free_port_run(2 * BROKERS + 1)  # a broker and a controller port each, then PG
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
     env.update(
         CASEBUS_STATE_DIR=str(state),

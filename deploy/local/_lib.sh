@@ -30,6 +30,19 @@ keep_server_log() {
   rm -f "$logs/server.log.prev"
 }
 
+# A port inside the kernel's ephemeral range (ip_local_port_range) can be taken, while nothing
+# listens on it, by a client connecting to it: the kernel may give the client that very port as
+# its own, and the connection reaches itself (a TCP self-connect). Clients reconnect to a broker
+# that is down many times a second, so a broker restarted on such a port finds it in use (seen
+# in the fault loops on 39092). Refuse such ports up front, naming the range.
+refuse_ephemeral_port() {
+  local name="$1" port="$2" low high
+  read -r low high < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || return 0
+  if [ "$port" -ge "$low" ] && [ "$port" -le "$high" ]; then
+    die "$name=$port lies in this machine's ephemeral port range $low-$high (net.ipv4.ip_local_port_range): a client reconnecting while the server is down can take it (TCP self-connect) and a restart then fails; choose a port below $low"
+  fi
+}
+
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
 # The pid of the broker whose state is in folder $1 (broker 1's is $KDIR), if it runs.
