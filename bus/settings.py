@@ -182,6 +182,12 @@ class Settings(BaseSettings):
         None,
         description="File holding the S3 secret key, read at start; never a setting itself.",
     )
+    attachment_retention_file: Path = Field(
+        REPO_ROOT / "deploy" / "attachment-retention.yaml",
+        description="The attachment retention policy: how long a case file is kept after a "
+        "message of each kind referred to it, and the grace period of an upload no message "
+        "referred to (`casebus attachments sweep` deletes what it no longer protects).",
+    )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port, if set."
     )

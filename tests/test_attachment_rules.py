@@ -129,6 +129,21 @@ def test_a_submission_may_refer_only_to_what_its_sender_uploaded_whole(tmp_path:
     assert submission_problems(_envelope(tmp_path, [external]), {}, set()) == []
 
 
+def test_a_file_the_sweep_deleted_is_named_so_to_its_holder_only(tmp_path: Path) -> None:
+    mine = _attachment("移送书.pdf", b"deleted, mine")
+    theirs = _attachment("清单.pdf", b"deleted, someone else's")
+    env = _envelope(tmp_path, [mine, theirs])
+    why = "the 365-day retention of clue.handover"
+    deleted = {mine.sha256: why, theirs.sha256: why}
+    problems = submission_problems(env, {}, {mine.sha256}, deleted)
+    assert [(p.path, p.rule) for p in problems] == [
+        ("attachments[0].sha256", "attachment_deleted"),
+        # Someone else's deleted file: the answer must not tell that the hash was ever real.
+        ("attachments[1].sha256", "attachment_not_uploaded"),
+    ]
+    assert why in problems[0].message and "upload it again" in problems[0].message
+
+
 def test_a_delivery_makes_a_named_recipient_or_a_copy(tmp_path: Path) -> None:
     env = _envelope(tmp_path, [])
     assert delivery_role(env, "ygh.police.bureau") == "recipient"

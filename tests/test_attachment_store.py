@@ -260,6 +260,33 @@ async def test_a_store_closed_by_a_stopping_service_serves_again_after_a_start(
     assert await read_all(store, a.sha256) == data
 
 
+async def test_delete_removes_a_file_for_good_says_what_went_and_may_be_repeated(
+    store: AttachmentStore, subject: Subject
+) -> None:
+    data, other = blob(2 * CHUNK + 9, seed=10), blob(100, seed=11)
+    a = (await store.put(stream(data), media_type="application/pdf", max_bytes=1 << 20)).attachment
+    b = (await store.put(stream(other), media_type="text/plain", max_bytes=1 << 20)).attachment
+    owner = subject.owner
+    if owner is not None:
+        # The adapters' role may not delete a case file; the sweep deletes as the owner.
+        with pytest.raises(TransportError) as caught:
+            await store.delete(a.sha256)
+        assert "casebus attachments sweep" in str(caught.value)
+        assert not caught.value.retriable
+        store = PostgresAttachmentStore(lambda: owner, chunk_bytes=CHUNK)
+    assert await store.delete(a.sha256) == a
+    assert await store.stat(a.sha256) is None
+    with pytest.raises(AttachmentNotFound):
+        await read_all(store, a.sha256)
+    assert await store.delete(a.sha256) is None  # twice is harmless
+    assert await read_all(store, b.sha256) == other  # the others stay
+    if owner is not None:
+        assert await owner.fetchval("SELECT count(*) FROM attachment_chunks") == 1
+    # The same bytes uploaded again are a new file.
+    again = await store.put(stream(data), media_type="application/pdf", max_bytes=1 << 20)
+    assert again.created and await read_all(store, a.sha256) == data
+
+
 @pytest.mark.integration
 async def test_the_s3_server_takes_only_requests_signed_with_the_right_secret(
     s3_server: S3Server,

@@ -75,6 +75,12 @@ ATTACHMENTS = {
         "attachment_fetches",
     )
     for p in ("SELECT", "INSERT")
+} | {
+    # Retention (0014): they record uploads and lock a file against the sweep (an UPDATE of two
+    # columns only, which a table-level check does not show), and read deletions for a 410.
+    ("attachment_files", "SELECT"),
+    ("attachment_files", "INSERT"),
+    ("attachment_deletions", "SELECT"),
 }
 ADAPTER = (
     REGISTRY
@@ -127,6 +133,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
             "monitor_alarms",
             "attachment_refs",
             "attachment_fetches",
+            "attachment_files",
+            "attachment_deletions",
         )
     },
 }

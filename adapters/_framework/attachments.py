@@ -9,7 +9,9 @@ is the reference the department puts in its submission's ``fj``. Download is for
 a message referring to the attachment (its sender, its recipients, the procuratorate's copy),
 each through its own adapter with its own token. Every download — allowed or refused — is
 written to ``attachment_fetches`` before the answer leaves; a non-party gets 403 whether or not
-the file exists, so the answer never tells it that a hash is real.
+the file exists, so the answer never tells it that a hash is real. A party asking for a file
+the retention sweep deleted gets 410 Gone naming the retention that expired, not 404: the file
+existed and is gone for good, by rule.
 """
 
 import base64
@@ -29,23 +31,24 @@ from adapters._framework.inbound import department_problem
 from adapters._framework.vocabulary import download_path
 from bus.attachments import (
     DEFAULT_MEDIA_TYPE,
+    AttachmentNotFound,
     AttachmentStore,
     AttachmentTooLarge,
+    Deletion,
     DigestMismatch,
-    PostgresAttachmentStore,
     RangeNotSatisfiable,
-    S3AttachmentStore,
     delivery_role,
+    last_deletion,
     parse_range,
     record_fetch,
     record_references,
     record_upload,
     references,
+    store_from_settings,
 )
 from bus.db import Conn
 from bus.inbox import InboxHandler
 from bus.models import Envelope
-from bus.secret_files import read_secret_file
 
 __all__ = ["attachment_routes", "default_store", "referencing"]
 
@@ -59,23 +62,7 @@ _MEDIA_TYPE: Final = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 def default_store(service: Any) -> AttachmentStore:
     """The store ``service``'s settings name (``CASEBUS_ATTACHMENT_STORE``): PostgreSQL chunks
     over its pool, or an S3-compatible object store."""
-    settings = service.settings
-    if settings.attachment_store == "s3":
-        secret = read_secret_file(
-            settings.attachment_s3_secret_key_file,
-            what="S3 secret key file",
-            leak="a leaked key lets anyone read every case file",
-        )
-        return S3AttachmentStore(
-            endpoint_url=settings.attachment_s3_endpoint,
-            bucket=settings.attachment_s3_bucket,
-            access_key=settings.attachment_s3_access_key,
-            secret_key=secret.decode().strip(),
-            region=settings.attachment_s3_region,
-        )
-    return PostgresAttachmentStore(
-        lambda: service.pool, chunk_bytes=settings.attachment_chunk_bytes
-    )
+    return store_from_settings(service.settings, lambda: service.pool)
 
 
 def referencing(agency_id: str, handler: InboxHandler) -> InboxHandler:
@@ -92,6 +79,44 @@ def referencing(agency_id: str, handler: InboxHandler) -> InboxHandler:
 def _problem(status: int, field: str, rule: str, en: str, zh: str, value: Any = None) -> Response:
     problem = department_problem(field, rule, en, zh, value)
     return JSONResponse({"problems": [problem]}, status_code=status)
+
+
+def _gone(deletion: Deletion) -> Response:
+    """410 for a deleted file: which retention expired, from which message, and when the
+    sweep deleted it (``retention`` carries the same as fields, for programs)."""
+    v = deletion.verdict
+    day = v.expires_at.date().isoformat()
+    problem = department_problem(
+        "sha256",
+        "attachment_retention_expired",
+        f"the attachment was deleted on {deletion.deleted_at.date().isoformat()} when "
+        f"{v.describe()} expired on {day}",
+        f"附件保存期限（{v.retention_days} 天，{_RULE_ZH[v.rule]}）已于 {day} 届满，附件已被删除",
+        deletion.sha256,
+    )
+    message = v.message
+    retention = {
+        "rule": v.rule,
+        "retention_days": v.retention_days,
+        "kind": None if message is None else message.kind,
+        "message_id": None if message is None else message.message_id,
+        "message_sent_at": None if message is None else message.sent_at.isoformat(),
+        "newest_message_at": None
+        if v.newest_message_at is None
+        else v.newest_message_at.isoformat(),
+        "last_uploaded_at": v.last_uploaded_at.isoformat(),
+        "expired_at": v.expires_at.isoformat(),
+        "deleted_at": deletion.deleted_at.isoformat(),
+    }
+    return JSONResponse({"problems": [problem], "retention": retention}, status_code=410)
+
+
+_RULE_ZH: Final = {
+    "kind_retention": "按引用该附件的消息类型",
+    "default_retention": "默认期限",
+    "unknown_kind_retention": "消息类型不明，按最长期限",
+    "upload_grace": "上传后未被引用的宽限期",
+}
 
 
 def _declared_sha256(request: Request) -> str | Response | None:
@@ -161,6 +186,19 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
             f"附件不得超过 {max_bytes} 字节",
         )
 
+    def deleted_meanwhile() -> Response:
+        # The store found these bytes stored already, and the retention sweep deleted that
+        # copy before the upload was recorded: this upload's bytes were not kept either.
+        log.warning("adapter.attachment_deleted_during_upload")
+        return _problem(
+            409,
+            "$",
+            "attachment_deleted_during_upload",
+            "the stored copy of these bytes was deleted by the retention sweep while they "
+            "were uploaded; nothing was kept: upload them again",
+            "上传期间该文件的已存副本因保存期限届满被删除，本次未保存，请重新上传",
+        )
+
     @router.post(
         "/v1/attachments",
         status_code=201,
@@ -206,8 +244,13 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
         except ClientDisconnect:
             log.info("adapter.attachment_upload_cut", agency=agency)
             return Response(status_code=400)
+        except AttachmentNotFound:
+            return deleted_meanwhile()
         a = stored.attachment
-        await record_upload(service.pool, a.sha256, agency)
+        try:
+            await record_upload(service.pool, a.sha256, agency, store=the_store)
+        except AttachmentNotFound:
+            return deleted_meanwhile()
         log.info(
             "adapter.attachment_stored",
             agency=agency,
@@ -235,10 +278,18 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
             "For the sender, the recipients and the procuratorate's copy of a message that "
             "refers to the attachment, each with its own token at its own adapter; anyone else "
             "gets 403 whether or not it exists. `Range: bytes=…` gives 206. Every request is "
-            "audited. Headers: `Content-Type`, `Repr-Digest`, `ETag` (the SHA-256)."
+            "audited. Headers: `Content-Type`, `Repr-Digest`, `ETag` (the SHA-256). A file whose "
+            "retention ran out and that the retention sweep deleted answers 410, naming the "
+            "retention that expired."
         ),
         response_class=StreamingResponse,
-        responses={206: {"description": "a byte range"}, 403: {}, 404: {}, 416: {}},
+        responses={
+            206: {"description": "a byte range"},
+            403: {},
+            404: {},
+            410: {"description": "deleted by the retention sweep; the body names the rule"},
+            416: {},
+        },
     )
     async def download(request: Request, agency: Agency, sha256: Sha256) -> Response:
         refs = await references(service.pool, sha256)
@@ -280,6 +331,9 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
         )
         found = await the_store.stat(sha256)
         if found is None:
+            deletion = await last_deletion(service.pool, sha256)
+            if deletion is not None:
+                return _gone(deletion)
             return _problem(
                 404, "sha256", "not_stored", "the attachment is not in the store", "附件未上传"
             )

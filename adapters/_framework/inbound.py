@@ -161,8 +161,10 @@ class Submitter:
                 if earlier is not None:
                     return earlier
             envelope = self._envelope(agency_id, body, signer)
-            await self._check_attachments(conn, agency_id, envelope)
             async with conn.transaction():
+                # In the transaction that records the references: it locks the files against
+                # the retention sweep until the references are committed (bus.attachments).
+                await self._check_attachments(conn, agency_id, envelope)
                 if idempotency_key is not None:
                     fresh = await conn.fetchval(
                         """INSERT INTO adapter_submissions

@@ -7,14 +7,24 @@ reference, signed. The store is a port (:class:`AttachmentStore`) with a Postgre
 implementation (the default), an S3 one (:class:`S3AttachmentStore`, any S3-compatible server)
 and an in-memory one for tests; the ledger records who uploaded what, which messages refer to
 which attachment, and every fetch.
+
+Files are not kept for ever: each message kind has a retention
+(``deploy/attachment-retention.yaml``, :func:`load_retention`), a file is kept until the
+retention of every message referring to it has run out, and ``casebus attachments sweep``
+(:func:`sweep_attachments`) then deletes it from the store, recording why; a download of a
+deleted file answers 410 naming the retention that expired.
 """
 
 from __future__ import annotations
 
+from bus.attachments._config import store_from_settings
 from bus.attachments._evidence import FileCheck, check_attachment_files
 from bus.attachments._ledger import (
+    Deletion,
     FetchOutcome,
+    OutsideTransaction,
     check_submission,
+    last_deletion,
     possessed,
     record_fetch,
     record_references,
@@ -36,6 +46,17 @@ from bus.attachments._port import (
     sha256_of_uri,
 )
 from bus.attachments._postgres import DEFAULT_CHUNK_BYTES, PostgresAttachmentStore
+from bus.attachments._retention import (
+    DEFAULT_RETENTION_PATH,
+    KindRetention,
+    MessageRef,
+    RetentionPeriod,
+    RetentionPolicy,
+    RetentionRule,
+    RetentionVerdict,
+    load_retention,
+    retention_verdict,
+)
 from bus.attachments._rules import (
     ByteRange,
     RangeNotSatisfiable,
@@ -48,32 +69,54 @@ from bus.attachments._rules import (
     submission_problems,
 )
 from bus.attachments._s3 import S3AttachmentStore
+from bus.attachments._sweep import (
+    SweepReport,
+    Swept,
+    deletions,
+    due_candidates,
+    sweep_attachments,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_MEDIA_TYPE",
+    "DEFAULT_RETENTION_PATH",
     "URI_PREFIX",
     "AttachmentNotFound",
     "AttachmentStore",
     "AttachmentTooLarge",
     "ByteRange",
+    "Deletion",
     "DigestMismatch",
     "FetchOutcome",
     "FileCheck",
+    "KindRetention",
     "MemoryAttachmentStore",
+    "MessageRef",
+    "OutsideTransaction",
     "PostgresAttachmentStore",
     "RangeNotSatisfiable",
     "RefRole",
     "Reference",
+    "RetentionPeriod",
+    "RetentionPolicy",
+    "RetentionRule",
+    "RetentionVerdict",
     "S3AttachmentStore",
     "Stored",
     "StoredAttachment",
+    "SweepReport",
+    "Swept",
     "attachment_uri",
     "bus_attachments",
     "check_attachment_files",
     "check_submission",
+    "deletions",
     "delivery_role",
+    "due_candidates",
     "is_sha256",
+    "last_deletion",
+    "load_retention",
     "parse_range",
     "possessed",
     "readers",
@@ -81,6 +124,9 @@ __all__ = [
     "record_references",
     "record_upload",
     "references",
+    "retention_verdict",
     "sha256_of_uri",
+    "store_from_settings",
     "submission_problems",
+    "sweep_attachments",
 ]

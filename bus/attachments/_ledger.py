@@ -10,23 +10,33 @@ delivered to it, never because it named itself somewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
-from bus.attachments._port import AttachmentStore, StoredAttachment
+import asyncpg
+
+from bus.attachments._port import AttachmentNotFound, AttachmentStore, StoredAttachment
+from bus.attachments._retention import MessageRef, RetentionVerdict
 from bus.attachments._rules import (
     Reference,
     RefRole,
     bus_attachments,
     submission_problems,
 )
-from bus.db import Executor
-from bus.errors import Problem
+from bus.db import Conn, Executor
+from bus.errors import CasebusError, Problem
 from bus.models import Envelope
 
 __all__ = [
+    "Deletion",
     "FetchOutcome",
+    "OutsideTransaction",
     "check_submission",
+    "deletion_from_row",
+    "last_deletion",
     "possessed",
     "record_fetch",
     "record_references",
@@ -38,27 +48,71 @@ FetchOutcome = Literal["allowed", "refused"]
 """Whether a fetch came from a party (answered) or was refused (403)."""
 
 
-async def record_upload(db: Executor, sha256: str, agency_id: str) -> None:
-    """``agency_id`` uploaded the bytes ``sha256`` (it holds them, so it may refer to them)."""
-    await db.execute(
-        "INSERT INTO attachment_uploads (sha256, agency_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        bytes.fromhex(sha256),
-        agency_id,
-    )
+class OutsideTransaction(CasebusError, ValueError):
+    """A check that only holds inside a transaction was called outside one."""
+
+
+@contextlib.asynccontextmanager
+async def _transaction(db: Executor) -> AsyncIterator[Conn]:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+    else:
+        async with db.transaction():
+            yield db
+
+
+async def record_upload(
+    db: Executor, sha256: str, agency_id: str, *, store: AttachmentStore | None = None
+) -> None:
+    """``agency_id`` uploaded the bytes ``sha256``: it holds them, so it may refer to them, and
+    the file's grace period (``deploy/attachment-retention.yaml``) starts again.
+
+    With ``store`` the bytes are looked for once more, under the file's row lock. A store that
+    finds an upload's bytes already stored keeps the old copy, and a retention sweep may delete
+    that copy before this record is written: then AttachmentNotFound, nothing is recorded, and
+    the department must upload again. Once this commits, the grace period protects the file."""
+    key = bytes.fromhex(sha256)
+    async with _transaction(db) as conn:
+        await conn.execute(
+            """INSERT INTO attachment_files (sha256) VALUES ($1) ON CONFLICT (sha256)
+               DO UPDATE SET state = 'stored', last_uploaded_at = now()""",
+            key,
+        )
+        if store is not None and await store.stat(sha256) is None:
+            raise AttachmentNotFound(
+                f"attachment {sha256} was deleted by the retention sweep during the upload"
+            )
+        await conn.execute(
+            "INSERT INTO attachment_uploads (sha256, agency_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING",
+            key,
+            agency_id,
+        )
 
 
 async def record_references(db: Executor, envelope: Envelope, agency_id: str, role: RefRole) -> int:
     """``agency_id`` holds ``envelope`` (as ``role``): it may read each bus-store attachment
     the envelope carries. The number of attachments recorded."""
     rows = [
-        (bytes.fromhex(a.sha256), agency_id, envelope.message_id, envelope.case_id, role)
+        (
+            bytes.fromhex(a.sha256),
+            agency_id,
+            envelope.message_id,
+            envelope.case_id,
+            role,
+            envelope.kind,
+            envelope.sent_at,
+        )
         for _, a, named in bus_attachments(envelope)
         if named == a.sha256
     ]
     if rows:
+        # kind and sent_at: the file's retention runs from them (bus.attachments._retention).
         await db.executemany(
-            """INSERT INTO attachment_refs (sha256, agency_id, message_id, case_id, role)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+            """INSERT INTO attachment_refs
+               (sha256, agency_id, message_id, case_id, role, kind, sent_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
             rows,
         )
     return len(rows)
@@ -89,14 +143,94 @@ async def possessed(db: Executor, agency_id: str, hashes: Iterable[str]) -> set[
 
 
 async def check_submission(
-    db: Executor, store: AttachmentStore, agency_id: str, envelope: Envelope
+    db: Conn, store: AttachmentStore, agency_id: str, envelope: Envelope
 ) -> list[Problem]:
     """Every problem with the bus-store attachments ``agency_id`` refers to in ``envelope``
-    (see :func:`bus.attachments.submission_problems`)."""
-    wanted = {a.sha256 for _, a, named in bus_attachments(envelope) if named == a.sha256}
-    stored: dict[str, StoredAttachment | None] = {h: await store.stat(h) for h in wanted}
+    (see :func:`bus.attachments.submission_problems`).
+
+    Call it inside the transaction that then records the submission's references
+    (:func:`record_references`); OutsideTransaction otherwise. It locks each file's row FOR
+    SHARE until that transaction ends, and the retention sweep deletes a file only while it
+    holds the same row FOR UPDATE: so either the sweep went first and this check sees the file
+    deleted, or the reference is committed before the sweep looks and keeps the file (see
+    :mod:`bus.attachments._sweep` for why a lock rather than a second look)."""
+    if not db.is_in_transaction():
+        raise OutsideTransaction(
+            "check_submission must run in the transaction that records the references: "
+            "outside it, the retention sweep could delete a file between check and reference"
+        )
+    wanted = sorted({a.sha256 for _, a, named in bus_attachments(envelope) if named == a.sha256})
+    rows = await db.fetch(
+        "SELECT sha256, state FROM attachment_files WHERE sha256 = ANY($1)"
+        " ORDER BY sha256 FOR SHARE",
+        [bytes.fromhex(h) for h in wanted],
+    )
+    tombstones = {bytes(r["sha256"]).hex() for r in rows if r["state"] == "deleted"}
+    stored: dict[str, StoredAttachment | None] = {
+        h: None if h in tombstones else await store.stat(h) for h in wanted
+    }
     mine = await possessed(db, agency_id, wanted)
-    return submission_problems(envelope, stored, mine)
+    deleted: dict[str, str] = {}
+    for h in sorted(tombstones & mine):
+        found = await last_deletion(db, h)
+        if found is not None:
+            deleted[h] = found.verdict.describe()
+    return submission_problems(envelope, stored, mine, deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A file the retention sweep deleted (a row of ``attachment_deletions``): what, why
+    (``verdict``), by whose sweep and when; ``size_bytes`` None when the store held no bytes."""
+
+    id: int
+    sha256: str
+    size_bytes: int | None
+    media_type: str | None
+    verdict: RetentionVerdict
+    as_of: datetime
+    operator: str
+    db_role: str
+    deleted_at: datetime
+
+
+def deletion_from_row(row: asyncpg.Record) -> Deletion:
+    """A :class:`Deletion` from a row of ``attachment_deletions``."""
+    message = None
+    if row["message_id"] is not None:
+        message = MessageRef(str(row["message_id"]), row["message_kind"], row["message_sent_at"])
+    verdict = RetentionVerdict(
+        expires_at=row["expired_at"],
+        rule=row["rule"],
+        retention_days=row["retention_days"],
+        message=message,
+        newest_message_at=row["newest_message_at"],
+        references=row["references_count"],
+        last_uploaded_at=row["last_uploaded_at"],
+    )
+    return Deletion(
+        id=row["id"],
+        sha256=bytes(row["sha256"]).hex(),
+        size_bytes=row["size_bytes"],
+        media_type=row["media_type"],
+        verdict=verdict,
+        as_of=row["as_of"],
+        operator=row["operator"],
+        db_role=row["db_role"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+async def last_deletion(db: Executor, sha256: str) -> Deletion | None:
+    """The latest deletion of the file ``sha256`` while it is deleted; None when it was never
+    deleted or was uploaded again since."""
+    row = await db.fetchrow(
+        """SELECT d.* FROM attachment_deletions d
+           JOIN attachment_files f ON f.sha256 = d.sha256 AND f.state = 'deleted'
+           WHERE d.sha256 = $1 ORDER BY d.id DESC LIMIT 1""",
+        bytes.fromhex(sha256),
+    )
+    return None if row is None else deletion_from_row(row)
 
 
 async def record_fetch(

@@ -52,6 +52,11 @@ class MemoryAttachmentStore:
         found = self._blobs.get(sha256)
         return None if found is None else found[0]
 
+    async def delete(self, sha256: str) -> StoredAttachment | None:
+        """See :meth:`bus.attachments.AttachmentStore.delete`."""
+        found = self._blobs.pop(sha256, None)
+        return None if found is None else found[0]
+
     async def read(
         self, sha256: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:

@@ -169,6 +169,13 @@ class AttachmentStore(Protocol):
         of bounded size; AttachmentNotFound when there is none."""
         ...
 
+    async def delete(self, sha256: str) -> StoredAttachment | None:
+        """Remove the document for good: what was removed, or None when nothing was stored
+        (so deleting twice is harmless). Only the retention sweep calls it, holding the lock
+        that keeps a submission from referring to the file meanwhile
+        (:func:`bus.attachments.sweep_attachments`); a reader half-way through may fail."""
+        ...
+
     async def aclose(self) -> None:
         """Let go of what the store holds open (connections of its own); idempotent."""
         ...

@@ -20,7 +20,7 @@ from bus.attachments._port import (
     StoredAttachment,
     rechunk,
 )
-from bus.errors import ConfigError
+from bus.errors import ConfigError, TransportError
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "PostgresAttachmentStore"]
 
@@ -91,7 +91,7 @@ class PostgresAttachmentStore:
                     raise _AlreadyStored
         except _AlreadyStored:
             existing = await self.stat(sha256)
-            if existing is None:  # pragma: no cover - blobs are never deleted by the service
+            if existing is None:  # deleted by a retention sweep meanwhile
                 raise AttachmentNotFound(f"attachment {sha256} vanished") from None
             return Stored(existing, created=False)
         return Stored(StoredAttachment(sha256, hasher.size_bytes, media_type), created=True)
@@ -104,6 +104,28 @@ class PostgresAttachmentStore:
         row = await self._pool().fetchrow(_STAT, bytes.fromhex(sha256))
         if row is None:
             return None
+        return StoredAttachment(sha256, row["size_bytes"], row["media_type"])
+
+    async def delete(self, sha256: str) -> StoredAttachment | None:
+        """See :meth:`bus.attachments.AttachmentStore.delete`: the blob row and its chunks in
+        one transaction. Needs the owner's role: the adapters' may not delete a case file."""
+        try:
+            async with self._pool().acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    "DELETE FROM attachment_blobs WHERE sha256 = $1"
+                    " RETURNING id, size_bytes, media_type",
+                    bytes.fromhex(sha256),
+                )
+                if row is None:
+                    return None
+                await conn.execute("DELETE FROM attachment_chunks WHERE blob_id = $1", row["id"])
+        except asyncpg.InsufficientPrivilegeError as e:
+            raise TransportError(
+                f"cannot delete attachment {sha256}: {e}; only the retention sweep deletes "
+                "case files (`casebus attachments sweep`, as the role owning the tables: "
+                "CASEBUS_DATABASE_URL)",
+                retriable=False,
+            ) from e
         return StoredAttachment(sha256, row["size_bytes"], row["media_type"])
 
     async def read(

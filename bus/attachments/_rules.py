@@ -55,12 +55,16 @@ def submission_problems(
     envelope: Envelope,
     stored: Mapping[str, StoredAttachment | None],
     possessed: Iterable[str],
+    deleted: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """Every bus-store attachment of ``envelope`` its sender may not refer to: a URI whose hash
     is not the attachment's, bytes not in the store (or uploaded by someone else, whose file the
-    sender may not read), or another size than stored. ``stored`` maps each hash to what the
-    store holds; ``possessed`` are the hashes the sender uploaded or may read already."""
+    sender may not read), bytes the retention sweep deleted, or another size than stored.
+    ``stored`` maps each hash to what the store holds; ``possessed`` are the hashes the sender
+    uploaded or may read already; ``deleted`` maps each deleted hash the sender may know of to
+    the retention rule that allowed its deletion, in a sentence."""
     mine = frozenset(possessed)
+    gone = deleted or {}
     problems: list[Problem] = []
     for i, attachment, named in bus_attachments(envelope):
         path = f"attachments[{i}]"
@@ -76,7 +80,19 @@ def submission_problems(
             )
             continue
         found = stored.get(attachment.sha256)
-        if found is None or attachment.sha256 not in mine:
+        why = gone.get(attachment.sha256)
+        if found is None and why is not None and attachment.sha256 in mine:
+            problems.append(
+                Problem(
+                    path=f"{path}.sha256",
+                    rule="attachment_deleted",
+                    message=f"attachment {attachment.name!r} was deleted when {why} expired; "
+                    "upload it again (POST /v1/attachments) to refer to it",
+                    value=attachment.sha256,
+                    message_zh="附件已因保存期限届满被删除，如需引用请重新上传",
+                )
+            )
+        elif found is None or attachment.sha256 not in mine:
             problems.append(
                 Problem(
                     path=f"{path}.sha256",

@@ -235,7 +235,7 @@ class S3AttachmentStore:
             await asyncio.shield(self._delete(staging))
         if copied.status_code == 412:
             existing = await self.stat(sha256)
-            if existing is None:  # pragma: no cover - blobs are never deleted by the service
+            if existing is None:  # deleted by a retention sweep between the two requests
                 raise AttachmentNotFound(f"attachment {sha256} vanished")
             return Stored(existing, created=False)
         return Stored(StoredAttachment(sha256, hasher.size_bytes, media_type), created=True)
@@ -263,6 +263,13 @@ class S3AttachmentStore:
             return None
         media_type = response.headers.get("content-type", "application/octet-stream")
         return StoredAttachment(sha256, int(response.headers["content-length"]), media_type)
+
+    async def delete(self, sha256: str) -> StoredAttachment | None:
+        """See :meth:`bus.attachments.AttachmentStore.delete`. S3 answers 204 whether or not
+        the object was there, so it is looked at first to say what went."""
+        found = await self.stat(sha256)
+        await self._send(self._request("DELETE", self._blob(sha256)), ok=(200, 204, 404))
+        return found
 
     async def read(
         self, sha256: str, *, start: int = 0, end: int | None = None

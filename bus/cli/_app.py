@@ -47,6 +47,7 @@ GROUPS: dict[str, Group] = {
         "bus.cli.asyncapi",
         "Print the AsyncAPI 3.0 document of the bus (topics, kinds, who may send what).",
     ),
+    "attachments": Group("bus.cli.attachments", "Case files (attachments): retention."),
     "audit": Group("bus.cli.audit", "The tamper-evident audit log."),
     "console": Group("bus.cli.console", "The ops console (HTML)."),
     "db": Group("bus.cli.db", "Database schema."),
