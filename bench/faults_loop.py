@@ -43,6 +43,13 @@ def _name(case: ET.Element) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50, help="times each test runs")
+    parser.add_argument(
+        "--stop-on-failure",
+        action="store_true",
+        help="stop at the first failed run, leaving the broker, its logs and the test's "
+        "tmp_path as the failure left them (to read why, not to count)",
+    )
+    parser.add_argument("-k", dest="keyword", help="pytest -k: only the runs it selects")
     parser.add_argument("tests", nargs="*", default=DEFAULT_TESTS, help="pytest node ids")
     args = parser.parse_args()
     report = Path(tempfile.mkdtemp(prefix="faults-loop-")) / "junit.xml"
@@ -59,6 +66,8 @@ def main() -> int:
         "no:cacheprovider",
         "--timeout=600",
         f"--junitxml={report}",
+        *(["-x"] if args.stop_on_failure else []),
+        *(["-k", args.keyword] if args.keyword else []),
     ]
     subprocess.run(cmd, cwd=REPO_ROOT, stdout=sys.stderr, check=False)
     runs: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # runs passed dup lost other
