@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import REGISTRY
 
 from bus.router import eos
 from bus.settings import Settings
@@ -71,9 +72,13 @@ async def test_a_consumer_joining_while_offsets_are_pending_starts_after_them(
         first = asyncio.create_task(consumer.getone())
         await asyncio.sleep(3)
         assert not first.done(), f"read offset {first.result().offset} while offsets pended"
+        # ... and how long it has waited is exported (CasebusRouterOffsetsStuck alerts on it).
+        waited = REGISTRY.get_sample_value("casebus_router_offsets_unstable_seconds")
+        assert waited is not None and 1.5 <= waited <= 30, waited
         await owner.commit_transaction()
         record = await asyncio.wait_for(first, 30)
         assert record.offset == 6
+        assert REGISTRY.get_sample_value("casebus_router_offsets_unstable_seconds") == 0
     finally:
         await consumer.stop()
         await owner.stop()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bus.settings import REPO_ROOT
+from bus.settings import REPO_ROOT, Settings
 
 PROMETHEUS = REPO_ROOT / "deploy" / "prometheus"
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "casebus.json"
@@ -119,6 +119,7 @@ def test_delivery_rules_cover_every_delivery_health_signal() -> None:
         "casebus_adapter_deliveries_late",  # adapter deliveries late
         "casebus_audit_monitor_failed",  # audit monitor failed
         "changes(casebus_audit_monitor_tree_size",  # checkpoint age
+        "casebus_router_offsets_unstable_seconds",  # a hanging transaction stalls a partition
     ):
         assert metric in exprs, metric
 
@@ -170,3 +171,20 @@ def test_an_alert_fires_when_the_audit_log_goes_unwitnessed_and_one_when_the_bus
         "casebus_audit_witness_fail_closed_after_seconds",
     }
     assert refusing["labels"]["severity"] == "critical"
+
+
+def test_the_stuck_offsets_alert_waits_past_any_transaction_the_broker_would_end_itself() -> None:
+    # Issue #14: offsets pend normally for moments, and for up to the transaction timeout after
+    # a router dies mid-commit (the broker then aborts). Only past that is it a hanging
+    # transaction an operator must end, and the alert must not cry wolf before.
+    doc = yaml.safe_load((PROMETHEUS / "delivery-rules.yaml").read_text(encoding="utf-8"))
+    rules = {r.get("alert"): r for g in doc["groups"] for r in g["rules"]}
+    stuck = rules["CasebusRouterOffsetsStuck"]
+    threshold = re.fullmatch(
+        r"max\(casebus_router_offsets_unstable_seconds\) > (\d+)", stuck["expr"]
+    )
+    assert threshold is not None
+    timeout = Settings.model_fields["router_transaction_timeout_s"].default
+    assert int(threshold[1]) >= 4 * timeout, (threshold[1], timeout)
+    assert stuck["labels"]["severity"] == "critical"
+    assert "kafka-transactions.sh" in stuck["annotations"]["description"]

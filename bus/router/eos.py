@@ -57,6 +57,8 @@ from aiokafka.protocol.types import (
 )
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from bus.router import metrics
+
 __all__ = [
     "FencedTxnOffsetCommitHandler",
     "GroupMembership",
@@ -189,22 +191,26 @@ class StableGroupCoordinator(GroupCoordinator):  # type: ignore[misc]
             # aiokafka's fetch_committed_offsets waits its retry backoff and asks again.
             self._note_unstable(unstable)
             raise UnstableOffsetCommitError(f"pending transactional offsets on {unstable}")
-        self._unstable_since = None
+        if self._unstable_since is not None:
+            self._unstable_since = None
+            metrics.OFFSETS_UNSTABLE.set(0)
         return offsets
 
     _unstable_since: float | None = None
     _unstable_logged: float = 0.0
 
     def _note_unstable(self, unstable: list[TopicPartition]) -> None:
-        """Say so once, then every 10 s with how long: a transaction normally settles within
-        moments, and offsets pending for longer than the transaction timeout are a stall an
-        operator must see (one broker restart of a hundred left a partition so; #14)."""
+        """Say so once, then every 10 s with how long, and export how long: a transaction
+        normally settles within moments, and offsets pending for longer than the transaction
+        timeout are a hanging transaction an operator must see and abort (one broker restart
+        of 750 in the fault loops left a partition so; #14; see CasebusRouterOffsetsStuck)."""
         now = time.monotonic()
         names = [f"{t.topic}/{t.partition}" for t in unstable]
         if self._unstable_since is None:
             self._unstable_since = self._unstable_logged = now
             log.info("router.offsets_unstable", partitions=names)
-        elif now - self._unstable_logged >= 10.0:
+        metrics.OFFSETS_UNSTABLE.set(now - self._unstable_since)
+        if now - self._unstable_logged >= 10.0:
             self._unstable_logged = now
             log.warning(
                 "router.offsets_unstable_for",

@@ -10,6 +10,7 @@ __all__ = [
     "LAG",
     "LATENCY",
     "MESSAGES",
+    "OFFSETS_UNSTABLE",
     "RETRIES",
     "SIGNED_AT",
     "UNWITNESSED",
@@ -32,6 +33,13 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 LAG = Gauge("casebus_router_consumer_lag", "Records not yet routed, by partition.", ["partition"])
+OFFSETS_UNSTABLE = Gauge(
+    "casebus_router_offsets_unstable_seconds",
+    "How long the router has been waiting for a submit partition's committed offset to settle "
+    "(Kafka answers UNSTABLE_OFFSET_COMMIT while a transaction that committed offsets for it "
+    "is open); 0 when it waits for none. Past the transaction timeout it is a hanging "
+    "transaction: see CasebusRouterOffsetsStuck.",
+)
 RETRIES = Counter("casebus_router_retries_total", "Audit or delivery attempts retried.", ["stage"])
 SIGNED_AT = Gauge(
     "casebus_audit_signed_checkpoint_timestamp_seconds",
