@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from portkit import ephemeral_low, free_port_run, port_free
+
 __all__ = ["SEAWEEDFS_VERSION", "S3Server", "seaweedfs", "weed_binary"]
 
 SEAWEEDFS_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
@@ -73,19 +75,15 @@ def weed_binary() -> Path:
 
 
 def _free_ports(n: int) -> list[int]:
-    """``n`` ports free on 127.0.0.1 whose +10000 (SeaweedFS's gRPC ports) are free too."""
+    """``n`` ports free on 127.0.0.1 whose +10000 (SeaweedFS's gRPC ports) are free too, all
+    below the kernel's ephemeral range: probing a port there before its server listens can be
+    answered by a self-connect, which then holds the port the server is about to bind
+    (tests/portkit.py)."""
     ports: list[int] = []
     while len(ports) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port > 55000 or port in ports:
+        port = free_port_run(1)
+        if port + 10_000 >= ephemeral_low() or port in ports or not port_free(port + 10_000):
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
         ports.append(port)
     return ports
 
