@@ -101,7 +101,10 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         (t, p)
         for t in (*AUDIT, "router_accepted", "dead_letter_bodies")
         for p in ("SELECT", "INSERT")
-    },
+    }
+    # Who holds which stored file (0015): a submission straight to Kafka may refer only to one
+    # its sender uploaded or holds a reference to.
+    | {("attachment_uploads", "SELECT"), ("attachment_refs", "SELECT")},
     "casebus_sla": REGISTRY | OUTBOX_INBOX,
     # The audit log's hashes and signed checkpoints (no case content) for the proofs of a
     # department's own messages; their entries only through casebus_message_audit (0021).

@@ -36,6 +36,7 @@ __all__ = [
     "OutsideTransaction",
     "check_submission",
     "deletion_from_row",
+    "held",
     "last_deletion",
     "possessed",
     "record_fetch",
@@ -130,16 +131,29 @@ async def references(db: Executor, sha256: str) -> list[Reference]:
 
 async def possessed(db: Executor, agency_id: str, hashes: Iterable[str]) -> set[str]:
     """Which of ``hashes`` ``agency_id`` uploaded or may read already."""
-    wanted = [bytes.fromhex(h) for h in set(hashes)]
+    return {h for _, h in await held(db, ((agency_id, h) for h in hashes))}
+
+
+async def held(db: Executor, claims: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which ``(agency_id, sha256)`` claims hold: the agency uploaded the file or may read it
+    already (the rule of :func:`possessed`, which asks this for one agency).
+
+    Several agencies' claims in one query, so the router checks a whole batch of submissions
+    with one round trip, inside its audit transaction. No claims, no query."""
+    wanted = sorted(set(claims))
     if not wanted:
         return set()
     rows = await db.fetch(
-        """SELECT sha256 FROM attachment_uploads WHERE agency_id = $1 AND sha256 = ANY($2)
-           UNION SELECT sha256 FROM attachment_refs WHERE agency_id = $1 AND sha256 = ANY($2)""",
-        agency_id,
-        wanted,
+        """SELECT w.agency_id, w.sha256
+             FROM unnest($1::text[], $2::bytea[]) AS w (agency_id, sha256)
+            WHERE EXISTS (SELECT 1 FROM attachment_uploads u
+                           WHERE u.sha256 = w.sha256 AND u.agency_id = w.agency_id)
+               OR EXISTS (SELECT 1 FROM attachment_refs r
+                           WHERE r.sha256 = w.sha256 AND r.agency_id = w.agency_id)""",
+        [agency for agency, _ in wanted],
+        [bytes.fromhex(h) for _, h in wanted],
     )
-    return {bytes(r["sha256"]).hex() for r in rows}
+    return {(r["agency_id"], bytes(r["sha256"]).hex()) for r in rows}
 
 
 async def check_submission(

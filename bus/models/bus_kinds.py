@@ -45,6 +45,7 @@ NACK_CODES: Final = (
     "too_large",
     "undeliverable",
     "log_unwitnessed",
+    "attachment_not_held",
 )
 """The nack codes casebus emits today; the field stays an open string so new codes need no schema
 change."""

@@ -3,17 +3,24 @@ transaction, and the records to produce in one Kafka transaction (design §6, §
 
 The audit is idempotent per message and event: a batch planned again after a crash or a
 failed transaction appends nothing new and produces exactly what the log says was produced.
+
+A submission written straight to its submit topic skips its adapter's checks, so the one check
+that needs the attachment ledger is made again here: a message may refer to a file in the bus's
+store only if its sender uploaded it or may read it already, or its delivery would let the
+recipients download a file the sender never held (``attachment_not_held``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
+from bus.attachments import bus_attachments, held
 from bus.audit.events import decode_leaf, leaf_envelope
 from bus.audit.log import AuditLog, AuditRecord
 from bus.db import Conn
@@ -22,9 +29,18 @@ from bus.models import Envelope
 from bus.router.classify import UNWITNESSED, Verdict
 from bus.router.outputs import Outputs, Send
 
-__all__ = ["BatchPlan", "plan_batch"]
+__all__ = [
+    "ATTACHMENT_NOT_HELD",
+    "BatchPlan",
+    "attachment_claims",
+    "not_held_problems",
+    "plan_batch",
+]
 
 log = structlog.get_logger("casebus.router")
+
+ATTACHMENT_NOT_HELD: Final = "attachment_not_held"
+"""The code of a submission referring to a stored file its sender neither uploaded nor holds."""
 
 
 @dataclass(slots=True)
@@ -61,6 +77,7 @@ async def plan_batch(
     }
     for v in verdicts:
         _readmit_if_accepted_before(v, known)
+    await _refuse_attachments_not_held(conn, verdicts, known)
     seen_now: dict[object, Verdict] = {}
     first_pass: list[AuditRecord] = []
     nacks: dict[int, Envelope | None] = {}
@@ -168,6 +185,78 @@ def _readmit_if_accepted_before(v: Verdict, known: dict[object, Any]) -> None:
     prior = known.get(v.envelope.message_id)
     if prior is not None and bytes(prior["value_sha256"]) == v.value_sha256:
         v.outcome, v.code, v.problems = "accept", None, []
+
+
+def attachment_claims(envelope: Envelope) -> list[tuple[int, str]]:
+    """``(index, sha256)`` of each attachment whose delivery lets its recipients read a file in
+    the bus's store: a bus-store URI naming the attachment's own hash, the references
+    :func:`bus.attachments.record_references` records. A malformed or mismatched bus URI
+    grants nothing, and any other URI is a department's own server, which the bus never
+    serves."""
+    return [(i, a.sha256) for i, a, named in bus_attachments(envelope) if named == a.sha256]
+
+
+def not_held_problems(envelope: Envelope, holding: Collection[tuple[str, str]]) -> list[Problem]:
+    """A problem for each of ``envelope``'s claims (:func:`attachment_claims`) its sender does
+    not hold; ``holding`` are the ``(agency_id, sha256)`` pairs known to hold (uploaded, or a
+    reference already). The rule is the adapter's at submit (``attachment_not_uploaded``):
+    knowing a hash is not enough to get the file."""
+    problems = []
+    for i, sha256 in attachment_claims(envelope):
+        if (envelope.sender, sha256) in holding:
+            continue
+        name = envelope.attachments[i].name
+        problems.append(
+            Problem(
+                f"attachments[{i}].sha256",
+                ATTACHMENT_NOT_HELD,
+                f"attachment {name!r} refers to a file in the bus's store that "
+                f"{envelope.sender} neither uploaded nor may read "
+                "(upload it through the adapter, POST /v1/attachments, first)",
+                sha256,
+                "附件所指文件既非发送单位上传，发送单位也无权读取，请先通过适配器上传附件",
+            )
+        )
+    return problems
+
+
+async def _refuse_attachments_not_held(
+    conn: Conn, verdicts: list[Verdict], known: dict[object, Any]
+) -> None:
+    """Refuse each new accepted submission referring to a stored file its sender does not
+    hold, with one query for the whole batch and none when no submission refers to one.
+
+    A message the log already accepted (in ``known``) is not checked again: a batch planned
+    again after a crash, or the sender's duplicate, goes on as the log says it went, whatever
+    the ledger says now. A message the log refused may be accepted when sent again once its
+    sender holds the file, as any refused message may."""
+    checked = [
+        (v, v.envelope)
+        for v in verdicts
+        if v.outcome == "accept"
+        and v.envelope is not None
+        and v.envelope.message_id not in known
+        and attachment_claims(v.envelope)
+    ]
+    if not checked:
+        return
+    holding = await held(
+        conn, ((env.sender, sha256) for _, env in checked for _, sha256 in attachment_claims(env))
+    )
+    for v, env in checked:
+        problems = not_held_problems(env, holding)
+        if not problems:
+            continue
+        v.outcome, v.code, v.problems = "reject", ATTACHMENT_NOT_HELD, problems
+        log.warning(
+            "router.security_event",
+            event_type=ATTACHMENT_NOT_HELD,
+            message_id=str(env.message_id),
+            case_id=env.case_id,
+            kind=env.kind,
+            sender=env.sender,
+            attachments=[p.value for p in problems],
+        )
 
 
 async def keep_bodies_by_digest(conn: Conn, verdicts: list[Verdict]) -> None:
