@@ -25,14 +25,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from adapterkit import adapters_in_process
 from s3kit import S3Server, seaweedfs
 
 from adapters import enforcement, regulators
-from adapters._framework.auth import create_token
-from adapters._framework.config import AdapterConfig, AgencyEndpoint
-from adapters._framework.service import AdapterService
 from adapters.regulators.testing import clue_handover
-from bus.agencies import load_registry
 from bus.attachments import (
     AttachmentStore,
     OutsideTransaction,
@@ -49,10 +46,7 @@ from bus.attachments import (
     sweep_attachments,
 )
 from bus.models import PAYLOAD_MODELS, Attachment, Envelope
-from bus.provision import ensure_registered
-from bus.registry import sync_agencies
 from bus.settings import Settings
-from bus.signing import write_keypair
 from bus.testing import Party, make_party
 
 pytestmark = pytest.mark.integration
@@ -449,42 +443,12 @@ class Api:
 @pytest.fixture
 async def api(settings: Settings, tmp_path: Path) -> AsyncIterator[Api]:
     """The regulators' and the enforcement adapters (no Kafka parts), each as its own role."""
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    services: list[AdapterService] = []
-    clients: dict[str, httpx.AsyncClient] = {}
-    try:
-        async with pool.acquire() as conn:
-            await sync_agencies(conn, load_registry(settings.agencies_file))
-        tokens = {a: await create_token(pool, a) for a in (PLANNING, MARKET, BUREAU)}
-        kinds = {
-            "regulators": (regulators, (PLANNING, MARKET)),
-            "enforcement": (enforcement, (BUREAU,)),
-        }
-        for kind, (module, agencies) in kinds.items():
-            endpoints = tuple(
-                AgencyEndpoint(agency_id=a, key_file=write_keypair(a, tmp_path / a).private_key)
-                for a in agencies
-            )
-            config = AdapterConfig(adapter_kind=kind, agencies=endpoints)
-            service = module.build_service(
-                settings.for_service(config.service), config, run_relay=False, run_readers=False
-            )
-            async with pool.acquire() as conn:
-                await ensure_registered(conn, registry=None, keys=service.own_keys)
-            await service.start()
-            services.append(service)
-            app = module.create_app(service, manage_service=False)
-            client = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=f"http://{kind}"
-            )
-            clients |= {a: client for a in agencies}
-        yield Api(pool, clients, tokens)
-    finally:
-        for client in set(clients.values()):
-            await client.aclose()
-        for service in services:
-            await service.stop()
-        await pool.close()
+    kinds = {
+        "regulators": (regulators, (PLANNING, MARKET)),
+        "enforcement": (enforcement, (BUREAU,)),
+    }
+    async with adapters_in_process(settings, tmp_path, kinds) as running:
+        yield Api(running.pool, running.clients, running.tokens)
 
 
 async def owner_sweep(api: Api, at: datetime) -> SweepReport:

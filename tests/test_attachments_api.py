@@ -17,12 +17,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from adapterkit import adapters_in_process
 from s3kit import seaweedfs
 
 from adapters import enforcement, police, procuratorate, regulators
 from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
-from adapters._framework.service import AdapterService
 from adapters.regulators.testing import attachment, clue_handover
 from bus.agencies import load_registry
 from bus.attachments import S3AttachmentStore, attachment_uri, delivery_role, record_references
@@ -68,47 +68,14 @@ async def adapters(settings: Settings, tmp_path: Path) -> AsyncIterator[Adapters
     """The enforcement, police, procuratorate and regulators adapters (no Kafka parts), each
     connecting as its own role, with a small attachment limit."""
     small = settings.model_copy(update={"attachment_max_bytes": MAX_BYTES})
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    services: list[AdapterService] = []
-    clients: dict[str, httpx.AsyncClient] = {}
-    try:
-        async with pool.acquire() as conn:
-            await sync_agencies(conn, load_registry(settings.agencies_file))
-        tokens = {a: await create_token(pool, a) for a in (BUREAU, POLICE, PROCURATORATE)}
-        tokens |= {a: await create_token(pool, a) for a in (PLANNING, MARKET)}
-        kinds = {
-            "enforcement": (enforcement, (BUREAU,)),
-            "police": (police, (POLICE,)),
-            "procuratorate": (procuratorate, (PROCURATORATE,)),
-            "regulators": (regulators, (PLANNING, MARKET)),
-        }
-        for kind, (module, agencies) in kinds.items():
-            endpoints = tuple(
-                AgencyEndpoint(
-                    agency_id=a, key_file=write_keypair(a, tmp_path / kind / a).private_key
-                )
-                for a in agencies
-            )
-            config = AdapterConfig(adapter_kind=kind, agencies=endpoints)
-            service = module.build_service(
-                small.for_service(config.service), config, run_relay=False, run_readers=False
-            )
-            async with pool.acquire() as conn:  # the operator registers the agencies' keys
-                await ensure_registered(conn, registry=None, keys=service.own_keys)
-            await service.start()
-            services.append(service)
-            app = module.create_app(service, manage_service=False)
-            client = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url=f"http://{kind}"
-            )
-            clients |= {a: client for a in agencies}
-        yield Adapters(pool, clients, tokens)
-    finally:
-        for client in set(clients.values()):
-            await client.aclose()
-        for service in services:
-            await service.stop()
-        await pool.close()
+    kinds = {
+        "enforcement": (enforcement, (BUREAU,)),
+        "police": (police, (POLICE,)),
+        "procuratorate": (procuratorate, (PROCURATORATE,)),
+        "regulators": (regulators, (PLANNING, MARKET)),
+    }
+    async with adapters_in_process(small, tmp_path, kinds) as running:
+        yield Adapters(running.pool, running.clients, running.tokens)
 
 
 def blob(size: int, seed: int = 0) -> bytes:
