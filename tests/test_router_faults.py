@@ -15,10 +15,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from buskit import Bus, receipt_payload
 
 from bus.inbox import InboxReader
 from bus.models import Envelope
+from bus.router.service import discard_producer
 from bus.settings import REPO_ROOT, Settings
 from bus.testing import Party
 
@@ -248,6 +250,33 @@ async def test_broker_restart_under_load_loses_nothing(bus: Bus, tmp_path: Path,
         await _check_exactly_once_in_order(bus, sent)
     finally:
         _stop(router)
+
+
+@pytest.mark.timeout(300)
+async def test_a_producer_discarded_while_the_broker_is_down_leaves_nothing_running(
+    bus: Bus,
+) -> None:
+    # aiokafka's stop() waits to flush what the broker never took; a wait_for that gives up
+    # leaves the old producer's sender running, to send its transaction's requests under the
+    # id its successor took over once the broker is back (#14). discard_producer ends it.
+    topic = bus.settings.topic_dead()
+    producer = AIOKafkaProducer(
+        **bus.settings.kafka_client_options(),
+        transactional_id=f"{bus.settings.topic_prefix}.discard-probe",
+        enable_idempotence=True,
+        acks="all",
+    )
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        await (await producer.send(topic, b"acknowledged"))
+        await asyncio.to_thread(_local, "down", "kafka")
+        await producer.send(topic, b"never acknowledged")
+        await discard_producer(producer, timeout_s=2)
+        sender = producer._sender.sender_task
+        assert sender.done(), "the discarded producer's sender still runs"
+    finally:
+        await asyncio.to_thread(_local, "up")  # always: the rest of the session needs it
 
 
 @pytest.mark.timeout(300)

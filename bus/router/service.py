@@ -42,7 +42,7 @@ from bus.settings import Settings
 from bus.signing import Ed25519Signer, KeyStore
 from bus.topics import submit_topics
 
-__all__ = ["Router"]
+__all__ = ["Router", "discard_producer"]
 
 log = structlog.get_logger("casebus.router")
 
@@ -402,8 +402,7 @@ class Router:
             if not committing:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.abort_transaction(), 10)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 10)
+            await discard_producer(producer, timeout_s=10)
             await asyncio.sleep(random.uniform(0.5, 1.5))
             self._producer = await self._start_producer_with_retry()
             return False
@@ -503,6 +502,32 @@ class Router:
             with contextlib.suppress(Exception):
                 position = await consumer.position(tp)
                 metrics.LAG.labels(partition=str(tp.partition)).set(max(0, high - position))
+
+
+async def discard_producer(producer: AIOKafkaProducer, *, timeout_s: float) -> None:
+    """Close a producer that is being replaced, and make sure nothing of it lives on.
+
+    aiokafka's ``stop()`` first waits for every pending batch to be flushed; with the broker
+    away that never happens, and a ``wait_for`` that gives up cancels ``stop()`` there, before
+    it cancels the sender task: the old producer keeps running, and when the broker comes back
+    it sends its batches and its transaction's requests (AddOffsetsToTxn, TxnOffsetCommit,
+    EndTxn) under the transactional id the new producer has just taken over. The epoch bump
+    fences most of that, but a transaction's outcome must not depend on which of the two
+    reaches the coordinator first (#14). So after a stop that did not finish, the sender task
+    is cancelled and the connections closed here."""
+    try:
+        await asyncio.wait_for(producer.stop(), timeout_s)
+        return
+    except Exception as e:  # TimeoutError, or whatever the half-dead producer raises
+        log.warning("router.producer_discarded", error=repr(e), stop_timeout_s=timeout_s)
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, timeout_s)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.client.close(), timeout_s)
 
 
 # What Kafka refuses whatever the retry: the record or the topic is the problem, not the moment.
