@@ -231,19 +231,19 @@ async def _refuse_attachments_not_held(
     the ledger says now. A message the log refused may be accepted when sent again once its
     sender holds the file, as any refused message may."""
     checked = [
-        (v, v.envelope)
+        (v, v.envelope, claims)
         for v in verdicts
         if v.outcome == "accept"
         and v.envelope is not None
         and v.envelope.message_id not in known
-        and attachment_claims(v.envelope)
+        and (claims := attachment_claims(v.envelope))
     ]
     if not checked:
         return
     holding = await held(
-        conn, ((env.sender, sha256) for _, env in checked for _, sha256 in attachment_claims(env))
+        conn, ((env.sender, sha256) for _, env, claims in checked for _, sha256 in claims)
     )
-    for v, env in checked:
+    for v, env, _ in checked:
         problems = not_held_problems(env, holding)
         if not problems:
             continue
