@@ -78,28 +78,26 @@ def _start(
         return subprocess.Popen([str(exe), *proc.argv(keys)], env=env, stdout=out, stderr=out)
 
 
+_OTHER_CLIENTS = (
+    "SELECT usename FROM pg_stat_activity WHERE datname = current_database()"
+    " AND pid <> pg_backend_pid() AND usename IS NOT NULL"
+)
+
+
 async def _users_while_running(
     owner: asyncpg.Connection, child: subprocess.Popen[bytes], log: Path
 ) -> set[str]:
-    """The users of every other connection to this database once the child has connected."""
+    """The users of every other client connection to this database once the child has connected.
+
+    Only connections with a user count: an autovacuum worker on this database is listed there too,
+    with none (and ``backend_type``, which would say so, is hidden from a non-superuser).
+    """
     for _ in range(300):
         assert child.poll() is None, log.read_text()
-        users = {
-            r["usename"]
-            for r in await owner.fetch(
-                "SELECT usename FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        }
+        users = {r["usename"] for r in await owner.fetch(_OTHER_CLIENTS)}
         if users:
             await asyncio.sleep(1.0)  # let its other pools connect too, then look again
-            return users | {
-                r["usename"]
-                for r in await owner.fetch(
-                    "SELECT usename FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            }
+            return users | {r["usename"] for r in await owner.fetch(_OTHER_CLIENTS)}
         await asyncio.sleep(0.1)
     raise AssertionError(f"the process never connected: {log.read_text()}")
 
