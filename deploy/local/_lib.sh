@@ -18,6 +18,27 @@ PGDIR="$STATE/pg"
 log() { printf '[casebus local] %s\n' "$*" >&2; }
 die() { printf '[casebus local] error: %s\n' "$*" >&2; exit 1; }
 
+# The broker's runtime classpath (and Kafka's own tools'), resolved by Maven from
+# deploy/local/kafka/pom.xml into ~/.m2 once, and again when the pom changes.
+kafka_classpath() {
+  local cp_file="$KDIR/classpath-$KAFKA_VERSION.txt" pom="$REPO/deploy/local/kafka/pom.xml" jar missing=0 sum
+  sum="$(sha256sum "$pom" | cut -c1-16)"
+  if [ -s "$cp_file" ] && [ "$(cat "$cp_file.pom" 2>/dev/null)" = "$sum" ]; then
+    for jar in $(tr ':' ' ' < "$cp_file"); do [ -f "$jar" ] || { missing=1; break; }; done
+    [ "$missing" = 0 ] && { cat "$cp_file"; return; }
+  fi
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Kafka $KAFKA_VERSION from Maven Central"
+  command -v java >/dev/null || die "Java 17+ is needed to run Kafka"
+  mkdir -p "$KDIR"
+  log "resolving Kafka $KAFKA_VERSION and its runtime dependencies into ~/.m2 (once)"
+  mvn -q -B -f "$pom" dependency:build-classpath \
+      -Dkafka.version="$KAFKA_VERSION" -Dmdep.includeScope=runtime \
+      -Dmdep.outputFile="$cp_file.tmp" >&2 || die "Maven could not resolve Kafka $KAFKA_VERSION"
+  mv "$cp_file.tmp" "$cp_file"
+  echo "$sum" > "$cp_file.pom"
+  cat "$cp_file"
+}
+
 # Keep the logs of the last few broker starts (server.log.1 the newest): a fault test restarts
 # the broker dozens of times, and the one start worth reading is rarely the previous one.
 keep_server_log() {
