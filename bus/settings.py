@@ -125,6 +125,15 @@ class Settings(BaseSettings):
         "A router killed mid-batch that does not come back under its id holds its partitions' "
         "read_committed readers this long (Kafka's default is 60 s).",
     )
+    router_hanging_offsets_after_s: float = Field(
+        30.0,
+        ge=0.5,
+        le=3600,
+        description="How long a submit partition's committed offset may stay pending, with no "
+        "transaction of this router's own ending, before the router settles a hanging "
+        "transaction of its own producer id there (bus.router.hanging). Longer than the "
+        "transaction timeout, so that no live transaction is still open by then.",
+    )
     router_retry_backoff_ms: int = Field(
         20,
         ge=1,

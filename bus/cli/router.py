@@ -16,6 +16,7 @@ app = typer.Typer(help="The bus router.", invoke_without_command=True)
 
 @app.callback()
 def router(
+    ctx: typer.Context,
     router_id: str | None = typer.Option(
         None, "--id", help="Replica id (default CASEBUS_ROUTER_ID or router-0)."
     ),
@@ -24,6 +25,8 @@ def router(
     ),
 ) -> None:
     """Consume the submit topic(s); validate, authorize, audit and deliver until SIGTERM."""
+    if ctx.invoked_subcommand is not None:
+        return
     overrides: dict[str, object] = {}
     if router_id is not None:
         overrides["router_id"] = router_id
@@ -37,3 +40,46 @@ def router(
     except ConfigError as e:  # e.g. the bus key is not registered: names the command that does
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
+
+
+@app.command("settle-offsets")
+def settle_offsets_cmd(
+    outcome: str = typer.Option(
+        ...,
+        "--outcome",
+        help="commit: the hanging transaction's batch was delivered (router.delivered logged "
+        "for its offsets); abort: it was not.",
+    ),
+    router_id: str | None = typer.Option(
+        None, "--id", help="The replica whose producer id holds it (default CASEBUS_ROUTER_ID)."
+    ),
+) -> None:
+    """End a hanging transaction on the router group's offsets with the outcome you name.
+
+    For what a router cannot settle itself (router.hanging_offsets_fate_unknown, alert
+    CasebusRouterOffsetsStuck): Kafka's kafka-transactions.sh can only abort, which routes a
+    delivered batch again. Takes over the replica's transactional id (a replica running under
+    it starts a new producer on its next batch) and writes the group's marker with OUTCOME."""
+    from bus.router.hanging import settle_offsets
+
+    if outcome not in ("commit", "abort"):
+        typer.echo(f"error: --outcome {outcome!r}: commit or abort", err=True)
+        raise typer.Exit(2)
+    overrides: dict[str, object] = {}
+    if router_id is not None:
+        overrides["router_id"] = router_id
+    settings = load_settings(**overrides)
+    transactional_id = f"{settings.topic_prefix}.router.{settings.router_id}"
+    group_id = f"{settings.topic_prefix}.router"
+    producer_id, epoch = asyncio.run(
+        settle_offsets(
+            transactional_id=transactional_id,
+            group_id=group_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            client_options=settings.kafka_client_options(),
+        )
+    )
+    typer.echo(
+        f"{outcome}: group {group_id}, transactional id {transactional_id}, "
+        f"producer id {producer_id} epoch {epoch}"
+    )

@@ -41,7 +41,7 @@ import aiokafka.consumer.consumer as aiokafka_consumer
 import aiokafka.errors as Errors
 import aiokafka.producer.sender as aiokafka_sender
 import structlog
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.protocol.api import Request, RequestStruct, Response
@@ -64,10 +64,13 @@ __all__ = [
     "GroupMembership",
     "StableGroupCoordinator",
     "UnstableOffsetCommitError",
+    "add_group_to_transaction",
+    "committed_once",
     "forget_membership",
     "install",
     "membership_of",
     "record_membership",
+    "unstable_partitions",
 ]
 
 log = structlog.get_logger("casebus.router")
@@ -88,6 +91,10 @@ class UnstableOffsetCommitError(Errors.KafkaError):  # type: ignore[misc]
 
     retriable = True
     errno = UNSTABLE_OFFSET_COMMIT
+
+    def __init__(self, partitions: list[TopicPartition]) -> None:
+        super().__init__(f"pending transactional offsets on {partitions}")
+        self.partitions = partitions
 
 
 class MembershipFencedError(Errors.KafkaError):  # type: ignore[misc]
@@ -190,7 +197,7 @@ class StableGroupCoordinator(GroupCoordinator):  # type: ignore[misc]
         if unstable:
             # aiokafka's fetch_committed_offsets waits its retry backoff and asks again.
             self._note_unstable(unstable)
-            raise UnstableOffsetCommitError(f"pending transactional offsets on {unstable}")
+            raise UnstableOffsetCommitError(unstable)
         if self._unstable_since is not None:
             self._unstable_since = None
             metrics.OFFSETS_UNSTABLE.set(0)
@@ -218,6 +225,58 @@ class StableGroupCoordinator(GroupCoordinator):  # type: ignore[misc]
                 seconds=round(now - self._unstable_since, 1),
                 group=self.group_id,
             )
+
+
+async def committed_once(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The committed offsets of ``partitions``, read stably, asking once.
+
+    ``consumer.committed()`` asks until the answer is stable, however long that takes; a
+    caller that must act on a hanging transaction (the router, holding its batch lock while it
+    rewinds) needs the ``UnstableOffsetCommitError`` instead."""
+    coordinator = consumer._coordinator
+    assert isinstance(coordinator, StableGroupCoordinator), "eos.install() was not called"
+    await coordinator.ensure_coordinator_known()
+    result: dict[TopicPartition, OffsetAndMetadata]
+    result = await coordinator._do_fetch_commit_offsets(partitions)
+    return result
+
+
+async def unstable_partitions(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> list[TopicPartition]:
+    """Those of ``partitions`` whose committed offset is pending in a transaction now: one
+    stable OffsetFetch for the consumer's group, whoever owns them."""
+    coordinator = consumer._coordinator
+    assert isinstance(coordinator, StableGroupCoordinator), "eos.install() was not called"
+    if not partitions:
+        return []
+    await coordinator.ensure_coordinator_known()
+    by_topic: dict[str, list[int]] = collections.defaultdict(list)
+    for tp in partitions:
+        by_topic[tp.topic].append(tp.partition)
+    response = await coordinator._send_req(
+        StableOffsetFetchRequest(coordinator.group_id, sorted(by_topic.items()))
+    )
+    _raise_for(response.error_code, coordinator)
+    return sorted(
+        TopicPartition(topic, partition)
+        for topic, topic_partitions, _ in response.topics
+        for partition, _offset, _epoch, _metadata, error_code, _ in topic_partitions
+        if error_code == UNSTABLE_OFFSET_COMMIT
+    )
+
+
+async def add_group_to_transaction(producer: AIOKafkaProducer, group_id: str) -> None:
+    """Put ``group_id``'s offsets partition into the producer's open transaction without
+    committing any offset (AddOffsetsToTxn alone; aiokafka's ``send_offsets_to_transaction``
+    refuses an empty set). Ending the transaction then writes its marker there, which settles
+    any transaction of this producer id still pending on that partition (see
+    :mod:`bus.router.hanging`)."""
+    sender = producer._sender
+    while not await sender._do_add_offsets_to_txn(group_id):
+        pass  # the handler waited its backoff (coordinator moving, markers still being written)
 
 
 def _raise_for(error_code: int, coordinator: GroupCoordinator) -> None:
@@ -426,6 +485,7 @@ def install() -> None:
         (aiokafka_consumer, "GroupCoordinator"),
         (GroupCoordinator, "_do_fetch_commit_offsets"),
         (aiokafka_sender, "TxnOffsetCommitHandler"),
+        (aiokafka_sender.Sender, "_do_add_offsets_to_txn"),
     )
     missing = [name for owner, name in wanted if not hasattr(owner, name)]
     if missing:

@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "BATCH_SIZE",
     "FAIL_CLOSED_AFTER",
+    "HANGING_SETTLED",
     "LAG",
     "LATENCY",
     "MESSAGES",
@@ -39,6 +40,12 @@ OFFSETS_UNSTABLE = Gauge(
     "(Kafka answers UNSTABLE_OFFSET_COMMIT while a transaction that committed offsets for it "
     "is open); 0 when it waits for none. Past the transaction timeout it is a hanging "
     "transaction: see CasebusRouterOffsetsStuck.",
+)
+HANGING_SETTLED = Counter(
+    "casebus_router_hanging_offsets_settled_total",
+    "Hanging transactions of this router's own producer id on its group's offsets that it "
+    "settled itself, by the outcome it ended them with (bus.router.hanging).",
+    ["outcome"],
 )
 RETRIES = Counter("casebus_router_retries_total", "Audit or delivery attempts retried.", ["stage"])
 SIGNED_AT = Gauge(

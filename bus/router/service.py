@@ -34,6 +34,7 @@ from bus.db import Conn
 from bus.errors import Problem
 from bus.router import eos, metrics
 from bus.router.classify import Classifier, Verdict
+from bus.router.hanging import HangingWatch, OffsetsFate, Outcome
 from bus.router.outputs import Outputs, rejection_id
 from bus.router.plan import BatchPlan, plan_batch
 from bus.router.principal import principal_check
@@ -134,6 +135,9 @@ class Router:
         # it refuses is found; its source is then refused itself, and the rest flow on.
         self._careful = False
         self._undeliverable: dict[tuple[str, int, int], list[str]] = {}
+        # A hanging transaction of our own on the group's offsets (bus.router.hanging).
+        self._fate = OffsetsFate()
+        self._hanging = HangingWatch(settings.router_hanging_offsets_after_s)
         _set_txn_start_retry(settings.router_txn_start_retry_ms / 1000)  # process-wide
         eos.install()  # process-wide: stable offset fetches, generation-fenced offsets
 
@@ -151,6 +155,13 @@ class Router:
             request_timeout_ms=15_000,
         )
         await producer.start()
+        txn = producer._txn_manager
+        log.info(
+            "router.producer_ready",
+            transactional_id=self._txn_id,
+            producer_id=txn.producer_id,
+            producer_epoch=txn.producer_epoch,
+        )
         return producer
 
     async def start(self) -> None:
@@ -202,6 +213,7 @@ class Router:
         the log recorded them.
         """
         await self.start()
+        watch = asyncio.create_task(self._watch_offsets())
         try:
             assert self._consumer is not None
             while not self._stopping.is_set():
@@ -227,6 +239,9 @@ class Router:
             async with self._batch_lock:  # a graceful stop finishes the batch in flight
                 await self._settle()
         finally:
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await watch
             if self._in_flight is not None:  # cancelled or failed: the open transaction aborts
                 self._in_flight.cancel()
                 with contextlib.suppress(BaseException):
@@ -379,6 +394,9 @@ class Router:
             await producer.begin_transaction()
             await self._produce(producer, plan)
             failpoints.hit("router.after_produce")
+            if failpoints.fails("router.produce_fails"):
+                raise KafkaError("failpoint router.produce_fails: a record was not written")
+            self._fate.sending()
             await producer.send_offsets_to_transaction(offsets, self._group)
             failpoints.hit("router.after_offsets")
             if failpoints.fails("router.commit_fails"):
@@ -387,7 +405,9 @@ class Router:
             await asyncio.wait_for(
                 producer.commit_transaction(), self._settings.router_transaction_timeout_s
             )
+            self._fate.committed()
             if failpoints.fails("router.commit_lost"):
+                self._fate.in_doubt()  # as far as the router can tell
                 raise KafkaError("failpoint router.commit_lost: the commit's answer was lost")
             self._careful = False
             return True
@@ -399,7 +419,10 @@ class Router:
                 sends=len(plan.sends),
                 outcome="unknown" if committing else "aborted",
             )
-            if not committing:
+            if committing:
+                self._fate.in_doubt()
+            else:
+                self._fate.failed_before_commit()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.abort_transaction(), 10)
             await discard_producer(producer, timeout_s=10)
@@ -479,18 +502,129 @@ class Router:
         assert consumer is not None
         delay = 0.5
         while True:
-            try:
-                for tp in consumer.assignment():
-                    committed = await consumer.committed(tp)
-                    if committed is None:
-                        await consumer.seek_to_beginning(tp)
-                    else:
-                        consumer.seek(tp, committed)
+            assigned = sorted(consumer.assignment())
+            if not assigned:
                 return
+            try:
+                committed = await eos.committed_once(consumer, assigned)
+            except eos.UnstableOffsetCommitError as e:
+                # A transaction's offsets are pending: wait for it to settle, and settle it
+                # ourselves if it is a hanging one of ours (we hold the batch lock: none is open).
+                self._hanging.observe(e.partitions)
+                await self._settle_hanging(seen_by="rewind")
+                await asyncio.sleep(0.1)
+                continue
             except KafkaError as e:
                 log.warning("router.rewind_retry", error=repr(e))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            self._hanging.observe([])
+            for tp in assigned:
+                if tp in committed:
+                    consumer.seek(tp, committed[tp].offset)
+                else:
+                    await consumer.seek_to_beginning(tp)
+            return
+
+    # -- a hanging transaction of our own (bus.router.hanging) ----------------------------------
+
+    async def _unstable(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            return await asyncio.wait_for(eos.unstable_partitions(consumer, partitions), 15)
+        except (KafkaError, TimeoutError):
+            return self._hanging.partitions  # no answer: no change
+
+    async def _watch_offsets(self) -> None:
+        """Every few seconds, look at every submit partition of the group (any replica's):
+        one that stays pending while no transaction of ours ends may be a hanging one of ours.
+        The rewind looks too (it holds the batch lock while it waits)."""
+        consumer = self._consumer
+        assert consumer is not None
+        every = min(5.0, max(0.5, self._settings.router_hanging_offsets_after_s / 4))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                partitions = [
+                    TopicPartition(topic, p)
+                    for topic in self._submit_topics
+                    for p in sorted(consumer.partitions_for_topic(topic) or ())
+                ]
+                self._hanging.observe(await self._unstable(partitions))
+                if self._hanging.due(self._fate) is None:
+                    continue
+                async with self._batch_lock:
+                    if self._in_flight is None:  # no transaction of ours is open
+                        await self._settle_hanging(seen_by="watch")
+            except Exception as e:  # the watch must outlive whatever one look runs into
+                log.warning("router.offsets_watch_failed", error=repr(e))
+
+    async def _settle_hanging(self, *, seen_by: str) -> None:
+        """End a transaction that adds only the group's offsets, with our last one's outcome:
+        its marker settles whatever our producer id still has pending there. Called with the
+        batch lock held and no transaction open."""
+        verdict = self._hanging.due(self._fate)
+        if verdict is None:
+            return
+        producer = self._producer
+        assert producer is not None
+        txn = producer._txn_manager
+        where = dict(
+            seen_by=seen_by,
+            group=self._group,
+            partitions=[f"{t.topic}/{t.partition}" for t in self._hanging.partitions],
+            transactional_id=self._txn_id,
+            producer_id=txn.producer_id,
+            producer_epoch=txn.producer_epoch,
+        )
+        if verdict == "unknown":
+            if not self._hanging.said_unknown:
+                self._hanging.said_unknown = True
+                log.error(
+                    "router.hanging_offsets_fate_unknown",
+                    **where,
+                    runbook="CasebusRouterOffsetsStuck",
+                    why="the outcome of this router's last transaction with the group's "
+                    "offsets is not known here; it does not guess",
+                )
+            return
+        self._hanging.tried()
+        await self._end_offsets_transaction(producer, verdict, where)
+
+    async def _end_offsets_transaction(
+        self, producer: AIOKafkaProducer, outcome: Outcome, where: dict[str, object]
+    ) -> None:
+        committing = False
+        try:
+            await producer.begin_transaction()
+            self._fate.sending()
+            await asyncio.wait_for(eos.add_group_to_transaction(producer, self._group), 30)
+            if outcome == "commit":
+                committing = True
+                await asyncio.wait_for(
+                    producer.commit_transaction(), self._settings.router_transaction_timeout_s
+                )
+                self._fate.committed()
+            else:
+                await asyncio.wait_for(producer.abort_transaction(), 30)
+                self._fate.failed_before_commit()
+        except (KafkaError, TimeoutError) as e:
+            log.error(
+                "router.hanging_offsets_settle_failed", **where, outcome=outcome, error=repr(e)
+            )
+            if committing:
+                self._fate.in_doubt()
+            else:
+                self._fate.failed_before_commit()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.abort_transaction(), 10)
+            await discard_producer(producer, timeout_s=10)
+            self._producer = await self._start_producer_with_retry()
+            return
+        metrics.HANGING_SETTLED.labels(outcome=outcome).inc()
+        log.warning("router.hanging_offsets_settled", **where, outcome=outcome)
 
     async def _observe_lag(self) -> None:
         consumer = self._consumer
