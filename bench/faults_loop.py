@@ -31,6 +31,9 @@ DEFAULT_TESTS = [
     "tests/test_router_eos.py::test_a_frozen_replica_that_comes_back_delivers_nothing_twice",
     "tests/test_router_eos.py::test_a_commit_whose_answer_was_lost_is_not_routed_again",
     "tests/test_cluster.py::test_two_routers_split_the_partitions_and_survive_one_killed",
+    "tests/test_router_hanging.py::test_a_hanging_transaction_of_its_own_is_settled_with_its_own_outcome",
+    "tests/test_router_hanging.py::test_a_router_rewinding_onto_its_own_hanging_offsets_settles_them",
+    "tests/test_router_hanging.py::test_a_hanging_transaction_of_unknown_outcome_waits_for_the_operator",
 ]
 _COUNTS = re.compile(r"(\d+) deliveries seen twice, (\d+) messages lost")
 
