@@ -208,9 +208,10 @@ class StableGroupCoordinator(GroupCoordinator):  # type: ignore[misc]
 
     def _note_unstable(self, unstable: list[TopicPartition]) -> None:
         """Say so once, then every 10 s with how long, and export how long: a transaction
-        normally settles within moments, and offsets pending for longer than the transaction
-        timeout are a hanging transaction an operator must see and abort (one broker restart
-        of 750 in the fault loops left a partition so; #14; see CasebusRouterOffsetsStuck)."""
+        normally settles within moments; offsets pending for longer than the transaction
+        timeout are a hanging transaction (#14), which the router settles itself when it is
+        its own and it knows its outcome (bus.router.hanging), and an operator otherwise
+        (CasebusRouterOffsetsStuck)."""
         now = time.monotonic()
         names = [f"{t.topic}/{t.partition}" for t in unstable]
         if self._unstable_since is None:
