@@ -171,9 +171,8 @@ class StableGroupCoordinator(GroupCoordinator):  # type: ignore[misc]
     """aiokafka's group coordinator with every committed-offset read made stable: the
     position a new owner starts from, and every ``consumer.committed()``."""
 
-    async def _do_fetch_commit_offsets(
-        self, partitions: list[TopicPartition]
-    ) -> dict[TopicPartition, OffsetAndMetadata]:
+    async def stable_fetch(self, partitions: list[TopicPartition]) -> Any:
+        """One OffsetFetch v7 with ``require_stable`` for ``partitions``; its response."""
         by_topic: dict[str, list[int]] = collections.defaultdict(list)
         for tp in partitions:
             by_topic[tp.topic].append(tp.partition)
@@ -181,6 +180,12 @@ class StableGroupCoordinator(GroupCoordinator):  # type: ignore[misc]
             StableOffsetFetchRequest(self.group_id, sorted(by_topic.items()))
         )
         _raise_for(response.error_code, self)
+        return response
+
+    async def _do_fetch_commit_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        response = await self.stable_fetch(partitions)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         unstable: list[TopicPartition] = []
         for topic, topic_partitions, _ in response.topics:
@@ -254,13 +259,7 @@ async def unstable_partitions(
     if not partitions:
         return []
     await coordinator.ensure_coordinator_known()
-    by_topic: dict[str, list[int]] = collections.defaultdict(list)
-    for tp in partitions:
-        by_topic[tp.topic].append(tp.partition)
-    response = await coordinator._send_req(
-        StableOffsetFetchRequest(coordinator.group_id, sorted(by_topic.items()))
-    )
-    _raise_for(response.error_code, coordinator)
+    response = await coordinator.stable_fetch(partitions)
     return sorted(
         TopicPartition(topic, partition)
         for topic, topic_partitions, _ in response.topics

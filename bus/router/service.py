@@ -419,15 +419,7 @@ class Router:
                 sends=len(plan.sends),
                 outcome="unknown" if committing else "aborted",
             )
-            if committing:
-                self._fate.in_doubt()
-            else:
-                self._fate.failed_before_commit()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.abort_transaction(), 10)
-            await discard_producer(producer, timeout_s=10)
-            await asyncio.sleep(random.uniform(0.5, 1.5))
-            self._producer = await self._start_producer_with_retry()
+            await self._replace_producer(producer, committing=committing)
             return False
 
     async def _produce(self, producer: AIOKafkaProducer, plan: BatchPlan) -> None:
@@ -479,6 +471,20 @@ class Router:
             partition=origin.record.partition,
             offset=origin.record.offset,
         )
+
+    async def _replace_producer(self, producer: AIOKafkaProducer, *, committing: bool) -> None:
+        """After a transaction failed: never abort one whose commit was sent (its outcome is
+        the broker's, unknown here); close the producer and make it again under the same
+        transactional id, whose InitProducerId waits for (or aborts) what was open."""
+        if committing:
+            self._fate.in_doubt()
+        else:
+            self._fate.failed_before_commit()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.abort_transaction(), 10)
+        await discard_producer(producer, timeout_s=10)
+        await asyncio.sleep(random.uniform(0.5, 1.5))
+        self._producer = await self._start_producer_with_retry()
 
     async def _start_producer_with_retry(self) -> AIOKafkaProducer:
         delay = 0.5
@@ -614,14 +620,7 @@ class Router:
             log.error(
                 "router.hanging_offsets_settle_failed", **where, outcome=outcome, error=repr(e)
             )
-            if committing:
-                self._fate.in_doubt()
-            else:
-                self._fate.failed_before_commit()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.abort_transaction(), 10)
-            await discard_producer(producer, timeout_s=10)
-            self._producer = await self._start_producer_with_retry()
+            await self._replace_producer(producer, committing=committing)
             return
         metrics.HANGING_SETTLED.labels(outcome=outcome).inc()
         log.warning("router.hanging_offsets_settled", **where, outcome=outcome)
