@@ -38,6 +38,7 @@ from bus.router.hanging import HangingWatch, OffsetsFate, Outcome
 from bus.router.outputs import Outputs, rejection_id
 from bus.router.plan import BatchPlan, plan_batch
 from bus.router.principal import principal_check
+from bus.router.producers import discard_producer
 from bus.routing import RoutingPolicy
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, KeyStore
@@ -635,32 +636,6 @@ class Router:
             with contextlib.suppress(Exception):
                 position = await consumer.position(tp)
                 metrics.LAG.labels(partition=str(tp.partition)).set(max(0, high - position))
-
-
-async def discard_producer(producer: AIOKafkaProducer, *, timeout_s: float) -> None:
-    """Close a producer that is being replaced, and make sure nothing of it lives on.
-
-    aiokafka's ``stop()`` first waits for every pending batch to be flushed; with the broker
-    away that never happens, and a ``wait_for`` that gives up cancels ``stop()`` there, before
-    it cancels the sender task: the old producer keeps running, and when the broker comes back
-    it sends its batches and its transaction's requests (AddOffsetsToTxn, TxnOffsetCommit,
-    EndTxn) under the transactional id the new producer has just taken over. The epoch bump
-    fences most of that, but a transaction's outcome must not depend on which of the two
-    reaches the coordinator first (#14). So after a stop that did not finish, the sender task
-    is cancelled and the connections closed here."""
-    try:
-        await asyncio.wait_for(producer.stop(), timeout_s)
-        return
-    except Exception as e:  # TimeoutError, or whatever the half-dead producer raises
-        log.warning("router.producer_discarded", error=repr(e), stop_timeout_s=timeout_s)
-    sender = getattr(producer, "_sender", None)
-    task = getattr(sender, "sender_task", None)
-    if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(task, timeout_s)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.client.close(), timeout_s)
 
 
 # What Kafka refuses whatever the retry: the record or the topic is the problem, not the moment.
