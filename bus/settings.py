@@ -226,6 +226,18 @@ class Settings(BaseSettings):
         "<prefix>.submit.<agency>, which Kafka ACLs let only that agency's principal write, "
         "so the router can hold the envelope's sender to the principal that sent it.",
     )
+    routing_policy_file: Path = Field(
+        REPO_ROOT / "deploy" / "routing.yaml",
+        description="The routing policy: who may send which message kind to whom.",
+    )
+    sla_policies_file: Path = Field(
+        REPO_ROOT / "deploy" / "sla-policies.yaml",
+        description="The deadline policies: read by the SLA engine and by the adapters that "
+        "check the same deadlines at submission, so both always count from one file.",
+    )
+    sla_holidays_override_file: Path | None = Field(
+        None, description="Holidays for years chinesecalendar does not know (optional)."
+    )
 
     @field_validator("topic_prefix")
     @classmethod
