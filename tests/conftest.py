@@ -304,3 +304,58 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if runs > 1:
         metafunc.fixturenames.append("repeat_run")
         metafunc.parametrize("repeat_run", range(1, runs + 1), ids=lambda n: f"run{n}")
+
+
+# -- the two lanes ---------------------------------------------------------------------------------
+# A test that needs Kafka or PostgreSQL is marked ``integration`` by the fixtures it uses, never by
+# hand. Every fixture here that reaches the broker or the database does so through ``infra``
+# (template_db, service_logins, database_url, settings, provisioned, cli_env, superuser_url, bus,
+# pool, and the test modules' own fixtures built on them); ``item.fixturenames`` is the transitive
+# closure of what a test requests, so one name catches them all. A fixture that starts
+# infrastructure of its own is named here too; a module whose tests start it in their bodies
+# (deploy/local, a cluster) says so with ``pytestmark``.
+_INFRA_FIXTURES: dict[str, str] = {
+    "infra": "the session's Kafka broker and PostgreSQL",
+    "stack": "tests/test_kafka_acl.py's own `deploy/local/up --secure`",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if not _INFRA_FIXTURES.keys().isdisjoint(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+class _FastLaneGuard:
+    """The fast lane cannot reach the infrastructure, even through ``request.getfixturevalue``:
+    a test that gets there without being marked ``integration`` fails before anything connects.
+    A plugin, not conftest hooks: pytest asks a session-scoped fixture's hooks of the session,
+    which does not see this directory's conftest."""
+
+    def __init__(self) -> None:
+        self.current: pytest.Item | None = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[object]:
+        self.current = item
+        try:
+            return (yield)
+        finally:
+            self.current = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[object]) -> None:
+        item = self.current
+        if fixturedef.argname not in _INFRA_FIXTURES or item is None:
+            return
+        if item.get_closest_marker("integration") is None:
+            pytest.fail(
+                f"{item.nodeid} reaches {fixturedef.argname!r} "
+                f"({_INFRA_FIXTURES[fixturedef.argname]}) without being marked integration: "
+                "request it as an argument (its own or a fixture's) so the lane marking sees it",
+                pytrace=False,
+            )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_FastLaneGuard(), "casebus-fast-lane-guard")
