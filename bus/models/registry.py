@@ -1,4 +1,8 @@
-"""Which model carries which kind: ``KINDS``, ``PAYLOAD_MODELS`` and :func:`validate_payload`."""
+"""Which model carries which kind: ``KINDS``, ``PAYLOAD_MODELS`` and :func:`validate_payload`.
+
+``KINDS`` is read from the models' own ``KIND``, so a kind is registered here once, by adding its
+model to ``_MODELS``; docs/changing-casebus.md lists the other places a new kind touches.
+"""
 
 from __future__ import annotations
 
@@ -12,38 +16,14 @@ from bus.models import bus_kinds, court, criminal, regulators
 from bus.models._common import PayloadModel
 from bus.models._problems import problems_from_validation_error
 
-__all__ = ["KINDS", "PAYLOAD_MODELS", "payload_model", "validate_payload"]
-
-KINDS: Final[tuple[str, ...]] = (
-    "criminal.transfer",
-    "criminal.receipt",
-    "criminal.jurisdiction_forward",
-    "criminal.filing_decision",
-    "criminal.reconsideration_request",
-    "criminal.reconsideration_decision",
-    "criminal.evidence_handover",
-    "criminal.case_update",
-    "supervision.request",
-    "supervision.notice",
-    "obstruction.report",
-    "clue.handover",
-    "clue.receipt",
-    "opinion.request",
-    "opinion.response",
-    "opinion.delegated",
-    "penalty.feedback",
-    "court.execution_application",
-    "court.acceptance",
-    "court.ruling",
-    "bus.delivered",
-    "bus.ack",
-    "bus.nack",
-    "sla.warning",
-    "sla.breach",
-    "sla.met",
-    "audit.tree_head",
-)
-"""Every message kind of design §4, in its order."""
+__all__ = [
+    "BUSINESS_KINDS",
+    "BUS_OWN_PREFIXES",
+    "KINDS",
+    "PAYLOAD_MODELS",
+    "payload_model",
+    "validate_payload",
+]
 
 _MODELS: tuple[type[PayloadModel], ...] = (
     criminal.CriminalTransfer,
@@ -74,6 +54,17 @@ _MODELS: tuple[type[PayloadModel], ...] = (
     bus_kinds.SlaMet,
     bus_kinds.AuditTreeHead,
 )
+
+KINDS: Final[tuple[str, ...]] = tuple(m.KIND for m in _MODELS)
+"""Every message kind of design §4, in its order: the one list (docs/changing-casebus.md)."""
+
+BUS_OWN_PREFIXES: Final[tuple[str, ...]] = ("bus.", "sla.", "audit.")
+"""The families the bus writes itself (receipts, deadline events, tree heads); no agency does."""
+
+BUSINESS_KINDS: Final[tuple[str, ...]] = tuple(
+    k for k in KINDS if not k.startswith(BUS_OWN_PREFIXES)
+)
+"""The kinds agencies send one another: the ones a deadline policy may name."""
 
 PAYLOAD_MODELS: Final[dict[str, type[PayloadModel]]] = {m.KIND: m for m in _MODELS}
 """Message kind → the pydantic model of its payload (each has ``to_avro`` / ``from_avro``)."""

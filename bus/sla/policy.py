@@ -21,6 +21,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bus.errors import CasebusError, ConfigError
+from bus.models.registry import BUSINESS_KINDS
 from bus.sla.calendar import (
     REPO_ROOT,
     SHANGHAI,
@@ -55,29 +56,8 @@ __all__ = [
 DEFAULT_POLICIES_PATH = REPO_ROOT / "deploy" / "sla-policies.yaml"
 """The shipped policy file."""
 
-KINDS: tuple[str, ...] = (
-    "criminal.transfer",
-    "criminal.receipt",
-    "criminal.jurisdiction_forward",
-    "criminal.filing_decision",
-    "criminal.reconsideration_request",
-    "criminal.reconsideration_decision",
-    "criminal.evidence_handover",
-    "criminal.case_update",
-    "supervision.request",
-    "supervision.notice",
-    "obstruction.report",
-    "clue.handover",
-    "clue.receipt",
-    "opinion.request",
-    "opinion.response",
-    "opinion.delegated",
-    "penalty.feedback",
-    "court.execution_application",
-    "court.acceptance",
-    "court.ruling",
-)
-"""Every message kind a policy may name (design.md §4, without the bus's own kinds)."""
+KINDS: tuple[str, ...] = BUSINESS_KINDS
+"""Every message kind a policy may name: :data:`bus.models.registry.BUSINESS_KINDS`."""
 
 Party = Literal[
     "recipient", "sender", "enforcement", "regulator", "police", "procuratorate", "court"
