@@ -3,13 +3,14 @@
 # and the AsyncAPI parser when they are missing, and returns at once when they are not.
 #   make demo   the whole bus on local Kafka + PostgreSQL, driving a scenario end to end
 #   make test   the test suite against a real broker and database
+#   make test-fast  the tests that need neither (-m "not integration"): no Kafka, no PostgreSQL
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: system setup infra demo test lint bench soak down status clean
+.PHONY: system setup infra demo test test-fast lint bench soak down status clean
 
 # Shared with .ci/run: sudo when not root; nothing to do (a few file tests) when all is there.
 system:
@@ -39,6 +40,10 @@ demo: setup infra
 
 test: setup infra
 	source .casebus/env && $(BIN)/pytest $(ARGS)
+
+# No infra: tests/conftest.py marks every test that needs the broker or the database integration.
+test-fast: setup
+	$(BIN)/pytest -m "not integration" $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
