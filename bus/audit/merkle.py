@@ -1,7 +1,8 @@
 """RFC 6962 / RFC 9162 Merkle tree hashing, proofs and proof verification.
 
-Pure and dependency-free (standard library only), so that a procuratorate verifier can read it
-in one sitting and run it without casebus installed.
+Pure: it needs the standard library and :class:`~bus.errors.ProofError` from ``bus/errors.py``,
+which needs nothing else either, so a procuratorate verifier can read the two in one sitting and
+run them with no third-party package.
 
 Terms used throughout:
 
