@@ -99,8 +99,8 @@ async def create_pool(
     PostgreSQL ends a session that sits that long inside a transaction (its client frozen or
     cut off), so the locks it holds are not held for good."""
     # A prepared statement's generic plan, chosen while a table was tiny, outlives the
-    # table's growth on a long-lived connection: bench/audit.py measured proofs 6x slower
-    # (2.2 ms vs 0.35 ms at 20k entries) until the plan was re-made. Plan every call.
+    # table's growth on a long-lived connection and made proofs several times slower
+    # (deploy/CAPACITY.md §8.5). Plan every call.
     server_settings = {"plan_cache_mode": "force_custom_plan"}
     if idle_in_transaction_ms is not None:
         server_settings["idle_in_transaction_session_timeout"] = str(idle_in_transaction_ms)

@@ -350,7 +350,7 @@ def test_an_agency_named_like_the_router_user_is_refused() -> None:
         plan_acls(reg, _policy_enforcement_to_police(reg))
 
 
-# --- per-agency submit topics (issue #10) -----------------------------------------------------
+# --- per-agency submit topics ----------------------------------------------------------------
 
 
 def test_the_submitters_are_the_principals_that_may_send() -> None:

@@ -1,4 +1,4 @@
-"""Access ends when the registry says so (issue #22), proved on a real secure stack.
+"""Access ends when the registry says so, proved on a real secure stack.
 
 The pure part (:func:`bus.kafka_acl.acl_changes`) is checked in milliseconds. The module's own
 ``up --secure`` stack (tests/securekit.py) then shows: ``casebus acl apply`` removes a dropped

@@ -1,7 +1,7 @@
 """deploy/local keeps the logs of the broker's last starts, not only the previous one.
 
-A broker-restart fault test starts the broker dozens of times; the one run that stalled in the
-50-run loop of issue #14 could not be read afterwards, because each start had moved only the
+A broker-restart fault test starts the broker dozens of times; the one run that stalled in a
+50-run fault loop could not be read afterwards, because each start had moved only the
 last log aside. ``keep_server_log`` keeps eight generations, newest as ``server.log.1``.
 """
 

@@ -2,8 +2,8 @@
 
 A client reconnecting to a stopped server on such a port can be given that very port as its own
 source port and connect to itself (a TCP self-connect); the restarted broker then finds its port
-in use. It stopped a 60-run broker-restart loop on port 39092 after 16 runs (issue #14), with
-"Address already in use" on every relaunch for a minute and a half.
+in use. It stopped a broker-restart fault loop on port 39092, with "Address already in use" on
+every relaunch for a minute and a half.
 """
 
 from __future__ import annotations

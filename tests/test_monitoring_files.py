@@ -154,7 +154,7 @@ def test_grafana_dashboard_parses_and_charts_only_defined_metrics() -> None:
 
 
 def test_an_alert_fires_when_the_audit_log_goes_unwitnessed_and_one_when_the_bus_refuses() -> None:
-    # Issue #16: a witness that is down delays publication; these bound how long, and say when
+    # A witness that is down delays publication; these bound how long, and say when
     # CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S has closed the bus.
     doc = yaml.safe_load((PROMETHEUS / "delivery-rules.yaml").read_text(encoding="utf-8"))
     rules = {r.get("alert"): r for g in doc["groups"] for r in g["rules"]}
@@ -174,7 +174,7 @@ def test_an_alert_fires_when_the_audit_log_goes_unwitnessed_and_one_when_the_bus
 
 
 def test_the_stuck_offsets_alert_waits_past_any_transaction_the_broker_would_end_itself() -> None:
-    # Issue #14: offsets pend normally for moments, and for up to the transaction timeout after
+    # Offsets pend normally for moments, and for up to the transaction timeout after
     # a router dies mid-commit (the broker then aborts). Only past that is it a hanging
     # transaction an operator must end, and the alert must not cry wolf before.
     doc = yaml.safe_load((PROMETHEUS / "delivery-rules.yaml").read_text(encoding="utf-8"))

@@ -323,7 +323,7 @@ def test_the_migration_holds_no_password() -> None:
     assert not re.search(r"(?i)\bLOGIN\b", code.replace("NOLOGIN", ""))
 
 
-# What the owner did to rewrite history (issue #15, point 5), statement by statement.
+# What an owner rewriting history does, statement by statement.
 SERVICE_ROLE_REFUSED = (
     "TRUNCATE {t}",
     "UPDATE {t} SET {c} = {c}",
@@ -422,8 +422,8 @@ async def test_up_makes_each_service_a_login_in_its_group_and_nothing_more(
 async def test_each_service_login_cannot_rewrite_the_audit_log_and_starts_on_a_current_schema(
     settings: Settings,
 ) -> None:
-    """The test's services connect as the logins deploy/local/up makes; the owner's attack of
-    issue #15 is refused to every one of them."""
+    """The test's services connect as the logins deploy/local/up makes; the owner's attack above
+    is refused to every one of them."""
     for service in SERVICE_ROLES:
         own = settings.for_service(service)
         assert own.database_url != settings.database_url, service

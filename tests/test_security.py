@@ -11,7 +11,7 @@ id; the router reads submit in its group and delivers in transactions; a plainte
 wrong password are refused; no password of the run appears in any log of it; the secret files
 are readable by their owner only.
 
-With per-agency submit topics (issue #10; a second topic prefix, its ACLs applied by
+With per-agency submit topics (a second topic prefix, its ACLs applied by
 ``casebus acl apply`` with ``CASEBUS_SUBMIT_TOPICS=per_agency``), the real ``casebus router``
 runs as a process with the router's own credentials from ``CASEBUS_KAFKA_*``, and the services'
 clients (topics, outbox relay, inbox reader) use each agency's: an honest message is delivered
@@ -313,7 +313,7 @@ async def test_an_agency_cannot_take_a_router_transactional_id(
         await _transaction(secure, A, txn, topics.topic_submit())
 
 
-# --- per-agency submit topics: the principal is the sender (issue #10) -----------------------
+# --- per-agency submit topics: the principal is the sender ----------------------------------
 
 C = "ygh.enforcement.tangchi"  # a recipient B may legitimately write to
 PROC = "ygh.procuratorate"

@@ -1,5 +1,5 @@
 """``casebus sla status``: open and breached deadlines by default, the history with ``--met`` and
-``--all``, limited to a range of due dates with ``--since`` / ``--until`` (issue #21, point 7)."""
+``--all``, limited to a range of due dates with ``--since`` / ``--until``."""
 
 from __future__ import annotations
 

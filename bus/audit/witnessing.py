@@ -225,8 +225,8 @@ class WitnessPolicy:
         """The size of the newest checkpoint a quorum of these witnesses cosigned (as stored:
         each line was checked with its witness's key before it was), or None."""
         # Newest first, stopping at the first with a quorum: the primary key read backwards
-        # a few rows deep. max() over every group read the whole table on every request:
-        # 232 ms at 200,000 checkpoints (11 days at one per 5 s), 0.4 ms this way.
+        # a few rows deep. max() over every group read the whole table on every request, which
+        # grows with every checkpoint (deploy/CAPACITY.md §8.5 has the figures).
         size = await db.fetchval(
             "SELECT tree_size FROM audit_cosignatures WHERE witness = ANY($1::text[]) "
             "GROUP BY tree_size HAVING count(*) >= $2 ORDER BY tree_size DESC LIMIT 1",

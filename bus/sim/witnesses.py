@@ -1,4 +1,4 @@
-"""The demo's witnesses: the procuratorate and the court each run one, as deployed (issue #16).
+"""The demo's witnesses: the procuratorate and the court each run one, as deployed.
 
 Without them the demo would show a log that only its owner vouches for. Each witness is the
 real :func:`bus.witness.create_app`, served by uvicorn inside the demo's process on a port of

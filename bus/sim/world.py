@@ -67,7 +67,7 @@ REGULATORS = (
     "ygh.regulator.park",
 )
 WITNESSES = (PROCURATORATE, COURT)
-"""Who runs a witness of the audit log: the two parties that check it (issue #16)."""
+"""Who runs a witness of the audit log: the two parties that check it."""
 
 
 @dataclass
