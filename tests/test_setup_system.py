@@ -154,7 +154,7 @@ def test_the_asyncapi_parser_goes_to_the_cache_folder_not_the_repository(
     ]
 
 
-@pytest.mark.parametrize("target", ["demo", "test", "lint"])
+@pytest.mark.parametrize("target", ["demo", "test", "test-fast", "lint"])
 def test_make_targets_run_the_system_set_up_first(target: str) -> None:
     plan = subprocess.run(
         ["make", "--no-print-directory", "-n", "-B", target],
