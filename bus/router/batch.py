@@ -121,24 +121,23 @@ async def audit_batch(
 def _log_decision(decision: Decision) -> None:
     """The security events first, then the duplicates: the order the log has always had."""
     for p in decision.items:
-        env = p.verdict.envelope
-        if env is not None and p.fate == "not_held":
+        if p.fate == "not_held" and p.verdict.envelope is not None:
             log.warning(
                 "router.security_event",
                 event_type=ATTACHMENT_NOT_HELD,
-                message_id=str(env.message_id),
-                case_id=env.case_id,
-                kind=env.kind,
-                sender=env.sender,
+                **_about(p.verdict.envelope),
                 attachments=[problem.value for problem in p.verdict.problems],
             )
     for p in decision.items:
-        env = p.verdict.envelope
-        if env is not None and p.fate == "duplicate":
-            log.info(
-                "router.duplicate",
-                message_id=str(env.message_id),
-                case_id=env.case_id,
-                kind=env.kind,
-                sender=env.sender,
-            )
+        if p.fate == "duplicate" and p.verdict.envelope is not None:
+            log.info("router.duplicate", **_about(p.verdict.envelope))
+
+
+def _about(env: Envelope) -> dict[str, str]:
+    """The log context of a message."""
+    return {
+        "message_id": str(env.message_id),
+        "case_id": env.case_id,
+        "kind": env.kind,
+        "sender": env.sender,
+    }
