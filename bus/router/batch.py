@@ -10,7 +10,8 @@ says was produced (the receipt the log holds, not a new one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -58,61 +59,82 @@ async def audit_batch(
     claims = claims_to_check(verdicts, seen)
     decision = decide(verdicts, seen, await store.held(claims) if claims else set())
     _log_decision(decision)
+    nacks = [outputs.nack(r) for p in decision.items if (r := p.refused) is not None]
+    first_pass = _first_pass(decision, iter(nacks), outputs)
+    await store.keep_bodies([r for p in decision.items if (r := p.refused) and r.digest_only])
+    indexes = {
+        e.message_id: (e.index, e.new)
+        for e in await store.append(first_pass)
+        if e.event_kind == "accepted"
+    }
+    receipts = await _receipts(store, decision, indexes, outputs)
+    return _produce(decision, iter(nacks), indexes, receipts, outputs)
 
-    first_pass: list[AuditRecord] = []
-    nacks: list[Envelope | None] = []
+
+def _first_pass(
+    decision: Decision, nacks: Iterator[Envelope | None], outputs: Outputs
+) -> list[AuditRecord]:
+    """The audit record of each delivered or refused submission, in record order."""
+    records = []
     for p in decision.items:
         if (accepted := p.delivered) is not None:
-            first_pass.append(outputs.accepted_record(accepted))
+            records.append(outputs.accepted_record(accepted))
         elif (refused := p.refused) is not None:
-            nack = outputs.nack(refused)
-            nacks.append(nack)
-            first_pass.append(outputs.rejected_record(refused, nack))
-    await store.keep_bodies(
-        [p.refused for p in decision.items if p.refused and p.refused.digest_only]
-    )
-    appended = {(e.message_id, e.event_kind): e for e in await store.append(first_pass)}
+            records.append(outputs.rejected_record(refused, next(nacks)))
+    return records
 
+
+async def _receipts(
+    store: RouterStore,
+    decision: Decision,
+    indexes: dict[uuid.UUID, tuple[int, bool]],
+    outputs: Outputs,
+) -> dict[uuid.UUID, tuple[bytes, Envelope | None]]:
+    """Note the newly accepted messages and audit their receipts; a receipt the log holds
+    already (a re-run) is sent as the log says it was, not made again."""
     delivered = [a for p in decision.items if (a := p.delivered) is not None]
-    indexes = [appended[(a.envelope.message_id, "accepted")] for a in delivered]
-    second_pass: list[AuditRecord] = []
-    receipts: dict[object, tuple[bytes, Envelope | None]] = {}
-    for a, entry in zip(delivered, indexes, strict=True):
-        record, receipt, value = outputs.receipt(a, audit_index=entry.index)
+    receipts: dict[uuid.UUID, tuple[bytes, Envelope | None]] = {}
+    second_pass = []
+    fresh = []
+    for a in delivered:
+        index, new = indexes[a.envelope.message_id]
+        record, receipt, value = outputs.receipt(a, audit_index=index)
         receipts[a.envelope.message_id] = (value, receipt)
         second_pass.append(record)
-    await store.remember(
-        [
-            (
-                a.envelope.message_id,
-                Seen(a.value_sha256, a.record.partition, a.record.offset, e.index),
-            )
-            for a, e in zip(delivered, indexes, strict=True)
-            if e.new
-        ]
-    )
+        if new:
+            seen = Seen(a.value_sha256, a.record.partition, a.record.offset, index)
+            fresh.append((a.envelope.message_id, seen))
+    await store.remember(fresh)
     for e in await store.append(second_pass):
-        if not e.new:  # a re-run: send exactly what the log already says was sent
+        if not e.new:
             logged = leaf_envelope(decode_leaf(await store.leaf(e.message_id, "delivered")))
             if logged:
                 receipts[e.message_id] = (logged, None)
+    return receipts
 
+
+def _produce(
+    decision: Decision,
+    nacks: Iterator[Envelope | None],
+    indexes: dict[uuid.UUID, tuple[int, bool]],
+    receipts: dict[uuid.UUID, tuple[bytes, Envelope | None]],
+    outputs: Outputs,
+) -> BatchPlan:
+    """The records to produce, in record order: deliveries and the receipt of each delivered
+    submission, the dead letter and the nack of each refused one, nothing for a duplicate."""
     plan = BatchPlan()
-    nacked = iter(nacks)
     for p in decision.items:
-        if (accepted := p.delivered) is not None:
-            index = appended[(accepted.envelope.message_id, "accepted")].index
-            plan.add(accepted, *outputs.deliveries(accepted, audit_index=index))
-            plan.add(
-                accepted, outputs.receipt_send(accepted, *receipts[accepted.envelope.message_id])
-            )
-            plan.accepted.append(accepted)
-        elif (refused := p.refused) is not None:
-            plan.add(refused, outputs.dead_letter(refused))
-            nack = next(nacked)
+        if (a := p.delivered) is not None:
+            mid = a.envelope.message_id
+            plan.add(a, *outputs.deliveries(a, audit_index=indexes[mid][0]))
+            plan.add(a, outputs.receipt_send(a, *receipts[mid]))
+            plan.accepted.append(a)
+        elif (r := p.refused) is not None:
+            plan.add(r, outputs.dead_letter(r))
+            nack = next(nacks)
             if nack is not None:
-                plan.add(refused, outputs.nack_send(refused, nack))
-            plan.refused.append(refused)
+                plan.add(r, outputs.nack_send(r, nack))
+            plan.refused.append(r)
         elif isinstance(p.verdict, Accepted):
             plan.duplicates.append(p.verdict)
     return plan
