@@ -28,14 +28,11 @@ from bus.codec import default_codec
 from bus.db import Conn
 from bus.models import NACK_CODES, Attachment, BusAck, BusNack, Envelope
 from bus.provision import OwnKey, ensure_registered
-from bus.router.classify import Verdict
+from bus.router.batch import BatchPlan, audit_batch
 from bus.router.outputs import Outputs
-from bus.router.plan import (
-    ATTACHMENT_NOT_HELD,
-    attachment_claims,
-    not_held_problems,
-    plan_batch,
-)
+from bus.router.plan import ATTACHMENT_NOT_HELD, attachment_claims, not_held_problems
+from bus.router.store_pg import PostgresRouterStore
+from bus.router.verdict import Accepted
 from bus.settings import REPO_ROOT, Settings
 from bus.signing import Ed25519Signer, sign_envelope, write_keypair
 from bus.testing import Party, make_party
@@ -347,20 +344,26 @@ class Counting:
         return sum("attachment_uploads" in s for s in self.statements)
 
 
-def verdict(env: Envelope, offset: int, deliver_to: str) -> Verdict:
+def verdict(env: Envelope, offset: int, deliver_to: str) -> Accepted:
     """What the classifier answers for a valid, routable submission at ``offset``."""
     value = default_codec().encode_envelope(env)
     record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
         "submit", 0, offset, 1_780_000_000_000, 0, b"k", value, None, 1, len(value), []
     )
-    return Verdict(
-        record,
-        "accept",
-        value,
-        hashlib.sha256(value).digest(),
+    return Accepted(
+        record=record,
+        value=value,
+        value_sha256=hashlib.sha256(value).digest(),
         envelope=env,
         deliver_to=(deliver_to,),
         reply_to=env.sender,
+    )
+
+
+async def plan_batch(conn: Counting, batch: list[Accepted], outputs: Outputs) -> BatchPlan:
+    """The router's audit of ``batch``, on the counted connection."""
+    return await audit_batch(
+        PostgresRouterStore(conn.as_conn(), AuditLog()), batch, outputs=outputs
     )
 
 
@@ -389,7 +392,7 @@ async def test_a_batch_reads_the_ledger_once_or_not_at_all_and_replans_as_before
         ]
         conn = Counting(owner)
         async with owner.transaction():
-            plan = await plan_batch(conn.as_conn(), batch, outputs=outputs, audit_log=AuditLog())
+            plan = await plan_batch(conn, batch, outputs)
         assert conn.ledger_reads() == 1  # two senders, three messages with files: one query
         assert [v.envelope.message_id for v in plan.accepted if v.envelope] == [
             held_by_police.message_id,
@@ -403,12 +406,7 @@ async def test_a_batch_reads_the_ledger_once_or_not_at_all_and_replans_as_before
         # Without a stored file in the batch, the ledger is not asked.
         conn = Counting(owner)
         async with owner.transaction():
-            plan = await plan_batch(
-                conn.as_conn(),
-                [verdict(receipt(police, 13), 4, BUREAU)],
-                outputs=outputs,
-                audit_log=AuditLog(),
-            )
+            plan = await plan_batch(conn, [verdict(receipt(police, 13), 4, BUREAU)], outputs)
         assert conn.ledger_reads() == 0 and len(plan.accepted) == 1
 
         # The batch planned again (a crash after the audit committed) once the police's upload
@@ -419,7 +417,7 @@ async def test_a_batch_reads_the_ledger_once_or_not_at_all_and_replans_as_before
         again = [verdict(held_by_police, 0, BUREAU), verdict(by_bureau, 2, POLICE)]
         conn = Counting(owner)
         async with owner.transaction():
-            plan = await plan_batch(conn.as_conn(), again, outputs=outputs, audit_log=AuditLog())
+            plan = await plan_batch(conn, again, outputs)
         assert conn.ledger_reads() == 0
         assert [v.envelope.message_id for v in plan.accepted if v.envelope] == [
             held_by_police.message_id,

@@ -1,6 +1,7 @@
 """The bus router: validate, authorize, audit, deliver."""
 
-from bus.router.classify import Classifier, Verdict
+from bus.router.classify import Classifier
 from bus.router.service import Router
+from bus.router.verdict import Accepted, Refused, Verdict
 
-__all__ = ["Classifier", "Router", "Verdict"]
+__all__ = ["Accepted", "Classifier", "Refused", "Router", "Verdict"]

@@ -12,10 +12,8 @@ decides; a failed stage reports every problem it found.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 import structlog
@@ -26,50 +24,13 @@ from bus.codec import Codec
 from bus.errors import DecodeError, Problem, SignatureError, ValidationFailed
 from bus.models import Envelope
 from bus.router.principal import PrincipalCheck
+from bus.router.verdict import UNWITNESSED, Accepted, NackCode, Outcome, Refused, Verdict
 from bus.routing import RoutingPolicy
 from bus.signing import KeyStore, PublicKeyRecord, verify_envelope
 
 __all__ = ["UNWITNESSED", "Classifier", "Outcome", "Verdict", "record_size"]
 
-Outcome = Literal["accept", "reject", "dead"]
-UNWITNESSED = "log_unwitnessed"
-"""The code of a submission refused because the audit log went unwitnessed too long."""
-
 log = structlog.get_logger("casebus.router")
-
-
-@dataclass(slots=True)
-class Verdict:
-    """The router's decision on one record, and what it needs to act on it."""
-
-    record: ConsumerRecord[bytes, bytes]
-    outcome: Outcome
-    value: bytes
-    value_sha256: bytes
-    envelope: Envelope | None = None
-    key: PublicKeyRecord | None = None
-    deliver_to: tuple[str, ...] = ()
-    code: str | None = None
-    problems: list[Problem] = field(default_factory=list)
-    reply_to: str | None = None
-    """Who gets the nack: the sender when it is a registered agency."""
-    digest_only: bool = False
-    """Above the router's record limit: audited and dead-lettered by digest and prefix."""
-
-    @property
-    def received_at(self) -> datetime:
-        """When the broker appended the submission: the bus's receive time."""
-        return datetime.fromtimestamp(self.record.timestamp / 1000, tz=UTC)
-
-    @property
-    def message_id(self) -> uuid.UUID | None:
-        """The sender's message id, when the envelope could be read."""
-        return self.envelope.message_id if self.envelope is not None else None
-
-    @property
-    def case_id(self) -> str | None:
-        """The case, when the envelope could be read."""
-        return self.envelope.case_id if self.envelope is not None else None
 
 
 def _author_mismatches(payload: object, sender: str) -> list[Problem]:
@@ -138,34 +99,56 @@ class Classifier:
     async def classify(self, record: ConsumerRecord[bytes, bytes], *, now: datetime) -> Verdict:
         """The verdict on one record (never raises for bad input)."""
         value = record.value or b""
-        verdict = Verdict(record, "dead", value, hashlib.sha256(value).digest())
+        digest = hashlib.sha256(value).digest()
+
+        def refused(
+            code: NackCode,
+            problems: Sequence[Problem],
+            *,
+            reply_to: str | None,
+            envelope: Envelope | None = None,
+            key: PublicKeyRecord | None = None,
+            outcome: Literal["reject", "dead"] = "reject",
+            deliver_to: tuple[str, ...] = (),
+        ) -> Refused:
+            return Refused(
+                record=record,
+                value=value,
+                value_sha256=digest,
+                outcome=outcome,
+                code=code,
+                problems=tuple(problems),
+                envelope=envelope,
+                key=key,
+                deliver_to=deliver_to,
+                reply_to=reply_to,
+            )
+
         # 0. Too large to route: whatever it is, its deliveries could not be written.
         size = record_size(record)
         if self._max_record_bytes is not None and size > self._max_record_bytes:
-            return self._too_large(verdict, size, self._max_record_bytes)
+            return self._too_large(record, value, digest, size, self._max_record_bytes)
         # 1. Bytes that are no envelope at all: dead letter; nack whoever the headers name.
         try:
             envelope = self._codec.decode_envelope(value)
         except DecodeError as e:
-            verdict.code = "undecodable"
-            verdict.problems = [Problem("value", "undecodable", str(e), message_zh="无法解码")]
-            verdict.reply_to = self._reply_to(record, _header(record, "ce_source"))
-            return verdict
+            return refused(
+                "undecodable",
+                [Problem("value", "undecodable", str(e), message_zh="无法解码")],
+                reply_to=self._reply_to(record, _header(record, "ce_source")),
+                outcome="dead",
+            )
         except ValidationFailed as e:
-            verdict.outcome = "reject"
-            verdict.code = "invalid_envelope"
-            verdict.problems = list(e.problems)
-            verdict.reply_to = self._reply_to(record, e.agency or _header(record, "ce_source"))
-            return verdict
-        verdict.envelope = envelope
-        verdict.reply_to = self._reply_to(record, envelope.sender)
-        verdict.outcome = "reject"
+            return refused(
+                "invalid_envelope",
+                e.problems,
+                reply_to=self._reply_to(record, e.agency or _header(record, "ce_source")),
+            )
+        reply_to = self._reply_to(record, envelope.sender)
         # 1b. The sender, against the principal that wrote the topic (per-agency submit only).
         if self._principal is not None:
             mismatch = self._principal.check(record.topic, envelope.sender)
             if mismatch is not None:
-                verdict.code = mismatch.rule
-                verdict.problems = [mismatch]
                 log.warning(
                     "router.security_event",
                     event_type=mismatch.rule,
@@ -174,50 +157,48 @@ class Classifier:
                     kind=envelope.kind,
                     sender=envelope.sender,
                     topic=record.topic,
-                    principal_agency=verdict.reply_to,
+                    principal_agency=reply_to,
                 )
-                return verdict
+                return refused(
+                    "principal_mismatch", [mismatch], reply_to=reply_to, envelope=envelope
+                )
         # 2. The signature, against the registry's keys as of now.
         try:
-            verdict.key = await verify_envelope(
+            key = await verify_envelope(
                 envelope, self._keys, at=now, codec=self._codec, value=value
             )
         except SignatureError as e:
-            verdict.code = "bad_signature"
-            verdict.problems = [
-                Problem(
-                    "signature",
-                    e.reason,
-                    str(e),
-                    value=envelope.signature.key_id,
-                    message_zh="签名无效",
-                )
-            ]
-            return verdict
+            problem = Problem(
+                "signature",
+                e.reason,
+                str(e),
+                value=envelope.signature.key_id,
+                message_zh="签名无效",
+            )
+            return refused("bad_signature", [problem], reply_to=reply_to, envelope=envelope)
         # 3. The payload, for its kind.
         try:
             _, _, payload = self._codec.decode_payload_model(envelope.payload, kind=envelope.kind)
             version = self._codec.writer_entry(envelope.payload).version
         except DecodeError as e:
             unknown = envelope.kind not in self._policy.kinds
-            verdict.code = "unknown_kind" if unknown else "invalid_payload"
-            verdict.problems = [
-                Problem(
-                    "kind" if unknown else "payload",
-                    verdict.code,
-                    str(e),
-                    value=envelope.kind,
-                    message_zh="未知的消息类型" if unknown else "载荷无法解码",
-                )
-            ]
-            return verdict
+            code: NackCode = "unknown_kind" if unknown else "invalid_payload"
+            problem = Problem(
+                "kind" if unknown else "payload",
+                code,
+                str(e),
+                value=envelope.kind,
+                message_zh="未知的消息类型" if unknown else "载荷无法解码",
+            )
+            return refused(code, [problem], reply_to=reply_to, envelope=envelope, key=key)
         except ValidationFailed as e:
-            verdict.code = "invalid_payload"
-            verdict.problems = [
+            problems = [
                 Problem(f"payload.{p.path}", p.rule, p.message, p.value, p.message_zh)
                 for p in e.problems
             ]
-            return verdict
+            return refused(
+                "invalid_payload", problems, reply_to=reply_to, envelope=envelope, key=key
+            )
         problems = envelope.check_attachment_refs(payload)
         problems += _author_mismatches(payload, envelope.sender)
         if version != envelope.schema_version:
@@ -231,16 +212,18 @@ class Classifier:
             )
         if problems:
             misnamed = any(p.rule == "party_mismatch" for p in problems)
-            verdict.code = "party_mismatch" if misnamed else "invalid_payload"
-            verdict.problems = problems
-            return verdict
+            return refused(
+                "party_mismatch" if misnamed else "invalid_payload",
+                problems,
+                reply_to=reply_to,
+                envelope=envelope,
+                key=key,
+            )
         # 4. The routing policy.
         decision = self._policy.authorize(
             kind=envelope.kind, sender=envelope.sender, recipients=envelope.recipients
         )
         if not decision.allowed:
-            verdict.code = "unauthorized_route"
-            verdict.problems = list(decision.problems)
             log.warning(
                 "router.security_event",
                 event_type="unauthorized_route",
@@ -250,42 +233,53 @@ class Classifier:
                 sender=envelope.sender,
                 recipients=list(envelope.recipients),
             )
-            return verdict
-        verdict.deliver_to = tuple(decision.deliver_to)
+            return refused(
+                "unauthorized_route",
+                decision.problems,
+                reply_to=reply_to,
+                envelope=envelope,
+                key=key,
+            )
+        deliver_to = tuple(decision.deliver_to)
         # 5. The audit log: refused while it has gone unwitnessed too long (fail closed). Its
         # deliveries are kept: bus.router.plan readmits one the log had already accepted.
         refusal = self._log_gate(now) if self._log_gate is not None else None
         if refusal is not None:
-            verdict.code = UNWITNESSED
-            verdict.problems = [refusal]
-            return verdict
-        verdict.outcome = "accept"
-        return verdict
+            return refused(
+                UNWITNESSED,
+                [refusal],
+                reply_to=reply_to,
+                envelope=envelope,
+                key=key,
+                deliver_to=deliver_to,
+            )
+        return Accepted(
+            record=record,
+            value=value,
+            value_sha256=digest,
+            envelope=envelope,
+            key=key,
+            deliver_to=deliver_to,
+            reply_to=reply_to,
+        )
 
-    def _too_large(self, verdict: Verdict, size: int, limit: int) -> Verdict:
+    def _too_large(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        value: bytes,
+        digest: bytes,
+        size: int,
+        limit: int,
+    ) -> Refused:
         """Refused before any other check; the sender, if one can be named, gets a nack."""
-        record = verdict.record
         claimed = _header(record, "ce_source")
+        envelope: Envelope | None
         try:
-            envelope = self._codec.decode_envelope(verdict.value)
+            envelope = self._codec.decode_envelope(value)
             claimed = envelope.sender
         except (DecodeError, ValidationFailed):
             envelope = None
-        verdict.envelope = envelope
-        verdict.outcome = "reject" if envelope is not None else "dead"
-        verdict.code = "too_large"
-        verdict.digest_only = True
-        verdict.problems = [
-            Problem(
-                "record",
-                "too_large",
-                f"the record is {size} bytes (key, value and headers); "
-                f"the bus routes at most {limit}",
-                size,
-                f"消息过大：{size} 字节，总线上限为 {limit} 字节",
-            )
-        ]
-        verdict.reply_to = self._reply_to(record, claimed)
+        reply_to = self._reply_to(record, claimed)
         log.warning(
             "router.too_large",
             size=size,
@@ -293,9 +287,28 @@ class Classifier:
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            reply_to=verdict.reply_to,
+            reply_to=reply_to,
         )
-        return verdict
+        return Refused(
+            record=record,
+            value=value,
+            value_sha256=digest,
+            outcome="reject" if envelope is not None else "dead",
+            code="too_large",
+            problems=(
+                Problem(
+                    "record",
+                    "too_large",
+                    f"the record is {size} bytes (key, value and headers); "
+                    f"the bus routes at most {limit}",
+                    size,
+                    f"消息过大：{size} 字节，总线上限为 {limit} 字节",
+                ),
+            ),
+            envelope=envelope,
+            reply_to=reply_to,
+            digest_only=True,
+        )
 
     async def classify_all(
         self, records: Sequence[ConsumerRecord[bytes, bytes]], *, now: datetime

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,8 @@ from bus.codec import Codec
 from bus.errors import Problem
 from bus.models import Envelope, Signature
 from bus.models.bus_kinds import BusDelivered, BusNack, NackReason
-from bus.router.classify import Verdict, record_size
+from bus.router.classify import record_size
+from bus.router.verdict import Accepted, Refused, Verdict
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, sign_and_encode
 
@@ -37,7 +39,7 @@ def _id(purpose: str, ref: str) -> uuid.UUID:
     return uuid.uuid5(_NS, f"{purpose}:{ref}")
 
 
-def rejection_id(verdict: Verdict) -> uuid.UUID:
+def rejection_id(verdict: Refused) -> uuid.UUID:
     """The audit id of a rejected or dead-lettered submission: one per distinct byte string."""
     return _id(verdict.outcome, verdict.value_sha256.hex())
 
@@ -52,7 +54,7 @@ class Send:
     headers: list[tuple[str, bytes]]
 
 
-def _problems_json(problems: list[Problem]) -> list[dict[str, Any]]:
+def _problems_json(problems: Sequence[Problem]) -> list[dict[str, Any]]:
     return [p.as_dict() for p in problems]
 
 
@@ -62,9 +64,9 @@ thousands of faults must not make a nack too large to write (every problem stays
 log)."""
 
 
-def _bounded(problems: list[Problem]) -> list[Problem]:
+def _bounded(problems: Sequence[Problem]) -> list[Problem]:
     if len(problems) <= MAX_REPORTED_PROBLEMS:
-        return problems
+        return list(problems)
     more = len(problems) - MAX_REPORTED_PROBLEMS + 1
     return [
         *problems[: MAX_REPORTED_PROBLEMS - 1],
@@ -78,7 +80,7 @@ def _bounded(problems: list[Problem]) -> list[Problem]:
     ]
 
 
-def _digest_summary(v: Verdict) -> dict[str, Any]:
+def _digest_summary(v: Refused) -> dict[str, Any]:
     """What the audit log and the dead letter say of a record too large to keep whole."""
     return {
         "sha256": v.value_sha256.hex(),
@@ -132,10 +134,9 @@ class Outputs:
 
     # -- accepted -----------------------------------------------------------------------------
 
-    def accepted_record(self, v: Verdict) -> AuditRecord:
+    def accepted_record(self, v: Accepted) -> AuditRecord:
         """The audit record of an accepted submission: its signed value and verifying key."""
         env = v.envelope
-        assert env is not None
         leaf = message_leaf(
             "accepted",
             message_id=env.message_id,
@@ -152,11 +153,10 @@ class Outputs:
         )
         return AuditRecord("accepted", env.message_id, env.case_id, leaf)
 
-    def receipt(self, v: Verdict, *, audit_index: int) -> tuple[AuditRecord, Envelope, bytes]:
+    def receipt(self, v: Accepted, *, audit_index: int) -> tuple[AuditRecord, Envelope, bytes]:
         """The ``bus.delivered`` receipt for the sender (envelope and value), and its audit
         record."""
         env = v.envelope
-        assert env is not None
         payload = BusDelivered(
             original_message_id=env.message_id,
             original_kind=env.kind,
@@ -183,18 +183,16 @@ class Outputs:
         )
         return AuditRecord("delivered", env.message_id, env.case_id, leaf), receipt, value
 
-    def deliveries(self, v: Verdict, *, audit_index: int) -> list[Send]:
+    def deliveries(self, v: Accepted, *, audit_index: int) -> list[Send]:
         """The submission, unchanged, to every recipient's inbox, keyed by case."""
         env = v.envelope
-        assert env is not None
         headers = [*(v.record.headers or ()), ("casebus_audit_index", str(audit_index).encode())]
         key = env.case_id.encode()
         return [Send(self._settings.topic_inbox(a), key, v.value, headers) for a in v.deliver_to]
 
-    def receipt_send(self, v: Verdict, value: bytes, receipt: Envelope | None = None) -> Send:
+    def receipt_send(self, v: Accepted, value: bytes, receipt: Envelope | None = None) -> Send:
         """The receipt, to the sender's inbox (``receipt`` is ``value`` decoded, if at hand)."""
         env = v.envelope
-        assert env is not None
         receipt = receipt or self._codec.decode_envelope(value)
         return Send(
             self._settings.topic_inbox(env.sender),
@@ -205,7 +203,7 @@ class Outputs:
 
     # -- rejected and dead ---------------------------------------------------------------------
 
-    def nack(self, v: Verdict) -> Envelope | None:
+    def nack(self, v: Refused) -> Envelope | None:
         """The ``bus.nack`` for the sender, or None when there is nobody known to tell."""
         if v.reply_to is None:
             return None
@@ -213,7 +211,7 @@ class Outputs:
         original = env.message_id if env is not None else rejection_id(v)
         payload = BusNack(
             original_message_id=original,
-            code=v.code or "rejected",
+            code=v.code,
             reasons=[NackReason.from_problem(p) for p in _bounded(v.problems)],
             rejected_by=BUS_AGENCY,
             rejected_at=v.received_at,
@@ -229,7 +227,7 @@ class Outputs:
         )
         return nack
 
-    def rejected_record(self, v: Verdict, nack: Envelope | None) -> AuditRecord:
+    def rejected_record(self, v: Refused, nack: Envelope | None) -> AuditRecord:
         """The audit record of a refused or undecodable submission, with the nack sent for it."""
         env = v.envelope
         details: dict[str, Any] = {
@@ -261,7 +259,7 @@ class Outputs:
             leaf,
         )
 
-    def dead_letter(self, v: Verdict) -> Send:
+    def dead_letter(self, v: Refused) -> Send:
         """The submission, unchanged, to the dead-letter topic with why, from where and when.
 
         One kept by digest (too large, or refused by Kafka) goes as its digest, its size and a
@@ -269,7 +267,7 @@ class Outputs:
         record is in dead_letter_bodies under ``casebus_value_sha256``."""
         r = v.record
         why = [
-            ("casebus_dead_code", (v.code or "").encode()),
+            ("casebus_dead_code", v.code.encode()),
             (
                 "casebus_dead_reason",
                 json.dumps(_problems_json(_bounded(v.problems)), ensure_ascii=False).encode(),
@@ -295,7 +293,7 @@ class Outputs:
             key = hashlib.sha256(key).hexdigest().encode()
         return Send(self._settings.topic_dead(), key, v.value[:OVERSIZE_PREFIX_BYTES], headers)
 
-    def nack_send(self, v: Verdict, nack: Envelope) -> Send:
+    def nack_send(self, v: Refused, nack: Envelope) -> Send:
         """The nack, to the sender's inbox."""
         assert v.reply_to is not None
         return Send(

@@ -1,190 +1,97 @@
-"""What a batch becomes once classified: its audit entries, appended in one PostgreSQL
-transaction, and the records to produce in one Kafka transaction (design §6, §7).
+"""The router's batch rules, as a pure function: which submissions of a batch are delivered,
+which are duplicates and which are refused, given what the stores already know (design §6).
 
-The audit is idempotent per message and event: a batch planned again after a crash or a
-failed transaction appends nothing new and produces exactly what the log says was produced.
+The rules make the exactly-once promise the procuratorate relies on:
 
-A submission written straight to its submit topic skips its adapter's checks, so the one check
-that needs the attachment ledger is made again here: a message may refer to a file in the bus's
-store only if its sender uploaded it or may read it already, or its delivery would let the
-recipients download a file the sender never held (``attachment_not_held``).
+- **rerun**: a message the log accepted from this very source offset (a batch planned again
+  after a crash or a failed transaction) goes on as before; the idempotent audit log adds
+  nothing new and the router produces exactly what the log says was produced;
+- **duplicate**: the same message id with the same bytes from another offset (the sender sent
+  it again), or a second time in one batch, is neither audited nor delivered again;
+- **conflict**: the same message id with other bytes is refused ``conflicting_duplicate``;
+- **readmission**: closing for an unwitnessed log refuses new messages only, so one the log
+  accepted with these bytes is accepted again (refusing it would lose a message the log says
+  was accepted);
+- **attachments**: a submission written straight to its submit topic skips its adapter's
+  checks, so a new one may refer to a file in the bus's store only if its sender uploaded it
+  or may read it already (``attachment_not_held``). A message the log accepted before is not
+  checked again: it goes on as the log says it went, whatever the ledger says now.
+
+Nothing here reads or writes anything; bus.router.batch loads what the rules need through the
+store port and carries out what they decide.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Collection
-from dataclasses import dataclass, field
-from typing import Any, Final
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
 
-import structlog
-
-from bus.attachments import bus_attachments, held
-from bus.audit.events import decode_leaf, leaf_envelope
-from bus.audit.log import AuditLog, AuditRecord
-from bus.db import Conn
+from bus.attachments import bus_attachments
 from bus.errors import Problem
 from bus.models import Envelope
-from bus.router.classify import UNWITNESSED, Verdict
-from bus.router.outputs import Outputs, Send
+from bus.router.store import Seen
+from bus.router.verdict import UNWITNESSED, Accepted, Refused, Verdict, readmit, refuse
 
 __all__ = [
     "ATTACHMENT_NOT_HELD",
-    "BatchPlan",
+    "Decision",
+    "Fate",
+    "Planned",
     "attachment_claims",
+    "claims_to_check",
+    "decide",
+    "ids_to_look_up",
     "not_held_problems",
-    "plan_batch",
 ]
-
-log = structlog.get_logger("casebus.router")
 
 ATTACHMENT_NOT_HELD: Final = "attachment_not_held"
 """The code of a submission referring to a stored file its sender neither uploaded nor holds."""
 
-
-@dataclass(slots=True)
-class BatchPlan:
-    """What one batch turned into: the records to produce, and the tallies for logs."""
-
-    sends: list[Send] = field(default_factory=list)
-    origins: list[Verdict] = field(default_factory=list)
-    """For each send, the verdict (the submitted record) it was produced for."""
-    accepted: list[Verdict] = field(default_factory=list)
-    duplicates: list[Verdict] = field(default_factory=list)
-    refused: list[Verdict] = field(default_factory=list)
-
-    def add(self, origin: Verdict, *sends: Send) -> None:
-        self.sends.extend(sends)
-        self.origins.extend(origin for _ in sends)
+Fate = Literal["first", "rerun", "duplicate", "conflict", "not_held", "refused"]
+"""What the rules made of a submission: ``first`` and ``rerun`` are audited as accepted and
+delivered, ``duplicate`` is dropped, the rest are audited as refused."""
 
 
-async def plan_batch(
-    conn: Conn, verdicts: list[Verdict], *, outputs: Outputs, audit_log: AuditLog
-) -> BatchPlan:
-    """Classify duplicates, append every audit entry, and say what to produce."""
-    plan = BatchPlan()
-    ids = [
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One submission of the batch, as the rules left it."""
+
+    verdict: Verdict
+    fate: Fate
+
+    @property
+    def delivered(self) -> Accepted | None:
+        """The accepted verdict, when the submission is audited and delivered."""
+        v = self.verdict
+        return v if isinstance(v, Accepted) and self.fate != "duplicate" else None
+
+    @property
+    def refused(self) -> Refused | None:
+        """The refused verdict, when the submission is audited as refused."""
+        return self.verdict if isinstance(self.verdict, Refused) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The batch, in record order, as the rules left it."""
+
+    items: tuple[Planned, ...]
+
+    def of_fate(self, *fates: Fate) -> list[Verdict]:
+        """The verdicts with one of ``fates``, in record order."""
+        return [p.verdict for p in self.items if p.fate in fates]
+
+
+def ids_to_look_up(verdicts: Sequence[Verdict]) -> list[uuid.UUID]:
+    """The message ids the rules ask the store about: every accepted message, and every one
+    refused only because the log went unwitnessed."""
+    return [
         v.envelope.message_id
         for v in verdicts
-        if (v.outcome == "accept" or v.code == UNWITNESSED) and v.envelope
+        if v.envelope is not None and (isinstance(v, Accepted) or v.code == UNWITNESSED)
     ]
-    known = {
-        r["message_id"]: r
-        for r in await conn.fetch(
-            "SELECT * FROM router_accepted WHERE message_id = ANY($1::uuid[])", ids
-        )
-    }
-    for v in verdicts:
-        _readmit_if_accepted_before(v, known)
-    await _refuse_attachments_not_held(conn, verdicts, known)
-    seen_now: dict[object, Verdict] = {}
-    first_pass: list[AuditRecord] = []
-    nacks: dict[int, Envelope | None] = {}
-    for i, v in enumerate(verdicts):
-        if v.outcome == "accept":
-            env = v.envelope
-            assert env is not None
-            prior = known.get(env.message_id)
-            earlier = seen_now.get(env.message_id)
-            if prior is not None:
-                same_bytes = bytes(prior["value_sha256"]) == v.value_sha256
-                rerun = (prior["src_partition"], prior["src_offset"]) == (
-                    v.record.partition,
-                    v.record.offset,
-                )
-            elif earlier is not None:
-                same_bytes, rerun = earlier.value_sha256 == v.value_sha256, False
-            else:
-                same_bytes, rerun = True, True
-            if not same_bytes:
-                v.outcome, v.code = "reject", "conflicting_duplicate"
-                v.problems = [_conflict(env.message_id)]
-            elif not rerun:
-                plan.duplicates.append(v)
-                log.info(
-                    "router.duplicate",
-                    message_id=str(env.message_id),
-                    case_id=env.case_id,
-                    kind=env.kind,
-                    sender=env.sender,
-                )
-                continue
-            else:
-                seen_now[env.message_id] = v
-                first_pass.append(outputs.accepted_record(v))
-                continue
-        nack = outputs.nack(v)
-        nacks[i] = nack
-        first_pass.append(outputs.rejected_record(v, nack))
-
-    await keep_bodies_by_digest(conn, [v for v in verdicts if v.digest_only])
-    appended = {(e.message_id, e.event_kind): e for e in await audit_log.append(conn, first_pass)}
-    second_pass: list[AuditRecord] = []
-    receipts: dict[int, tuple[bytes, Envelope | None]] = {}
-    duplicates = {id(v) for v in plan.duplicates}
-    fresh: list[tuple[Verdict, int]] = []
-    for i, v in enumerate(verdicts):
-        if v.outcome != "accept" or id(v) in duplicates:
-            continue
-        env = v.envelope
-        assert env is not None
-        entry = appended[(env.message_id, "accepted")]
-        if entry.new:
-            fresh.append((v, entry.index))
-        record, receipt, value = outputs.receipt(v, audit_index=entry.index)
-        receipts[i] = (value, receipt)
-        second_pass.append(record)
-    if fresh:  # one round trip for the whole batch
-        await conn.execute(
-            """INSERT INTO router_accepted
-               (message_id, value_sha256, src_partition, src_offset, audit_index)
-               SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::int[], $4::bigint[],
-                                    $5::bigint[])
-               ON CONFLICT (message_id) DO NOTHING""",
-            [v.envelope.message_id for v, _ in fresh if v.envelope is not None],
-            [v.value_sha256 for v, _ in fresh],
-            [v.record.partition for v, _ in fresh],
-            [v.record.offset for v, _ in fresh],
-            [index for _, index in fresh],
-        )
-    for e in await audit_log.append(conn, second_pass):
-        if not e.new:  # a re-run: send exactly what the log already says was sent
-            stored = await audit_log.entry(conn, e.message_id, "delivered")
-            logged = leaf_envelope(decode_leaf(stored.leaf))
-            for i, v in enumerate(verdicts):
-                if logged and v.envelope is not None and v.envelope.message_id == e.message_id:
-                    receipts[i] = (logged, None)
-
-    for i, v in enumerate(verdicts):
-        if id(v) in duplicates:
-            continue
-        if v.outcome == "accept":
-            env = v.envelope
-            assert env is not None
-            index = appended[(env.message_id, "accepted")].index
-            plan.add(v, *outputs.deliveries(v, audit_index=index))
-            plan.add(v, outputs.receipt_send(v, *receipts[i]))
-            plan.accepted.append(v)
-        else:
-            plan.add(v, outputs.dead_letter(v))
-            nack = nacks.get(i)
-            if nack is not None:
-                plan.add(v, outputs.nack_send(v, nack))
-            plan.refused.append(v)
-    return plan
-
-
-def _readmit_if_accepted_before(v: Verdict, known: dict[object, Any]) -> None:
-    """Closing for an unwitnessed log refuses new messages only. One the log already accepted
-    with these bytes (a batch planned again after a crash or a failed transaction, or the
-    sender's duplicate) goes on as before: refusing it now would lose a message the log says
-    was accepted."""
-    if v.code != UNWITNESSED or v.envelope is None:
-        return
-    prior = known.get(v.envelope.message_id)
-    if prior is not None and bytes(prior["value_sha256"]) == v.value_sha256:
-        v.outcome, v.code, v.problems = "accept", None, []
 
 
 def attachment_claims(envelope: Envelope) -> list[tuple[int, str]]:
@@ -194,6 +101,19 @@ def attachment_claims(envelope: Envelope) -> list[tuple[int, str]]:
     grants nothing, and any other URI is a department's own server, which the bus never
     serves."""
     return [(i, a.sha256) for i, a, named in bus_attachments(envelope) if named == a.sha256]
+
+
+def claims_to_check(
+    verdicts: Sequence[Verdict], seen: Mapping[uuid.UUID, Seen]
+) -> list[tuple[str, str]]:
+    """The ``(agency_id, sha256)`` claims of the batch's new accepted submissions: what the
+    ledger must answer for :func:`decide` (nothing, most batches: then it is not asked)."""
+    return [
+        (v.envelope.sender, sha256)
+        for v in verdicts
+        if isinstance(v, Accepted) and v.envelope.message_id not in seen
+        for _, sha256 in attachment_claims(v.envelope)
+    ]
 
 
 def not_held_problems(envelope: Envelope, holding: Collection[tuple[str, str]]) -> list[Problem]:
@@ -220,68 +140,57 @@ def not_held_problems(envelope: Envelope, holding: Collection[tuple[str, str]]) 
     return problems
 
 
-async def _refuse_attachments_not_held(
-    conn: Conn, verdicts: list[Verdict], known: dict[object, Any]
-) -> None:
-    """Refuse each new accepted submission referring to a stored file its sender does not
-    hold, with one query for the whole batch and none when no submission refers to one.
+def decide(
+    verdicts: Sequence[Verdict],
+    seen: Mapping[uuid.UUID, Seen],
+    holding: Collection[tuple[str, str]],
+) -> Decision:
+    """Apply the batch rules (this module's docstring) to ``verdicts`` in record order.
 
-    A message the log already accepted (in ``known``) is not checked again: a batch planned
-    again after a crash, or the sender's duplicate, goes on as the log says it went, whatever
-    the ledger says now. A message the log refused may be accepted when sent again once its
-    sender holds the file, as any refused message may."""
-    checked = [
-        (v, v.envelope, claims)
-        for v in verdicts
-        if v.outcome == "accept"
-        and v.envelope is not None
-        and v.envelope.message_id not in known
-        and (claims := attachment_claims(v.envelope))
-    ]
-    if not checked:
-        return
-    holding = await held(
-        conn, ((env.sender, sha256) for _, env, claims in checked for _, sha256 in claims)
-    )
-    for v, env, _ in checked:
-        problems = not_held_problems(env, holding)
-        if not problems:
-            continue
-        v.outcome, v.code, v.problems = "reject", ATTACHMENT_NOT_HELD, problems
-        log.warning(
-            "router.security_event",
-            event_type=ATTACHMENT_NOT_HELD,
-            message_id=str(env.message_id),
-            case_id=env.case_id,
-            kind=env.kind,
-            sender=env.sender,
-            attachments=[p.value for p in problems],
-        )
-
-
-async def keep_bodies_by_digest(conn: Conn, verdicts: list[Verdict]) -> None:
-    """Keep the whole of each too-large record where an operator can read it back; its dead
-    letter and audit entry carry only its digest, size and a prefix."""
+    ``seen`` is what the store answered for :func:`ids_to_look_up`, ``holding`` what the
+    ledger answered for :func:`claims_to_check`."""
+    first: dict[uuid.UUID, Accepted] = {}
+    items = []
     for v in verdicts:
-        r = v.record
-        headers = [
-            {"key": k, "value": base64.b64encode(bytes(h or b"")).decode("ascii")}
-            for k, h in r.headers or ()
-        ]
-        await conn.execute(
-            """INSERT INTO dead_letter_bodies (value_sha256, src_topic, src_partition, src_offset,
-                   record_key, record_value, record_headers, received_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
-               ON CONFLICT (value_sha256) DO NOTHING""",
-            v.value_sha256,
-            r.topic,
-            r.partition,
-            r.offset,
-            r.key,
-            v.value,
-            json.dumps(headers),
-            v.received_at,
-        )
+        v = _readmitted(v, seen)
+        if isinstance(v, Refused):
+            items.append(Planned(v, "refused"))
+            continue
+        message_id = v.envelope.message_id
+        if message_id not in seen:
+            problems = not_held_problems(v.envelope, holding)
+            if problems:
+                items.append(Planned(refuse(v, ATTACHMENT_NOT_HELD, problems), "not_held"))
+                continue
+        prior = seen.get(message_id)
+        earlier = first.get(message_id)
+        if prior is not None:
+            same_bytes = prior.value_sha256 == v.value_sha256
+            rerun = (prior.partition, prior.offset) == (v.record.partition, v.record.offset)
+        elif earlier is not None:
+            same_bytes, rerun = earlier.value_sha256 == v.value_sha256, False
+        else:
+            same_bytes, rerun = True, True
+        if not same_bytes:
+            items.append(
+                Planned(refuse(v, "conflicting_duplicate", [_conflict(message_id)]), "conflict")
+            )
+        elif not rerun:
+            items.append(Planned(v, "duplicate"))
+        else:
+            first[message_id] = v
+            items.append(Planned(v, "first" if prior is None else "rerun"))
+    return Decision(tuple(items))
+
+
+def _readmitted(v: Verdict, seen: Mapping[uuid.UUID, Seen]) -> Verdict:
+    """An unwitnessed refusal of a message the log accepted with these bytes, accepted."""
+    if not isinstance(v, Refused) or v.code != UNWITNESSED or v.envelope is None:
+        return v
+    prior = seen.get(v.envelope.message_id)
+    if prior is None or prior.value_sha256 != v.value_sha256:
+        return v
+    return readmit(v, v.envelope)
 
 
 def _conflict(message_id: object) -> Problem:

@@ -33,12 +33,14 @@ from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import Problem
 from bus.router import eos, metrics
-from bus.router.classify import Classifier, Verdict
+from bus.router.batch import BatchPlan, audit_batch
+from bus.router.classify import Classifier
 from bus.router.hanging import HangingWatch, OffsetsFate, Outcome
 from bus.router.outputs import Outputs, rejection_id
-from bus.router.plan import BatchPlan, plan_batch
 from bus.router.principal import principal_check
 from bus.router.producers import discard_producer
+from bus.router.store_pg import PostgresRouterStore
+from bus.router.verdict import Verdict, undeliverable
 from bus.routing import RoutingPolicy
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, KeyStore
@@ -268,7 +270,6 @@ class Router:
             return
         for v in plan.accepted:
             env = v.envelope
-            assert env is not None
             log.info(
                 "router.accepted",
                 message_id=str(env.message_id),
@@ -306,7 +307,6 @@ class Router:
         metrics.BATCH_SIZE.observe(size)
         for v in plan.accepted:
             env = v.envelope
-            assert env is not None
             metrics.MESSAGES.labels(kind=env.kind, outcome="delivered").inc()
             metrics.LATENCY.observe((done - v.received_at).total_seconds())
             log.info(
@@ -319,21 +319,21 @@ class Router:
                 partition=v.record.partition,
                 offset=v.record.offset,
             )
-        for v in plan.duplicates:
-            metrics.MESSAGES.labels(kind=_kind(v), outcome="duplicate").inc()
-        for v in plan.refused:
-            outcome = "dead_lettered" if v.outcome == "dead" else "rejected"
-            metrics.MESSAGES.labels(kind=_kind(v), outcome=outcome).inc()
+        for d in plan.duplicates:
+            metrics.MESSAGES.labels(kind=_kind(d), outcome="duplicate").inc()
+        for r in plan.refused:
+            outcome = "dead_lettered" if r.outcome == "dead" else "rejected"
+            metrics.MESSAGES.labels(kind=_kind(r), outcome=outcome).inc()
             log.warning(
                 f"router.{outcome}",
-                message_id=str(v.message_id or rejection_id(v)),
-                case_id=v.case_id,
-                kind=_kind(v),
-                sender=v.reply_to,
-                code=v.code,
-                problems=[p.as_dict() for p in v.problems],
-                partition=v.record.partition,
-                offset=v.record.offset,
+                message_id=str(r.message_id or rejection_id(r)),
+                case_id=r.case_id,
+                kind=_kind(r),
+                sender=r.reply_to,
+                code=r.code,
+                problems=[p.as_dict() for p in r.problems],
+                partition=r.record.partition,
+                offset=r.record.offset,
             )
         return True
 
@@ -346,10 +346,6 @@ class Router:
         while True:
             try:
                 verdicts = await self._classifier.classify_all(records, now=datetime.now(UTC))
-                for v in verdicts:
-                    why = self._undeliverable.get(_source(v))
-                    if why:
-                        _refuse_as_undeliverable(v, why)
                 async with self._pool.acquire() as conn, conn.transaction():
                     plan = await self._audit(conn, verdicts)
                     failpoints.hit("router.in_audit")  # the audit log's lock still held
@@ -367,8 +363,14 @@ class Router:
                 delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)
 
     async def _audit(self, conn: Conn, verdicts: list[Verdict]) -> BatchPlan:
-        """Classify duplicates, append every audit entry, and say what to produce."""
-        return await plan_batch(conn, verdicts, outputs=self._outputs, audit_log=self._log)
+        """Refuse what Kafka refused for good before, then apply the batch rules through the
+        stores in PostgreSQL (bus.router.plan, bus.router.batch)."""
+        verdicts = [
+            undeliverable(v, why) if (why := self._undeliverable.get(_source(v))) else v
+            for v in verdicts
+        ]
+        store = PostgresRouterStore(conn, self._log)
+        return await audit_batch(store, verdicts, outputs=self._outputs)
 
     async def _deliver(
         self,
@@ -651,26 +653,6 @@ _REFUSED_FOR_GOOD = (
 
 def _source(v: Verdict) -> tuple[str, int, int]:
     return (v.record.topic, v.record.partition, v.record.offset)
-
-
-def _refuse_as_undeliverable(v: Verdict, why: list[str]) -> None:
-    """A submission whose outputs Kafka refused for good: refused itself, kept by digest. If
-    what was refused was its nack, the second time it is dead-lettered without one."""
-    v.outcome = "reject" if v.reply_to is not None and len(why) < 2 else "dead"
-    if v.outcome == "dead":
-        v.reply_to = None
-    v.code = "undeliverable"
-    v.deliver_to = ()
-    v.digest_only = True
-    v.problems = [
-        Problem(
-            "recipients",
-            "undeliverable",
-            f"Kafka refused to write what the bus produces for it ({why[-1]})",
-            why[-1],
-            "总线无法写入该消息的投递记录（Kafka 拒绝）",
-        )
-    ]
 
 
 def _kind(v: Verdict) -> str:
