@@ -12,16 +12,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+from buskit import Bus
 
 from adapters import enforcement
 from adapters._framework.checks import DeadlineRules
 from adapters._framework.testing import running_adapter
 from adapters.enforcement.criminal import check_court_application
 from adapters.procuratorate.views import expected_deadlines
-from bus.agencies import load_registry
-from bus.registry import sync_agencies
 from bus.settings import REPO_ROOT, Settings
+from bus.sim.documents import court_application
 
 BUREAU = "ygh.enforcement.bureau"
 COURT = "ygh.court"
@@ -89,44 +88,20 @@ def test_an_operator_window_changes_the_procuratorate_timeline(tmp_path: Path) -
     assert mine["due_at"] < shipped["due_at"]
 
 
-def application(ajbh: str, *, compliance_deadline: date) -> dict[str, Any]:
-    """强制执行申请 in the bureau's vocabulary, its reminder long served."""
-    return {
-        "ywlx": "强制执行申请",
-        "ajbh": ajbh,
-        "jsdw": [COURT],
-        "sqh": "阳城执申〔2026〕9号",
-        "jdsh": "阳城执罚决字〔2026〕0009号",
-        "jdrq": (compliance_deadline - timedelta(days=15)).isoformat(),
-        "bzxr": {
-            "xm": "某某餐饮有限公司",
-            "zjlx": "统一社会信用代码",
-            "zjhm": "91530100MA6K000000",
-        },
-        "yw": "缴纳罚款五万元",
-        "lxqx": compliance_deadline.isoformat(),
-        "cgsdrq": (compliance_deadline + timedelta(days=5)).isoformat(),
-        "je": 5_000_000,
-        "sqsj": datetime.now(UTC).isoformat(),
-    }
-
-
 async def test_the_enforcement_adapter_refuses_by_the_operator_policy_file(
-    provisioned: Settings, tmp_path: Path
+    bus: Bus, tmp_path: Path
 ) -> None:
-    conn = await asyncpg.connect(provisioned.database_url)
-    try:
-        await sync_agencies(conn, load_registry(provisioned.agencies_file))
-    finally:
-        await conn.close()
-    # Two months past the compliance deadline: the shipped file would take the application.
-    doc = application(
-        f"阳城执〔2026〕{uuid.uuid4().hex[:8]}号",
-        compliance_deadline=date.today() - timedelta(days=62),
+    # Filed 62 days after the compliance deadline: inside the shipped three months, not one.
+    doc = court_application(
+        ajbh=f"阳城执〔2026〕{uuid.uuid4().hex[:8]}号",
+        sqh="阳城执申〔2026〕9号",
+        jsdw=[COURT],
+        today=date.today() - timedelta(days=42),
+        now=datetime.now(UTC),
     )
     async with running_adapter(
         enforcement.build_service,
-        operator(tmp_path, provisioned),
+        operator(tmp_path, bus.settings),
         key_dir=tmp_path / "keys",
         webhooks={BUREAU: None},
     ) as enf:
@@ -134,7 +109,7 @@ async def test_the_enforcement_adapter_refuses_by_the_operator_policy_file(
     assert r.status_code == 422, r.text
     assert [p["rule"] for p in r.json()["problems"]] == ["application_window_passed"]
     async with running_adapter(
-        enforcement.build_service, provisioned, key_dir=tmp_path / "keys", webhooks={BUREAU: None}
+        enforcement.build_service, bus.settings, key_dir=tmp_path / "keys", webhooks={BUREAU: None}
     ) as enf:
         r = await enf.department(BUREAU).submit(doc)
     assert r.status_code == 202, r.text

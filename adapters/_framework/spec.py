@@ -9,7 +9,7 @@ and :mod:`adapters.specs` lists every spec.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -44,9 +44,9 @@ class AdapterSpec:
     """One line for the CLI's help."""
     vocabulary: Vocabulary
     """Every kind the department sends or receives, in its terms."""
-    sends: tuple[str, ...]
+    sends: Sequence[str]
     """What the department submits."""
-    receives: tuple[str, ...]
+    receives: Sequence[str]
     """What the department is sent (besides the bus's own receipts and SLA events)."""
     checks: tuple[SubmissionCheck, ...] = ()
     """Statutory checks of submissions, before anything is signed."""
@@ -54,6 +54,11 @@ class AdapterSpec:
     """Routes beyond the common API."""
     readers: tuple[ReaderFactory, ...] = ()
     """Inbox readers beyond the one storing deliveries."""
+
+    def __post_init__(self) -> None:
+        # Kept as tuples: a spec is a value, not a view of some module's lists.
+        object.__setattr__(self, "sends", tuple(self.sends))
+        object.__setattr__(self, "receives", tuple(self.receives))
 
     def build_service(
         self,

@@ -12,27 +12,17 @@ from adapters._framework.spec import AdapterSpec
 from adapters.enforcement.criminal import CRIMINAL_CHECKS
 from adapters.enforcement.mapping import RECEIVES, SENDS, VOCABULARY
 
-__all__ = [
-    "ADAPTER_KIND",
-    "RECEIVES",
-    "SENDS",
-    "SPEC",
-    "VOCABULARY",
-    "build_service",
-    "create_app",
-]
+__all__ = ["RECEIVES", "SENDS", "SPEC", "VOCABULARY", "build_service", "create_app"]
 
 SPEC: Final = AdapterSpec(
     kind="enforcement",
     agency_kind="enforcement",
     summary="The enforcement bureau: opinions, penalties, criminal transfers, court applications.",
     vocabulary=VOCABULARY,
-    sends=tuple(SENDS),
-    receives=tuple(RECEIVES),
+    sends=SENDS,
+    receives=RECEIVES,
     checks=CRIMINAL_CHECKS,
 )
 """The enforcement adapter, as the framework and ``casebus adapter enforcement`` build it."""
 
-ADAPTER_KIND: Final = SPEC.kind
-build_service: Final = SPEC.build_service
-create_app: Final = SPEC.create_app
+build_service, create_app = SPEC.build_service, SPEC.create_app

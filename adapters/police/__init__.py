@@ -14,26 +14,16 @@ from typing import Final
 from adapters._framework.spec import AdapterSpec
 from adapters.police.mapping import RECEIVES, SENDS, VOCABULARY
 
-__all__ = [
-    "ADAPTER_KIND",
-    "RECEIVES",
-    "SENDS",
-    "SPEC",
-    "VOCABULARY",
-    "build_service",
-    "create_app",
-]
+__all__ = ["RECEIVES", "SENDS", "SPEC", "VOCABULARY", "build_service", "create_app"]
 
 SPEC: Final = AdapterSpec(
     kind="police",
     agency_kind="police",
     summary="The receiving end of criminal-case transfers.",
     vocabulary=VOCABULARY,
-    sends=tuple(SENDS),
-    receives=tuple(RECEIVES),
+    sends=SENDS,
+    receives=RECEIVES,
 )
 """The police adapter, as the framework and ``casebus adapter police`` build it."""
 
-ADAPTER_KIND: Final = SPEC.kind
-build_service: Final = SPEC.build_service
-create_app: Final = SPEC.create_app
+build_service, create_app = SPEC.build_service, SPEC.create_app

@@ -16,29 +16,19 @@ from adapters.procuratorate.mapping import RECEIVES, SENDS, VOCABULARY
 from adapters.procuratorate.routes import install_views
 from adapters.procuratorate.store import store_reader
 
-__all__ = [
-    "ADAPTER_KIND",
-    "RECEIVES",
-    "SENDS",
-    "SPEC",
-    "VOCABULARY",
-    "build_service",
-    "create_app",
-]
+__all__ = ["RECEIVES", "SENDS", "SPEC", "VOCABULARY", "build_service", "create_app"]
 
 SPEC: Final = AdapterSpec(
     kind="procuratorate",
     agency_kind="procuratorate",
     summary="Supervision of the criminal-transfer chain: case timelines, screening, audit proofs.",
     vocabulary=VOCABULARY,
-    sends=tuple(SENDS),
-    receives=tuple(RECEIVES),
+    sends=SENDS,
+    receives=RECEIVES,
     # The audit of queries wraps every route, the common audit trail's included.
     routes=(install_views, install_query_audit),
     readers=(store_reader,),
 )
 """The procuratorate adapter: the common parts, the case store and its supervision views."""
 
-ADAPTER_KIND: Final = SPEC.kind
-build_service: Final = SPEC.build_service
-create_app: Final = SPEC.create_app
+build_service, create_app = SPEC.build_service, SPEC.create_app

@@ -11,26 +11,16 @@ from typing import Final
 from adapters._framework.spec import AdapterSpec
 from adapters.regulators.mapping import RECEIVES, SENDS, VOCABULARY
 
-__all__ = [
-    "ADAPTER_KIND",
-    "RECEIVES",
-    "SENDS",
-    "SPEC",
-    "VOCABULARY",
-    "build_service",
-    "create_app",
-]
+__all__ = ["RECEIVES", "SENDS", "SPEC", "VOCABULARY", "build_service", "create_app"]
 
 SPEC: Final = AdapterSpec(
     kind="regulators",
     agency_kind="regulator",
     summary="The regulators' clue handovers and opinions.",
     vocabulary=VOCABULARY,
-    sends=tuple(SENDS),
-    receives=tuple(RECEIVES),
+    sends=SENDS,
+    receives=RECEIVES,
 )
 """The regulators adapter, as the framework and ``casebus adapter regulators`` build it."""
 
-ADAPTER_KIND: Final = SPEC.kind
-build_service: Final = SPEC.build_service
-create_app: Final = SPEC.create_app
+build_service, create_app = SPEC.build_service, SPEC.create_app
