@@ -14,14 +14,19 @@ import pytest
 from buskit import Bus
 
 from adapters import court, enforcement
+from adapters._framework.checks import DeadlineRules
 from adapters._framework.testing import FakeDepartment, running_adapter
 from adapters.court.testing import FakeCourt, acceptance, ruling
 from adapters.enforcement.criminal import check_court_application
 from adapters.enforcement.testing import FakeBureau
 from bus.samples import sample_payload
+from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, WorkCalendar
+from bus.sla.policy import load_policies
 
 BUREAU = "ygh.enforcement.bureau"
 COURT = "ygh.court"
+SHIPPED = DeadlineRules(load_policies(), WorkCalendar(DEFAULT_HOLIDAYS_OVERRIDE_PATH))
+"""The deadline rules of the shipped policy and holiday files."""
 
 
 def application(
@@ -62,19 +67,19 @@ def test_the_ten_days_after_the_reminder_are_working_days() -> None:
     # weekends do not count, so 10 working days end only in mid-October.
     served = {"reminder_served_on": "2026-09-25", "compliance_deadline": "2026-09-20"}
     early = datetime(2026, 10, 9, 10, tzinfo=UTC)  # 10 calendar days would have allowed it
-    [problem] = check_court_application({}, served, now=early)
+    [problem] = check_court_application({}, served, SHIPPED, early)
     assert problem.rule == "reminder_period_not_elapsed" and problem.path == "cgsdrq"
     assert "第五十四条" in (problem.message_zh or "")
-    assert check_court_application({}, served, now=datetime(2026, 10, 21, 2, tzinfo=UTC)) == []
+    assert check_court_application({}, served, SHIPPED, datetime(2026, 10, 21, 2, tzinfo=UTC)) == []
 
 
 def test_three_months_after_the_compliance_deadline_the_window_is_closed() -> None:
     payload = {"reminder_served_on": "2026-01-05", "compliance_deadline": "2026-01-10"}
-    [problem] = check_court_application({}, payload, now=datetime(2026, 4, 20, 2, tzinfo=UTC))
+    [problem] = check_court_application({}, payload, SHIPPED, datetime(2026, 4, 20, 2, tzinfo=UTC))
     assert problem.rule == "application_window_passed" and "第五十三条" in (
         problem.message_zh or ""
     )
-    assert check_court_application({}, payload, now=datetime(2026, 4, 9, 2, tzinfo=UTC)) == []
+    assert check_court_application({}, payload, SHIPPED, datetime(2026, 4, 9, 2, tzinfo=UTC)) == []
 
 
 @pytest.mark.integration

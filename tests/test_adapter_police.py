@@ -20,7 +20,7 @@ POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
 
 
-@pytest.mark.parametrize("kind", police.SENDS + police.RECEIVES)
+@pytest.mark.parametrize("kind", sorted({*police.SENDS, *police.RECEIVES}))
 def test_every_kind_round_trips_through_the_police_vocabulary(kind: str) -> None:
     payload = sample_payload(kind, random.Random(kind)).model_dump(mode="json")
     head = {"kind": kind, "case_id": "阳城执〔2026〕1号", "sender": BUREAU, "recipients": [POLICE]}

@@ -18,7 +18,7 @@ from adapters import enforcement, police
 from adapters._framework.testing import FakeDepartment, running_adapter
 from adapters.enforcement.testing import FakeBureau, penalty_decision, penalty_feedback
 from adapters.police.testing import FakePolice
-from adapters.procuratorate.outbound import record_event
+from adapters.procuratorate.store import record_event
 from adapters.procuratorate.testing import running_procuratorate
 from bus.agencies import load_registry
 from bus.registry import sync_agencies

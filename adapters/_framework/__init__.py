@@ -1,8 +1,11 @@
 """What every adapter shares: vocabulary mapping, submission, delivery, the HTTP API, fakes.
 
-Each adapter package (``adapters/<kind>/``) has the same shape — ``inbound`` (department →
-bus), ``outbound`` (bus → department), ``mapping`` (their vocabulary ↔ ours), ``app`` (HTTP
-API) and ``testing`` (a fake department) — and builds each from the parts here.
+An adapter package (``adapters/<kind>/``) declares one :class:`AdapterSpec` in its
+``__init__.py`` (its vocabulary, what it sends and receives, its checks, its extra routes and
+readers); the service, the HTTP API and the CLI command are built from it by the parts here.
+Besides it, a package holds only code that is really that adapter's: ``mapping`` (its
+vocabulary ↔ ours), ``testing`` (a fake department and documents in its terms) and, where it has
+them, its checks (``enforcement.criminal``) and its views (``procuratorate``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from adapters._framework.app import create_app
 from adapters._framework.auth import create_token, hash_token, revoke_token, token_agency
 from adapters._framework.chain import CHAIN_KINDS, DOCUMENT_TYPES
+from adapters._framework.checks import Check, DeadlineRules, SubmissionCheck
 from adapters._framework.config import AdapterConfig, AgencyEndpoint, DeliveryMode
 from adapters._framework.inbound import Accepted, SubmissionRejected, Submitter
 from adapters._framework.outbound import (
@@ -25,6 +29,7 @@ from adapters._framework.outbound import (
 )
 from adapters._framework.regulatory import OPINION_TYPES, REGULATORY_KINDS, clue_receipt
 from adapters._framework.service import AdapterService
+from adapters._framework.spec import AdapterSpec
 from adapters._framework.vocabulary import (
     BUS_KINDS,
     ENVELOPE_FIELDS,
@@ -47,14 +52,18 @@ __all__ = [
     "Accepted",
     "AdapterConfig",
     "AdapterService",
+    "AdapterSpec",
     "AgencyEndpoint",
+    "Check",
     "CircuitBreaker",
+    "DeadlineRules",
     "DeliveryConflict",
     "DeliveryMode",
     "DeliveryNotFound",
     "KindVocabulary",
     "Nested",
     "Settler",
+    "SubmissionCheck",
     "SubmissionRejected",
     "Submitter",
     "Vocabulary",

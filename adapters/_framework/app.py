@@ -43,7 +43,6 @@ from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
 from adapters._framework.webhook_docs import install_webhook_docs
 from bus.models import MAX_IDENTIFIER_LENGTH
-from bus.sla.policy import load_policies
 
 __all__ = ["create_app"]
 
@@ -166,7 +165,7 @@ def _submission_schema(service: AdapterService) -> dict[str, Any]:
 def _answers(service: AdapterService) -> list[str]:
     """The kinds this adapter sends that answer an earlier message, with the deadlines they
     close (the SLA engine finds those by the original's id)."""
-    replies = load_policies().replies()
+    replies = service.rules.policies.replies()
     return [
         f"{service.vocabulary.code(k)} (`{k}`, closes {', '.join(replies[k])})"
         for k in service.sends
@@ -185,7 +184,8 @@ _SUBMIT_REFUSALS: Final = (
 
 
 def create_app(service: AdapterService, *, manage_service: bool = True) -> FastAPI:
-    """The FastAPI app of ``service``; with ``manage_service`` its lifespan starts and stops it."""
+    """The FastAPI app of ``service`` and its spec's own routes; with ``manage_service`` its
+    lifespan starts and stops the service."""
     kind = service.config.adapter_kind
     max_body = service.config.max_body_bytes
 
@@ -384,6 +384,8 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(attachment_routes(service, service.attachments))
+    for install in service.spec.routes:  # the adapter's own routes, after the common ones
+        install(app, service)
     return app
 
 

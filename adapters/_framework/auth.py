@@ -4,7 +4,9 @@ Also the one answer every adapter route gives when it refuses a caller: 401 with
 ``missing_token`` (no bearer token) or ``invalid_token`` (unknown or revoked), with
 ``WWW-Authenticate: Bearer``; 403 when a valid token's agency may not read the route
 (:func:`forbidden`). :func:`token_reader`, :func:`served_reader` and :func:`message_reader` are
-the FastAPI dependencies that carry it out, so no route re-implements it.
+the FastAPI dependencies that carry it out, so no route re-implements it; :func:`caller` names a
+request's caller the same way for a record kept before any route runs (the procuratorate's
+query audit).
 
 No ``from __future__ import annotations`` here: FastAPI reads the dependencies' annotations,
 which name dependencies local to their factories.
@@ -27,7 +29,10 @@ from bus.audit.access import message_parties
 from bus.db import Executor
 
 __all__ = [
+    "ANONYMOUS",
+    "INVALID_TOKEN",
     "AgencyReader",
+    "caller",
     "create_token",
     "forbidden",
     "hash_token",
@@ -44,6 +49,11 @@ AgencyReader = Callable[..., Awaitable[str]]
 _bearer = HTTPBearer(auto_error=False, description="The department's API token.")
 
 _PREFIX = "cbt_"
+
+ANONYMOUS = "anonymous"
+"""What :func:`caller` names a request without a token."""
+INVALID_TOKEN = "invalid_token"
+"""What :func:`caller` names a request with an unknown or revoked token (the 401's rule)."""
 
 
 def hash_token(token: str) -> bytes:
@@ -114,6 +124,15 @@ def _presented(header: str, *, basic: bool) -> str | None:
     return None
 
 
+async def caller(db: Executor, authorization: str) -> str:
+    """The agency an ``Authorization`` header's bearer token belongs to, for the record:
+    :data:`ANONYMOUS` without a token, :data:`INVALID_TOKEN` for one the dependencies refuse."""
+    token = _presented(authorization, basic=False)
+    if token is None:
+        return ANONYMOUS
+    return await token_agency(db, token) or INVALID_TOKEN
+
+
 def token_reader(
     pool: Callable[[], asyncpg.Pool], *, basic_realm: str | None = None
 ) -> AgencyReader:
@@ -141,7 +160,7 @@ def token_reader(
         agency = await token_agency(pool(), token)
         if agency is None:
             raise _unauthorized(
-                "invalid_token",
+                INVALID_TOKEN,
                 "the API token is unknown or revoked",
                 "访问令牌无效或已注销",
                 challenge,

@@ -27,6 +27,7 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
+from adapters._framework.checks import DeadlineRules, SubmissionCheck, run_checks
 from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.agencies import load_registry
 from bus.attachments import AttachmentStore, check_submission, record_references
@@ -35,11 +36,10 @@ from bus.errors import CasebusError, Problem, ValidationFailed, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
 from bus.outbox import OutboxWriter
-from bus.routing import DEFAULT_POLICY_PATH, RoutingPolicy, load_policy
+from bus.routing import RoutingPolicy, load_policy
 from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
 from bus.sla.clock import Clock, RealClock
-from bus.sla.policy import load_policies
 
 __all__ = ["Accepted", "SubmissionRejected", "Submitter", "department_problem"]
 
@@ -103,8 +103,13 @@ class Submitter:
         replies: Mapping[str, Sequence[str]] | None = None,
         clock: Clock | None = None,
         attachments: AttachmentStore | None = None,
+        checks: Sequence[SubmissionCheck] = (),
+        rules: DeadlineRules | None = None,
     ) -> None:
         self._attachments = attachments
+        self._checks = tuple(checks)
+        # The router's policy and the SLA engine's, read from the files the settings name.
+        self._rules = rules or DeadlineRules.from_settings(settings)
         self._vocabulary = vocabulary
         self._clock = clock or RealClock()
         self._sends = list(sends)
@@ -113,11 +118,10 @@ class Submitter:
         self._codec = codec or default_codec()
         self._writer = OutboxWriter(settings, codec=self._codec)
         self._on_commit = on_commit
-        # The router's policy and the SLA engine's, read from the same files they read.
         self._routing = routing or load_policy(
-            DEFAULT_POLICY_PATH, load_registry(settings.agencies_file)
+            settings.routing_policy_file, load_registry(settings.agencies_file)
         )
-        self._replies = dict(replies if replies is not None else load_policies().replies())
+        self._replies = dict(replies if replies is not None else self._rules.policies.replies())
 
     @property
     def sends(self) -> list[str]:
@@ -263,7 +267,10 @@ class Submitter:
                 code,
             )
             raise SubmissionRejected(422, [problem])
-        env_fields, payload_fields, raw = voc.split_submission(kind, doc)
+        now = self._clock.now()
+        plain, checked = run_checks(self._checks, kind, doc, self._rules, now)
+        env_fields, payload_fields, raw = voc.split_submission(kind, plain)
+        raw += checked(payload_fields)
         problems = [_as_department(p, p.path) for p in raw]
         model: PayloadModel | None = None
         try:
@@ -285,7 +292,7 @@ class Submitter:
             "schema_version": model.SCHEMA_VERSION if model is not None else 1,
             "sender": agency_id,
             "correlation_id": str(message_id),
-            "sent_at": self._clock.now(),
+            "sent_at": now,
             "payload": payload,
             "attachments": [],
             "signature": Signature(algorithm=signer.algorithm, key_id=signer.key_id, value=b""),

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import asyncpg
 import structlog
 
 from adapters._framework.attachments import default_store, referencing
+from adapters._framework.checks import DeadlineRules
 from adapters._framework.config import AdapterConfig
 from adapters._framework.inbound import Submitter
 from adapters._framework.outbound import (
@@ -21,7 +23,6 @@ from adapters._framework.outbound import (
     inbox_handler,
     record_lateness,
 )
-from adapters._framework.vocabulary import Vocabulary
 from bus.attachments import AttachmentStore
 from bus.codec import default_codec
 from bus.db import create_pool
@@ -32,6 +33,9 @@ from bus.provision import OwnKey, ensure_registered
 from bus.settings import Settings
 from bus.signing import Ed25519Signer
 
+if TYPE_CHECKING:
+    from adapters._framework.spec import AdapterSpec
+
 __all__ = ["AdapterService"]
 
 log = structlog.get_logger("casebus.adapter")
@@ -40,25 +44,26 @@ _KEYS_VALID_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 class AdapterService:
-    """Everything behind one adapter's HTTP API; ``async with`` runs it."""
+    """Everything behind one adapter's HTTP API, built from its spec; ``async with`` runs it."""
 
     def __init__(
         self,
         settings: Settings,
         config: AdapterConfig,
         *,
-        vocabulary: Vocabulary,
-        sends: list[str],
-        receives: list[str],
+        spec: AdapterSpec,
         run_relay: bool = True,
         run_readers: bool = True,
         relay_settings: Settings | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
-        self.vocabulary = vocabulary
-        self.sends = list(sends)
-        self.receives = list(receives)
+        self.spec = spec
+        self.vocabulary = spec.vocabulary
+        self.sends = list(spec.sends)
+        self.receives = list(spec.receives)
+        self.rules = DeadlineRules.from_settings(settings)
+        """The deadline policies and calendar of ``settings``, as the SLA engine counts."""
         self._run_relay = run_relay
         self._run_readers = run_readers
         self._relay_settings = relay_settings or settings
@@ -146,6 +151,8 @@ class AdapterService:
             on_commit=self._woke,
             clock=self.config.clock,
             attachments=self.attachments,
+            checks=self.spec.checks,
+            rules=self.rules,
         )
         for endpoint in self.config.agencies:
             agency = endpoint.agency_id
@@ -174,7 +181,15 @@ class AdapterService:
         log.info("adapter.started", kind=self.config.adapter_kind, agencies=self.config.agency_ids)
 
     async def _read(self, agency_id: str) -> None:
-        """Keep the adapter's inbox reader running."""
+        """Keep the adapter's inbox reader running, and the spec's extra readers beside it."""
+        extra = [
+            self.keep_reading(agency_id, functools.partial(make, self, agency_id))
+            for make in self.spec.readers
+        ]
+        await asyncio.gather(self._deliveries(agency_id), *extra)
+
+    async def _deliveries(self, agency_id: str) -> None:
+        """Keep the reader storing the agency's messages as pending deliveries running."""
         await self.keep_reading(
             agency_id,
             lambda: InboxReader(

@@ -31,6 +31,7 @@ from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters._framework.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook
 from adapters._framework.service import AdapterService
+from adapters._framework.spec import AdapterSpec
 from bus.db import connect
 from bus.provision import ensure_registered
 from bus.settings import Settings
@@ -261,7 +262,8 @@ async def running_adapter(
         "poll_interval_s": 0.1,
     }
     defaults.update(config)
-    kind = build_service.__module__.split(".")[1] if "." in build_service.__module__ else "test"
+    spec = getattr(build_service, "__self__", None)  # an adapter's build_service is its spec's
+    kind = spec.kind if isinstance(spec, AdapterSpec) else "test"
     cfg = AdapterConfig(adapter_kind=kind, agencies=tuple(endpoints), **defaults)
     service = build_service(
         settings.for_service(cfg.service) if own_role else settings,

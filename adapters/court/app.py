@@ -1,44 +1,9 @@
-"""The court adapter's HTTP API and service."""
+"""The old import path of the court adapter's builders, kept while a caller still uses it.
 
-from __future__ import annotations
+``adapters.court`` exports them (its spec's); delete this file once nothing imports
+``adapters.court.app`` (tests/test_webhook_docs.py does).
+"""
 
-from typing import Final
+from adapters.court import build_service, create_app
 
-from fastapi import FastAPI
-
-from adapters._framework.app import create_app as _create_app
-from adapters._framework.config import AdapterConfig
-from adapters._framework.service import AdapterService
-from adapters.court.mapping import RECEIVES, SENDS, VOCABULARY
-from bus.settings import Settings
-
-__all__ = ["ADAPTER_KIND", "build_service", "create_app"]
-
-ADAPTER_KIND: Final = "court"
-"""The name of this adapter: ``casebus adapter court``."""
-
-
-def build_service(
-    settings: Settings,
-    config: AdapterConfig,
-    *,
-    relay_settings: Settings | None = None,
-    run_relay: bool = True,
-    run_readers: bool = True,
-) -> AdapterService:
-    """The service behind the API: signers, outbox relays, inbox readers, deliverers."""
-    return AdapterService(
-        settings,
-        config,
-        vocabulary=VOCABULARY,
-        sends=SENDS,
-        receives=RECEIVES,
-        relay_settings=relay_settings,
-        run_relay=run_relay,
-        run_readers=run_readers,
-    )
-
-
-def create_app(service: AdapterService, *, manage_service: bool = True) -> FastAPI:
-    """The FastAPI app over ``service`` (see :func:`build_service`)."""
-    return _create_app(service, manage_service=manage_service)
+__all__ = ["build_service", "create_app"]

@@ -13,37 +13,35 @@ at once what to fix instead of waiting for a refusal days later:
 - Administrative Compulsion Law arts. 53, 54 and 69: an application to the court is made only after
   the reminder (催告书) has been served for ten working days, and no later than three months after
   the party's compliance deadline. The three months come from the ``court.execution_application``
-  deadline policy (``deploy/sla-policies.yaml``); both count on the Chinese working-day calendar.
+  deadline policy of the file the adapter's settings name (``CASEBUS_SLA_POLICIES_FILE``, as the
+  SLA engine reads it); both count on the Chinese working-day calendar.
+
+The checks are listed in :data:`CRIMINAL_CHECKS`, which the bureau's spec hands the framework.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime, time
+from collections.abc import Mapping
+from datetime import date, datetime, time
 from typing import Any, Final
 
 from adapters._framework.chain import CHAIN_KINDS, DOCUMENT_TYPES
-from adapters._framework.vocabulary import KindVocabulary, Vocabulary
+from adapters._framework.checks import DeadlineRules, SubmissionCheck
+from adapters._framework.checks import problem as _problem
+from adapters._framework.vocabulary import KindVocabulary
 from bus.errors import Problem
 from bus.models import MANDATORY_TRANSFER_DOCUMENTS
-from bus.sla.calendar import (
-    DEFAULT_HOLIDAYS_OVERRIDE_PATH,
-    SHANGHAI,
-    WorkCalendar,
-    due_at,
-)
-from bus.sla.policy import Policy, load_policies
+from bus.sla.calendar import SHANGHAI, due_at
 
 __all__ = [
     "COURT_APPLICATION_POLICY",
+    "CRIMINAL_CHECKS",
     "CRIMINAL_KINDS",
     "CRIMINAL_RECEIVES",
     "CRIMINAL_SENDS",
     "DOCUMENT_TYPES",
     "NO_INSPECTION_FIELD",
     "REMINDER_WAIT_WORKING_DAYS",
-    "ChainVocabulary",
     "check_court_application",
     "check_transfer",
 ]
@@ -80,18 +78,12 @@ COURT_APPLICATION_POLICY: Final = "court.execution_application"
 CRIMINAL_KINDS: Final[tuple[KindVocabulary, ...]] = tuple(CHAIN_KINDS.values())
 """The chain's kinds in the bureau's terms: the bureau takes part in every one."""
 
-Check = Callable[[Mapping[str, Any], Mapping[str, Any]], list[Problem]]
-"""A statutory check: (the department's document, the payload in our names) → problems."""
-
-
-def _problem(path: str, rule: str, en: str, zh: str, value: Any = None) -> Problem:
-    return Problem(path=path, rule=rule, message=en, value=value, message_zh=zh)
-
-
 _DOCUMENT_NAMES: Final = {ours: theirs for theirs, ours in DOCUMENT_TYPES.items()}
 
 
-def check_transfer(doc: Mapping[str, Any], payload: Mapping[str, Any]) -> list[Problem]:
+def check_transfer(
+    doc: Mapping[str, Any], payload: Mapping[str, Any], _rules: DeadlineRules, _now: datetime
+) -> list[Problem]:
     """Decree 310 art. 6: one problem per mandatory document missing from ``yscl``."""
     documents = payload.get("documents")
     if not isinstance(documents, list):
@@ -124,16 +116,6 @@ def check_transfer(doc: Mapping[str, Any], payload: Mapping[str, Any]) -> list[P
     return problems
 
 
-@functools.cache
-def _calendar() -> WorkCalendar:
-    return WorkCalendar(DEFAULT_HOLIDAYS_OVERRIDE_PATH)
-
-
-@functools.cache
-def _application_policy() -> Policy:
-    return load_policies().get(COURT_APPLICATION_POLICY)
-
-
 def _as_date(value: Any) -> date | None:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
@@ -146,16 +128,18 @@ def _as_date(value: Any) -> date | None:
 
 
 def check_court_application(
-    doc: Mapping[str, Any], payload: Mapping[str, Any], *, now: datetime | None = None
+    _doc: Mapping[str, Any], payload: Mapping[str, Any], rules: DeadlineRules, now: datetime
 ) -> list[Problem]:
-    """行政强制法 arts. 53-54 and 69: the application is made inside its window (now)."""
-    made = (now or datetime.now(UTC)).astimezone(SHANGHAI)
+    """行政强制法 arts. 53-54 and 69: the application is made (``now``) inside its window, the
+    window's period read from ``rules`` (the operator's policy file)."""
+    made = now.astimezone(SHANGHAI)
+    calendar = rules.calendar
     problems: list[Problem] = []
     served = _as_date(payload.get("reminder_served_on"))
     if served is not None:
-        last_wait_day = _calendar().add_working_days(served, REMINDER_WAIT_WORKING_DAYS)
+        last_wait_day = calendar.add_working_days(served, REMINDER_WAIT_WORKING_DAYS)
         if made.date() <= last_wait_day:
-            earliest = _calendar().next_working_day(last_wait_day)
+            earliest = calendar.next_working_day(last_wait_day)
             problems.append(
                 _problem(
                     "cgsdrq",
@@ -170,14 +154,14 @@ def check_court_application(
             )
     deadline = _as_date(payload.get("compliance_deadline"))
     if deadline is not None:
-        policy = _application_policy()
+        policy = rules.policies.get(COURT_APPLICATION_POLICY)
         period = policy.period_for(payload)
         closes = due_at(
             datetime.combine(deadline, time(0), SHANGHAI),
             unit=period.unit,
             amount=period.amount,
             holiday_extension=policy.holiday_extension,
-            calendar=_calendar(),
+            calendar=calendar,
         )
         if made > closes:
             problems.append(
@@ -195,41 +179,10 @@ def check_court_application(
     return problems
 
 
-_CHECKS: Final[Mapping[str, Check]] = {
-    "criminal.transfer": check_transfer,
-    "court.execution_application": check_court_application,
-}
-_SUBMISSION_MARK: Final = "jsdw"
-_DEPARTMENT_ONLY: Final[Mapping[str, frozenset[str]]] = {
-    "criminal.transfer": frozenset({NO_INSPECTION_FIELD}),
-}
-
-
-class ChainVocabulary(Vocabulary):
-    """A vocabulary that also applies the statutory checks of the chain to submissions.
-
-    The checks sit here because the vocabulary is the one per-adapter part the framework's
-    :class:`~adapters._framework.inbound.Submitter` consults; a submission-check hook in the
-    framework would be their better home.
-    """
-
-    def split_submission(
-        self, kind: str, doc: Mapping[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any], list[Problem]]:
-        """As :meth:`Vocabulary.split_submission`, plus every statutory rule ``doc`` breaks."""
-        own = _DEPARTMENT_ONLY.get(kind, frozenset())
-        problems: list[Problem] = []
-        for name in own:
-            if name in doc and not isinstance(doc[name], bool):
-                problems.append(
-                    _problem(name, "bool_type", "must be true or false", "须为 true 或 false")
-                )
-        envelope, payload, found = super().split_submission(
-            kind, {k: v for k, v in doc.items() if k not in own}
-        )
-        check = _CHECKS.get(kind)
-        # The statutory rules judge a submission, which always names its recipients (jsdw is
-        # required); a bare document translated for a round trip is a mapping, not a filing.
-        if check is not None and _SUBMISSION_MARK in doc:
-            problems += check(doc, payload)
-        return envelope, payload, found + problems
+CRIMINAL_CHECKS: Final = (
+    SubmissionCheck(
+        kind="criminal.transfer", check=check_transfer, own_fields=frozenset({NO_INSPECTION_FIELD})
+    ),
+    SubmissionCheck(kind="court.execution_application", check=check_court_application),
+)
+"""The bureau's statutory checks, applied by the framework's submitter before signing."""

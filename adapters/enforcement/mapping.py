@@ -12,13 +12,8 @@ from __future__ import annotations
 from typing import Final
 
 from adapters._framework.regulatory import OPINION_TYPES, REGULATORY_KINDS, clue_receipt
-from adapters._framework.vocabulary import BUS_KINDS
-from adapters.enforcement.criminal import (
-    CRIMINAL_KINDS,
-    CRIMINAL_RECEIVES,
-    CRIMINAL_SENDS,
-    ChainVocabulary,
-)
+from adapters._framework.vocabulary import BUS_KINDS, Vocabulary
+from adapters.enforcement.criminal import CRIMINAL_KINDS, CRIMINAL_RECEIVES, CRIMINAL_SENDS
 
 __all__ = ["OPINION_TYPES", "RECEIVES", "SENDS", "VOCABULARY"]
 
@@ -32,7 +27,7 @@ _CLUE_RECEIPT: Final = clue_receipt(
     case_id="lajbh",  # 立案案件编号
 )
 
-VOCABULARY: Final = ChainVocabulary(
+VOCABULARY: Final = Vocabulary(
     [*REGULATORY_KINDS.values(), _CLUE_RECEIPT, *CRIMINAL_KINDS, *BUS_KINDS]
 )
 """Every kind the bureau sends or receives, in its terms."""

@@ -23,11 +23,15 @@ SENDS: Final = [
 """What the department submits."""
 RECEIVES: Final = [
     "criminal.transfer",
+    # From another police agency: a case outside its jurisdiction, forwarded to this one.
+    "criminal.jurisdiction_forward",
     "criminal.reconsideration_request",
     "criminal.evidence_handover",
     "supervision.notice",
 ]
 """What the department is sent (besides the bus's own receipts and SLA events)."""
 
-VOCABULARY: Final = Vocabulary([*(CHAIN_KINDS[k] for k in (*SENDS, *RECEIVES)), *BUS_KINDS])
+VOCABULARY: Final = Vocabulary(
+    [*(CHAIN_KINDS[k] for k in dict.fromkeys((*SENDS, *RECEIVES))), *BUS_KINDS]
+)
 """Every kind the department sends or receives, in its terms."""

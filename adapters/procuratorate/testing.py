@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from adapters._framework.testing import (
     DepartmentClient,
@@ -16,7 +13,7 @@ from adapters._framework.testing import (
     RunningAdapter,
     running_adapter,
 )
-from adapters.procuratorate.app import build_service, create_app
+from adapters.procuratorate import build_service
 from bus.settings import Settings
 
 __all__ = [
@@ -61,22 +58,13 @@ def supervision_notice(
     return doc
 
 
-@contextlib.asynccontextmanager
-async def running_procuratorate(
+def running_procuratorate(
     settings: Settings,
     *,
     key_dir: Path,
     webhooks: dict[str, FakeDepartment | None],
     **config: Any,
-) -> AsyncIterator[RunningAdapter]:
-    """As :func:`~adapters._framework.testing.running_adapter`, with the procuratorate's own
-    routes (timeline, screening, statistics, audit proofs) on the in-process client."""
-    async with running_adapter(
-        build_service, settings, key_dir=key_dir, webhooks=webhooks, **config
-    ) as base:
-        app = create_app(base.service, manage_service=False)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://adapter") as client:
-            running = RunningAdapter(base.service, client)
-            running.tokens = dict(base.tokens)
-            yield running
+) -> contextlib.AbstractAsyncContextManager[RunningAdapter]:
+    """As :func:`~adapters._framework.testing.running_adapter` for the procuratorate (its own
+    routes, timeline, screening, statistics and audit proofs, are on the in-process client)."""
+    return running_adapter(build_service, settings, key_dir=key_dir, webhooks=webhooks, **config)

@@ -6,7 +6,21 @@ Sends ``clue.handover`` (supervision records as attachments), ``opinion.response
 
 from __future__ import annotations
 
-from adapters.regulators.app import ADAPTER_KIND, build_service, create_app
+from typing import Final
+
+from adapters._framework.spec import AdapterSpec
 from adapters.regulators.mapping import RECEIVES, SENDS, VOCABULARY
 
-__all__ = ["ADAPTER_KIND", "RECEIVES", "SENDS", "VOCABULARY", "build_service", "create_app"]
+__all__ = ["RECEIVES", "SENDS", "SPEC", "VOCABULARY", "build_service", "create_app"]
+
+SPEC: Final = AdapterSpec(
+    kind="regulators",
+    agency_kind="regulator",
+    summary="The regulators' clue handovers and opinions.",
+    vocabulary=VOCABULARY,
+    sends=SENDS,
+    receives=RECEIVES,
+)
+"""The regulators adapter, as the framework and ``casebus adapter regulators`` build it."""
+
+build_service, create_app = SPEC.build_service, SPEC.create_app

@@ -8,23 +8,21 @@ new API token for a department (only its SHA-256 is stored).
 from __future__ import annotations
 
 import asyncio
-import importlib
 from pathlib import Path
-from typing import Any
 
 import typer
 import uvicorn
 
 from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
+from adapters._framework.spec import AdapterSpec
+from adapters.specs import SPECS
 from bus.db import connect
 from bus.errors import ConfigError
 from bus.secret_files import read_secret_file
 from bus.settings import REPO_ROOT, load_settings
 
 app = typer.Typer(help="Department adapters (HTTP APIs in each department's vocabulary).")
-
-_KINDS = ("regulators", "enforcement", "police", "procuratorate", "court")
 
 
 def _webhooks(values: list[str]) -> dict[str, str]:
@@ -75,17 +73,18 @@ def _config(
     )
 
 
-def _serve(kind: str, config: AdapterConfig, host: str, port: int) -> None:
-    module: Any = importlib.import_module(f"adapters.{kind}.app")
+def _serve(spec: AdapterSpec, config: AdapterConfig, host: str, port: int) -> None:
     # As its own role: it may not register its agencies' keys (the router trusts them), so
     # the operator has (`casebus agency key add`); start() stops, naming that, if not.
     settings = load_settings().for_service(config.service)
-    service = module.build_service(settings, config)
-    api = module.create_app(service)
+    service = spec.build_service(settings, config)
+    api = spec.create_app(service)
     uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None)).run()
 
 
-def _command(kind: str) -> None:
+def _command(spec: AdapterSpec) -> None:
+    kind = spec.kind
+
     def run(
         agency: list[str] = typer.Option(..., "--agency", help="An agency served; repeatable."),
         key_dir: Path = typer.Option(
@@ -111,17 +110,17 @@ def _command(kind: str) -> None:
     ) -> None:
         try:
             config = _config(kind, agency, key_dir, webhook, max_body_bytes, max_wait_s)
-            _serve(kind, config, host, port)
+            _serve(spec, config, host, port)
         except ConfigError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from e
 
-    run.__doc__ = f"Run the {kind} adapter's HTTP API, outbox relay and deliveries."
+    run.__doc__ = f"Run the {kind} adapter's HTTP API, outbox relay and deliveries. {spec.summary}"
     app.command(kind)(run)
 
 
-for _kind in _KINDS:
-    _command(_kind)
+for _spec in SPECS:
+    _command(_spec)
 
 
 @app.command("token")

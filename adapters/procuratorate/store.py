@@ -1,16 +1,17 @@
-"""Bus → 人民检察院: inbox messages in the procuratorate's vocabulary, and its own case store.
+"""Bus → 人民检察院: the procuratorate's own case store.
 
 Besides the deliveries every adapter makes (webhook or pull), the procuratorate keeps what it is
 sent: each message of the chain, per case, in ``procuratorate_events`` (payload in the bus's field
 names, for the timeline, the screening and the statistics), and each ``audit.tree_head`` in
 ``procuratorate_tree_heads``. A second inbox reader with a consumer name of its own does the
-storing, so it commits exactly once per message, independently of the department's deliveries.
+storing, so it commits exactly once per message, independently of the department's deliveries;
+:func:`store_reader` is that reader, listed in the procuratorate's spec.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -18,24 +19,16 @@ import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
 
-from adapters._framework.outbound import inbox_handler
-from adapters.procuratorate.mapping import RECEIVES, VOCABULARY
+from adapters._framework.service import AdapterService
 from bus.audit.events import decode_leaf, leaf_envelope
 from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import DecodeError, ValidationFailed
-from bus.inbox import InboxHandler
+from bus.inbox import InboxHandler, InboxReader
 from bus.models import AuditTreeHead, Envelope
 from bus.models.bus_kinds import BusDelivered
 
-__all__ = [
-    "RECEIVES",
-    "STORE_CONSUMER",
-    "document",
-    "handler",
-    "record_event",
-    "store_handler",
-]
+__all__ = ["STORE_CONSUMER", "record_event", "store_handler", "store_reader"]
 
 log = structlog.get_logger("casebus.adapter.procuratorate")
 
@@ -43,17 +36,6 @@ STORE_CONSUMER: Final = "procuratorate.store.{agency}"
 """The consumer name (idempotency key) of the store reader of one procuratorate."""
 
 _NOT_KEPT: Final = ("bus.",)
-
-
-def handler(agency_id: str, *, on_stored: Callable[[str], None] | None = None) -> InboxHandler:
-    """The inbox handler storing the procuratorate's messages as pending deliveries."""
-    return inbox_handler(agency_id, vocabulary=VOCABULARY, on_stored=on_stored)
-
-
-def document(envelope: Envelope, payload: dict[str, Any]) -> dict[str, Any]:
-    """One message as the procuratorate's system reads it."""
-    head = envelope.model_dump(mode="json", exclude={"payload", "signature"})
-    return VOCABULARY.document(head, payload)
 
 
 async def record_event(
@@ -162,3 +144,15 @@ def store_handler(agency_id: str, *, codec: Codec | None = None) -> InboxHandler
         )
 
     return handle
+
+
+def store_reader(service: AdapterService, agency_id: str) -> InboxReader:
+    """The reader keeping ``agency_id``'s case store (see :func:`store_handler`)."""
+    return InboxReader(
+        service.settings,
+        agency_id=agency_id,
+        consumer_name=STORE_CONSUMER.format(agency=agency_id),
+        handler=store_handler(agency_id),
+        pool=service.pool,
+        poll_timeout_ms=200,
+    )
