@@ -15,12 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import adapters.court
-import adapters.enforcement
-import adapters.police
-import adapters.procuratorate
-import adapters.regulators
 import bus.models
+from adapters.specs import SPECS
 from bus.agencies import load_registry
 from bus.attachments import load_retention
 from bus.console.i18n import Labels
@@ -36,13 +32,6 @@ from bus.sla.policy import KINDS as POLICY_KINDS
 from schemas import kind_schema_paths
 
 PAGE = REPO_ROOT / "docs" / "changing-casebus.md"
-ADAPTERS = (
-    adapters.court,
-    adapters.enforcement,
-    adapters.police,
-    adapters.procuratorate,
-    adapters.regulators,
-)
 
 
 @dataclass(frozen=True)
@@ -70,11 +59,11 @@ def _adapter_vocabulary() -> Collection[str]:
     for kind in KINDS:
         users = [
             a
-            for a in ADAPTERS
-            if (kind in (*a.SENDS, *a.RECEIVES) or kind.startswith(("bus.", "sla.")))
-            and (a.ADAPTER_KIND, kind) not in IN_OUR_NAMES
+            for a in SPECS
+            if (kind in (*a.sends, *a.receives) or kind.startswith(("bus.", "sla.")))
+            and (a.kind, kind) not in IN_OUR_NAMES
         ]
-        if users and all(kind in a.VOCABULARY.kinds() for a in users):
+        if users and all(kind in a.vocabulary.kinds() for a in users):
             known.add(kind)
     return known
 
@@ -99,12 +88,12 @@ PLACES: dict[str, Place] = {
     "refused route": Place("bus/samples/_agencies.py", lambda: REFUSED_ROUTES.keys()),
     "adapter sends": Place(
         "adapters/<agency>/mapping.py",
-        lambda: {k for a in ADAPTERS for k in a.SENDS},
+        lambda: {k for a in SPECS for k in a.sends},
         BUSINESS_KINDS,
     ),
     "adapter receives": Place(
         "adapters/<agency>/mapping.py",
-        lambda: {k for a in ADAPTERS for k in a.RECEIVES},
+        lambda: {k for a in SPECS for k in a.receives},
         BUSINESS_KINDS,
     ),
     "adapter vocabulary": Place("adapters/_framework/", _adapter_vocabulary),

@@ -30,7 +30,7 @@ ADAPTERS = {
 async def _openapi(kind: str, tmp_path: Path) -> tuple[dict[str, Any], Any]:
     """The served /openapi.json of one adapter kind, and its service (never started: the
     document needs no database or broker)."""
-    module = importlib.import_module(f"adapters.{kind}.app")
+    module = importlib.import_module(f"adapters.{kind}")
     agency = ADAPTERS[kind]
     files = write_keypair(agency, tmp_path / kind)
     config = AdapterConfig(
