@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from adapters.specs import SPECS
 from bus.acl import plan_acls, render_strimzi_users, submitters
 from bus.agencies import Registry, load_registry
 from bus.routing import DEFAULT_POLICY_PATH, RoutingPolicy, load_policy
@@ -38,13 +39,8 @@ SUBMIT_PARTITIONS = 1
 INBOX_PARTITIONS = 1  # deploy/CAPACITY.md: ~0.005 msgs/s per inbox; 2,400 per province
 COPY_INBOX_PARTITIONS = 3  # the procuratorate and the SLA engine get copies of a whole kind
 DEAD_RETENTION_MS = 90 * 24 * 3600 * 1000
-ADAPTER_KIND = {
-    "enforcement": "enforcement",
-    "regulator": "regulators",
-    "police": "police",
-    "procuratorate": "procuratorate",
-    "court": "court",
-}
+ADAPTER_KIND = {s.agency_kind: s.kind for s in SPECS}
+"""Agency kind → the adapter that serves it (``casebus adapter <kind>``), from the specs."""
 WITNESS_KINDS = ("procuratorate", "court")
 """Who runs a witness of the audit log: the procuratorate and the court each run one."""
 WITNESS_PORT = 7380
