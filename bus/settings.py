@@ -236,7 +236,8 @@ class Settings(BaseSettings):
         "check the same deadlines at submission, so both always count from one file.",
     )
     sla_holidays_override_file: Path | None = Field(
-        None, description="Holidays for years chinesecalendar does not know (optional)."
+        REPO_ROOT / "deploy" / "holidays-override.yaml",
+        description="Holidays for years chinesecalendar does not know (a missing file: none).",
     )
     sla_key_file: Path = Field(
         REPO_ROOT / ".casebus" / "keys" / "casebus.sla.key.pem",
