@@ -129,3 +129,20 @@ def test_help_still_names_the_variable_an_option_defaults_from() -> None:
     result = CliRunner().invoke(app, ["console", "--help"], terminal_width=200)
     assert result.exit_code == 0
     assert "CASEBUS_CONSOLE_PORT" in result.output
+
+
+def test_sla_run_reads_its_key_and_policy_files_from_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    monkeypatch.setenv("CASEBUS_SLA_KEY_FILE", str(tmp_path / "no-key.pem"))
+    no_key = runner.invoke(app, ["sla", "run"])
+    assert no_key.exit_code == 2
+    assert f"--key-file {tmp_path / 'no-key.pem'} does not exist" in no_key.output
+    key = write_keypair("casebus.sla", tmp_path).private_key
+    monkeypatch.setenv("CASEBUS_SLA_KEY_FILE", str(key))
+    monkeypatch.setenv("CASEBUS_SLA_POLICIES_FILE", str(tmp_path / "no-policies.yaml"))
+    # The policies are read before anything is connected to: the setting's file is refused.
+    no_policies = runner.invoke(app, ["sla", "run"])
+    assert no_policies.exit_code == 2
+    assert "no-policies.yaml" in no_policies.output
