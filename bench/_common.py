@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.db import SERVICE_ROLES
 from bus.local_infra import local_infra
-from bus.settings import REPO_ROOT, Settings, load_settings
+from bus.settings import Settings, load_settings
 
 __all__ = [
     "admin_sql",
@@ -56,7 +56,7 @@ def kafka_version() -> str:
     """The broker's version as ``deploy/local`` installed it (Kafka has no API that says)."""
     if version := os.environ.get("CASEBUS_KAFKA_VERSION"):
         return version
-    state = Path(os.environ.get("CASEBUS_STATE_DIR", REPO_ROOT / ".casebus")) / "kafka"
+    state = load_settings().state_dir / "kafka"
     found = sorted(p.stem.removeprefix("classpath-") for p in state.glob("classpath-*.txt"))
     return f"{found[-1]} (deploy/local)" if found else "unknown"
 

@@ -131,7 +131,7 @@ class SoakWorld:
     def policy(self) -> RoutingPolicy:
         """The routing policy the router runs with."""
         s = self.settings
-        return load_policy(REPO_ROOT / "deploy" / "routing.yaml", load_registry(s.agencies_file))
+        return load_policy(s.routing_policy_file, load_registry(s.agencies_file))
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -255,7 +255,7 @@ class SoakWorld:
             out["router"] = self.router.pid
         if self.departments is not None and self.departments.pid:
             out["departments (harness)"] = self.departments.pid
-        state = Path(os.environ.get("CASEBUS_STATE_DIR", REPO_ROOT / ".casebus"))
+        state = self.settings.state_dir
         with contextlib.suppress(OSError, ValueError):
             out["kafka"] = int((state / "kafka" / "kafka.pid").read_text().split()[0])
         with contextlib.suppress(OSError, ValueError):

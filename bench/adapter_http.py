@@ -25,7 +25,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from _common import scratch_settings
+from _common import scratch_settings, with_db
 
 from adapters._framework.auth import create_token
 from adapters._framework.testing import free_socket
@@ -41,10 +41,6 @@ from bus.topics import ensure_topics
 
 AGENCY = "ygh.regulator.planning"
 BUREAU = "ygh.enforcement.bureau"
-
-
-def _db(dsn: str, name: str) -> str:
-    return f"{dsn.rpartition('/')[0]}/{name}"
 
 
 async def _submissions(
@@ -93,7 +89,7 @@ async def main(n: int) -> None:
     admin = await asyncpg.connect(base_settings.database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    dsn = _db(base_settings.database_url, name)
+    dsn = with_db(base_settings.database_url, name)
     settings = scratch_settings(database_url=dsn, topic_prefix=f"bench{uuid.uuid4().hex[:8]}")
     server: asyncio.subprocess.Process | None = None
     try:
