@@ -284,13 +284,17 @@ class Settings(BaseSettings):
         Path("witness.sqlite"), description="`casebus witness serve`: its own SQLite store."
     )
     witness_host: str = Field("127.0.0.1", description="`casebus witness serve` listens here.")
-    witness_port: int = Field(7380, ge=0, le=65535, description="... on this port.")
+    witness_port: int = Field(
+        7380, ge=0, le=65535, description="`casebus witness serve` listens on this port."
+    )
     adapter_key_dir: Path = Field(
         REPO_ROOT / ".casebus" / "keys",
         description="`casebus adapter`: holds <agency>.key.pem (and <agency>.webhook-secret).",
     )
     adapter_host: str = Field("127.0.0.1", description="`casebus adapter` listens here.")
-    adapter_port: int = Field(8080, ge=0, le=65535, description="... on this port.")
+    adapter_port: int = Field(
+        8080, ge=0, le=65535, description="`casebus adapter` listens on this port."
+    )
     adapter_max_body_bytes: int = Field(
         1024 * 1024, ge=1, description="The largest request body an adapter reads."
     )
