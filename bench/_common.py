@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -15,7 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bus.settings import REPO_ROOT
+from bus.db import SERVICE_ROLES
+from bus.local_infra import local_infra
+from bus.settings import Settings, load_settings
 
 __all__ = [
     "admin_sql",
@@ -25,6 +26,7 @@ __all__ = [
     "kafka_version",
     "markdown_table",
     "say",
+    "scratch_settings",
     "vm_kib",
     "with_db",
 ]
@@ -38,37 +40,23 @@ def say(bench: str, text: str) -> None:
 def infra(bench: str) -> tuple[str, str]:
     """Kafka bootstrap and an admin DSN (a role that may create databases): from
     ``CASEBUS_KAFKA_BOOTSTRAP`` and ``CASEBUS_DATABASE_URL``, else from ``deploy/local/up``."""
-    bootstrap = os.environ.get("CASEBUS_KAFKA_BOOTSTRAP")
-    dsn = os.environ.get("CASEBUS_DATABASE_URL")
-    if bootstrap and dsn:
-        return bootstrap, dsn
-    say(bench, "CASEBUS_KAFKA_BOOTSTRAP or CASEBUS_DATABASE_URL is unset: running deploy/local/up")
-    out = subprocess.run(
-        [str(REPO_ROOT / "deploy" / "local" / "up")],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        timeout=600,
-    ).stdout
-    exports = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in out.splitlines()
-        if line.startswith("export ") and "=" in line
-    )
-    try:
-        return (
-            exports["CASEBUS_KAFKA_BOOTSTRAP"].strip("'\""),
-            exports["CASEBUS_DATABASE_URL"].strip("'\""),
-        )
-    except KeyError:
-        raise SystemExit("deploy/local/up printed no Kafka or database address") from None
+    found = local_infra(say=lambda text: say(bench, text))
+    return found.kafka_bootstrap, found.database_url
+
+
+def scratch_settings(**fields: object) -> Settings:
+    """The environment's settings with ``fields`` replaced, every service connecting as the
+    owner: a service's own DSN in the environment names the shared database, never a bench's
+    scratch one. ``.to_env(os.environ)`` is the environment of the bench's child processes."""
+    owner_only: dict[str, object] = {f"{s}_database_url": None for s in SERVICE_ROLES}
+    return load_settings(**(owner_only | fields))
 
 
 def kafka_version() -> str:
     """The broker's version as ``deploy/local`` installed it (Kafka has no API that says)."""
     if version := os.environ.get("CASEBUS_KAFKA_VERSION"):
         return version
-    state = Path(os.environ.get("CASEBUS_STATE_DIR", REPO_ROOT / ".casebus")) / "kafka"
+    state = load_settings().state_dir / "kafka"
     found = sorted(p.stem.removeprefix("classpath-") for p in state.glob("classpath-*.txt"))
     return f"{found[-1]} (deploy/local)" if found else "unknown"
 

@@ -38,14 +38,7 @@ def spawn_pipe(
 
 def spawn_router(settings: Settings, log: Path, profile: Path | None, replicas: int = 1) -> Procs:
     """``replicas`` router processes in one consumer group (cProfile on the first only)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-    env.update(
-        CASEBUS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        CASEBUS_DATABASE_URL=settings.database_url,
-        CASEBUS_TOPIC_PREFIX=settings.topic_prefix,
-        CASEBUS_TOPIC_PARTITIONS=str(settings.topic_partitions),
-        CASEBUS_BUS_KEY_FILE=str(settings.bus_key_file),
-    )
+    env = settings.to_env(os.environ)
     exe = str(Path(sys.executable).parent / "casebus")
     procs = []
     for i in range(replicas):
@@ -54,7 +47,7 @@ def spawn_router(settings: Settings, log: Path, profile: Path | None, replicas: 
             cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), exe, "router"]
         replica_log = log.with_suffix(f".{i}.log")
         with open(replica_log, "ab") as out:
-            replica_env = {**env, "CASEBUS_ROUTER_ID": f"bench-{i}"}
+            replica_env = settings.model_copy(update={"router_id": f"bench-{i}"}).to_env(env)
             procs.append(
                 (subprocess.Popen(cmd, env=replica_env, stdout=out, stderr=out), replica_log)
             )

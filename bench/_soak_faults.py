@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import socket
 import struct
@@ -27,7 +26,6 @@ from _common import say
 from _soak_load import ENFORCEMENT, POLICE
 from _soak_world import LOCAL, SoakWorld
 
-from bus.settings import REPO_ROOT
 from bus.sim.world import PROCURATORATE
 
 __all__ = ["FAULTS", "Fault", "PortHolder", "plan_faults", "run_faults"]
@@ -155,7 +153,7 @@ async def restart_kafka(world: SoakWorld, away_s: float, started: float) -> None
         await world.local("down", "kafka")
         await grab
         await asyncio.sleep(max(0.0, started + away_s - time.monotonic()))
-        state = Path(os.environ.get("CASEBUS_STATE_DIR", REPO_ROOT / ".casebus"))
+        state = world.settings.state_dir
         tail = _Tail(state / "kafka" / "logs" / "server.log")
         tail.read()  # the old broker's lines
         # `up` refuses to start a broker on a port that answers: let go for the moment between

@@ -20,7 +20,7 @@ from typing import IO
 
 import asyncpg
 import httpx
-from _common import admin_sql, cpu_seconds, delete_topics, say, with_db
+from _common import admin_sql, cpu_seconds, delete_topics, say, scratch_settings, with_db
 from _soak_departments import Departments
 from _soak_load import COURT, ENFORCEMENT, POLICE
 
@@ -29,7 +29,7 @@ from bus.agencies import load_registry
 from bus.db import migrate
 from bus.registry import sync_agencies
 from bus.routing import RoutingPolicy, load_policy
-from bus.settings import REPO_ROOT, Settings, load_settings
+from bus.settings import REPO_ROOT, Settings
 from bus.signing import write_keypair
 from bus.sim.world import PROCURATORATE, REGULATORS
 from bus.topics import ensure_topics
@@ -115,30 +115,23 @@ class SoakWorld:
     @property
     def settings(self) -> Settings:
         """Settings of the scratch world."""
-        return load_settings(
+        return scratch_settings(
             kafka_bootstrap=self.bootstrap,
             database_url=self.dsn,
             topic_prefix=self.prefix,
             bus_key_file=self.bus_key,
         )
 
-    def env(self) -> dict[str, str]:
-        """The environment of every child process (and of ``casebus audit verify``)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-        env.update(
-            CASEBUS_KAFKA_BOOTSTRAP=self.bootstrap,
-            CASEBUS_DATABASE_URL=self.dsn,
-            CASEBUS_TOPIC_PREFIX=self.prefix,
-            CASEBUS_BUS_KEY_FILE=str(self.bus_key),
-            CASEBUS_LOG_FORMAT="json",
-            CASEBUS_LOG_LEVEL=self.log_level,
-        )
-        return env
+    def env(self, **fields: object) -> dict[str, str]:
+        """The environment of every child process (and of ``casebus audit verify``), with
+        ``fields`` of the settings replaced."""
+        child = {"log_format": "json", "log_level": self.log_level} | fields
+        return self.settings.model_copy(update=child).to_env(os.environ)
 
     def policy(self) -> RoutingPolicy:
         """The routing policy the router runs with."""
         s = self.settings
-        return load_policy(REPO_ROOT / "deploy" / "routing.yaml", load_registry(s.agencies_file))
+        return load_policy(s.routing_policy_file, load_registry(s.agencies_file))
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -194,8 +187,7 @@ class SoakWorld:
         out.write(f"\n=== soak: router start {self.router_starts}\n".encode())
         out.flush()
         self._router_log_from = out.tell()
-        env = self.env()
-        env.update(CASEBUS_ROUTER_ID="soak-router", CASEBUS_LOG_LEVEL="info")
+        env = self.env(router_id="soak-router", log_level="info")
         self.router = subprocess.Popen(
             [_EXE, "router"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
@@ -263,7 +255,7 @@ class SoakWorld:
             out["router"] = self.router.pid
         if self.departments is not None and self.departments.pid:
             out["departments (harness)"] = self.departments.pid
-        state = Path(os.environ.get("CASEBUS_STATE_DIR", REPO_ROOT / ".casebus"))
+        state = self.settings.state_dir
         with contextlib.suppress(OSError, ValueError):
             out["kafka"] = int((state / "kafka" / "kafka.pid").read_text().split()[0])
         with contextlib.suppress(OSError, ValueError):

@@ -23,31 +23,36 @@ The ratio column is each row's MiB/s over the file copy's.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+import random
 import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path and its name would hide the
-# ``adapters`` package: drop the folder before importing it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import asyncpg
+import httpx
+from _common import (
+    admin_sql,
+    infra,
+    markdown_table,
+    say,
+    scratch_settings,
+    vm_kib,
+    with_db,
+)
 
-import asyncio  # noqa: E402
-import hashlib  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-
-from adapters._framework.auth import create_token  # noqa: E402
-from adapters._framework.testing import free_socket  # noqa: E402
-from bus.agencies import load_registry  # noqa: E402
-from bus.attachments import (  # noqa: E402
+from adapters._framework.auth import create_token
+from adapters._framework.testing import free_socket
+from bus.agencies import load_registry
+from bus.attachments import (
     AttachmentStore,
     MemoryAttachmentStore,
     PostgresAttachmentStore,
@@ -55,24 +60,27 @@ from bus.attachments import (  # noqa: E402
     attachment_uri,
     record_references,
 )
-from bus.db import migrate  # noqa: E402
-from bus.logs import configure_logging  # noqa: E402
-from bus.models import Attachment, BusAck  # noqa: E402
-from bus.provision import OwnKey, ensure_registered  # noqa: E402
-from bus.registry import sync_agencies  # noqa: E402
-from bus.settings import load_settings  # noqa: E402
-from bus.signing import Ed25519Signer, write_keypair  # noqa: E402
-from bus.testing import make_party  # noqa: E402
-
-# The benchmarks' helpers, once the packages are imported (this folder would hide them), and
-# the tests' SeaweedFS server (one way to start it).
-sys.path += [str(_HERE), str(_HERE.parent / "tests")]
-from _common import admin_sql, infra, markdown_table, say, vm_kib, with_db  # noqa: E402
-from s3kit import seaweedfs  # noqa: E402
+from bus.db import migrate
+from bus.logs import configure_logging
+from bus.models import Attachment, BusAck
+from bus.provision import OwnKey, ensure_registered
+from bus.registry import sync_agencies
+from bus.settings import load_settings
+from bus.signing import Ed25519Signer, write_keypair
+from bus.testing import make_party
 
 BENCH = "attachments"
 AGENCY = "ygh.enforcement.bureau"
 MIB = 1024 * 1024
+
+
+def _seaweedfs(root: Path) -> AbstractContextManager[Any]:
+    """A SeaweedFS server, started the one way the tests start it (tests/s3kit.py, which
+    imports the tests' own helpers: hence their folder on the path, for this run only)."""
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+    from s3kit import seaweedfs
+
+    return seaweedfs(root)
 
 
 async def from_file(path: Path) -> AsyncIterator[bytes]:
@@ -154,13 +162,12 @@ async def http_rows(
         await owner.close()
     with free_socket() as sock:
         port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-    env.update(
-        CASEBUS_DATABASE_URL=dsn,
-        CASEBUS_KAFKA_BOOTSTRAP="127.0.0.1:1",  # relay off: files only
-        CASEBUS_LOG_LEVEL="warning",
-        CASEBUS_ATTACHMENT_MAX_BYTES=str(size),
-    )
+    env = scratch_settings(
+        database_url=dsn,
+        kafka_bootstrap="127.0.0.1:1",  # relay off: files only
+        log_level="warning",
+        attachment_max_bytes=size,
+    ).to_env(os.environ)
     exe = str(Path(sys.executable).parent / "casebus")
     argv = ["adapter", "enforcement", "--agency", AGENCY, "--key-dir", str(keys)]
     server = await asyncio.create_subprocess_exec(
@@ -294,7 +301,7 @@ async def main(mib: int) -> None:
         finally:
             await pool.close()
         say(BENCH, "S3 store on SeaweedFS (weed server -s3, started here)")
-        with seaweedfs(scratch / "seaweedfs") as server:
+        with _seaweedfs(scratch / "seaweedfs") as server:
             s3 = S3AttachmentStore(
                 endpoint_url=server.endpoint_url,
                 bucket="casebus-bench",

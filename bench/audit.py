@@ -28,18 +28,17 @@ import os
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
 from _audit_append import record as _record
 from _audit_witness import witness_report
+from _common import with_db
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.audit.checkpointer import Checkpointer
@@ -47,7 +46,7 @@ from bus.audit.log import AuditLog
 from bus.audit.merkle import leaf_hash, root_hash, verify_inclusion
 from bus.audit.verify import verify_log
 from bus.db import create_pool, migrate
-from bus.settings import REPO_ROOT
+from bus.local_infra import local_database_url
 
 __all__ = ["main"]
 
@@ -165,34 +164,6 @@ def _table(rows: Sequence[_Row], raw_unit_s: float) -> list[str]:
 
 
 # --- the database -----------------------------------------------------------------------------
-
-
-def _admin_dsn() -> str:
-    """``CASEBUS_DATABASE_URL``, or the address ``deploy/local/up`` prints."""
-    dsn = os.environ.get("CASEBUS_DATABASE_URL")
-    if dsn:
-        return dsn
-    _say("CASEBUS_DATABASE_URL is unset: running deploy/local/up")
-    out = subprocess.run(
-        [str(REPO_ROOT / "deploy" / "local" / "up")],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        timeout=600,
-    ).stdout
-    exports = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in out.splitlines()
-        if line.startswith("export ") and "=" in line
-    )
-    try:
-        return exports["CASEBUS_DATABASE_URL"].strip("'\"")
-    except KeyError:
-        raise SystemExit("deploy/local/up printed no CASEBUS_DATABASE_URL") from None
-
-
-def _with_db(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
 
 
 async def _create(admin_dsn: str, name: str) -> None:
@@ -421,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The library logs through structlog; keep stdout for the table.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     began = time.perf_counter()
-    admin = _admin_dsn()
+    admin = local_database_url(say=_say)
     if plan is not None:
         _million(admin, plan, began)
     print()
@@ -435,7 +406,7 @@ def _million(admin: str, plan: _Plan, began: float) -> None:
     try:
         _say(f"creating database {name}")
         asyncio.run(_create(admin, name))
-        db = asyncio.run(_measure_db(_with_db(admin, name), plan))
+        db = asyncio.run(_measure_db(with_db(admin, name), plan))
     finally:
         asyncio.run(_drop(admin, name))
         _say(f"dropped database {name}")

@@ -13,31 +13,23 @@ answer was 5xx or a 4xx came without a problem list naming field and rule. The C
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its adapters.py would hide the
-# ``adapters`` package: import the package first, then put the folder back for ``_common``.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-import adapters.fuzzing  # noqa: E402
+import asyncpg
+from _common import admin_sql, markdown_table, say, scratch_settings, with_db
 
-sys.path.append(str(_HERE))
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-
-import asyncpg  # noqa: E402
-from _common import admin_sql, markdown_table, say, with_db  # noqa: E402
-
-from bus.agencies import load_registry  # noqa: E402
-from bus.db import migrate  # noqa: E402
-from bus.logs import configure_logging  # noqa: E402
-from bus.registry import sync_agencies  # noqa: E402
-from bus.settings import load_settings  # noqa: E402
+import adapters.fuzzing
+from bus.agencies import load_registry
+from bus.db import migrate
+from bus.logs import configure_logging
+from bus.registry import sync_agencies
+from bus.settings import load_settings
 
 
 async def main(cases: int, seed: int, kinds: list[str]) -> int:
@@ -46,14 +38,7 @@ async def main(cases: int, seed: int, kinds: list[str]) -> int:
     name = f"casebus_bench_fuzz_{uuid.uuid4().hex[:8]}"
     await admin_sql(base.database_url, f'CREATE DATABASE "{name}"')
     dsn = with_db(base.database_url, name)
-    overrides: dict[str, object] = {"database_url": dsn}
-    overrides.update(
-        {
-            f"{service}_database_url": None
-            for service in ("router", "sla", "adapter", "monitor", "procuratorate")
-        }
-    )
-    settings = base.model_copy(update=overrides)
+    settings = scratch_settings(database_url=dsn)
     rows: list[list[str]] = []
     failed = False
     try:

@@ -63,6 +63,7 @@ from _common import (  # bench/, first on sys.path when a bench runs as a script
     kafka_version,
     markdown_table,
     say,
+    scratch_settings,
     with_db,
 )
 from _router_procs import Procs, spawn_pipe, spawn_router  # bench/, as _common
@@ -428,7 +429,7 @@ async def _run(plan: _Plan, bootstrap: str, dsn: str, base: str, tmp: Path, prof
     bus_key = write_keypair("casebus", tmp / "bus-key")
 
     def settings_for(prefix: str) -> Settings:
-        return load_settings(
+        return scratch_settings(
             kafka_bootstrap=bootstrap,
             database_url=dsn,
             topic_prefix=prefix,

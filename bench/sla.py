@@ -28,22 +28,22 @@ import argparse
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
+from _common import with_db
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.agencies import load_registry
 from bus.db import create_pool, migrate
-from bus.settings import REPO_ROOT, load_settings
+from bus.local_infra import local_database_url
+from bus.settings import load_settings
 from bus.signing import Ed25519Signer
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, WorkCalendar
 from bus.sla.clock import RealClock
@@ -291,34 +291,6 @@ def _table(rows: Sequence[tuple[str, str, str]]) -> list[str]:
 # --- the database -----------------------------------------------------------------------------
 
 
-def _admin_dsn() -> str:
-    """``CASEBUS_DATABASE_URL``, or the address ``deploy/local/up`` prints."""
-    dsn = os.environ.get("CASEBUS_DATABASE_URL")
-    if dsn:
-        return dsn
-    _say("CASEBUS_DATABASE_URL is unset: running deploy/local/up")
-    out = subprocess.run(
-        [str(REPO_ROOT / "deploy" / "local" / "up")],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        timeout=600,
-    ).stdout
-    exports = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in out.splitlines()
-        if line.startswith("export ") and "=" in line
-    )
-    try:
-        return exports["CASEBUS_DATABASE_URL"].strip("'\"")
-    except KeyError:
-        raise SystemExit("deploy/local/up printed no CASEBUS_DATABASE_URL") from None
-
-
-def _with_db(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-
-
 async def _admin(dsn: str, sql: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -356,12 +328,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(30),  # warnings and up
     )
     began = time.perf_counter()
-    admin = _admin_dsn()
+    admin = local_database_url(say=_say)
     name = f"casebus_bench_sla_{uuid.uuid4().hex[:10]}"
     try:
         _say(f"creating database {name}")
         asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-        rows = asyncio.run(_measure(_with_db(admin, name), plan))
+        rows = asyncio.run(_measure(with_db(admin, name), plan))
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         _say(f"dropped database {name}")

@@ -36,31 +36,22 @@ Exit status 1 when lost, duplicated or out of order is above zero, a submission 
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+import random
+import signal
 import sys
+import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-# Run as a script, this file's folder comes first on sys.path and its adapters.py would hide the
-# ``adapters`` package: import the package first, then put the folder back for the helpers.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-import adapters  # noqa: E402, F401
-
-sys.path.append(str(_HERE))
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import signal  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Coroutine  # noqa: E402
-from typing import Any  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
-
-from _common import infra, kafka_version, say  # noqa: E402
-from _soak_faults import FAULTS, plan_faults, run_faults  # noqa: E402
-from _soak_load import LoadGenerator  # noqa: E402
-from _soak_report import (  # noqa: E402
+from _common import infra, kafka_version, say
+from _soak_faults import FAULTS, plan_faults, run_faults
+from _soak_load import LoadGenerator
+from _soak_report import (
     Usage,
     ack_id,
     analyse,
@@ -70,7 +61,7 @@ from _soak_report import (  # noqa: E402
     tables,
     usage_snapshot,
 )
-from _soak_world import SoakWorld  # noqa: E402
+from _soak_world import SoakWorld
 
 __all__ = ["main"]
 

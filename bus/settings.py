@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -236,7 +236,70 @@ class Settings(BaseSettings):
         "check the same deadlines at submission, so both always count from one file.",
     )
     sla_holidays_override_file: Path | None = Field(
-        None, description="Holidays for years chinesecalendar does not know (optional)."
+        REPO_ROOT / "deploy" / "holidays-override.yaml",
+        description="Holidays for years chinesecalendar does not know (a missing file: none).",
+    )
+    sla_key_file: Path = Field(
+        REPO_ROOT / ".casebus" / "keys" / "casebus.sla.key.pem",
+        description="The SLA engine's Ed25519 private key (agency casebus.sla).",
+    )
+    # What only one command reads: each is also that command's flag, which overrides it.
+    state_dir: Path = Field(
+        REPO_ROOT / ".casebus",
+        description="The local state folder (deploy/local's); `casebus demo` keeps its "
+        "witnesses' SQLite stores under <state_dir>/witnesses.",
+    )
+    schema_dir: Path | None = Field(
+        None,
+        description="Folder of <kind>/v<N>.avsc files `casebus schemas check` checks; "
+        "default: the installed schemas/.",
+    )
+    console_port: int = Field(8088, ge=0, le=65535, description="The ops console's port.")
+    audit_witness_keys: str = Field(
+        "",
+        description="Cosigner vkeys of the witnesses `casebus audit verify` and `monitor` hold "
+        "the log to, space-separated; empty: none.",
+    )
+    audit_quorum: int | None = Field(
+        None, ge=1, description="How many of CASEBUS_AUDIT_WITNESS_KEYS must cosign; default all."
+    )
+    audit_witness_grace_s: float = Field(
+        60.0,
+        ge=0,
+        description="`casebus audit verify`: a checkpoint older than this must be covered by "
+        "a cosigned one.",
+    )
+    witness_name: str | None = Field(
+        None, description="`casebus witness`: its name in cosignatures (ygh.court/witness)."
+    )
+    witness_key_file: Path | None = Field(
+        None, description="`casebus witness`: its Ed25519 private key (PKCS#8 PEM, mode 0600)."
+    )
+    witness_logs: str = Field(
+        "",
+        description="`casebus witness serve`: the verifier keys of the logs it witnesses, "
+        "space-separated.",
+    )
+    witness_db: Path = Field(
+        Path("witness.sqlite"), description="`casebus witness serve`: its own SQLite store."
+    )
+    witness_host: str = Field("127.0.0.1", description="`casebus witness serve` listens here.")
+    witness_port: int = Field(
+        7380, ge=0, le=65535, description="`casebus witness serve` listens on this port."
+    )
+    adapter_key_dir: Path = Field(
+        REPO_ROOT / ".casebus" / "keys",
+        description="`casebus adapter`: holds <agency>.key.pem (and <agency>.webhook-secret).",
+    )
+    adapter_host: str = Field("127.0.0.1", description="`casebus adapter` listens here.")
+    adapter_port: int = Field(
+        8080, ge=0, le=65535, description="`casebus adapter` listens on this port."
+    )
+    adapter_max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="The largest request body an adapter reads."
+    )
+    adapter_max_wait_s: float = Field(
+        300.0, gt=0, description="An adapter alerts when a message waits longer for its department."
     )
 
     @field_validator("topic_prefix")
@@ -321,6 +384,22 @@ class Settings(BaseSettings):
         if not missing:
             return None
         return f"CASEBUS_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs {', '.join(missing)}"
+
+    def to_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The ``CASEBUS_*`` variables under which :func:`load_settings` in a child process
+        gives settings equal to these; with ``base`` (``os.environ``), its other variables
+        too, its own ``CASEBUS_*`` dropped. Every setting is a scalar, a file's path rather
+        than a secret, so its text is its value; one left unset (None) is not written."""
+        env = {k: v for k, v in (base or {}).items() if not k.upper().startswith("CASEBUS_")}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            # Only what was set or differs: a variable given is not a default (for example
+            # CASEBUS_KAFKA_SASL_MECHANISM under PLAINTEXT is refused, and the CLI lets an
+            # unset CASEBUS_LOG_FORMAT choose by the terminal).
+            if value is None or (name not in self.model_fields_set and value == field.default):
+                continue
+            env[f"CASEBUS_{name.upper()}"] = str(value)
+        return env
 
     def topic_submit(self, sender: str | None = None) -> str:
         """The topic ``sender`` writes to: ``<prefix>.submit``, or with per-agency submit

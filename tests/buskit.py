@@ -169,20 +169,11 @@ class Bus:
         extra_env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """A router as a separate process (to SIGKILL or SIGSTOP it)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-        s = self.settings
-        env.update(
-            CASEBUS_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
-            CASEBUS_DATABASE_URL=s.database_url,
-            CASEBUS_TOPIC_PREFIX=s.topic_prefix,
-            CASEBUS_SUBMIT_TOPICS=s.submit_topics,
-            CASEBUS_BUS_KEY_FILE=str(s.bus_key_file),
-            CASEBUS_ROUTER_ID=router_id,
-            CASEBUS_CHECKPOINT_INTERVAL_S="1",
-            CASEBUS_FAILPOINTS=failpoints,
-            CASEBUS_ROUTER_MAX_BATCH=str(s.router_max_batch),
-        )
-        env.update(extra_env or {})
+        # As the owner, not the router's own role: at its start it registers the test's bus
+        # key, which the owner does in a deployment (`casebus agency key add`).
+        child = {"router_id": router_id, "checkpoint_interval_s": 1.0, "router_database_url": None}
+        env = self.settings.model_copy(update=child).to_env(os.environ)
+        env.update(CASEBUS_FAILPOINTS=failpoints, **(extra_env or {}))
         exe = [str(Path(sys.executable).parent / "casebus"), "router"]
         if log_file is None:
             return subprocess.Popen(

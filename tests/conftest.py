@@ -5,6 +5,7 @@ Where the infrastructure comes from, in order:
 1. ``CASEBUS_KAFKA_BOOTSTRAP`` and ``CASEBUS_DATABASE_URL`` already set: use them.
 2. a Docker engine answers: testcontainers starts Kafka and PostgreSQL.
 3. otherwise ``deploy/local/up`` (no Docker: Kafka from Maven Central, Debian's PostgreSQL).
+Steps 1 and 3 are ``bus.local_infra``'s, shared with the benchmarks.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -26,20 +25,13 @@ from buskit import Bus
 
 from bus.agencies import load_registry
 from bus.db import SERVICE_ROLES, migrate
-from bus.settings import REPO_ROOT, Service, Settings, load_settings
+from bus.local_infra import LocalInfra as Infra
+from bus.local_infra import infra_from_env, start_local
+from bus.settings import Service, Settings, load_settings
 from bus.signing import write_keypair
 from bus.topics import ensure_topics
 
 TEST_PARTITIONS = 3
-
-
-@dataclass(frozen=True)
-class Infra:
-    """Where the session's broker and database answer."""
-
-    kafka_bootstrap: str
-    database_url: str  # a DSN of a role that may create databases
-    topic_replication: int = 1  # of the tests' topics: 3 on a cluster (`up --brokers 3`)
 
 
 def _docker_answers() -> bool:
@@ -60,30 +52,13 @@ def _docker_answers() -> bool:
             return False
 
 
-def _from_local_scripts() -> Infra:
-    out = subprocess.run(
-        [str(REPO_ROOT / "deploy" / "local" / "up")],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    ).stdout
-    env = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in out.splitlines()
-        if line.startswith("export ")
-    )
-    return Infra(env["CASEBUS_KAFKA_BOOTSTRAP"], env["CASEBUS_DATABASE_URL"])
-
-
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     """The session's real Kafka broker and PostgreSQL."""
-    bootstrap = os.environ.get("CASEBUS_KAFKA_BOOTSTRAP")
-    dsn = os.environ.get("CASEBUS_DATABASE_URL")
-    if bootstrap and dsn:
-        yield Infra(bootstrap, dsn, int(os.environ.get("CASEBUS_TOPIC_REPLICATION", "1")))
-    elif not bootstrap and _docker_answers():
+    found = infra_from_env()
+    if found is not None:
+        yield found
+    elif not os.environ.get("CASEBUS_KAFKA_BOOTSTRAP") and _docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 
@@ -93,7 +68,7 @@ def infra() -> Iterator[Infra]:
         ):
             yield Infra(kafka.get_bootstrap_server(), pg.get_connection_url())
     else:
-        yield _from_local_scripts()
+        yield start_local()
 
 
 def _with_db(dsn: str, dbname: str) -> str:
@@ -194,7 +169,6 @@ async def settings(
         topic_prefix=f"t{uuid.uuid4().hex[:10]}",
         topic_partitions=TEST_PARTITIONS,
         topic_replication=infra.topic_replication,
-        log_format="console",
         # Always set: an environment from `make infra` names the services' logins on the
         # shared database, never this test's.
         **{
@@ -231,17 +205,7 @@ async def provisioned(settings: Settings) -> Settings:
 @pytest.fixture
 def cli_env(settings: Settings) -> dict[str, str]:
     """Environment for running the ``casebus`` CLI as a subprocess against this test's infra."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-    env.update(
-        CASEBUS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        CASEBUS_DATABASE_URL=settings.database_url,
-        CASEBUS_TOPIC_PREFIX=settings.topic_prefix,
-        CASEBUS_TOPIC_PARTITIONS=str(settings.topic_partitions),
-    )
-    for service in SERVICE_ROLES:
-        if (own := getattr(settings, f"{service}_database_url")) is not None:
-            env[f"CASEBUS_{service.upper()}_DATABASE_URL"] = own
-    return env
+    return settings.to_env(os.environ)
 
 
 @pytest.fixture(scope="session")

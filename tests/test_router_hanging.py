@@ -388,8 +388,7 @@ async def test_the_operator_settles_a_delivered_one_as_a_commit_with_casebus(
         await _hang_as_previous_process(bus, reader, probe)
         assert await reader.pending([probe])
         s = bus.settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-        env.update(CASEBUS_KAFKA_BOOTSTRAP=s.kafka_bootstrap, CASEBUS_TOPIC_PREFIX=s.topic_prefix)
+        env = s.to_env(os.environ)
         done = subprocess.run(
             [
                 str(Path(sys.executable).parent / "casebus"),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from bus.errors import ConfigError
-from bus.settings import load_settings
+from bus.settings import Settings, load_settings
 
 
 def test_bad_values_are_reported_with_every_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,3 +288,142 @@ def test_cli_names_the_missing_sasl_variables(casebus_exe: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     for name in _SASL_VARS:
         assert name in proc.stderr
+
+
+# --- to_env: one Settings -> child-process environment ---------------------------------------
+
+# A value other than the default for every field, of every type a field has (str, int, float,
+# Path, Literal, optional ones); the SASL and S3 ones together pass the cross-field rules.
+_EVERY_FIELD: dict[str, object] = {
+    "kafka_bootstrap": "k1:9092,k2:9092",
+    "database_url": "postgresql://owner@db:5432/casebus",
+    "router_database_url": "postgresql://router@db:5432/casebus",
+    "sla_database_url": "postgresql://sla@db:5432/casebus",
+    "adapter_database_url": "postgresql://adapter@db:5432/casebus",
+    "procuratorate_adapter_database_url": "postgresql://pa@db:5432/casebus",
+    "monitor_database_url": "postgresql://monitor@db:5432/casebus",
+    "procuratorate_database_url": "postgresql://ro@db:5432/casebus",
+    "topic_prefix": "drill.2",
+    "topic_partitions": 12,
+    "topic_replication": 3,
+    "agencies_file": Path("/etc/casebus/agencies.yaml"),
+    "log_format": "console",
+    "log_level": "debug",
+    "checkpoint_interval_s": 0.25,
+    "audit_origin": "example.gov.cn/audit",
+    "audit_witnesses": "https://w1/=w1+abc https://w2/=w2+def",
+    "audit_witness_quorum": 1,
+    "audit_witness_fail_closed_after_s": 1e-3,
+    "bus_key_file": Path("/keys/bus.pem"),
+    "router_id": "router-7",
+    "router_max_batch": 64,
+    "router_transaction_timeout_s": 30.5,
+    "router_hanging_offsets_after_s": 45.0,
+    "router_retry_backoff_ms": 7,
+    "router_txn_start_retry_ms": 2.5,
+    "router_max_record_bytes": 65536,
+    "attachment_max_bytes": 10_000,
+    "attachment_chunk_bytes": 8192,
+    "attachment_store": "s3",
+    "attachment_s3_endpoint": "https://s3.example:9000",
+    "attachment_s3_bucket": "cases",
+    "attachment_s3_region": "cn-north-1",
+    "attachment_s3_access_key": "AKIDEXAMPLE",
+    "attachment_s3_secret_key_file": Path("/run/secrets/s3"),
+    "attachment_retention_file": Path("retention.yaml"),
+    "metrics_port": 9100,
+    "clock": "accelerated:2026-03-01T00:00:00+08:00:60",
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-256",
+    "kafka_sasl_username": "router",
+    "kafka_sasl_password_file": Path("/run/secrets/kafka"),
+    "kafka_ca_file": Path("/run/secrets/ca.pem"),
+    "submit_topics": "per_agency",
+    "routing_policy_file": Path("/etc/casebus/routing.yaml"),
+    "sla_policies_file": Path("/etc/casebus/sla-policies.yaml"),
+    "sla_holidays_override_file": Path("/etc/casebus/holidays.yaml"),
+    "sla_key_file": Path("/keys/sla.pem"),
+    "state_dir": Path("/var/lib/casebus"),
+    "schema_dir": Path("/srv/schemas"),
+    "console_port": 9088,
+    "audit_witness_keys": "w1+abc+AAAA w2+def+BBBB",
+    "audit_quorum": 2,
+    "audit_witness_grace_s": 120.0,
+    "witness_name": "ygh.court/witness",
+    "witness_key_file": Path("/keys/witness.pem"),
+    "witness_logs": "casebus.local/audit+01234567+AAAA",
+    "witness_db": Path("/var/lib/witness.sqlite"),
+    "witness_host": "0.0.0.0",
+    "witness_port": 17380,
+    "adapter_key_dir": Path("/keys"),
+    "adapter_host": "0.0.0.0",
+    "adapter_port": 18080,
+    "adapter_max_body_bytes": 2048,
+    "adapter_max_wait_s": 12.5,
+}
+
+
+def _clear_casebus_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("CASEBUS_"):
+            monkeypatch.delenv(name)
+
+
+def test_the_round_trip_table_names_every_setting_with_a_value_not_its_default() -> None:
+    # A new field must join the table below, so that its type is round-tripped too.
+    assert set(_EVERY_FIELD) == set(Settings.model_fields)
+    for name, field in Settings.model_fields.items():
+        assert _EVERY_FIELD[name] != field.default, name
+
+
+def test_to_env_reproduces_every_setting_in_a_child_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clear_casebus_env(monkeypatch)
+    original = load_settings(**_EVERY_FIELD)
+    env = original.to_env()
+    assert set(env) == {f"CASEBUS_{n.upper()}" for n in _EVERY_FIELD}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == original
+
+
+def test_to_env_of_defaults_is_empty_and_loads_back_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing set, nothing written: a child decides what a parent left to the defaults (log
+    # format by its terminal), and PLAINTEXT is not handed a SASL mechanism it would refuse.
+    _clear_casebus_env(monkeypatch)
+    defaults = load_settings()
+    assert defaults.to_env() == {}
+    assert load_settings(log_level="info").to_env() == {"CASEBUS_LOG_LEVEL": "info"}
+
+
+def test_to_env_keeps_the_rest_of_a_base_environment_and_replaces_its_casebus_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clear_casebus_env(monkeypatch)
+    s = load_settings(topic_prefix="child", metrics_port=None)
+    base = {"PATH": "/bin", "CASEBUS_TOPIC_PREFIX": "parent", "casebus_router_id": "stale"}
+    assert s.to_env(base) == {"PATH": "/bin", "CASEBUS_TOPIC_PREFIX": "child"}
+
+
+def test_to_env_of_a_copy_carries_what_the_copy_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_casebus_env(monkeypatch)
+    s = load_settings().model_copy(update={"router_id": "bench-1"})
+    assert s.to_env() == {"CASEBUS_ROUTER_ID": "bench-1"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CASEBUS_CONSOLE_PORT", "http"),
+        ("CASEBUS_WITNESS_PORT", "70000"),
+        ("CASEBUS_AUDIT_QUORUM", "0"),
+        ("CASEBUS_ADAPTER_MAX_WAIT_S", "0"),
+    ],
+)
+def test_a_command_s_own_setting_is_checked_and_named_like_any_other(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"{variable}={value!r}"):
+        load_settings()

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # typer 0.2x carries its own click; these are the types Typer
 
     from bus.logs import LogFormat, LogLevel
 
-__all__ = ["GROUPS", "app", "main"]
+__all__ = ["GROUPS", "any_casebus_variable", "app", "main"]
 
 
 class Group(NamedTuple):
@@ -144,8 +144,7 @@ def _log_settings() -> tuple[LogFormat | None, LogLevel | None]:
     neither: the answer is known without loading pydantic-settings (about a third of a light
     command's start-up).
     """
-    # pydantic-settings matches the variables' names ignoring case, and reads no other source.
-    if not any(name.upper().startswith("CASEBUS_") for name in os.environ):
+    if not any_casebus_variable():
         return None, None
     from bus.settings import load_settings
 
@@ -155,6 +154,13 @@ def _log_settings() -> tuple[LogFormat | None, LogLevel | None]:
         settings.log_format if "log_format" in given else None,
         settings.log_level if "log_level" in given else None,
     )
+
+
+def any_casebus_variable() -> bool:
+    """Whether a ``CASEBUS_*`` variable is set: if not, every setting is its default, which a
+    light command may know without loading pydantic-settings."""
+    # pydantic-settings matches the variables' names ignoring case, and reads no other source.
+    return any(name.upper().startswith("CASEBUS_") for name in os.environ)
 
 
 def main() -> None:

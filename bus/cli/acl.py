@@ -69,23 +69,23 @@ def apply_cmd(
     policy_file: Path = typer.Option(
         DEFAULT_POLICY_PATH, "--policy", help="The routing policy file."
     ),
-    protocol: str = typer.Option(
-        "SASL_SSL",
+    protocol: str | None = typer.Option(
+        None,
         "--security-protocol",
-        envvar="CASEBUS_KAFKA_SECURITY_PROTOCOL",
-        help="PLAINTEXT | SASL_SSL.",
+        help="PLAINTEXT | SASL_SSL (default CASEBUS_KAFKA_SECURITY_PROTOCOL when set, else "
+        "SASL_SSL).",
     ),
     username: str | None = typer.Option(
-        None, "--username", envvar="CASEBUS_KAFKA_SASL_USERNAME", help="A super user."
+        None, "--username", help="A super user (default CASEBUS_KAFKA_SASL_USERNAME)."
     ),
     password_file: Path | None = typer.Option(
         None,
         "--password-file",
-        envvar="CASEBUS_KAFKA_SASL_PASSWORD_FILE",
-        help="File holding that user's password (never pass a password itself).",
+        help="File holding that user's password (never pass a password itself); default "
+        "CASEBUS_KAFKA_SASL_PASSWORD_FILE.",
     ),
     ca_file: Path | None = typer.Option(
-        None, "--ca-file", envvar="CASEBUS_KAFKA_CA_FILE", help="CA that signed the broker."
+        None, "--ca-file", help="CA that signed the broker (default CASEBUS_KAFKA_CA_FILE)."
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the bindings it would add (+) and remove (-); change none."
@@ -93,17 +93,22 @@ def apply_cmd(
 ) -> None:
     """Make the cluster at CASEBUS_KAFKA_BOOTSTRAP say what the plan says: add its bindings,
     and remove the casebus-managed bindings it no longer has (a removed agency's, say)."""
-    if protocol not in ("PLAINTEXT", "SASL_SSL"):
+    if protocol not in (None, "PLAINTEXT", "SASL_SSL"):
         typer.echo(f"--security-protocol {protocol!r}: choose PLAINTEXT or SASL_SSL", err=True)
         raise typer.Exit(2)
     try:
-        # The options override the environment the settings read, so both name one client.
-        settings = load_settings(
-            kafka_security_protocol=protocol,
-            kafka_sasl_username=username,
-            kafka_sasl_password_file=password_file,
-            kafka_ca_file=ca_file,
-        )
+        # The options given override the settings, so both name one client. Changing ACLs
+        # takes a super user over SASL_SSL unless the protocol is said to be otherwise.
+        flags = {
+            "kafka_security_protocol": protocol,
+            "kafka_sasl_username": username,
+            "kafka_sasl_password_file": password_file,
+            "kafka_ca_file": ca_file,
+        }
+        given = {name: value for name, value in flags.items() if value is not None}
+        if protocol is None and "kafka_security_protocol" not in load_settings().model_fields_set:
+            given["kafka_security_protocol"] = "SASL_SSL"
+        settings = load_settings(**given)
         registry = load_registry(settings.agencies_file)
         plan = plan_acls(
             registry,

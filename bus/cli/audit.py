@@ -58,40 +58,47 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 _WITNESS_KEYS = typer.Option(
-    [],
+    None,
     "--witness",
-    envvar="CASEBUS_AUDIT_WITNESS_KEYS",
     help="A witness's cosigner vkey (`casebus witness vkey`); repeatable. Then a quorum of "
-    "these witnesses must have cosigned the checkpoints.",
+    "these witnesses must have cosigned the checkpoints. Default CASEBUS_AUDIT_WITNESS_KEYS, "
+    "separated by spaces.",
 )
 _QUORUM = typer.Option(
-    None, "--quorum", envvar="CASEBUS_AUDIT_QUORUM", help="How many witnesses; default all."
+    None, "--quorum", help="How many witnesses; default CASEBUS_AUDIT_QUORUM, else all."
 )
 
 
-def _check_quorum(quorum: int | None, witnesses: tuple[VerifierKey, ...]) -> None:
-    if quorum is not None and not 1 <= quorum <= len(witnesses):
-        raise _fail(f"FAILED: --quorum {quorum} is not between 1 and {len(witnesses)} witnesses")
-
-
-def _witness_keys(vkeys: list[str]) -> tuple[VerifierKey, ...]:
+def _witnesses_held_to(
+    settings: Settings, vkeys: list[str] | None, quorum: int | None
+) -> tuple[tuple[VerifierKey, ...], int | None]:
+    """The witnesses (--witness, else CASEBUS_AUDIT_WITNESS_KEYS) and how many of them must
+    have cosigned (--quorum, else CASEBUS_AUDIT_QUORUM)."""
+    vkeys = vkeys or settings.audit_witness_keys.split()
+    quorum = settings.audit_quorum if quorum is None else quorum
     try:
-        return tuple(parse_cosigner_key(v) for v in vkeys)
+        witnesses = tuple(parse_cosigner_key(v) for v in vkeys)
     except ProofError as e:
         raise _fail(f"FAILED: --witness: {e}") from e
+    if quorum is not None and not 1 <= quorum <= len(witnesses):
+        raise _fail(f"FAILED: --quorum {quorum} is not between 1 and {len(witnesses)} witnesses")
+    return witnesses, quorum
 
 
 @app.command("witness")
 def witness_cmd(
-    witnesses: list[str] = typer.Option(
-        ...,
+    witnesses: list[str] | None = typer.Option(
+        None,
         "--witness",
-        envvar="CASEBUS_AUDIT_WITNESSES",
-        help="<submission prefix URL>=<cosigner vkey> of a witness to ask; repeatable.",
+        help="<submission prefix URL>=<cosigner vkey> of a witness to ask; repeatable. "
+        "Default CASEBUS_AUDIT_WITNESSES, separated by spaces.",
     ),
 ) -> None:
     """Ask each witness to cosign the latest checkpoint; exit 1 if any refused."""
     settings = load_settings()
+    witnesses = witnesses or settings.audit_witnesses.split()
+    if not witnesses:
+        raise _fail("Missing option '--witness' (or CASEBUS_AUDIT_WITNESSES).", code=2)
     endpoints = [WitnessEndpoint.parse(w) for w in witnesses]
 
     async def go() -> list[str]:
@@ -199,7 +206,7 @@ def verify_bundle_cmd(
         ..., "--log-key", exists=True, dir_okay=False, help="The log's Ed25519 public key (PEM)."
     ),
     origin: str | None = typer.Option(None, help="Require this log origin."),
-    witness: list[str] = _WITNESS_KEYS,
+    witness: list[str] | None = _WITNESS_KEYS,
     quorum: int | None = _QUORUM,
     attachments: Path | None = typer.Option(
         None,
@@ -211,9 +218,9 @@ def verify_bundle_cmd(
     ),
 ) -> None:
     """Check a bundle offline (no database, no network): exit 0 with a verdict, or 1."""
-    key = _public_key(log_key, load_settings())
-    witnesses = _witness_keys(witness)
-    _check_quorum(quorum, witnesses)
+    settings = load_settings()
+    key = _public_key(log_key, settings)
+    witnesses, quorum = _witnesses_held_to(settings, witness, quorum)
     try:
         bundle = load_bundle(bundle_file.read_text())
         verdict = asyncio.run(
@@ -267,13 +274,13 @@ def verify_cmd(
         "copy); repeatable. The log must reach its size with its root, and the database must "
         "still hold a signed checkpoint as large.",
     ),
-    witness: list[str] = _WITNESS_KEYS,
+    witness: list[str] | None = _WITNESS_KEYS,
     quorum: int | None = _QUORUM,
-    witness_grace_s: float = typer.Option(
-        60.0,
+    witness_grace_s: float | None = typer.Option(
+        None,
         "--witness-grace-s",
-        envvar="CASEBUS_AUDIT_WITNESS_GRACE_S",
-        help="A checkpoint older than this must be covered by a cosigned one.",
+        help="A checkpoint older than this must be covered by a cosigned one (default "
+        "CASEBUS_AUDIT_WITNESS_GRACE_S, else 60).",
     ),
 ) -> None:
     """Replay the whole log from the database; exit 1 naming what is wrong. Without
@@ -282,8 +289,8 @@ def verify_cmd(
     settings = load_settings()
     key = _public_key(log_key, settings)
     held = _held_checkpoints(checkpoint, key, settings.audit_origin)
-    witnesses = _witness_keys(witness)
-    _check_quorum(quorum, witnesses)
+    witnesses, quorum = _witnesses_held_to(settings, witness, quorum)
+    grace_s = settings.audit_witness_grace_s if witness_grace_s is None else witness_grace_s
 
     async def go() -> str:
         # Read-only: whoever checks the log needs no power to change it.
@@ -296,7 +303,7 @@ def verify_cmd(
                 held=held,
                 witnesses=witnesses,
                 quorum=quorum,
-                witness_grace_s=witness_grace_s,
+                witness_grace_s=grace_s,
             )
         finally:
             await pool.close()
@@ -335,15 +342,14 @@ def monitor_cmd(
     ),
     agency: str = typer.Option("ygh.procuratorate", help="Whose inbox carries the tree heads."),
     metrics_port: int | None = typer.Option(None, "--metrics-port"),
-    witness: list[str] = _WITNESS_KEYS,
+    witness: list[str] | None = _WITNESS_KEYS,
     quorum: int | None = _QUORUM,
 ) -> None:
     """Follow audit.tree_head messages and check each against the ones seen before; a split
     view or a rewritten history raises an alarm (log event, metric, monitor_alarms row)."""
     settings = load_settings()
     key = _public_key(log_key, settings)
-    witnesses = _witness_keys(witness)
-    _check_quorum(quorum, witnesses)
+    witnesses, quorum = _witnesses_held_to(settings, witness, quorum)
     port = metrics_port or settings.metrics_port
     if port:
         start_http_server(port, addr="127.0.0.1")

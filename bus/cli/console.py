@@ -15,7 +15,9 @@ app = typer.Typer(help="The ops console (HTML).", invoke_without_command=True)
 
 @app.callback()
 def console(
-    port: int = typer.Option(8088, "--port", envvar="CASEBUS_CONSOLE_PORT", help="Listen here."),
+    port: int | None = typer.Option(
+        None, "--port", help="Listen here (default CASEBUS_CONSOLE_PORT, else 8088)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Listen on this address."),
     refresh_s: int = typer.Option(5, "--refresh-s", help="Seconds between page refreshes."),
 ) -> None:
@@ -23,6 +25,7 @@ def console(
     times and case timelines until Ctrl-C: the overview to the procuratorate's token, a case to
     its parties' tokens too."""
     settings = load_settings()
+    port = settings.console_port if port is None else port
     typer.echo(
         f"casebus console on http://{host}:{port}/ — sign in with an agency's API token as the "
         "password (`casebus adapter token --agency ygh.procuratorate` for the overview); the "

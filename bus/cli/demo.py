@@ -32,16 +32,16 @@ def demo(
     seed: int = typer.Option(2017, help="Seed of the simulated traffic."),
     days: int = typer.Option(14, help="Simulated days (at least 7)."),
     key_dir: Path = typer.Option(REPO_ROOT / ".casebus" / "keys", help="Where party keys live."),
-    state_dir: Path = typer.Option(
-        REPO_ROOT / ".casebus",
+    state_dir: Path | None = typer.Option(
+        None,
         "--state-dir",
-        envvar="CASEBUS_STATE_DIR",
         help="The local state folder (deploy/local's, beside the database the witnesses watch); "
-        "the witnesses keep their SQLite stores under <state-dir>/witnesses.",
+        "the witnesses keep their SQLite stores under <state-dir>/witnesses. Default "
+        "CASEBUS_STATE_DIR, else .casebus in the checkout.",
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Show every component's log lines."),
-    console_port: int = typer.Option(
-        8088, "--console-port", envvar="CASEBUS_CONSOLE_PORT", help="The ops console's port."
+    console_port: int | None = typer.Option(
+        None, "--console-port", help="The ops console's port (default CASEBUS_CONSOLE_PORT, 8088)."
     ),
 ) -> None:
     """Router, SLA engine, audit monitor, every adapter, the procuratorate's and the court's
@@ -49,6 +49,8 @@ def demo(
     opinions, penalty feedback, criminal transfers and a court application; then a summary.
     Without --headless the bus stays up until Ctrl-C."""
     settings = load_settings()
+    state_dir = settings.state_dir if state_dir is None else state_dir
+    port = settings.console_port if console_port is None else console_port
     if not verbose:
         configure_logging(log_format="console", level="error")
         # aiokafka logs through the standard library: new topics' leader elections and the
@@ -59,12 +61,12 @@ def demo(
     async def stay_up(world: World) -> None:
         app = create_app(settings, pool=world.pool, clock=world.clock)
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=console_port, log_level="warning")
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         )
         # The console shows every agency's cases only to the procuratorate's token.
         token = await create_token(world.pool, "ygh.procuratorate", label="demo console")
         console.print(
-            f"ops console: http://127.0.0.1:{console_port}/ — sign in with any user name and "
+            f"ops console: http://127.0.0.1:{port}/ — sign in with any user name and "
             f"the procuratorate's token {token} as the password; the bus keeps running; "
             "press Ctrl-C to stop everything",
             markup=False,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from bus.compat import check_schemas
+from bus.settings import load_settings
 
 app = typer.Typer(help="Avro schemas of the message kinds.", no_args_is_help=True)
 
@@ -24,14 +25,19 @@ def check_cmd(
         Path | None,
         typer.Option(
             "--schema-dir",
-            envvar="CASEBUS_SCHEMA_DIR",
-            help="Folder of <kind>/v<N>.avsc files; default: the installed schemas/.",
+            help="Folder of <kind>/v<N>.avsc files; default CASEBUS_SCHEMA_DIR, else the "
+            "installed schemas/.",
             file_okay=False,
             exists=True,
         ),
     ] = None,
 ) -> None:
     """Prove every kind's versions FULL_TRANSITIVE compatible; exit 1 listing each problem."""
+    if schema_dir is None:
+        schema_dir = load_settings().schema_dir
+        if schema_dir is not None and not schema_dir.is_dir():
+            typer.echo(f"CASEBUS_SCHEMA_DIR={str(schema_dir)!r} is not a folder", err=True)
+            raise typer.Exit(2)
     results = check_schemas(schema_dir)
     failed = 0
     for result in results:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from bus.cli._app import any_casebus_variable
 from bus.errors import CasebusError
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, SHANGHAI, WorkCalendar
 from bus.sla.clock import clock_from_setting
@@ -38,23 +39,38 @@ app = typer.Typer(
 )
 
 PoliciesOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--policies",
-        envvar="CASEBUS_SLA_POLICIES_FILE",
         help="The SLA policy file.",
-        show_default=True,
+        show_default="CASEBUS_SLA_POLICIES_FILE, else deploy/sla-policies.yaml",
     ),
 ]
 HolidaysOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--holidays-override",
-        envvar="CASEBUS_SLA_HOLIDAYS_OVERRIDE_FILE",
         help="Holiday override file for years chinesecalendar does not know (optional).",
-        show_default=True,
+        show_default="CASEBUS_SLA_HOLIDAYS_OVERRIDE_FILE, else deploy/holidays-override.yaml",
     ),
 ]
+
+
+def _sla_files(policies: Path | None, holidays: Path | None) -> tuple[Path, Path | None]:
+    """The flags, else CASEBUS_SLA_POLICIES_FILE and CASEBUS_SLA_HOLIDAYS_OVERRIDE_FILE. With
+    no ``CASEBUS_*`` variable set those are the settings' defaults, known here without loading
+    pydantic-settings (tests/test_cli_sla.py holds them equal)."""
+    if policies is not None and holidays is not None:
+        return policies, holidays
+    if not any_casebus_variable():
+        return policies or DEFAULT_POLICIES_PATH, holidays or DEFAULT_HOLIDAYS_OVERRIDE_PATH
+    from bus.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except CasebusError as e:
+        _refuse(str(e))
+    return policies or settings.sla_policies_file, holidays or settings.sla_holidays_override_file
 
 
 @app.callback()
@@ -119,16 +135,17 @@ def due(
             "hearing_required=true or due_at=2026-10-20T18:00:00+08:00.",
         ),
     ] = None,
-    policies_file: PoliciesOption = DEFAULT_POLICIES_PATH,
-    holidays_file: HolidaysOption = DEFAULT_HOLIDAYS_OVERRIDE_PATH,
+    policies_file: PoliciesOption = None,
+    holidays_file: HolidaysOption = None,
 ) -> None:
     """Print when POLICY_ID's deadline is due, as ISO 8601 in Asia/Shanghai (+08:00)."""
     start_at = _parse_start(start)
     payload = _parse_fields(field or [])
+    policies_path, holidays_path = _sla_files(policies_file, holidays_file)
     try:
-        policies = load_policies(policies_file)
+        policies = load_policies(policies_path)
         policy = policies.get(policy_id)
-        calendar = WorkCalendar(holidays_file)
+        calendar = WorkCalendar(holidays_path)
         if policy.schedule is not None:
             local = start_at.astimezone(SHANGHAI)
             due_instant = policy.due_for_month(local.year, local.month, calendar=calendar)
@@ -142,10 +159,10 @@ def due(
 
 
 @app.command("policies")
-def policies(policies_file: PoliciesOption = DEFAULT_POLICIES_PATH) -> None:
+def policies(policies_file: PoliciesOption = None) -> None:
     """List the policy ids, one a line, with their period."""
     try:
-        loaded = load_policies(policies_file)
+        loaded = load_policies(_sla_files(policies_file, None)[0])
     except CasebusError as e:
         _refuse(str(e))
     for policy in loaded:
@@ -165,14 +182,14 @@ def run(
         Path | None,
         typer.Option(
             "--key-file",
-            envvar="CASEBUS_SLA_KEY_FILE",
             help="The engine's Ed25519 private key (agency casebus.sla); make one with "
             "`casebus keys generate --agency casebus.sla --out .casebus/keys`.",
-            show_default=f".casebus/keys/{SLA_AGENCY}.key.pem in the checkout",
+            show_default=f"CASEBUS_SLA_KEY_FILE, else .casebus/keys/{SLA_AGENCY}.key.pem in "
+            "the checkout",
         ),
     ] = None,
-    policies_file: PoliciesOption = DEFAULT_POLICIES_PATH,
-    holidays_file: HolidaysOption = DEFAULT_HOLIDAYS_OVERRIDE_PATH,
+    policies_file: PoliciesOption = None,
+    holidays_file: HolidaysOption = None,
     metrics_port: Annotated[
         int | None,
         typer.Option("--metrics-port", help="Serve /metrics here (default CASEBUS_METRICS_PORT)."),
@@ -187,14 +204,14 @@ def run(
     from prometheus_client import start_http_server
 
     from bus.settings import load_settings
-    from bus.sla.app import DEFAULT_SLA_KEY_FILE, run_sla_engine
+    from bus.sla.app import run_sla_engine
 
-    key_file = key_file or DEFAULT_SLA_KEY_FILE
     try:
         settings = load_settings()
         clock = clock_from_setting(settings.clock)
     except CasebusError as e:
         _refuse(str(e))
+    key_file = key_file or settings.sla_key_file
     if not key_file.exists():
         _refuse(
             f"--key-file {key_file} does not exist; make the engine's key with "
@@ -208,8 +225,8 @@ def run(
             run_sla_engine(
                 settings.for_service("sla"),  # its own role: CASEBUS_SLA_DATABASE_URL
                 key_file=key_file,
-                policies_file=policies_file,
-                holidays_file=holidays_file,
+                policies_file=policies_file or settings.sla_policies_file,
+                holidays_file=holidays_file or settings.sla_holidays_override_file,
                 clock=clock,
             )
         )

@@ -4,6 +4,7 @@ C2SP log): the procuratorate and the court each run one, with their own key and 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 import uvicorn
@@ -14,24 +15,45 @@ from bus.audit.checkpoint import CheckpointError, parse_verifier_key
 from bus.audit.cosignature import cosigner_vkey
 from bus.errors import ConfigError
 from bus.secret_files import read_secret_file
+from bus.settings import Settings, load_settings
 from bus.witness import SqliteWitnessStore, Witness, create_app, logs_by_origin
 
 __all__ = ["app", "load_witness_key"]
 
+_T = TypeVar("_T")
+
 app = typer.Typer(help="A C2SP witness for the audit log.", no_args_is_help=True)
 
 _NAME = typer.Option(
-    ...,
+    None,
     "--name",
-    envvar="CASEBUS_WITNESS_NAME",
-    help="The witness's name in its cosignature lines, URL-like (ygh.procuratorate/witness).",
+    help="The witness's name in its cosignature lines, URL-like (ygh.procuratorate/witness); "
+    "default CASEBUS_WITNESS_NAME.",
 )
 _KEY = typer.Option(
-    ...,
+    None,
     "--key-file",
-    envvar="CASEBUS_WITNESS_KEY_FILE",
-    help="The witness's Ed25519 private key (PKCS#8 PEM, mode 0600).",
+    help="The witness's Ed25519 private key (PKCS#8 PEM, mode 0600); default "
+    "CASEBUS_WITNESS_KEY_FILE.",
 )
+
+
+def _required(flag: _T | None, setting: _T | None, option: str, variable: str) -> _T:
+    """The flag, else its setting; neither given ends the command as a missing option would."""
+    value = flag if flag is not None else setting
+    if value is None:
+        typer.echo(f"Missing option '{option}' (or {variable}).", err=True)
+        raise typer.Exit(2)
+    return value
+
+
+def _identity(name: str | None, key_file: Path | None) -> tuple[Settings, str, Path]:
+    settings = load_settings()
+    name = _required(name, settings.witness_name, "--name", "CASEBUS_WITNESS_NAME")
+    key_file = _required(
+        key_file, settings.witness_key_file, "--key-file", "CASEBUS_WITNESS_KEY_FILE"
+    )
+    return settings, name, key_file
 
 
 def load_witness_key(path: Path, name: str) -> Ed25519PrivateKey:
@@ -50,33 +72,44 @@ def load_witness_key(path: Path, name: str) -> Ed25519PrivateKey:
 
 
 @app.command("vkey")
-def vkey_cmd(name: str = _NAME, key_file: Path = _KEY) -> None:
+def vkey_cmd(name: str | None = _NAME, key_file: Path | None = _KEY) -> None:
     """Print the witness's cosigner verifier key (vkey), for the log's verifiers."""
+    _, name, key_file = _identity(name, key_file)
     typer.echo(cosigner_vkey(name, load_witness_key(key_file, name).public_key()))
 
 
 @app.command("serve")
 def serve_cmd(
-    name: str = _NAME,
-    key_file: Path = _KEY,
-    log_keys: list[str] = typer.Option(
-        ...,
+    name: str | None = _NAME,
+    key_file: Path | None = _KEY,
+    log_keys: list[str] | None = typer.Option(
+        None,
         "--log",
-        envvar="CASEBUS_WITNESS_LOGS",
         help="A log's verifier key (vkey, `casebus audit log-key`); its name is the log's "
-        "origin. Repeatable; in the environment, separated by spaces.",
+        "origin. Repeatable; default CASEBUS_WITNESS_LOGS, separated by spaces.",
     ),
-    db: Path = typer.Option(
-        Path("witness.sqlite"),
+    db: Path | None = typer.Option(
+        None,
         "--db",
-        envvar="CASEBUS_WITNESS_DB",
         help="The witness's own store (SQLite): the latest cosigned checkpoint per log. "
-        "Never the bus's database: the witness guards against whoever owns that one.",
+        "Never the bus's database: the witness guards against whoever owns that one. "
+        "Default CASEBUS_WITNESS_DB, else witness.sqlite.",
     ),
-    host: str = typer.Option("127.0.0.1", "--host", envvar="CASEBUS_WITNESS_HOST"),
-    port: int = typer.Option(7380, "--port", envvar="CASEBUS_WITNESS_PORT"),
+    host: str | None = typer.Option(
+        None, "--host", help="Default CASEBUS_WITNESS_HOST, else 127.0.0.1."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="Default CASEBUS_WITNESS_PORT, else 7380."
+    ),
 ) -> None:
     """Serve POST /add-checkpoint (c2sp.org/tlog-witness) until stopped."""
+    settings, name, key_file = _identity(name, key_file)
+    log_keys = _required(
+        log_keys or None, settings.witness_logs.split() or None, "--log", "CASEBUS_WITNESS_LOGS"
+    )
+    db = settings.witness_db if db is None else db
+    host = settings.witness_host if host is None else host
+    port = settings.witness_port if port is None else port
     try:
         keys = [parse_verifier_key(k) for k in log_keys]
     except CheckpointError as e:

@@ -24,7 +24,7 @@ from bus.router.service import Router
 from bus.router.tree_heads import TreeHeadPublisher
 from bus.router.witnessed import WitnessWatch
 from bus.routing import load_policy
-from bus.settings import REPO_ROOT, Settings
+from bus.settings import Settings
 from bus.signing import Ed25519Signer
 
 __all__ = ["run_router"]
@@ -77,7 +77,7 @@ async def run_router(
     )
     await migrate(settings.database_url)
     registry = load_registry(settings.agencies_file)
-    policy = load_policy(REPO_ROOT / "deploy" / "routing.yaml", registry)
+    policy = load_policy(settings.routing_policy_file, registry)
     signer = Ed25519Signer.from_file(settings.bus_key_file, agency_id="casebus")
     # A replica frozen (or cut off) inside its audit transaction holds the audit log's lock:
     # every other replica's audit waited for it (seen in bench/faults_loop.py, 80 s until the

@@ -1,6 +1,6 @@
 """Adapter throughput: ``POST /v1/submissions`` into the outbox, and the outbox relay into Kafka.
 
-Run: ``.venv/bin/python bench/adapters.py [N]`` with ``CASEBUS_KAFKA_BOOTSTRAP`` and
+Run: ``.venv/bin/python bench/adapter_http.py [N]`` with ``CASEBUS_KAFKA_BOOTSTRAP`` and
 ``CASEBUS_DATABASE_URL`` pointing at the local broker and PostgreSQL (``deploy/local/up`` prints
 them). It creates a database and a topic prefix of its own and drops the database at the end.
 
@@ -14,42 +14,33 @@ them). It creates a database and a topic prefix of its own and drops the databas
 
 from __future__ import annotations
 
+import asyncio
+import os
+import statistics
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its name would hide the
-# ``adapters`` package: drop the folder before importing it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import asyncpg
+import httpx
+from _common import scratch_settings, with_db
 
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-
-from adapters._framework.auth import create_token  # noqa: E402
-from adapters._framework.testing import free_socket  # noqa: E402
-from adapters.regulators.testing import clue_handover  # noqa: E402
-from bus.agencies import load_registry  # noqa: E402
-from bus.db import create_pool, migrate  # noqa: E402
-from bus.logs import configure_logging  # noqa: E402
-from bus.outbox import OutboxRelay  # noqa: E402
-from bus.registry import sync_agencies  # noqa: E402
-from bus.settings import load_settings  # noqa: E402
-from bus.signing import write_keypair  # noqa: E402
-from bus.topics import ensure_topics  # noqa: E402
+from adapters._framework.auth import create_token
+from adapters._framework.testing import free_socket
+from adapters.regulators.testing import clue_handover
+from bus.agencies import load_registry
+from bus.db import create_pool, migrate
+from bus.logs import configure_logging
+from bus.outbox import OutboxRelay
+from bus.registry import sync_agencies
+from bus.settings import load_settings
+from bus.signing import write_keypair
+from bus.topics import ensure_topics
 
 AGENCY = "ygh.regulator.planning"
 BUREAU = "ygh.enforcement.bureau"
-
-
-def _db(dsn: str, name: str) -> str:
-    return f"{dsn.rpartition('/')[0]}/{name}"
 
 
 async def _submissions(
@@ -98,10 +89,8 @@ async def main(n: int) -> None:
     admin = await asyncpg.connect(base_settings.database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    dsn = _db(base_settings.database_url, name)
-    settings = base_settings.model_copy(
-        update={"database_url": dsn, "topic_prefix": f"bench{uuid.uuid4().hex[:8]}"}
-    )
+    dsn = with_db(base_settings.database_url, name)
+    settings = scratch_settings(database_url=dsn, topic_prefix=f"bench{uuid.uuid4().hex[:8]}")
     server: asyncio.subprocess.Process | None = None
     try:
         await migrate(dsn)
@@ -116,13 +105,9 @@ async def main(n: int) -> None:
         sock = free_socket()
         port = sock.getsockname()[1]
         sock.close()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CASEBUS_")}
-        env.update(
-            CASEBUS_DATABASE_URL=dsn,
-            CASEBUS_TOPIC_PREFIX=settings.topic_prefix,
-            CASEBUS_KAFKA_BOOTSTRAP="127.0.0.1:1",  # relay off: measure acceptance alone
-            CASEBUS_LOG_LEVEL="warning",
-        )
+        # The relay pointed at a closed port: measure acceptance alone.
+        server_settings = {"kafka_bootstrap": "127.0.0.1:1", "log_level": "warning"}
+        env = settings.model_copy(update=server_settings).to_env(os.environ)
         exe = str(Path(sys.executable).parent / "casebus")
         server = await asyncio.create_subprocess_exec(
             *[
