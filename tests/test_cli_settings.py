@@ -19,9 +19,8 @@ from bus.sla.app import DEFAULT_SLA_KEY_FILE
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH
 from bus.sla.policy import DEFAULT_POLICIES_PATH
 
-_OWN_ENVVARS = {"adapter"}
-"""Groups still reading variables through typer: `casebus adapter` is being rebuilt from its
-specs and reads Settings.adapter_* there."""
+_OWN_ENVVARS: set[str] = set()
+"""Groups still reading variables through typer: none."""
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +39,9 @@ def _envvars(command: Any) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("group", ["acl", "audit", "console", "demo", "schemas", "sla", "witness"])
+@pytest.mark.parametrize(
+    "group", ["acl", "adapter", "audit", "console", "demo", "schemas", "sla", "witness"]
+)
 def test_no_option_reads_a_variable_of_its_own(group: str) -> None:
     assert group not in _OWN_ENVVARS
     assert _envvars(load_group(group)) == {}

@@ -20,7 +20,7 @@ from adapters.specs import SPECS
 from bus.db import connect
 from bus.errors import ConfigError
 from bus.secret_files import read_secret_file
-from bus.settings import REPO_ROOT, load_settings
+from bus.settings import load_settings
 
 app = typer.Typer(help="Department adapters (HTTP APIs in each department's vocabulary).")
 
@@ -87,30 +87,49 @@ def _command(spec: AdapterSpec) -> None:
 
     def run(
         agency: list[str] = typer.Option(..., "--agency", help="An agency served; repeatable."),
-        key_dir: Path = typer.Option(
-            REPO_ROOT / ".casebus" / "keys",
+        key_dir: Path | None = typer.Option(
+            None,
             "--key-dir",
-            envvar="CASEBUS_ADAPTER_KEY_DIR",
-            help="Holds <agency>.key.pem (and <agency>.webhook-secret for webhooks).",
+            help="Holds <agency>.key.pem (and <agency>.webhook-secret for webhooks); default "
+            "CASEBUS_ADAPTER_KEY_DIR, else .casebus/keys.",
         ),
         webhook: list[str] = typer.Option(
             [], "--webhook", help="AGENCY=URL: deliver by webhook (else the agency pulls)."
         ),
-        host: str = typer.Option("127.0.0.1", "--host", envvar="CASEBUS_ADAPTER_HOST"),
-        port: int = typer.Option(8080, "--port", envvar="CASEBUS_ADAPTER_PORT"),
-        max_body_bytes: int = typer.Option(
-            1024 * 1024, "--max-body-bytes", envvar="CASEBUS_ADAPTER_MAX_BODY_BYTES"
+        host: str | None = typer.Option(
+            None, "--host", help="Listen here (default CASEBUS_ADAPTER_HOST, else 127.0.0.1)."
         ),
-        max_wait_s: float = typer.Option(
-            300.0,
+        port: int | None = typer.Option(
+            None, "--port", help="Listen here (default CASEBUS_ADAPTER_PORT, else 8080)."
+        ),
+        max_body_bytes: int | None = typer.Option(
+            None,
+            "--max-body-bytes",
+            help="Largest request body (default CASEBUS_ADAPTER_MAX_BODY_BYTES, else 1 MiB).",
+        ),
+        max_wait_s: float | None = typer.Option(
+            None,
             "--max-wait-s",
-            envvar="CASEBUS_ADAPTER_MAX_WAIT_S",
-            help="Alert when a message waits longer for its department.",
+            help="Alert when a message waits longer for its department (default "
+            "CASEBUS_ADAPTER_MAX_WAIT_S, else 300).",
         ),
     ) -> None:
         try:
-            config = _config(kind, agency, key_dir, webhook, max_body_bytes, max_wait_s)
-            _serve(spec, config, host, port)
+            s = load_settings()
+            config = _config(
+                kind,
+                agency,
+                s.adapter_key_dir if key_dir is None else key_dir,
+                webhook,
+                s.adapter_max_body_bytes if max_body_bytes is None else max_body_bytes,
+                s.adapter_max_wait_s if max_wait_s is None else max_wait_s,
+            )
+            _serve(
+                spec,
+                config,
+                s.adapter_host if host is None else host,
+                s.adapter_port if port is None else port,
+            )
         except ConfigError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from e
