@@ -26,8 +26,8 @@ from _soak_load import COURT, ENFORCEMENT, POLICE
 
 from adapters._framework.auth import create_token
 from bus.agencies import load_registry
+from bus.agency_db import sync_agencies
 from bus.db import migrate
-from bus.registry import sync_agencies
 from bus.routing import RoutingPolicy, load_policy
 from bus.settings import REPO_ROOT, Settings
 from bus.signing import write_keypair

@@ -28,13 +28,13 @@ import httpx
 from _common import scratch_settings, with_db
 
 from adapters._framework.auth import create_token
-from adapters._framework.testing import free_socket
+from adapters._framework.fake_department import free_socket
 from adapters.regulators.testing import clue_handover
 from bus.agencies import load_registry
+from bus.agency_db import sync_agencies
 from bus.db import create_pool, migrate
 from bus.logs import configure_logging
 from bus.outbox import OutboxRelay
-from bus.registry import sync_agencies
 from bus.settings import load_settings
 from bus.signing import write_keypair
 from bus.topics import ensure_topics

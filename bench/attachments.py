@@ -50,8 +50,9 @@ from _common import (
 )
 
 from adapters._framework.auth import create_token
-from adapters._framework.testing import free_socket
+from adapters._framework.fake_department import free_socket
 from bus.agencies import load_registry
+from bus.agency_db import sync_agencies
 from bus.attachments import (
     AttachmentStore,
     MemoryAttachmentStore,
@@ -63,11 +64,10 @@ from bus.attachments import (
 from bus.db import migrate
 from bus.logs import configure_logging
 from bus.models import Attachment, BusAck
+from bus.party import make_party
 from bus.provision import OwnKey, ensure_registered
-from bus.registry import sync_agencies
 from bus.settings import load_settings
 from bus.signing import Ed25519Signer, write_keypair
-from bus.testing import make_party
 
 BENCH = "attachments"
 AGENCY = "ygh.enforcement.bureau"

@@ -26,9 +26,9 @@ from _common import admin_sql, markdown_table, say, scratch_settings, with_db
 
 import adapters.fuzzing
 from bus.agencies import load_registry
+from bus.agency_db import sync_agencies
 from bus.db import migrate
 from bus.logs import configure_logging
-from bus.registry import sync_agencies
 from bus.settings import load_settings
 
 

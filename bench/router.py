@@ -71,12 +71,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from bus.agencies import load_registry
+from bus.agency_db import add_key, sync_agencies
 from bus.db import migrate
 from bus.models.criminal import CriminalReceipt
-from bus.registry import add_key, sync_agencies
+from bus.party import Party, make_party
 from bus.settings import Settings, load_settings
 from bus.signing import write_keypair
-from bus.testing import Party, make_party
 from bus.topics import ensure_topics
 
 try:  # realistic transfers, written alongside this bench; without them: --message receipt

@@ -20,9 +20,9 @@ from pathlib import Path
 import asyncpg
 
 from bus.agencies import Registry
+from bus.agency_db import add_key, sync_agencies
 from bus.db import Conn
 from bus.errors import ConfigError
-from bus.registry import add_key, sync_agencies
 from bus.signing import Ed25519Signer, PublicKeyRecord
 
 __all__ = ["OwnKey", "ensure_registered"]

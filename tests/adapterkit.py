@@ -17,8 +17,8 @@ from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters._framework.service import AdapterService
 from bus.agencies import load_registry
+from bus.agency_db import sync_agencies
 from bus.provision import ensure_registered
-from bus.registry import sync_agencies
 from bus.settings import Settings
 from bus.signing import write_keypair
 

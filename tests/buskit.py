@@ -18,14 +18,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from bus.agencies import load_registry
+from bus.agency_db import add_key, sync_agencies
 from bus.codec import default_codec
 from bus.models import Envelope
 from bus.models.criminal import CriminalReceipt
-from bus.registry import add_key, sync_agencies
+from bus.party import Party, make_party
 from bus.router.app import run_router
 from bus.settings import Settings
 from bus.signing import write_keypair
-from bus.testing import Party, make_party
 
 Record = ConsumerRecord[bytes, bytes]
 

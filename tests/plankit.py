@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from bus.attachments import attachment_uri
 from bus.errors import Problem
 from bus.models import Attachment, Envelope
+from bus.party import make_party
 from bus.router.store import Seen
 from bus.router.verdict import UNWITNESSED, Accepted, Refused, Verdict
-from bus.testing import make_party
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"

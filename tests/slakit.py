@@ -19,6 +19,7 @@ from buskit import Bus
 from bus.agencies import load_registry
 from bus.codec import default_codec
 from bus.models import Envelope
+from bus.party import Party
 from bus.samples import sample_envelope
 from bus.settings import Settings
 from bus.signing import Ed25519Signer
@@ -31,7 +32,6 @@ from bus.sla.events import SlaEmitter
 from bus.sla.parties import Parties
 from bus.sla.policy import load_policies
 from bus.sla.store import DeadlineStore
-from bus.testing import Party
 
 __all__ = [
     "BUREAU",

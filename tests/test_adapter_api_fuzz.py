@@ -29,9 +29,9 @@ from schemathesis import GenerationMode
 from adapters import court, enforcement, fuzzing, police, procuratorate, regulators
 from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
-from adapters._framework.testing import free_socket, running_adapter
+from adapters._framework.fake_department import free_socket, running_adapter
 from bus.agencies import load_registry
-from bus.registry import sync_agencies
+from bus.agency_db import sync_agencies
 from bus.settings import Settings
 from bus.signing import write_keypair
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters import enforcement, police
-from adapters._framework.testing import RunningAdapter, running_adapter
+from adapters._framework.fake_department import RunningAdapter, running_adapter
 from bus.audit.checkpoint import verify_signed_checkpoint
 from bus.audit.merkle import leaf_hash, verify_inclusion
 from bus.outbox import OutboxWriter

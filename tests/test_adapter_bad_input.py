@@ -18,11 +18,11 @@ import pytest
 from buskit import Bus, receipt_payload
 
 from adapters import enforcement
-from adapters._framework.testing import RunningAdapter, running_adapter
+from adapters._framework.fake_department import RunningAdapter, running_adapter
 from adapters.enforcement.testing import opinion_request
 from bus.agencies import load_registry
+from bus.agency_db import sync_agencies
 from bus.models import MAX_IDENTIFIER_LENGTH
-from bus.registry import sync_agencies
 from bus.settings import Settings
 from bus.signing import sign_envelope
 

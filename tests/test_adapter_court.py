@@ -15,7 +15,7 @@ from buskit import Bus
 
 from adapters import court, enforcement
 from adapters._framework.checks import DeadlineRules
-from adapters._framework.testing import FakeDepartment, running_adapter
+from adapters._framework.fake_department import FakeDepartment, running_adapter
 from adapters.court.testing import FakeCourt, acceptance, ruling
 from adapters.enforcement.criminal import check_court_application
 from adapters.enforcement.testing import FakeBureau

@@ -16,7 +16,7 @@ from buskit import Bus
 
 from adapters import enforcement
 from adapters._framework.checks import DeadlineRules
-from adapters._framework.testing import running_adapter
+from adapters._framework.fake_department import running_adapter
 from adapters.enforcement.criminal import check_court_application
 from adapters.procuratorate.views import expected_deadlines
 from bus.settings import REPO_ROOT, Settings

@@ -12,8 +12,8 @@ import pytest
 from buskit import Bus
 
 from adapters import enforcement, regulators
+from adapters._framework.fake_department import FakeDepartment, running_adapter
 from adapters._framework.outbound import answer_id
-from adapters._framework.testing import FakeDepartment, running_adapter
 from adapters.enforcement.testing import (
     FakeBureau,
     opinion_request,

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from adapters import enforcement, regulators
 from adapters._framework.auth import create_token, token_agency
+from adapters._framework.fake_department import FakeDepartment, free_socket, running_adapter
 from adapters._framework.outbound import CircuitBreaker, answer_id, sign_webhook
-from adapters._framework.testing import FakeDepartment, free_socket, running_adapter
 from adapters._framework.vocabulary import Vocabulary
 from adapters.enforcement.testing import FakeBureau, opinion_request
 from adapters.regulators.mapping import VOCABULARY

@@ -11,7 +11,7 @@ import pytest
 from buskit import Bus
 
 from adapters import police
-from adapters._framework.testing import running_adapter
+from adapters._framework.fake_department import running_adapter
 from adapters.police.testing import filing_decision, jurisdiction_forward
 from bus.samples import sample_payload
 from bus.settings import Settings

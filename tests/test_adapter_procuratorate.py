@@ -15,13 +15,13 @@ from buskit import Bus
 from test_criminal_chain import transfer
 
 from adapters import enforcement, police
-from adapters._framework.testing import FakeDepartment, running_adapter
+from adapters._framework.fake_department import FakeDepartment, running_adapter
 from adapters.enforcement.testing import FakeBureau, penalty_decision, penalty_feedback
 from adapters.police.testing import FakePolice
 from adapters.procuratorate.store import record_event
 from adapters.procuratorate.testing import running_procuratorate
 from bus.agencies import load_registry
-from bus.registry import sync_agencies
+from bus.agency_db import sync_agencies
 from bus.sla.calendar import SHANGHAI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

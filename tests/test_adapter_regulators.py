@@ -15,7 +15,7 @@ import pytest
 from buskit import Bus
 
 from adapters import enforcement, regulators
-from adapters._framework.testing import FakeDepartment, running_adapter
+from adapters._framework.fake_department import FakeDepartment, running_adapter
 from adapters.enforcement.testing import FakeBureau, clue_receipt, opinion_request
 from adapters.regulators.testing import (
     FakeRegulator,

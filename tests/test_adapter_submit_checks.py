@@ -15,11 +15,11 @@ import asyncpg
 import pytest
 
 from adapters import enforcement, police
-from adapters._framework.testing import RunningAdapter, running_adapter
+from adapters._framework.fake_department import RunningAdapter, running_adapter
 from adapters.enforcement.testing import opinion_request
 from adapters.police.testing import filing_decision, receipt
 from bus.agencies import load_registry
-from bus.registry import sync_agencies
+from bus.agency_db import sync_agencies
 from bus.settings import Settings
 from bus.sla.policy import load_policies
 

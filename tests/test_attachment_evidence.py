@@ -19,9 +19,9 @@ from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf
 from bus.audit.log import AuditLog, AuditRecord
 from bus.models import PAYLOAD_MODELS, Attachment
+from bus.party import make_party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, sign_envelope, write_keypair
-from bus.testing import make_party
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from bus.attachments import (
 )
 from bus.errors import ConfigError
 from bus.models import PAYLOAD_MODELS, Attachment, Envelope
+from bus.party import make_party
 from bus.settings import load_settings
-from bus.testing import make_party
 
 SIZE = 1000
 

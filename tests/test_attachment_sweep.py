@@ -46,8 +46,8 @@ from bus.attachments import (
     sweep_attachments,
 )
 from bus.models import PAYLOAD_MODELS, Attachment, Envelope
+from bus.party import Party, make_party
 from bus.settings import Settings
-from bus.testing import Party, make_party
 
 pytestmark = pytest.mark.integration
 

@@ -25,13 +25,13 @@ from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters.regulators.testing import attachment, clue_handover
 from bus.agencies import load_registry
+from bus.agency_db import sync_agencies
 from bus.attachments import S3AttachmentStore, attachment_uri, delivery_role, record_references
 from bus.models import PAYLOAD_MODELS, Attachment
+from bus.party import make_party
 from bus.provision import ensure_registered
-from bus.registry import sync_agencies
 from bus.settings import Settings
 from bus.signing import write_keypair
-from bus.testing import make_party
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 from buskit import Bus
 
 from adapters import enforcement, police, regulators
-from adapters._framework.testing import RunningAdapter, running_adapter
+from adapters._framework.fake_department import RunningAdapter, running_adapter
 from adapters.enforcement.testing import FakeBureau
 from adapters.police.testing import FakePolice
 from adapters.procuratorate.testing import running_procuratorate

@@ -22,14 +22,14 @@ import httpx
 import pytest
 
 from adapters._framework.auth import create_token
-from adapters._framework.testing import free_socket
+from adapters._framework.fake_department import free_socket
 from bus.agencies import load_registry
 from bus.attachments import attachment_uri, record_references
 from bus.models import PAYLOAD_MODELS, Attachment
+from bus.party import make_party
 from bus.provision import OwnKey, ensure_registered
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
-from bus.testing import make_party
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ from typing import Any
 from bus.audit.access import parties
 from bus.audit.events import decode_leaf, message_leaf, recipients_detail
 from bus.models import PAYLOAD_MODELS
-from bus.testing import Party, make_party
+from bus.party import Party, make_party
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"

@@ -24,7 +24,7 @@ from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import verify_consistency
 from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
 from bus.models import PAYLOAD_MODELS
-from bus.testing import make_party
+from bus.party import make_party
 from bus.witness import MemoryWitnessStore, Witness, logs_by_origin
 from bus.witness import create_app as create_witness
 

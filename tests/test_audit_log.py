@@ -31,7 +31,7 @@ from bus.audit.merkle import (
 from bus.audit.monitor import DatabaseProofSource, Monitor
 from bus.audit.verify import verify_log
 from bus.models import PAYLOAD_MODELS
-from bus.testing import Party, make_party
+from bus.party import Party, make_party
 
 ORIGIN = "test.casebus/audit"
 

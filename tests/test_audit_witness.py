@@ -33,9 +33,9 @@ from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import root_hash
 from bus.audit.witnessing import WitnessEndpoint, cosigned_note, request_cosignatures
 from bus.models import PAYLOAD_MODELS
+from bus.party import make_party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
-from bus.testing import make_party
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """Every place a message kind must be registered knows every kind (docs/changing-casebus.md).
 
-A new kind starts as a payload model in ``bus.models.registry._MODELS``, which makes it part of
+A new kind starts as a payload model in ``bus.models.kinds._MODELS``, which makes it part of
 ``KINDS``; these tests then fail, one per place, for each place the kind was forgotten in. A place
 that legitimately leaves a kind out says which and why in ``EXEMPT``, so leaving one out is a
 decision someone wrote down, not an accident.
@@ -21,7 +21,7 @@ from bus.agencies import load_registry
 from bus.attachments import load_retention
 from bus.console.i18n import Labels
 from bus.models import KINDS, PAYLOAD_MODELS
-from bus.models.registry import BUSINESS_KINDS
+from bus.models.kinds import BUSINESS_KINDS
 from bus.routing import DEFAULT_POLICY_PATH, load_policy
 from bus.samples import SAMPLE_ROUTES
 from bus.samples._agencies import REFUSED_ROUTES

@@ -16,9 +16,9 @@ from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf
 from bus.audit.log import AuditLog, AuditRecord
 from bus.models import PAYLOAD_MODELS
+from bus.party import make_party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
-from bus.testing import make_party
 
 
 def _run(exe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

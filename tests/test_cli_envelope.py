@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 
 from bus.agencies import load_registry
-from bus.registry import add_key, sync_agencies
+from bus.agency_db import add_key, sync_agencies
 from bus.settings import Settings
 from bus.signing import PublicKeyRecord, write_keypair
 

@@ -46,7 +46,7 @@ from test_router_faults import (
 
 from adapters import enforcement
 from adapters import police as police_adapter
-from adapters._framework.testing import DepartmentClient, running_adapter
+from adapters._framework.fake_department import DepartmentClient, running_adapter
 from adapters.police.testing import receipt
 from bus.db import migrate
 from bus.inbox import InboxReader

@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 
 from adapters._framework.auth import create_token
-from adapters._framework.testing import serve_app
+from adapters._framework.fake_department import serve_app
 from bus.console import create_app
 from bus.demo import run_days
 from bus.settings import REPO_ROOT, Settings

@@ -24,7 +24,7 @@ from buskit import Bus
 from slakit import JumpingClock
 
 from adapters import enforcement, police, regulators
-from adapters._framework.testing import FakeDepartment, RunningAdapter, running_adapter
+from adapters._framework.fake_department import FakeDepartment, RunningAdapter, running_adapter
 from adapters.enforcement.criminal import CRIMINAL_RECEIVES, CRIMINAL_SENDS
 from adapters.enforcement.testing import FakeBureau
 from adapters.police.testing import FakePolice, filing_decision, jurisdiction_forward, receipt

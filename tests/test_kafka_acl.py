@@ -31,15 +31,15 @@ from securekit import SecureStack, secure_stack
 from adapters._framework.auth import create_token, token_agency
 from bus.acl import AclBinding, client_security, plan_acls
 from bus.agencies import load_registry
+from bus.agency_db import PgKeyStore, add_key, sync_agencies
 from bus.db import migrate
 from bus.errors import ConfigError, SignatureError
 from bus.kafka_acl import _create, acl_changes, is_managed
-from bus.registry import PgKeyStore, add_key, sync_agencies
+from bus.party import Party, make_party
 from bus.routing import DEFAULT_POLICY_PATH, load_policy
 from bus.samples import sample_envelope
 from bus.settings import REPO_ROOT, Settings, load_settings
 from bus.signing import verify_envelope
-from bus.testing import Party, make_party
 from bus.topics import planned_topics
 
 DROPPED = "kmg.police.eco"

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from buskit import Bus
 
-from adapters._framework.testing import FakeDepartment, free_socket
+from adapters._framework.fake_department import FakeDepartment, free_socket
 from adapters.regulators.mapping import VOCABULARY
 from adapters.regulators.testing import clue_handover
 from bus.codec import default_codec

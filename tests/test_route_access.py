@@ -45,16 +45,16 @@ from adapters import court, enforcement, police, procuratorate, regulators
 from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from bus.agencies import load_registry
+from bus.agency_db import sync_agencies
 from bus.attachments import PostgresAttachmentStore, delivery_role, record_references
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf, recipients_detail
 from bus.audit.log import AuditLog, AuditRecord
 from bus.console import create_app as create_console
 from bus.models import PAYLOAD_MODELS, Attachment
-from bus.registry import sync_agencies
+from bus.party import Party, make_party
 from bus.settings import Settings
 from bus.signing import write_keypair
-from bus.testing import Party, make_party
 
 pytestmark = pytest.mark.integration
 

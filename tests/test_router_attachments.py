@@ -27,6 +27,7 @@ from bus.audit.log import AuditLog
 from bus.codec import default_codec
 from bus.db import Conn
 from bus.models import NACK_CODES, Attachment, BusAck, BusNack, Envelope
+from bus.party import Party, make_party
 from bus.provision import OwnKey, ensure_registered
 from bus.router.batch import BatchPlan, audit_batch
 from bus.router.outputs import Outputs
@@ -35,7 +36,6 @@ from bus.router.store_pg import PostgresRouterStore
 from bus.router.verdict import Accepted
 from bus.settings import REPO_ROOT, Settings
 from bus.signing import Ed25519Signer, sign_envelope, write_keypair
-from bus.testing import Party, make_party
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"

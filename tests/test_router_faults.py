@@ -20,9 +20,9 @@ from buskit import Bus, receipt_payload
 
 from bus.inbox import InboxReader
 from bus.models import Envelope
+from bus.party import Party
 from bus.router.service import discard_producer
 from bus.settings import REPO_ROOT, Settings
-from bus.testing import Party
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"

@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 from bus.agencies import load_registry
 from bus.codec import default_codec
 from bus.models import Envelope
+from bus.party import Party, make_party
 from bus.router.classify import Classifier, Verdict
 from bus.router.principal import PRINCIPAL_MISMATCH, PrincipalCheck, principal_check
 from bus.routing import DEFAULT_POLICY_PATH, load_policy
 from bus.settings import REPO_ROOT, Settings
 from bus.signing import InMemoryKeyStore
-from bus.testing import Party, make_party
 from bus.topics import ensure_topics
 
 A = "ygh.enforcement.bureau"  # the principal that writes

@@ -40,6 +40,7 @@ from bus.models import (
     attachment_refs,
     payload_model,
 )
+from bus.party import Party
 from bus.routing import load_policy
 from bus.samples import (
     AUDIT_ORIGIN,
@@ -58,7 +59,6 @@ from bus.samples import (
 )
 from bus.settings import REPO_ROOT
 from bus.signing import Ed25519Signer, InMemoryKeyStore, verify_envelope
-from bus.testing import Party
 
 REGISTRY = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")
 POLICY = load_policy(REPO_ROOT / "deploy" / "routing.yaml", REGISTRY)

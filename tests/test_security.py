@@ -50,17 +50,17 @@ from securekit import secure_stack
 
 from bus.acl import ROUTER_PRINCIPAL, client_security
 from bus.agencies import load_registry
+from bus.agency_db import add_key, sync_agencies
 from bus.codec import default_codec
 from bus.db import Conn, migrate
 from bus.inbox import InboxReader
 from bus.models import Envelope
 from bus.outbox import OutboxRelay, OutboxWriter
-from bus.registry import add_key, sync_agencies
+from bus.party import Party, make_party
 from bus.router.principal import PRINCIPAL_MISMATCH
 from bus.samples import sample_envelope
 from bus.settings import Settings, load_settings
 from bus.signing import write_keypair
-from bus.testing import Party, make_party
 from bus.topics import ensure_topics, planned_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

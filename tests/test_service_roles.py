@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from adapters._framework.testing import free_socket
+from adapters._framework.fake_department import free_socket
 from bus.agencies import load_registry
 from bus.db import SERVICE_ROLES
 from bus.provision import OwnKey, ensure_registered

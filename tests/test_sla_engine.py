@@ -41,6 +41,7 @@ from slakit import (
 
 from bus.agencies import load_registry
 from bus.audit.log import AuditLog
+from bus.party import make_party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer
 from bus.sla.calendar import SHANGHAI
@@ -49,7 +50,6 @@ from bus.sla.deadline import SLA_AGENCY, Deadline, deadline_id
 from bus.sla.events import SlaEmitter
 from bus.sla.parties import Parties
 from bus.sla.scheduler import SlaScheduler
-from bus.testing import make_party
 
 # --- the engine against the database (no broker) ----------------------------------------------
 

@@ -30,10 +30,10 @@ from slakit import (
     store,
 )
 
+from bus.party import make_party
 from bus.settings import Settings
 from bus.sla.clock import AcceleratedClock
 from bus.sla.deadline import deadline_id
-from bus.testing import make_party
 
 # --- a crash between "due" and "emitted" --------------------------------------------------------
 

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from bus.cli.sla import app as sla_app
 from bus.errors import ConfigError
+from bus.party import make_party
 from bus.settings import Settings
 from bus.sla.policy import load_policies
-from bus.testing import make_party
 
 ECO = "kmg.police.eco"
 

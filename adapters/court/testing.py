@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters._framework.testing import DepartmentClient, FakeDepartment
+from adapters._framework.fake_department import DepartmentClient, FakeDepartment
 
 __all__ = ["DepartmentClient", "FakeCourt", "acceptance", "ruling"]
 

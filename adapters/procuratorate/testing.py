@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters._framework.testing import (
+from adapters._framework.fake_department import (
     DepartmentClient,
     FakeDepartment,
     RunningAdapter,
@@ -65,6 +65,7 @@ def running_procuratorate(
     webhooks: dict[str, FakeDepartment | None],
     **config: Any,
 ) -> contextlib.AbstractAsyncContextManager[RunningAdapter]:
-    """As :func:`~adapters._framework.testing.running_adapter` for the procuratorate (its own
-    routes, timeline, screening, statistics and audit proofs, are on the in-process client)."""
+    """As :func:`~adapters._framework.fake_department.running_adapter` for the procuratorate
+    (its own routes, timeline, screening, statistics and audit proofs, are on the in-process
+    client)."""
     return running_adapter(build_service, settings, key_dir=key_dir, webhooks=webhooks, **config)

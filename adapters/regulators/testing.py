@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters._framework.testing import DepartmentClient, FakeDepartment
+from adapters._framework.fake_department import DepartmentClient, FakeDepartment
 
 __all__ = [
     "DepartmentClient",

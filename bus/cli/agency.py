@@ -12,11 +12,7 @@ import typer
 
 from bus.acl import plan_acls
 from bus.agencies import load_registry
-from bus.cli.acl import reconcile
-from bus.db import connect
-from bus.errors import ConfigError, TransportError
-from bus.kafka_acl import delete_scram_users
-from bus.registry import (
+from bus.agency_db import (
     add_key,
     agency_keys,
     expire_agency_keys,
@@ -25,6 +21,10 @@ from bus.registry import (
     revoke_key,
     sync_agencies,
 )
+from bus.cli.acl import reconcile
+from bus.db import connect
+from bus.errors import ConfigError, TransportError
+from bus.kafka_acl import delete_scram_users
 from bus.routing import DEFAULT_POLICY_PATH, load_policy
 from bus.settings import Settings, load_settings
 from bus.signing import PublicKeyRecord, write_keypair

@@ -20,11 +20,11 @@ from typing import Any
 
 import typer
 
+from bus.agency_db import PgKeyStore
 from bus.codec import default_codec
 from bus.db import create_pool
 from bus.errors import CasebusError, DecodeError, SignatureError, ValidationFailed
 from bus.models import Attachment, Envelope, Signature, validate_payload
-from bus.registry import PgKeyStore
 from bus.settings import load_settings
 from bus.signing import Ed25519Signer, sign_envelope, verify_envelope
 

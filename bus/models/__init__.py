@@ -70,7 +70,7 @@ from bus.models.envelope import (
     Signature,
     attachment_refs,
 )
-from bus.models.registry import KINDS, PAYLOAD_MODELS, payload_model, validate_payload
+from bus.models.kinds import KINDS, PAYLOAD_MODELS, payload_model, validate_payload
 from bus.models.regulators import (
     ClueDecision,
     ClueHandover,

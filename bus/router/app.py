@@ -13,13 +13,13 @@ import asyncpg
 import structlog
 
 from bus.agencies import load_registry
+from bus.agency_db import PgKeyStore
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.log import StoredCheckpoint
 from bus.audit.witnessing import WitnessPolicy
 from bus.db import create_pool, migrate
 from bus.errors import ConfigError
 from bus.provision import OwnKey, ensure_registered
-from bus.registry import PgKeyStore
 from bus.router.service import Router
 from bus.router.tree_heads import TreeHeadPublisher
 from bus.router.witnessed import WitnessWatch

@@ -10,12 +10,12 @@ from typing import Any, Final, TypeVar
 
 from bus.errors import CasebusError
 from bus.models import KINDS, Envelope, PayloadModel, Signature, payload_model, validate_payload
+from bus.party import Party
 from bus.samples import _bus, _court, _criminal, _regulators
 from bus.samples._agencies import REGULATORS, SAMPLE_ROUTES
 from bus.samples._context import Builder, Ctx, local_date, sample_case_id, sample_time
 from bus.samples._documents import sample_attachments
 from bus.signing import sign_envelope
-from bus.testing import Party
 
 __all__ = [
     "SAMPLE_OPTIONS",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters._framework.testing import FakeDepartment, RunningAdapter
+from adapters._framework.fake_department import FakeDepartment, RunningAdapter
 from adapters.court.testing import acceptance, ruling
 from adapters.enforcement.testing import (
     clue_receipt,

@@ -17,7 +17,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from adapters import court, enforcement, police, regulators
-from adapters._framework.testing import FakeDepartment, RunningAdapter, running_adapter
+from adapters._framework.fake_department import FakeDepartment, RunningAdapter, running_adapter
 from adapters.court.testing import FakeCourt
 from adapters.enforcement.testing import FakeBureau
 from adapters.police.testing import FakePolice

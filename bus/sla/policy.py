@@ -21,7 +21,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bus.errors import CasebusError, ConfigError
-from bus.models.registry import BUSINESS_KINDS
+from bus.models.kinds import BUSINESS_KINDS
 from bus.sla.calendar import (
     REPO_ROOT,
     SHANGHAI,
@@ -57,7 +57,7 @@ DEFAULT_POLICIES_PATH = REPO_ROOT / "deploy" / "sla-policies.yaml"
 """The shipped policy file."""
 
 KINDS: tuple[str, ...] = BUSINESS_KINDS
-"""Every message kind a policy may name: :data:`bus.models.registry.BUSINESS_KINDS`."""
+"""Every message kind a policy may name: :data:`bus.models.kinds.BUSINESS_KINDS`."""
 
 Party = Literal[
     "recipient", "sender", "enforcement", "regulator", "police", "procuratorate", "court"

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from bus.agencies import load_registry
+from bus.agency_db import PgKeyStore, add_key, revoke_key, sync_agencies
 from bus.errors import SignatureError
 from bus.models import Envelope, Signature
-from bus.registry import PgKeyStore, add_key, revoke_key, sync_agencies
 from bus.settings import Settings
 from bus.signing import (
     Ed25519Signer,

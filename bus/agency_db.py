@@ -1,4 +1,4 @@
-"""The agency and key registry in PostgreSQL: the :class:`~bus.signing.KeyStore` the router
+"""The agencies and their keys in PostgreSQL: the :class:`~bus.signing.KeyStore` the router
 verifies signatures against, and the operations behind ``casebus agency``.
 
 Keys are never deleted: a revoked or expired key must still be known, so that an old signature

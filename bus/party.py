@@ -1,4 +1,5 @@
-"""Helpers for tests, benchmarks and the demo: signed envelopes without ceremony.
+"""A party (an agency id and its signing key) that signs envelopes without ceremony, for tests,
+benchmarks and the demo.
 
 Not for production paths: keys here live in memory or in a temporary folder.
 """
