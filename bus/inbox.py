@@ -21,13 +21,9 @@ past a message of a case before it is handled and per-case order holds. After ``
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 from uuid import UUID
 
 import asyncpg
@@ -39,6 +35,7 @@ from prometheus_client import Counter
 from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import CasebusError, ConfigError, DecodeError, TransportError, ValidationFailed
+from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff
 from bus.models import Envelope
 from bus.settings import Settings
 
@@ -129,19 +126,14 @@ class _BatchFailed(Exception):
         self.error = error
 
 
-def _backoff_s(failures: int, initial_s: float, max_s: float) -> float:
-    """Exponential backoff with "equal jitter": never below half the step."""
-    step: float = min(max_s, initial_s * 2 ** min(failures - 1, 30))
-    return step / 2 + random.uniform(0, step / 2)
-
-
-class InboxReader:
+class InboxReader(BackgroundService):
     """Reads ``<prefix>.inbox.<agency_id>`` and hands each new message to ``handler`` once.
 
     The consumer group is ``<prefix>.inbox.<consumer_name>`` unless ``group_id`` says otherwise;
     idempotency is keyed by ``consumer_name``, so readers sharing the name (in one group or
     not) never handle a message twice. Use ``async with`` or :meth:`start` / :meth:`stop`, or
-    await :meth:`run` directly.
+    await :meth:`run` directly. Stopping finishes the record in flight, commits what is handled
+    and its offsets, and closes; :meth:`stop` re-raises what ended :meth:`run`.
     """
 
     def __init__(
@@ -164,6 +156,7 @@ class InboxReader:
             raise ConfigError("consumer_name must not be empty")
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be at least 1, not {max_attempts}")
+        super().__init__(task_name=f"casebus-inbox-{consumer_name}")
         self._settings = settings
         self._topic = settings.topic_inbox(agency_id)
         self._consumer_name = consumer_name
@@ -172,12 +165,9 @@ class InboxReader:
         self._pool = pool
         self._codec = codec if codec is not None else default_codec()
         self._max_attempts = max_attempts
-        self._retry_initial_s = retry_initial_s
-        self._retry_max_s = retry_max_s
+        self._retry = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, jitter=EQUAL_JITTER)
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._log = log.bind(consumer=consumer_name, group_id=self._group_id)
 
     @property
@@ -195,34 +185,7 @@ class InboxReader:
         """The idempotency key's consumer part in ``inbox_handled``."""
         return self._consumer_name
 
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Run :meth:`run` as a background task."""
-        if self._task is not None:
-            raise CasebusError("this inbox reader is already running")
-        self._stopping.clear()
-        self._task = asyncio.create_task(self.run(), name=f"casebus-inbox-{self._consumer_name}")
-
-    async def stop(self) -> None:
-        """Finish the record in flight, commit what is handled and its offsets, close; re-raise
-        what ended :meth:`run`."""
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await task
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    # -- the loop (start, stop and ``async with``: BackgroundService) ---------------------------
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; raises :class:`InboxHandlerFailed` or TransportError."""
@@ -242,7 +205,7 @@ class InboxReader:
             raise TransportError(f"cannot consume {self._topic}: {e}", retriable=True) from e
         self._log.info("inbox.started", topic=self._topic)
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 try:
                     batch = await consumer.getmany(
                         timeout_ms=self._poll_timeout_ms, max_records=self._max_records
@@ -262,7 +225,7 @@ class InboxReader:
     async def _handle_batch(
         self, consumer: Any, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
-        if self._stopping.is_set():
+        if self.stopping:
             return  # the batch is read again on the next run
         # Partitions in a fixed order, records in offset order: the order handled_ids reports.
         items = [self._decode(record) for tp in sorted(batch) for record in batch[tp]]
@@ -275,7 +238,7 @@ class InboxReader:
                 # failing message is retried and reported as it always was.
                 self._log.info("inbox.batch_rolled_back", records=len(items), error=str(failed))
                 for i, item in enumerate(items):
-                    if self._stopping.is_set():
+                    if self.stopping:
                         return  # the rest is read again on the next run
                     if i == failed.index:
                         passed = await self._handle(item, failures=1, last_error=failed.error)
@@ -341,7 +304,7 @@ class InboxReader:
                         continue
                     if first[envelope.message_id] != i:
                         continue
-                    if self._stopping.is_set():
+                    if self.stopping:
                         # Commit what is handled; the rest is read again, so stays unmarked.
                         settled = i
                         unhandled = [m for m, j in first.items() if j >= i and m in fresh]
@@ -389,10 +352,7 @@ class InboxReader:
                         case_id=envelope.case_id,
                         agency=envelope.sender,
                     ) from last_error
-                delay = _backoff_s(attempt, self._retry_initial_s, self._retry_max_s)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                if self._stopping.is_set():
+                if await self.pause(self._retry.delay(attempt)):
                     bound.info("inbox.retry_abandoned", attempt=attempt)
                     return False
             attempt += 1

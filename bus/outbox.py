@@ -26,12 +26,9 @@ Guarantees, and their limits:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import random
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final
 from uuid import UUID
 
 import asyncpg
@@ -42,6 +39,7 @@ from prometheus_client import Counter, Gauge
 from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import CasebusError, TransportError
+from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, pause
 from bus.models import Envelope
 from bus.settings import Settings
 
@@ -226,18 +224,15 @@ GROUP BY owner
 """
 
 
-def _backoff_s(failures: int, initial_s: float, max_s: float) -> float:
-    """Exponential backoff with "equal jitter": never below half the step, so never a busy loop."""
-    step: float = min(max_s, initial_s * 2 ** min(failures - 1, 30))
-    return step / 2 + random.uniform(0, step / 2)
-
-
-class OutboxRelay:
+class OutboxRelay(BackgroundService):
     """Publishes the outbox to Kafka until stopped; safe to run as several replicas at once.
 
     Use as ``async with OutboxRelay(...):`` or ``start()`` / ``stop()``. ``owner`` limits the
-    relay to one owner's rows (None: every owner's).
+    relay to one owner's rows (None: every owner's). Stopping finishes the round in flight and
+    closes the producer.
     """
+
+    _misuse: ClassVar[type[CasebusError]] = OutboxMisuse
 
     def __init__(
         self,
@@ -255,52 +250,30 @@ class OutboxRelay:
             raise OutboxMisuse(f"batch_size must be at least 1, not {batch_size}")
         if poll_interval_s <= 0 or backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
             raise OutboxMisuse("poll and backoff intervals must be positive, initial <= max")
+        super().__init__(task_name="casebus-outbox-relay")
         self._settings = settings
         self._pool = pool
         self._owner = owner
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
+        self._backoff = Backoff(
+            initial_s=backoff_initial_s, max_s=backoff_max_s, jitter=EQUAL_JITTER
+        )
         self._request_timeout_ms = request_timeout_ms
         # aiokafka gives up on a send after about two request timeouts (metadata wait, then the
         # batch's own expiry); this outer limit only guards the claimed rows' locks against a hang.
         self._send_timeout_s = 2 * request_timeout_ms / 1000 + 5
         self._producer: Any = None
         self._owners_seen: set[str] = set() if owner is None else {owner}
-        self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._log = log.bind(relay_owner=owner or "*")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Run :meth:`run` as a background task."""
-        if self._task is not None:
-            raise OutboxMisuse("this relay is already running")
-        self._stopping.clear()
-        self._task = asyncio.create_task(self.run(), name="casebus-outbox-relay")
-
-    async def stop(self) -> None:
-        """Finish the round in flight, close the producer and return."""
-        self._stopping.set()
+    def request_stop(self) -> None:
+        """Ask the relay to finish the round in flight and return; a poll wait ends at once."""
+        super().request_stop()
         self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await task
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def wake(self) -> None:
         """Start the next round now rather than after the poll interval (e.g. after a commit)."""
@@ -311,7 +284,7 @@ class OutboxRelay:
         failures = 0
         self._log.info("outbox.relay_started", bootstrap=self._settings.kafka_bootstrap)
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 try:
                     result: RelayRound | None = await self.publish_pending()
                 except Exception as e:  # a service loop: log, back off, try again
@@ -319,23 +292,22 @@ class OutboxRelay:
                     result = None
                 if result is None or result.failed:
                     failures += 1
-                    delay = _backoff_s(failures, self._backoff_initial_s, self._backoff_max_s)
+                    delay = self._backoff.delay(failures)
                     self._log.debug("outbox.backoff", failures=failures, retry_in_s=delay)
-                    await self._pause(delay, wakeable=False)
+                    await self.pause(delay)  # a wake-up does not cut a backoff short
                 elif result.published == 0:
                     failures = 0
-                    await self._pause(self._poll_interval_s, wakeable=True)
+                    await self._poll_pause()
                 else:
                     failures = 0  # more rows may be waiting: go on at once
         finally:
             await self._close_producer()
             self._log.info("outbox.relay_stopped")
 
-    async def _pause(self, delay_s: float, *, wakeable: bool) -> None:
-        event = self._wake if wakeable else self._stopping
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), delay_s)
-        if wakeable and not self._stopping.is_set():
+    async def _poll_pause(self) -> None:
+        """Until the poll interval passed, :meth:`wake` or a stop request."""
+        await pause(self._poll_interval_s, self._wake)
+        if not self.stopping:
             self._wake.clear()
 
     # -- one round ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Final
 
 import aiokafka.errors as Errors
 import aiokafka.producer.sender as aiokafka_sender
@@ -32,6 +33,7 @@ from bus.audit.log import AuditLog
 from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import Problem
+from bus.lifecycle import Backoff, Stoppable, cancel
 from bus.router import eos, metrics
 from bus.router.batch import BatchPlan, audit_batch
 from bus.router.classify import Classifier
@@ -60,6 +62,11 @@ _PG_ERRORS = (
     asyncpg.InternalClientError,
     asyncio.TimeoutError,
 )
+
+_KAFKA_RETRY: Final = Backoff(initial_s=0.5, max_s=5.0)
+"""While Kafka is away (at start, making a producer, reading committed offsets): wait, retry."""
+_AUDIT_RETRY: Final = Backoff(initial_s=0.1, max_s=5.0, jitter=(0.8, 1.2))
+"""While PostgreSQL is away during a batch's audit: wait, unless stopping, and retry."""
 
 
 def _set_txn_start_retry(seconds: float) -> None:
@@ -94,7 +101,7 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
-class Router:
+class Router(Stoppable):
     """One router replica. ``await run()`` until ``stop()``."""
 
     def __init__(
@@ -111,6 +118,7 @@ class Router:
         codec: Codec | None = None,
         log_gate: Callable[[datetime], Problem | None] | None = None,
     ) -> None:
+        super().__init__()
         self._settings = settings
         self._pool = pool
         self._codec = codec or default_codec()
@@ -130,7 +138,6 @@ class Router:
         self._txn_id = f"{settings.topic_prefix}.router.{router_id}"
         self._max_batch = max_batch
         self._batch_lock = asyncio.Lock()
-        self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._in_flight: asyncio.Task[bool] | None = None
@@ -183,20 +190,21 @@ class Router:
         self._consumer.subscribe(
             self._submit_topics, listener=_Revocations(self._batch_lock, self._settle)
         )
-        delay = 0.5
+        failures = 0
         while True:
             try:
                 await self._consumer.start()
                 break
             except KafkaError as e:
+                failures += 1
+                delay = _KAFKA_RETRY.delay(failures)
                 log.warning("router.consumer_start_retry", error=repr(e), retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
         log.info("router.started", group=self._group, transactional_id=self._txn_id)
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight and return."""
-        self._stopping.set()
+        self.request_stop()
 
     async def close(self) -> None:
         """Leave the group and close the producer."""
@@ -219,7 +227,7 @@ class Router:
         watch = asyncio.create_task(self._watch_offsets())
         try:
             assert self._consumer is not None
-            while not self._stopping.is_set():
+            while not self.stopping:
                 # With a transaction in flight, take what has arrived and get to work on it;
                 # with none, wait a little for a batch.
                 wait_ms = 0 if self._in_flight is not None else 200
@@ -242,13 +250,9 @@ class Router:
             async with self._batch_lock:  # a graceful stop finishes the batch in flight
                 await self._settle()
         finally:
-            watch.cancel()
-            with contextlib.suppress(BaseException):
-                await watch
+            await cancel(watch)
             if self._in_flight is not None:  # cancelled or failed: the open transaction aborts
-                self._in_flight.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._in_flight
+                await cancel(self._in_flight)
             await self.close()
 
     async def _settle(self) -> bool:
@@ -342,7 +346,7 @@ class Router:
     ) -> BatchPlan | None:
         """Classify and audit a batch; while PostgreSQL is away, wait with backoff (the key
         store and the audit log both live there) instead of failing or spinning."""
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 verdicts = await self._classifier.classify_all(records, now=datetime.now(UTC))
@@ -354,13 +358,11 @@ class Router:
                 metrics.RETRIES.labels(stage="audit").inc()
                 # Replace every pooled connection: one cut mid-operation may be unusable.
                 await self._pool.expire_connections()
+                failures += 1
+                delay = _AUDIT_RETRY.delay(failures)
                 log.warning("router.audit_retry", error=repr(e), retry_in_s=round(delay, 2))
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if await self.pause(delay):
                     return None
-                except TimeoutError:
-                    pass
-                delay = min(delay * 2, 5.0) * random.uniform(0.8, 1.2)
 
     async def _audit(self, conn: Conn, verdicts: list[Verdict]) -> BatchPlan:
         """Refuse what Kafka refused for good before, then apply the batch rules through the
@@ -490,14 +492,15 @@ class Router:
         self._producer = await self._start_producer_with_retry()
 
     async def _start_producer_with_retry(self) -> AIOKafkaProducer:
-        delay = 0.5
+        failures = 0
         while True:
             try:
                 return await self._new_producer()
             except KafkaError as e:
+                failures += 1
+                delay = _KAFKA_RETRY.delay(failures)
                 log.warning("router.producer_start_retry", error=repr(e), retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _rewind(self) -> None:
         """After a failed transaction, read every assigned partition again from its committed
@@ -509,7 +512,7 @@ class Router:
         """
         consumer = self._consumer
         assert consumer is not None
-        delay = 0.5
+        failures = 0
         while True:
             assigned = sorted(consumer.assignment())
             if not assigned:
@@ -525,8 +528,8 @@ class Router:
                 continue
             except KafkaError as e:
                 log.warning("router.rewind_retry", error=repr(e))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                failures += 1
+                await asyncio.sleep(_KAFKA_RETRY.delay(failures))
                 continue
             self._hanging.observe([])
             for tp in assigned:

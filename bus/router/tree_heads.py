@@ -12,10 +12,10 @@ how long the log has gone unwitnessed (metrics; the fail-closed setting).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Final
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -25,6 +25,7 @@ from bus.audit.checkpointer import Checkpointer
 from bus.audit.log import StoredCheckpoint
 from bus.codec import Codec, default_codec
 from bus.errors import TransportError
+from bus.lifecycle import Backoff, Stoppable
 from bus.models import Envelope, Signature
 from bus.models.bus_kinds import AuditTreeHead
 from bus.router.witnessed import WitnessWatch
@@ -39,8 +40,11 @@ _NS = uuid.UUID("0f8f6c55-3a8e-4f0e-8d0e-747265656864")
 
 log = structlog.get_logger("casebus.audit")
 
+_PRODUCER_RETRY: Final = Backoff(initial_s=0.5, max_s=5.0)
+"""While Kafka is not up yet at start: wait, then connect again."""
 
-class TreeHeadPublisher:
+
+class TreeHeadPublisher(Stoppable):
     """Signs checkpoints on a timer and sends each to the procuratorate(s)."""
 
     def __init__(
@@ -54,19 +58,19 @@ class TreeHeadPublisher:
         witnessed: Callable[[StoredCheckpoint], Awaitable[str | None]] | None = None,
         watch: WitnessWatch | None = None,
     ) -> None:
+        super().__init__()
         self._settings = settings
         self._checkpointer = checkpointer
         self._signer = signer
         self._to = procuratorates
         self._codec = codec or default_codec()
-        self._stopping = asyncio.Event()
         self._unsent: StoredCheckpoint | None = None
         self._witnessed = witnessed
         self._watch = watch
 
     def stop(self) -> None:
         """Finish the current tick and return from :meth:`run`."""
-        self._stopping.set()
+        self.request_stop()
 
     def envelope(self, cp: StoredCheckpoint, note: str | None = None) -> Envelope:
         """The signed ``audit.tree_head`` message of one checkpoint (``note``: its cosigned
@@ -130,19 +134,20 @@ class TreeHeadPublisher:
         producer = AIOKafkaProducer(
             **self._settings.kafka_client_options(), acks="all", enable_idempotence=True
         )
-        delay = 0.5
+        failures = 0
         while True:
             try:
                 await producer.start()
                 break
             except KafkaError as e:
-                if self._stopping.is_set():
+                if self.stopping:
                     return
+                failures += 1
+                delay = _PRODUCER_RETRY.delay(failures)
                 log.warning("audit.tree_head_producer_retry", error=repr(e), retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 try:
                     await self.tick(producer)
                 except Exception as e:
@@ -152,9 +157,6 @@ class TreeHeadPublisher:
                         await self._watch.refresh()
                     except Exception as e:
                         log.warning("audit.witness_state_failed", error=repr(e))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stopping.wait(), self._settings.checkpoint_interval_s
-                    )
+                await self.pause(self._settings.checkpoint_interval_s)
         finally:
             await producer.stop()

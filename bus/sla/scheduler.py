@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import structlog
@@ -30,6 +29,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from bus import failpoints
 from bus.errors import ConfigError
+from bus.lifecycle import EQUAL_JITTER, Backoff, Stoppable
 from bus.sla import metrics
 from bus.sla.calendar import SHANGHAI, WorkCalendar
 from bus.sla.clock import Clock
@@ -105,12 +105,11 @@ def scheduled_deadlines(
     return out
 
 
-def _backoff_s(failures: int) -> float:
-    step: float = min(10.0, 0.2 * 2 ** min(failures - 1, 10))
-    return step / 2 + random.uniform(0, step / 2)
+_RETRY: Final = Backoff(initial_s=0.2, max_s=10.0, jitter=EQUAL_JITTER)
+"""After a failed tick (the database away): wait, then tick again."""
 
 
-class SlaScheduler:
+class SlaScheduler(Stoppable):
     """Claims due deadlines and emits their events; run one per engine replica, any number."""
 
     def __init__(
@@ -131,6 +130,7 @@ class SlaScheduler:
     ) -> None:
         if batch_size < 1 or poll_interval_s <= 0 or metrics_interval_s <= 0:
             raise ConfigError("batch_size must be >= 1 and the intervals > 0")
+        super().__init__()
         self._pool = pool
         self._emitter = emitter
         self._clock = clock
@@ -146,11 +146,14 @@ class SlaScheduler:
         self._ensured: tuple[int, int] | None = None
         self._gauge_labels: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         """Finish the round in flight and return from :meth:`run`."""
-        self._stopping.set()
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to finish the round in flight; a wait for the next action ends."""
+        super().request_stop()
         self._wake.set()
 
     # -- one tick -------------------------------------------------------------------------------
@@ -264,7 +267,7 @@ class SlaScheduler:
         gauges_at = 0.0
         log.info("sla.scheduler_started", clock=repr(self._clock))
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 self._wake.clear()
                 try:
                     result = await self.tick()
@@ -274,8 +277,7 @@ class SlaScheduler:
                 except Exception as e:  # a service loop: log, back off, try again
                     failures += 1
                     log.warning("sla.scheduler_failed", error=f"{type(e).__name__}: {e}")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), _backoff_s(failures))
+                    await self.pause(_RETRY.delay(failures))
                     continue
                 failures = 0
                 await self._wait(result.next_action_at)
