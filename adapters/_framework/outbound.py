@@ -14,11 +14,9 @@ with a reason, or a pull reject) — writes ``bus.ack`` or ``bus.nack`` (code
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -37,6 +35,7 @@ from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import CasebusError, DecodeError, ValidationFailed
 from bus.inbox import InboxHandler
+from bus.lifecycle import EQUAL_JITTER, Backoff, Stoppable, pause
 from bus.models import BusAck, BusNack, Envelope, NackReason, Signature
 from bus.models.bus_kinds import BusDelivered
 from bus.outbox import OutboxWriter
@@ -385,11 +384,6 @@ FROM adapter_deliveries WHERE agency_id = $1 AND state = 'pending'
 """
 
 
-def _backoff_s(attempts: int, initial_s: float, max_s: float) -> float:
-    step: float = min(max_s, initial_s * 2 ** min(attempts, 30))
-    return step / 2 + random.uniform(0, step / 2)
-
-
 def _reason(response: httpx.Response) -> str:
     try:
         data = response.json()
@@ -403,7 +397,7 @@ def _reason(response: httpx.Response) -> str:
     return text[:500] or f"HTTP {response.status_code}"
 
 
-class WebhookDeliverer:
+class WebhookDeliverer(Stoppable):
     """POSTs one agency's pending deliveries to its webhook until stopped."""
 
     def __init__(
@@ -417,6 +411,7 @@ class WebhookDeliverer:
     ) -> None:
         if endpoint.webhook_url is None:
             raise CasebusError(f"{endpoint.agency_id} has no webhook", agency=endpoint.agency_id)
+        super().__init__()
         self._endpoint = endpoint
         self._url = endpoint.webhook_url
         self._config = config
@@ -424,8 +419,10 @@ class WebhookDeliverer:
         self._settler = settler
         self._client = client
         self._breaker = CircuitBreaker(config.breaker_failures, config.breaker_open_s)
+        self._retry = Backoff(
+            initial_s=config.retry_initial_s, max_s=config.retry_max_s, jitter=EQUAL_JITTER
+        )
         self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._log = log.bind(agency=endpoint.agency_id, url=self._url)
 
     def wake(self) -> None:
@@ -434,7 +431,11 @@ class WebhookDeliverer:
 
     def stop(self) -> None:
         """Finish the request in flight, then return from :meth:`run`."""
-        self._stopping.set()
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to finish the request in flight; a poll wait ends at once."""
+        super().request_stop()
         self._wake.set()
 
     async def run(self) -> None:
@@ -443,7 +444,7 @@ class WebhookDeliverer:
         own_client = self._client is None
         client = self._client or httpx.AsyncClient(timeout=self._config.webhook_timeout_s)
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 busy = False
                 try:
                     busy = await self.deliver_round(client)
@@ -458,8 +459,7 @@ class WebhookDeliverer:
             BREAKER_OPEN.labels(agency=agency).set(0)
 
     async def _pause(self, delay_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay_s)
+        await pause(delay_s, self._wake)
         self._wake.clear()
 
     async def deliver_round(self, client: httpx.AsyncClient) -> bool:
@@ -473,7 +473,7 @@ class WebhookDeliverer:
 
         async def one(row: asyncpg.Record) -> bool:
             async with gate:
-                if self._stopping.is_set() or not self._breaker.allows(time.monotonic()):
+                if self.stopping or not self._breaker.allows(time.monotonic()):
                     return False
                 return await self._deliver(client, row)
 
@@ -509,7 +509,7 @@ class WebhookDeliverer:
         self._breaker.failure(time.monotonic())
         BREAKER_OPEN.labels(agency=agency).set(1 if self._breaker.is_open else 0)
         DELIVERIES.labels(agency=agency, outcome="failed").inc()
-        delay = _backoff_s(row["attempts"], self._config.retry_initial_s, self._config.retry_max_s)
+        delay = self._retry.delay(row["attempts"] + 1)  # the attempt that just failed counts
         await self._pool.execute(_FAILED, row["id"], error[:2000], delay)
         bound.warning("adapter.webhook_failed", error=error, retry_in_s=round(delay, 3))
         return False

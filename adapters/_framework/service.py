@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Final
 
 import asyncpg
 import structlog
@@ -28,6 +26,7 @@ from bus.codec import default_codec
 from bus.db import create_pool
 from bus.errors import ConfigError
 from bus.inbox import InboxReader
+from bus.lifecycle import BackgroundService, Backoff
 from bus.outbox import OutboxRelay
 from bus.provision import OwnKey, ensure_registered
 from bus.settings import Settings
@@ -42,9 +41,13 @@ log = structlog.get_logger("casebus.adapter")
 
 _KEYS_VALID_FROM = datetime(2020, 1, 1, tzinfo=UTC)
 
+_READER_RESTART: Final = Backoff(initial_s=1.0, max_s=30.0)
+"""After an inbox reader gave up: wait, then start a new one."""
 
-class AdapterService:
-    """Everything behind one adapter's HTTP API, built from its spec; ``async with`` runs it."""
+
+class AdapterService(BackgroundService):
+    """Everything behind one adapter's HTTP API, built from its spec; ``async with`` runs it.
+    :meth:`start` and :meth:`stop` are idempotent."""
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class AdapterService:
         run_readers: bool = True,
         relay_settings: Settings | None = None,
     ) -> None:
+        super().__init__(task_name=f"casebus-adapter-{config.adapter_kind}")
         self.settings = settings
         self.config = config
         self.spec = spec
@@ -71,8 +75,6 @@ class AdapterService:
         self._pool: asyncpg.Pool | None = None
         self._relays: dict[str, OutboxRelay] = {}
         self._deliverers: dict[str, WebhookDeliverer] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
         self.signers = {
             a.agency_id: Ed25519Signer.from_file(a.key_file, agency_id=a.agency_id)
             for a in config.agencies
@@ -130,7 +132,6 @@ class AdapterService:
         deliverers."""
         if self.started:
             return
-        self._stopping.clear()
         self._pool = await create_pool(
             self.settings.database_url, min_size=1, max_size=self.config.db_pool_max_size
         )
@@ -168,17 +169,24 @@ class AdapterService:
                 self._relays[agency] = relay
                 await relay.start()
             if endpoint.webhook_url:
-                deliverer = WebhookDeliverer(
+                self._deliverers[agency] = WebhookDeliverer(
                     endpoint, config=self.config, pool=self._pool, settler=self.settler
                 )
-                self._deliverers[agency] = deliverer
-                self._tasks.append(asyncio.create_task(deliverer.run()))
-            else:
-                self._tasks.append(asyncio.create_task(self._watch_pull(agency)))
-            if self._run_readers:
-                self._tasks.append(asyncio.create_task(self._read(agency)))
+        await super().start()
         self.started = True
         log.info("adapter.started", kind=self.config.adapter_kind, agencies=self.config.agency_ids)
+
+    async def run(self) -> None:
+        """Every agency's webhook deliverer (or pull lateness watch) and inbox reader, until
+        stopped. Each logs and outlives its own failures; whatever one still raised is
+        dropped, as it always was."""
+        loops = []
+        for agency in self.config.agency_ids:
+            deliverer = self._deliverers.get(agency)
+            loops.append(deliverer.run() if deliverer is not None else self._watch_pull(agency))
+            if self._run_readers:
+                loops.append(self._read(agency))
+        await asyncio.gather(*loops, return_exceptions=True)
 
     async def _read(self, agency_id: str) -> None:
         """Keep the adapter's inbox reader running, and the spec's extra readers beside it."""
@@ -215,7 +223,7 @@ class AdapterService:
         """Keep a reader made by ``make`` running until the service stops; one that gave up (its
         handler failed too often, e.g. while PostgreSQL was away) is replaced after a pause."""
         failures = 0
-        while not self._stopping.is_set():
+        while not self.stopping:
             reader = make()
             task = asyncio.create_task(reader.run())
             stop = asyncio.create_task(self._stopping.wait())
@@ -229,28 +237,28 @@ class AdapterService:
             except Exception as e:  # the reader gave up: log, pause, start a new one
                 failures += 1
                 log.warning("adapter.reader_failed", agency=agency_id, error=f"{e!r}")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), min(30.0, 0.5 * 2**failures))
+                await self.pause(_READER_RESTART.delay(failures))
 
     async def _watch_pull(self, agency_id: str) -> None:
         """Lateness metrics for a pull agency."""
-        while not self._stopping.is_set():
+        while not self.stopping:
             try:
                 await record_lateness(self.pool, agency_id, self.config.max_wait_s)
             except Exception as e:
                 log.warning("adapter.lateness_failed", agency=agency_id, error=f"{e!r}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), 5.0)
+            await self.pause(5.0)
+
+    def request_stop(self) -> None:
+        """Ask every loop of the service, the webhook deliverers' too, to finish and return."""
+        super().request_stop()
+        for deliverer in self._deliverers.values():
+            deliverer.stop()
 
     async def stop(self) -> None:
         """Stop everything started, then close the pool."""
         if not self.started:
             return
-        self._stopping.set()
-        for deliverer in self._deliverers.values():
-            deliverer.stop()
-        tasks, self._tasks = self._tasks, []
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().stop()
         for relay in self._relays.values():
             await relay.stop()
         self._relays.clear()
@@ -261,15 +269,3 @@ class AdapterService:
             self._pool = None
         self.started = False
         log.info("adapter.stopped", kind=self.config.adapter_kind)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
