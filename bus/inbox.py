@@ -34,7 +34,13 @@ from prometheus_client import Counter
 
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import CasebusError, ConfigError, DecodeError, TransportError, ValidationFailed
+from bus.errors import (
+    ConfigError,
+    DecodeError,
+    InboxHandlerFailed,
+    TransportError,
+    ValidationFailed,
+)
 from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff
 from bus.models import Envelope
 from bus.settings import Settings
@@ -42,7 +48,6 @@ from bus.settings import Settings
 __all__ = [
     "INBOX_MESSAGES",
     "InboxHandler",
-    "InboxHandlerFailed",
     "InboxReader",
     "handled_ids",
 ]
@@ -83,28 +88,6 @@ RETURNING message_id
 _UNMARK: Final = """
 DELETE FROM inbox_handled WHERE consumer = $1 AND message_id = ANY($2::uuid[])
 """
-
-
-class InboxHandlerFailed(CasebusError):
-    """The handler failed on one message ``attempts`` times; the reader stopped before it."""
-
-    retriable = True
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        attempts: int,
-        topic: str,
-        partition: int,
-        offset: int,
-        **context: Any,
-    ) -> None:
-        super().__init__(message, **context)
-        self.attempts = attempts
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)

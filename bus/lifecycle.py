@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Final, Self
 
-from bus.errors import CasebusError, ConfigError
+from bus.errors import CasebusError, ConfigError, ServiceMisuse
 
 __all__ = [
     "EQUAL_JITTER",
     "BackgroundService",
     "Backoff",
-    "ServiceMisuse",
     "Stoppable",
     "cancel",
     "pause",
@@ -103,10 +102,6 @@ async def cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(BaseException):
         await task
-
-
-class ServiceMisuse(CasebusError, ValueError):
-    """A background service was started while it was already running."""
 
 
 class Stoppable:

@@ -38,7 +38,7 @@ from prometheus_client import Counter, Gauge
 
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import CasebusError, TransportError
+from bus.errors import CasebusError, OutboxConflict, OutboxMisuse, TransportError
 from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, pause
 from bus.models import Envelope
 from bus.settings import Settings
@@ -47,8 +47,6 @@ __all__ = [
     "OUTBOX_PENDING",
     "OUTBOX_PUBLISHED",
     "OUTBOX_PUBLISH_ERRORS",
-    "OutboxConflict",
-    "OutboxMisuse",
     "OutboxRelay",
     "OutboxWriter",
     "RelayRound",
@@ -75,14 +73,6 @@ OUTBOX_PENDING: Final = Gauge(
     ["owner"],
 )
 """Rows waiting to be published, by owner."""
-
-
-class OutboxConflict(CasebusError, ValueError):
-    """A ``message_id`` already in the outbox was added again with different bytes."""
-
-
-class OutboxMisuse(CasebusError, ValueError):
-    """The outbox was called wrongly: outside a transaction, with an unsigned envelope, etc."""
 
 
 _INSERT: Final = """

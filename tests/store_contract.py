@@ -13,8 +13,8 @@ import uuid
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from bus.audit.log import AuditRecord, EntryNotFound
-from bus.errors import Problem
+from bus.audit.log import AuditRecord
+from bus.errors import EntryNotFound, Problem
 from bus.router.store import RouterStore, Seen
 from bus.router.verdict import Refused
 

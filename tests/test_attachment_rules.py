@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from adapters.police.mapping import VOCABULARY as POLICE_VOCABULARY
 from bus.attachments import (
     ByteRange,
-    RangeNotSatisfiable,
     StoredAttachment,
     attachment_uri,
     delivery_role,
@@ -23,7 +22,7 @@ from bus.attachments import (
     sha256_of_uri,
     submission_problems,
 )
-from bus.errors import ConfigError
+from bus.errors import ConfigError, RangeNotSatisfiable
 from bus.models import PAYLOAD_MODELS, Attachment, Envelope
 from bus.party import make_party
 from bus.settings import load_settings

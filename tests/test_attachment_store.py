@@ -17,15 +17,12 @@ import pytest
 from s3kit import S3Server, seaweedfs
 
 from bus.attachments import (
-    AttachmentNotFound,
     AttachmentStore,
-    AttachmentTooLarge,
-    DigestMismatch,
     MemoryAttachmentStore,
     PostgresAttachmentStore,
     S3AttachmentStore,
 )
-from bus.errors import TransportError
+from bus.errors import AttachmentNotFound, AttachmentTooLarge, DigestMismatch, TransportError
 from bus.settings import Settings
 
 CHUNK = 4096

@@ -32,7 +32,6 @@ from adapters import enforcement, regulators
 from adapters.regulators.testing import clue_handover
 from bus.attachments import (
     AttachmentStore,
-    OutsideTransaction,
     PostgresAttachmentStore,
     RetentionPolicy,
     S3AttachmentStore,
@@ -45,6 +44,7 @@ from bus.attachments import (
     record_upload,
     sweep_attachments,
 )
+from bus.errors import OutsideTransaction
 from bus.models import PAYLOAD_MODELS, Attachment, Envelope
 from bus.party import Party, make_party
 from bus.settings import Settings

@@ -18,7 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
 from bus.codec import cloudevents_headers, encode_envelope, encode_payload, kafka_key
-from bus.inbox import InboxHandlerFailed, InboxReader, handled_ids
+from bus.errors import InboxHandlerFailed
+from bus.inbox import InboxReader, handled_ids
 from bus.models import PAYLOAD_MODELS, Envelope, Signature
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, sign_envelope, write_keypair

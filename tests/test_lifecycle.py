@@ -11,16 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bus.errors import CasebusError, ConfigError
-from bus.lifecycle import (
-    EQUAL_JITTER,
-    BackgroundService,
-    Backoff,
-    ServiceMisuse,
-    Stoppable,
-    cancel,
-    pause,
-)
+from bus.errors import CasebusError, ConfigError, ServiceMisuse
+from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, Stoppable, cancel, pause
 
 # -- Backoff ----------------------------------------------------------------------------------
 

@@ -17,8 +17,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
 from bus.codec import decode_envelope, encode_payload
+from bus.errors import OutboxConflict, OutboxMisuse
 from bus.models import PAYLOAD_MODELS, Envelope, Signature
-from bus.outbox import OutboxConflict, OutboxMisuse, OutboxRelay, OutboxWriter
+from bus.outbox import OutboxRelay, OutboxWriter
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, generate_keypair, sign_envelope
 

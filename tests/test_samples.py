@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from bus.agencies import load_registry, uscc_is_valid
 from bus.audit.checkpoint import verify_signed_checkpoint
 from bus.codec import decode_envelope, default_codec, encode_envelope, encode_payload
-from bus.errors import ValidationFailed
+from bus.errors import UnknownOverrideError, ValidationFailed
 from bus.models import (
     KINDS,
     PAYLOAD_MODELS,
@@ -48,7 +48,6 @@ from bus.samples import (
     SAMPLE_OPTIONS,
     SAMPLE_ROUTES,
     SCENARIOS,
-    UnknownOverrideError,
     document_bytes,
     refused_route,
     sample,

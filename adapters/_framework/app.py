@@ -33,15 +33,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters._framework.attachments import attachment_routes
 from adapters._framework.audit_trail import audit_trail_routes
 from adapters._framework.auth import served_reader
-from adapters._framework.inbound import SubmissionRejected, department_problem
-from adapters._framework.outbound import (
-    DeliveryConflict,
-    DeliveryNotFound,
-    pending_deliveries,
-)
+from adapters._framework.inbound import department_problem
+from adapters._framework.outbound import pending_deliveries
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
 from adapters._framework.webhook_docs import install_webhook_docs
+from bus.errors import DeliveryConflict, DeliveryNotFound, SubmissionRejected
 from bus.models import MAX_IDENTIFIER_LENGTH
 
 __all__ = ["create_app"]

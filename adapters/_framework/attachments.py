@@ -31,12 +31,8 @@ from adapters._framework.inbound import department_problem
 from adapters._framework.vocabulary import download_path
 from bus.attachments import (
     DEFAULT_MEDIA_TYPE,
-    AttachmentNotFound,
     AttachmentStore,
-    AttachmentTooLarge,
     Deletion,
-    DigestMismatch,
-    RangeNotSatisfiable,
     delivery_role,
     last_deletion,
     parse_range,
@@ -47,6 +43,7 @@ from bus.attachments import (
     store_from_settings,
 )
 from bus.db import Conn
+from bus.errors import AttachmentNotFound, AttachmentTooLarge, DigestMismatch, RangeNotSatisfiable
 from bus.inbox import InboxHandler
 from bus.models import Envelope
 

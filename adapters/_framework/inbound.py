@@ -32,7 +32,7 @@ from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.agencies import load_registry
 from bus.attachments import AttachmentStore, check_submission, record_references
 from bus.codec import Codec, default_codec
-from bus.errors import CasebusError, Problem, ValidationFailed, render_value
+from bus.errors import Problem, SubmissionRejected, ValidationFailed, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
 from bus.outbox import OutboxWriter
@@ -41,7 +41,7 @@ from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
 from bus.sla.clock import Clock, RealClock
 
-__all__ = ["Accepted", "SubmissionRejected", "Submitter", "department_problem"]
+__all__ = ["Accepted", "Submitter", "department_problem"]
 
 log = structlog.get_logger("casebus.adapter.inbound")
 
@@ -54,15 +54,6 @@ class Accepted:
 
     message_id: uuid.UUID
     replay: bool
-
-
-class SubmissionRejected(CasebusError):
-    """A submission was refused: ``status`` is the HTTP status, ``problems`` every reason."""
-
-    def __init__(self, status: int, problems: list[dict[str, Any]]) -> None:
-        super().__init__(f"{status}: " + "; ".join(str(p.get("message")) for p in problems))
-        self.status = status
-        self.problems = problems
 
 
 def department_problem(

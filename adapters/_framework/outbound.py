@@ -33,7 +33,13 @@ from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters._framework.vocabulary import Vocabulary
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import CasebusError, DecodeError, ValidationFailed
+from bus.errors import (
+    CasebusError,
+    DecodeError,
+    DeliveryConflict,
+    DeliveryNotFound,
+    ValidationFailed,
+)
 from bus.inbox import InboxHandler
 from bus.lifecycle import EQUAL_JITTER, Backoff, Stoppable, pause
 from bus.models import BusAck, BusNack, Envelope, NackReason, Signature
@@ -49,8 +55,6 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "CircuitBreaker",
-    "DeliveryConflict",
-    "DeliveryNotFound",
     "Settler",
     "WebhookDeliverer",
     "answer_id",
@@ -97,14 +101,6 @@ _RETRIED_4XX: Final = frozenset({401, 403, 404, 405, 408, 409, 425, 429})
 
 _NAMESPACE: Final = uuid.UUID("5d1d7a3c-7a49-4c39-9d3e-0b7c1f2d6a11")
 _SILENT_RECEIPTS: Final = frozenset({"bus.ack", "bus.nack"})
-
-
-class DeliveryNotFound(CasebusError, ValueError):
-    """No delivery with this message id for this agency."""
-
-
-class DeliveryConflict(CasebusError, ValueError):
-    """The delivery cannot be settled so: settled otherwise already, or an earlier one waits."""
 
 
 def answer_id(agency_id: str, kind: str, original: uuid.UUID) -> uuid.UUID:

@@ -18,8 +18,7 @@ import asyncpg
 from adapters._framework.checks import DeadlineRules
 from adapters.procuratorate.mapping import VOCABULARY
 from bus.audit.evidence import build_bundle
-from bus.audit.log import EntryNotFound
-from bus.errors import CasebusError
+from bus.errors import CasebusError, EntryNotFound
 from bus.sla.calendar import SHANGHAI
 
 __all__ = ["expected_deadlines", "screening", "statistics", "timeline"]

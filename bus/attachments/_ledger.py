@@ -18,7 +18,7 @@ from typing import Literal
 
 import asyncpg
 
-from bus.attachments._port import AttachmentNotFound, AttachmentStore, StoredAttachment
+from bus.attachments._port import AttachmentStore, StoredAttachment
 from bus.attachments._retention import MessageRef, RetentionVerdict
 from bus.attachments._rules import (
     Reference,
@@ -27,13 +27,12 @@ from bus.attachments._rules import (
     submission_problems,
 )
 from bus.db import Conn, Executor
-from bus.errors import CasebusError, Problem
+from bus.errors import AttachmentNotFound, OutsideTransaction, Problem
 from bus.models import Envelope
 
 __all__ = [
     "Deletion",
     "FetchOutcome",
-    "OutsideTransaction",
     "check_submission",
     "deletion_from_row",
     "held",
@@ -47,10 +46,6 @@ __all__ = [
 
 FetchOutcome = Literal["allowed", "refused"]
 """Whether a fetch came from a party (answered) or was refused (403)."""
-
-
-class OutsideTransaction(CasebusError, ValueError):
-    """A check that only holds inside a transaction was called outside one."""
 
 
 @contextlib.asynccontextmanager

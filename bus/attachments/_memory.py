@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 
-from bus.attachments._port import (
-    AttachmentNotFound,
-    Hasher,
-    Stored,
-    StoredAttachment,
-)
+from bus.attachments._port import Hasher, Stored, StoredAttachment
+from bus.errors import AttachmentNotFound
 
 __all__ = ["MemoryAttachmentStore"]
 

@@ -13,15 +13,12 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from bus.errors import CasebusError
+from bus.errors import AttachmentTooLarge, DigestMismatch
 
 __all__ = [
     "DEFAULT_MEDIA_TYPE",
     "URI_PREFIX",
-    "AttachmentNotFound",
     "AttachmentStore",
-    "AttachmentTooLarge",
-    "DigestMismatch",
     "Hasher",
     "Stored",
     "StoredAttachment",
@@ -78,31 +75,6 @@ class Stored:
 
     attachment: StoredAttachment
     created: bool
-
-
-class AttachmentTooLarge(CasebusError, ValueError):
-    """The upload passed the store's size limit; nothing was kept."""
-
-    retriable = False
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"the attachment exceeds {max_bytes} bytes")
-        self.max_bytes = max_bytes
-
-
-class DigestMismatch(CasebusError, ValueError):
-    """The bytes hash to another SHA-256 than the uploader declared; nothing was kept."""
-
-    retriable = False
-
-    def __init__(self, expected: str, actual: str) -> None:
-        super().__init__(f"the bytes hash to {actual}, not the declared {expected}")
-        self.expected = expected
-        self.actual = actual
-
-
-class AttachmentNotFound(CasebusError, LookupError):
-    """No document with this SHA-256 in the store."""
 
 
 class Hasher:

@@ -13,14 +13,8 @@ from typing import Final
 
 import asyncpg
 
-from bus.attachments._port import (
-    AttachmentNotFound,
-    Hasher,
-    Stored,
-    StoredAttachment,
-    rechunk,
-)
-from bus.errors import ConfigError, TransportError
+from bus.attachments._port import Hasher, Stored, StoredAttachment, rechunk
+from bus.errors import AttachmentNotFound, ConfigError, TransportError
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "PostgresAttachmentStore"]
 

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from bus.attachments._port import StoredAttachment, sha256_of_uri
-from bus.errors import CasebusError, Problem
+from bus.errors import Problem, RangeNotSatisfiable
 from bus.models import Attachment, Envelope
 
 __all__ = [
     "ByteRange",
-    "RangeNotSatisfiable",
     "RefRole",
     "Reference",
     "bus_attachments",
@@ -121,10 +120,6 @@ def delivery_role(envelope: Envelope, agency_id: str) -> RefRole:
     if agency_id == envelope.sender:
         return "sender"
     return "recipient" if agency_id in envelope.recipients else "copy"
-
-
-class RangeNotSatisfiable(CasebusError, ValueError):
-    """A ``Range`` header no byte of the document satisfies (HTTP 416)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,14 +24,8 @@ from xml.etree import ElementTree
 
 import httpx
 
-from bus.attachments._port import (
-    AttachmentNotFound,
-    Hasher,
-    Stored,
-    StoredAttachment,
-    rechunk,
-)
-from bus.errors import ConfigError, TransportError
+from bus.attachments._port import Hasher, Stored, StoredAttachment, rechunk
+from bus.errors import AttachmentNotFound, ConfigError, TransportError
 
 __all__ = ["S3AttachmentStore"]
 

@@ -23,24 +23,25 @@ from typing import Any
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bus.audit.checkpoint import (
-    CheckpointError,
-    VerifierKey,
-    parse_signed_checkpoint,
-    verify_signed_checkpoint,
-)
+from bus.audit.checkpoint import VerifierKey, parse_signed_checkpoint, verify_signed_checkpoint
 from bus.audit.cosignature import verify_cosignature
 from bus.audit.events import decode_leaf, leaf_envelope
-from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.log import AuditLog
 from bus.audit.merkle import leaf_hash, verify_inclusion
 from bus.audit.witnessing import cosigned_note, latest_cosigned_covering
 from bus.codec import Codec, default_codec
-from bus.errors import CasebusError, DecodeError, ProofError, SignatureError
+from bus.errors import (
+    BundleError,
+    CheckpointError,
+    DecodeError,
+    EntryNotFound,
+    ProofError,
+    SignatureError,
+)
 from bus.signing import InMemoryKeyStore, PublicKeyRecord, verify_envelope
 
 __all__ = [
     "BUNDLE_FORMAT",
-    "BundleError",
     "Verdict",
     "build_bundle",
     "load_bundle",
@@ -48,14 +49,6 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "casebus-evidence/1"
-
-
-class BundleError(CasebusError, ValueError):
-    """A bundle did not verify; ``reason`` names the first check that failed."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}")
 
 
 @dataclass(frozen=True, slots=True)

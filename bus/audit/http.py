@@ -23,8 +23,9 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from bus.audit.evidence import build_bundle
-from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.log import AuditLog
 from bus.audit.witnessing import cosigned_note
+from bus.errors import EntryNotFound
 
 __all__ = ["audit_router"]
 

@@ -26,23 +26,18 @@ from bus.audit.merkle import (
     root_from,
 )
 from bus.db import Conn, Executor
-from bus.errors import CasebusError
+from bus.errors import CasebusError, EntryNotFound
 
 __all__ = [
     "AppendedEntry",
     "AuditLog",
     "AuditRecord",
-    "EntryNotFound",
     "LogEntry",
     "StoredCheckpoint",
 ]
 
 # One fixed key for the append lock; it spells "audit" so it is easy to spot in pg_locks.
 _APPEND_LOCK = 0x6175646974
-
-
-class EntryNotFound(CasebusError, LookupError):
-    """No audit entry for that message and event."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,13 @@ from bus.attachments import check_attachment_files
 from bus.audit.checkpoint import VerifierKey, verifier_key_string, verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.cosignature import parse_cosigner_key
-from bus.audit.evidence import BundleError, build_bundle, load_bundle, verify_bundle
-from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.evidence import build_bundle, load_bundle, verify_bundle
+from bus.audit.log import AuditLog
 from bus.audit.monitor import DatabaseProofSource, run_monitor
 from bus.audit.verify import HeldCheckpoint, verify_log
 from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
 from bus.db import create_pool
-from bus.errors import CasebusError, ConfigError, ProofError
+from bus.errors import BundleError, CasebusError, ConfigError, EntryNotFound, ProofError
 from bus.settings import Settings, load_settings
 from bus.signing import Ed25519Signer
 

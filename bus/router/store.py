@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bus.audit.log import AppendedEntry, AuditRecord, EntryNotFound
+from bus.audit.log import AppendedEntry, AuditRecord
+from bus.errors import EntryNotFound
 from bus.router.verdict import Refused
 
 __all__ = ["InMemoryRouterStore", "RouterStore", "Seen"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from bus.errors import CasebusError
+from bus.errors import UnknownOverrideError
 from bus.models import KINDS, Envelope, PayloadModel, Signature, payload_model, validate_payload
 from bus.party import Party
 from bus.samples import _bus, _court, _criminal, _regulators
@@ -19,7 +19,6 @@ from bus.signing import sign_envelope
 
 __all__ = [
     "SAMPLE_OPTIONS",
-    "UnknownOverrideError",
     "sample",
     "sample_envelope",
     "sample_payload",
@@ -43,10 +42,6 @@ SAMPLE_OPTIONS: Final[dict[str, tuple[str, ...]]] = {
 # The envelope's due_at mirrors the payload's where the payload sets the deadline of the reply
 # (the opinion.response policy reads it from the envelope).
 _DUE_FROM_PAYLOAD = frozenset({"opinion.request", "supervision.notice"})
-
-
-class UnknownOverrideError(CasebusError, ValueError):
-    """An override names neither a field of the kind's payload nor an option of its sampler."""
 
 
 def _now(overrides: dict[str, Any], rng: random.Random) -> datetime:

@@ -28,7 +28,7 @@ from aiokafka import ConsumerRecord
 
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import ConfigError, DecodeError, ValidationFailed
+from bus.errors import ConfigError, DecodeError, NoParty, PolicyInputError, ValidationFailed
 from bus.models import Envelope
 from bus.sla import metrics
 from bus.sla.calendar import SHANGHAI, WorkCalendar
@@ -36,8 +36,8 @@ from bus.sla.clock import Clock
 from bus.sla.deadline import Deadline, Emission, close_step, deadline_id, move_step
 from bus.sla.events import SlaEmitter
 from bus.sla.fields import policy_field_problems
-from bus.sla.parties import NoParty, Parties
-from bus.sla.policy import Policy, PolicyInputError, PolicySet, field_value
+from bus.sla.parties import Parties
+from bus.sla.policy import Policy, PolicySet, field_value
 from bus.sla.store import DeadlineStore
 
 __all__ = ["NOTIFY_CHANNEL", "Handled", "SlaEngine", "period_key"]

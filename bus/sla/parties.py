@@ -9,16 +9,12 @@ from __future__ import annotations
 from typing import get_args
 
 from bus.agencies import AgencyKind, Registry
-from bus.errors import CasebusError
+from bus.errors import NoParty
 from bus.models import Envelope
 
-__all__ = ["NoParty", "Parties"]
+__all__ = ["Parties"]
 
 _KINDS: frozenset[str] = frozenset(get_args(AgencyKind))
-
-
-class NoParty(CasebusError, ValueError):
-    """A policy names a party the opening message has no agency for."""
 
 
 class Parties:
