@@ -25,39 +25,39 @@ from typing import Any, Final, Literal
 
 __all__ = [
     "MAX_RENDERED_CHARS",
-    "AttachmentNotFound",
-    "AttachmentTooLarge",
+    "AttachmentNotFoundError",
+    "AttachmentTooLargeError",
     "BundleError",
     "CasebusError",
     "CheckpointError",
     "CheckpointErrorReason",
     "ConfigError",
     "DecodeError",
-    "DeliveryConflict",
-    "DeliveryNotFound",
-    "DigestMismatch",
-    "EntryNotFound",
-    "InboxHandlerFailed",
+    "DeliveryConflictError",
+    "DeliveryNotFoundError",
+    "DigestMismatchError",
+    "EntryNotFoundError",
+    "InboxHandlerError",
     "NaiveDatetimeError",
-    "NoParty",
-    "OutboxConflict",
-    "OutboxMisuse",
-    "OutsideTransaction",
+    "NoPartyError",
+    "OutboxConflictError",
+    "OutboxMisuseError",
+    "OutsideTransactionError",
     "PeriodError",
     "PolicyInputError",
     "Problem",
     "ProofError",
-    "RangeNotSatisfiable",
+    "RangeNotSatisfiableError",
     "RoutingPolicyError",
-    "ServiceMisuse",
+    "ServiceMisuseError",
     "SignatureError",
     "SimulationError",
-    "SubmissionRejected",
+    "SubmissionRejectedError",
     "TransportError",
     "UnknownKindError",
     "UnknownOverrideError",
     "UnknownPolicyError",
-    "ValidationFailed",
+    "ValidationFailedError",
     "render_value",
 ]
 
@@ -170,7 +170,7 @@ class Problem:
         return out
 
 
-class ValidationFailed(CasebusError, ValueError):
+class ValidationFailedError(CasebusError, ValueError):
     """Input broke one or more rules; ``problems`` lists every one. Final: never retried, the
     message goes to the dead-letter topic with that list."""
 
@@ -205,7 +205,7 @@ class PolicyInputError(CasebusError, ValueError):
     deadline opens for it."""
 
 
-class NoParty(CasebusError, ValueError):
+class NoPartyError(CasebusError, ValueError):
     """An SLA policy names a party the opening message has no agency for: no deadline opens."""
 
 
@@ -274,27 +274,27 @@ class TransportError(CasebusError):
 # -- Misuse of an API: a bug in the caller ---------------------------------------------------------
 
 
-class ServiceMisuse(CasebusError, ValueError):
+class ServiceMisuseError(CasebusError, ValueError):
     """A background service was started while it was already running."""
 
 
-class OutboxMisuse(CasebusError, ValueError):
+class OutboxMisuseError(CasebusError, ValueError):
     """The outbox was called wrongly: outside a transaction, with an unsigned envelope, etc."""
 
 
-class OutsideTransaction(CasebusError, ValueError):
+class OutsideTransactionError(CasebusError, ValueError):
     """A check that only holds inside a transaction was called outside one; open one first."""
 
 
 # -- Messaging -------------------------------------------------------------------------------------
 
 
-class OutboxConflict(CasebusError, ValueError):
+class OutboxConflictError(CasebusError, ValueError):
     """A ``message_id`` already in the outbox was added again with different bytes: two
     messages share an id. Final; the first one stands."""
 
 
-class InboxHandlerFailed(CasebusError):
+class InboxHandlerError(CasebusError):
     """The inbox handler failed on one message ``attempts`` times; the reader stopped before it.
     The message is read again on the next run, so fix the handler (or what it depends on)."""
 
@@ -320,14 +320,14 @@ class InboxHandlerFailed(CasebusError):
 # -- Audit log -------------------------------------------------------------------------------------
 
 
-class EntryNotFound(CasebusError, LookupError):
+class EntryNotFoundError(CasebusError, LookupError):
     """No audit entry for that message and event (not yet recorded, or never)."""
 
 
 # -- Attachments -----------------------------------------------------------------------------------
 
 
-class AttachmentTooLarge(CasebusError, ValueError):
+class AttachmentTooLargeError(CasebusError, ValueError):
     """The upload passed the store's size limit (``max_bytes``); nothing was kept. Final."""
 
     retriable = False
@@ -337,7 +337,7 @@ class AttachmentTooLarge(CasebusError, ValueError):
         self.max_bytes = max_bytes
 
 
-class DigestMismatch(CasebusError, ValueError):
+class DigestMismatchError(CasebusError, ValueError):
     """The bytes hash to another SHA-256 than the uploader declared; nothing was kept. Final:
     upload the right bytes or declare their digest."""
 
@@ -349,18 +349,18 @@ class DigestMismatch(CasebusError, ValueError):
         self.actual = actual
 
 
-class AttachmentNotFound(CasebusError, LookupError):
+class AttachmentNotFoundError(CasebusError, LookupError):
     """No document with this SHA-256 in the store (never uploaded, or swept)."""
 
 
-class RangeNotSatisfiable(CasebusError, ValueError):
+class RangeNotSatisfiableError(CasebusError, ValueError):
     """A ``Range`` header no byte of the document satisfies; answer HTTP 416."""
 
 
 # -- Adapters --------------------------------------------------------------------------------------
 
 
-class SubmissionRejected(CasebusError):
+class SubmissionRejectedError(CasebusError):
     """A department's submission was refused: ``status`` is the HTTP status to answer,
     ``problems`` every reason, JSON-ready."""
 
@@ -370,11 +370,11 @@ class SubmissionRejected(CasebusError):
         self.problems = problems
 
 
-class DeliveryNotFound(CasebusError, ValueError):
+class DeliveryNotFoundError(CasebusError, ValueError):
     """No delivery with this message id for this agency."""
 
 
-class DeliveryConflict(CasebusError, ValueError):
+class DeliveryConflictError(CasebusError, ValueError):
     """The delivery cannot be settled so: settled otherwise already, or an earlier one waits."""
 
 

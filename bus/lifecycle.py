@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Final, Self
 
-from bus.errors import CasebusError, ConfigError, ServiceMisuse
+from bus.errors import CasebusError, ConfigError, ServiceMisuseError
 
 __all__ = [
     "EQUAL_JITTER",
@@ -135,7 +135,7 @@ class BackgroundService(Stoppable, abc.ABC):
     task: :meth:`start` / :meth:`stop`, or ``async with``. A stopped service may be started
     again."""
 
-    _misuse: ClassVar[type[CasebusError]] = ServiceMisuse
+    _misuse: ClassVar[type[CasebusError]] = ServiceMisuseError
     """What :meth:`start` raises when the service is already running."""
 
     def __init__(self, *, task_name: str) -> None:

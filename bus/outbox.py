@@ -38,7 +38,7 @@ from prometheus_client import Counter, Gauge
 
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import CasebusError, OutboxConflict, OutboxMisuse, TransportError
+from bus.errors import CasebusError, OutboxConflictError, OutboxMisuseError, TransportError
 from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, pause
 from bus.models import Envelope
 from bus.settings import Settings
@@ -101,7 +101,7 @@ class OutboxWriter:
 
         Runs on ``conn`` inside the caller's open transaction, so the message commits or rolls
         back with the caller's own writes. Adding a ``message_id`` again with the same bytes
-        changes nothing; with other bytes it raises :class:`OutboxConflict`.
+        changes nothing; with other bytes it raises :class:`OutboxConflictError`.
         """
         context = {
             "message_id": str(envelope.message_id),
@@ -109,14 +109,18 @@ class OutboxWriter:
             "agency": owner,
         }
         if not owner:
-            raise OutboxMisuse("owner must name the adapter or agency writing the row", **context)
+            raise OutboxMisuseError(
+                "owner must name the adapter or agency writing the row", **context
+            )
         if not conn.is_in_transaction():
-            raise OutboxMisuse(
+            raise OutboxMisuseError(
                 "OutboxWriter.add must run inside the caller's transaction, with its own writes",
                 **context,
             )
         if not envelope.signature.value:
-            raise OutboxMisuse("the envelope must be signed before it enters the outbox", **context)
+            raise OutboxMisuseError(
+                "the envelope must be signed before it enters the outbox", **context
+            )
         topic = self.topic_for(envelope.sender)
         value = self._codec.encode_envelope(envelope)
         key = self._codec.kafka_key(envelope)
@@ -149,7 +153,7 @@ class OutboxWriter:
             bytes(existing["value"]),
         )
         if stored != (owner, topic, key, value):
-            raise OutboxConflict(
+            raise OutboxConflictError(
                 f"message_id {envelope.message_id} is already in the outbox with other content",
                 **context,
             )
@@ -222,7 +226,7 @@ class OutboxRelay(BackgroundService):
     closes the producer.
     """
 
-    _misuse: ClassVar[type[CasebusError]] = OutboxMisuse
+    _misuse: ClassVar[type[CasebusError]] = OutboxMisuseError
 
     def __init__(
         self,
@@ -237,9 +241,9 @@ class OutboxRelay(BackgroundService):
         request_timeout_ms: int = 10_000,
     ) -> None:
         if batch_size < 1:
-            raise OutboxMisuse(f"batch_size must be at least 1, not {batch_size}")
+            raise OutboxMisuseError(f"batch_size must be at least 1, not {batch_size}")
         if poll_interval_s <= 0 or backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
-            raise OutboxMisuse("poll and backoff intervals must be positive, initial <= max")
+            raise OutboxMisuseError("poll and backoff intervals must be positive, initial <= max")
         super().__init__(task_name="casebus-outbox-relay")
         self._settings = settings
         self._pool = pool

@@ -36,9 +36,9 @@ from bus.db import Conn
 from bus.errors import (
     CasebusError,
     DecodeError,
-    DeliveryConflict,
-    DeliveryNotFound,
-    ValidationFailed,
+    DeliveryConflictError,
+    DeliveryNotFoundError,
+    ValidationFailedError,
 )
 from bus.inbox import InboxHandler
 from bus.lifecycle import EQUAL_JITTER, Backoff, Stoppable, pause
@@ -131,7 +131,7 @@ def inbox_handler(
     async def handle(conn: Conn, envelope: Envelope, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             _, _, model = the_codec.decode_payload_model(envelope.payload, kind=envelope.kind)
-        except (DecodeError, ValidationFailed) as e:
+        except (DecodeError, ValidationFailedError) as e:
             log.warning("adapter.undecodable_payload", error=str(e), agency=agency_id)
             return
         if isinstance(model, BusDelivered) and model.original_kind in _SILENT_RECEIPTS:
@@ -233,11 +233,13 @@ class Settler:
                 message_id,
             )
             if row is None:
-                raise DeliveryNotFound(f"no message {message_id} for {agency_id}", agency=agency_id)
+                raise DeliveryNotFoundError(
+                    f"no message {message_id} for {agency_id}", agency=agency_id
+                )
             if row["state"] != "pending":
                 if row["state"] == outcome:
                     return False
-                raise DeliveryConflict(
+                raise DeliveryConflictError(
                     f"message {message_id} is already {row['state']}", agency=agency_id
                 )
             earlier = await conn.fetchval(
@@ -249,7 +251,7 @@ class Settler:
                 row["id"],
             )
             if earlier is not None:
-                raise DeliveryConflict(
+                raise DeliveryConflictError(
                     f"settle the case's earlier message {earlier} first",
                     agency=agency_id,
                     case_id=row["case_id"],
@@ -519,7 +521,7 @@ class WebhookDeliverer(Stoppable):
             await self._settler.settle(
                 self._pool, self._endpoint.agency_id, row["message_id"], outcome, reason=reason
             )
-        except DeliveryConflict as e:  # settled by a pull meanwhile: nothing left to do
+        except DeliveryConflictError as e:  # settled by a pull meanwhile: nothing left to do
             self._log.info("adapter.settle_conflict", error=str(e))
 
     async def _lateness(self) -> None:

@@ -34,7 +34,7 @@ from bus.errors import (
     BundleError,
     CheckpointError,
     DecodeError,
-    EntryNotFound,
+    EntryNotFoundError,
     ProofError,
     SignatureError,
 )
@@ -98,15 +98,17 @@ async def build_bundle(
         else:
             cp = await log.checkpoint_covering(db, entry.index)
         if cp is None:
-            raise EntryNotFound(
+            raise EntryNotFoundError(
                 f"entry {entry.index} is not covered by a checkpoint yet; try again shortly"
             )
     else:
         cp = await log.checkpoint(db, checkpoint_size)
         if cp is None:
-            raise EntryNotFound(f"no checkpoint of size {checkpoint_size}")
+            raise EntryNotFoundError(f"no checkpoint of size {checkpoint_size}")
         if cp.tree_size <= entry.index:
-            raise EntryNotFound(f"checkpoint {cp.tree_size} does not include entry {entry.index}")
+            raise EntryNotFoundError(
+                f"checkpoint {cp.tree_size} does not include entry {entry.index}"
+            )
     proof = await log.inclusion_proof(db, entry.index, cp.tree_size)
     envelope = leaf_envelope(decode_leaf(entry.leaf))
     return {

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from bus.audit.evidence import build_bundle
 from bus.audit.log import AuditLog
 from bus.audit.witnessing import cosigned_note
-from bus.errors import EntryNotFound
+from bus.errors import EntryNotFoundError
 
 __all__ = ["audit_router"]
 
@@ -63,7 +63,7 @@ def audit_router(
             return await build_bundle(
                 pool(), message_id, event_kind=event, checkpoint_size=checkpoint
             )
-        except EntryNotFound as e:
+        except EntryNotFoundError as e:
             raise HTTPException(status_code=404, detail=str(e)) from e
 
     @router.get("/consistency", summary="Consistency proof between two checkpoints")

@@ -26,7 +26,7 @@ from bus.audit.merkle import (
     root_from,
 )
 from bus.db import Conn, Executor
-from bus.errors import CasebusError, EntryNotFound
+from bus.errors import CasebusError, EntryNotFoundError
 
 __all__ = [
     "AppendedEntry",
@@ -234,7 +234,7 @@ class AuditLog:
         )
         if row is None:
             what = f" ({event_kind})" if event_kind else ""
-            raise EntryNotFound(f"no audit entry for message {message_id}{what}")
+            raise EntryNotFoundError(f"no audit entry for message {message_id}{what}")
         return _entry(row)
 
     async def entries_of_case(self, db: Executor, case_id: str) -> list[LogEntry]:

@@ -25,7 +25,7 @@ from bus.audit.monitor import DatabaseProofSource, run_monitor
 from bus.audit.verify import HeldCheckpoint, verify_log
 from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
 from bus.db import create_pool
-from bus.errors import BundleError, CasebusError, ConfigError, EntryNotFound, ProofError
+from bus.errors import BundleError, CasebusError, ConfigError, EntryNotFoundError, ProofError
 from bus.settings import Settings, load_settings
 from bus.signing import Ed25519Signer
 
@@ -162,7 +162,7 @@ def prove_cmd(
 
     try:
         bundle = asyncio.run(go())
-    except EntryNotFound as e:
+    except EntryNotFoundError as e:
         raise _fail(str(e)) from e
     typer.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
 
@@ -180,7 +180,7 @@ def consistency_cmd(old_size: int, new_size: int) -> None:
             new = await log.checkpoint(pool, new_size)
             if old is None or new is None:
                 missing = old_size if old is None else new_size
-                raise EntryNotFound(f"no checkpoint of size {missing}")
+                raise EntryNotFoundError(f"no checkpoint of size {missing}")
             proof = await log.consistency_proof(pool, old_size, new_size)
         finally:
             await pool.close()
@@ -194,7 +194,7 @@ def consistency_cmd(old_size: int, new_size: int) -> None:
 
     try:
         out = asyncio.run(go())
-    except (EntryNotFound, CasebusError) as e:
+    except (EntryNotFoundError, CasebusError) as e:
         raise _fail(str(e)) from e
     typer.echo(json.dumps(out, indent=2))
 

@@ -61,7 +61,7 @@ def sample_payload(kind: str, rng: random.Random, **overrides: Any) -> PayloadMo
     it follow (``decision="NOT_FILED"`` brings reasons and returned materials). The options in
     :data:`SAMPLE_OPTIONS` steer the draw instead. Anything else raises
     :class:`UnknownOverrideError`; a result that breaks the model's rules raises
-    :class:`~bus.errors.ValidationFailed`, as for department input.
+    :class:`~bus.errors.ValidationFailedError`, as for department input.
     """
     model = payload_model(kind)
     options = SAMPLE_OPTIONS[kind]
