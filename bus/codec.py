@@ -24,7 +24,7 @@ from fastavro.schema import expand_schema
 from fastavro.validation import ValidationError as _AvroValidationError
 from fastavro.validation import validate as _avro_validate
 
-from bus.errors import DecodeError, Problem, ValidationFailed
+from bus.errors import DecodeError, Problem, ValidationFailedError
 from bus.models import Envelope, PayloadModel, payload_model
 from bus.schema_index import SINGLE_OBJECT_MARKER, SchemaEntry, SchemaIndex, default_index
 
@@ -161,7 +161,7 @@ class Codec:
                 problems = _problems(record, entry) or [
                     Problem(path="$", rule="avro_type", message=str(e))
                 ]
-                raise ValidationFailed(problems) from e
+                raise ValidationFailedError(problems) from e
         buf = io.BytesIO()
         if header:
             buf.write(entry.header)
@@ -169,7 +169,7 @@ class Codec:
             # strict_allow_default: a misspelt or extra field is an error, not silently dropped.
             fastavro.schemaless_writer(buf, entry.schema, record, strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
-            raise ValidationFailed(
+            raise ValidationFailedError(
                 [
                     Problem(
                         path="$",
@@ -241,12 +241,12 @@ class Codec:
         """Single-object bytes of ``payload`` (a model or a mapping) as ``kind`` at ``version``.
 
         The latest version by default. A mapping is checked against the schema first; a value
-        that does not fit raises :class:`ValidationFailed` listing each field at fault.
+        that does not fit raises :class:`ValidationFailedError` listing each field at fault.
         """
         try:
             entry = self._index.get(kind, version)
         except KeyError as e:
-            raise ValidationFailed(
+            raise ValidationFailedError(
                 [
                     Problem(
                         path="kind",
@@ -290,7 +290,7 @@ class Codec:
     ) -> tuple[str, int, PayloadModel]:
         """Like :meth:`decode_payload`, but read as the kind's model (its latest schema version).
 
-        Raises :class:`DecodeError` for bytes that do not decode and :class:`ValidationFailed`
+        Raises :class:`DecodeError` for bytes that do not decode and :class:`ValidationFailedError`
         for a record that breaks the model's rules.
         """
         found, version, record = self.decode_payload(data, kind=kind)
@@ -361,15 +361,15 @@ class Codec:
     def decode_envelope(self, value: bytes) -> Envelope:
         """The :class:`~bus.models.Envelope` of a Kafka value.
 
-        :class:`DecodeError` if the bytes are not an envelope; :class:`ValidationFailed` (with
+        :class:`DecodeError` if the bytes are not an envelope; :class:`ValidationFailedError` (with
         ``message_id``, ``case_id`` and ``agency`` set when readable) if the record breaks the
         envelope's rules. The payload is not decoded here: see :meth:`decode_envelope_payload`.
         """
         record = self.decode_envelope_record(value)
         try:
             return Envelope.from_avro(record)
-        except ValidationFailed as e:
-            raise ValidationFailed(e.problems, **_context(record)) from e
+        except ValidationFailedError as e:
+            raise ValidationFailedError(e.problems, **_context(record)) from e
 
     def decode_envelope_payload(
         self, envelope: Envelope, *, reader_version: int | None = None

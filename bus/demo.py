@@ -18,9 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bus.errors import SimulationError
 from bus.settings import Settings
 from bus.sim.clock import SteppedClock
-from bus.sim.fortnight import Fortnight, SimulationError
+from bus.sim.fortnight import Fortnight
 from bus.sim.report import Summary, pulse, summarize
 from bus.sim.world import REGULATORS, World, running_world
 from bus.sla.calendar import SHANGHAI

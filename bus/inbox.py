@@ -16,7 +16,7 @@ batch is handled again one record per transaction, exactly as a single failing m
 was: a handler that raises is retried with backoff, never skipped, so the reader does not move
 past a message of a case before it is handled and per-case order holds. After ``max_attempts``
 (the failed try in the batch counts as the first) the reader stops and raises
-:class:`InboxHandlerFailed`; the message is read again on the next run.
+:class:`InboxHandlerError`; the message is read again on the next run.
 """
 
 from __future__ import annotations
@@ -34,7 +34,13 @@ from prometheus_client import Counter
 
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import CasebusError, ConfigError, DecodeError, TransportError, ValidationFailed
+from bus.errors import (
+    ConfigError,
+    DecodeError,
+    InboxHandlerError,
+    TransportError,
+    ValidationFailedError,
+)
 from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff
 from bus.models import Envelope
 from bus.settings import Settings
@@ -42,7 +48,6 @@ from bus.settings import Settings
 __all__ = [
     "INBOX_MESSAGES",
     "InboxHandler",
-    "InboxHandlerFailed",
     "InboxReader",
     "handled_ids",
 ]
@@ -83,28 +88,6 @@ RETURNING message_id
 _UNMARK: Final = """
 DELETE FROM inbox_handled WHERE consumer = $1 AND message_id = ANY($2::uuid[])
 """
-
-
-class InboxHandlerFailed(CasebusError):
-    """The handler failed on one message ``attempts`` times; the reader stopped before it."""
-
-    retriable = True
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        attempts: int,
-        topic: str,
-        partition: int,
-        offset: int,
-        **context: Any,
-    ) -> None:
-        super().__init__(message, **context)
-        self.attempts = attempts
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +171,7 @@ class InboxReader(BackgroundService):
     # -- the loop (start, stop and ``async with``: BackgroundService) ---------------------------
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; raises :class:`InboxHandlerFailed` or TransportError."""
+        """Consume until :meth:`stop`; raises :class:`InboxHandlerError` or TransportError."""
         consumer = AIOKafkaConsumer(
             self._topic,
             **self._settings.kafka_client_options(),
@@ -270,7 +253,7 @@ class InboxReader(BackgroundService):
             if record.value is None:
                 raise DecodeError("the record has no value")
             envelope = self._codec.decode_envelope(record.value)
-        except (DecodeError, ValidationFailed) as e:
+        except (DecodeError, ValidationFailedError) as e:
             # The router delivers only decodable messages; skipping here is defence in depth.
             bound.warning("inbox.undecodable", error=str(e))
             self._count("undecodable")
@@ -341,7 +324,7 @@ class InboxReader(BackgroundService):
         while True:
             if attempt:  # the last attempt failed
                 if attempt >= self._max_attempts:
-                    raise InboxHandlerFailed(
+                    raise InboxHandlerError(
                         f"handler failed {attempt} times on {envelope.kind} "
                         f"{envelope.message_id}: {type(last_error).__name__}: {last_error}",
                         attempts=attempt,

@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Final, Self
 
-from bus.errors import CasebusError, ConfigError
+from bus.errors import CasebusError, ConfigError, ServiceMisuseError
 
 __all__ = [
     "EQUAL_JITTER",
     "BackgroundService",
     "Backoff",
-    "ServiceMisuse",
     "Stoppable",
     "cancel",
     "pause",
@@ -105,10 +104,6 @@ async def cancel(task: asyncio.Task[Any]) -> None:
         await task
 
 
-class ServiceMisuse(CasebusError, ValueError):
-    """A background service was started while it was already running."""
-
-
 class Stoppable:
     """A loop's stop request: :meth:`request_stop` asks every loop of the object to finish
     what it is doing and return; :meth:`pause` waits, unless a stop is asked for.
@@ -140,7 +135,7 @@ class BackgroundService(Stoppable, abc.ABC):
     task: :meth:`start` / :meth:`stop`, or ``async with``. A stopped service may be started
     again."""
 
-    _misuse: ClassVar[type[CasebusError]] = ServiceMisuse
+    _misuse: ClassVar[type[CasebusError]] = ServiceMisuseError
     """What :meth:`start` raises when the service is already running."""
 
     def __init__(self, *, task_name: str) -> None:

@@ -38,7 +38,7 @@ from prometheus_client import Counter, Gauge
 
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import CasebusError, TransportError
+from bus.errors import CasebusError, OutboxConflictError, OutboxMisuseError, TransportError
 from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, pause
 from bus.models import Envelope
 from bus.settings import Settings
@@ -47,8 +47,6 @@ __all__ = [
     "OUTBOX_PENDING",
     "OUTBOX_PUBLISHED",
     "OUTBOX_PUBLISH_ERRORS",
-    "OutboxConflict",
-    "OutboxMisuse",
     "OutboxRelay",
     "OutboxWriter",
     "RelayRound",
@@ -77,14 +75,6 @@ OUTBOX_PENDING: Final = Gauge(
 """Rows waiting to be published, by owner."""
 
 
-class OutboxConflict(CasebusError, ValueError):
-    """A ``message_id`` already in the outbox was added again with different bytes."""
-
-
-class OutboxMisuse(CasebusError, ValueError):
-    """The outbox was called wrongly: outside a transaction, with an unsigned envelope, etc."""
-
-
 _INSERT: Final = """
 INSERT INTO outbox (owner, message_id, case_id, topic, key, value, headers)
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
@@ -111,7 +101,7 @@ class OutboxWriter:
 
         Runs on ``conn`` inside the caller's open transaction, so the message commits or rolls
         back with the caller's own writes. Adding a ``message_id`` again with the same bytes
-        changes nothing; with other bytes it raises :class:`OutboxConflict`.
+        changes nothing; with other bytes it raises :class:`OutboxConflictError`.
         """
         context = {
             "message_id": str(envelope.message_id),
@@ -119,14 +109,18 @@ class OutboxWriter:
             "agency": owner,
         }
         if not owner:
-            raise OutboxMisuse("owner must name the adapter or agency writing the row", **context)
+            raise OutboxMisuseError(
+                "owner must name the adapter or agency writing the row", **context
+            )
         if not conn.is_in_transaction():
-            raise OutboxMisuse(
+            raise OutboxMisuseError(
                 "OutboxWriter.add must run inside the caller's transaction, with its own writes",
                 **context,
             )
         if not envelope.signature.value:
-            raise OutboxMisuse("the envelope must be signed before it enters the outbox", **context)
+            raise OutboxMisuseError(
+                "the envelope must be signed before it enters the outbox", **context
+            )
         topic = self.topic_for(envelope.sender)
         value = self._codec.encode_envelope(envelope)
         key = self._codec.kafka_key(envelope)
@@ -159,7 +153,7 @@ class OutboxWriter:
             bytes(existing["value"]),
         )
         if stored != (owner, topic, key, value):
-            raise OutboxConflict(
+            raise OutboxConflictError(
                 f"message_id {envelope.message_id} is already in the outbox with other content",
                 **context,
             )
@@ -232,7 +226,7 @@ class OutboxRelay(BackgroundService):
     closes the producer.
     """
 
-    _misuse: ClassVar[type[CasebusError]] = OutboxMisuse
+    _misuse: ClassVar[type[CasebusError]] = OutboxMisuseError
 
     def __init__(
         self,
@@ -247,9 +241,9 @@ class OutboxRelay(BackgroundService):
         request_timeout_ms: int = 10_000,
     ) -> None:
         if batch_size < 1:
-            raise OutboxMisuse(f"batch_size must be at least 1, not {batch_size}")
+            raise OutboxMisuseError(f"batch_size must be at least 1, not {batch_size}")
         if poll_interval_s <= 0 or backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
-            raise OutboxMisuse("poll and backoff intervals must be positive, initial <= max")
+            raise OutboxMisuseError("poll and backoff intervals must be positive, initial <= max")
         super().__init__(task_name="casebus-outbox-relay")
         self._settings = settings
         self._pool = pool

@@ -23,7 +23,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bus.agencies import Agency, AgencyKind, Registry
-from bus.errors import CasebusError, ConfigError, Problem
+from bus.errors import ConfigError, Problem, RoutingPolicyError, UnknownKindError
 from bus.models import KINDS
 from bus.settings import REPO_ROOT
 
@@ -34,8 +34,6 @@ __all__ = [
     "Route",
     "RouteDecision",
     "RoutingPolicy",
-    "RoutingPolicyError",
-    "UnknownKindError",
     "load_policy",
     "parse_policy",
 ]
@@ -56,19 +54,6 @@ _KIND_ZH: Final[Mapping[str, str]] = {
 _STR = "tag:yaml.org,2002:str"
 _RULE_FIELDS: Final = ("zh", "en", "routes", "copy_to")
 _ROUTE_FIELDS: Final = ("from", "to")
-
-
-class RoutingPolicyError(ConfigError):
-    """The policy file is wrong; ``problems`` lists each problem, its ``path`` is ``file:line``."""
-
-    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        lines = "\n".join(f"  {p.path}: {p.message} [{p.rule}]" for p in self.problems)
-        super().__init__(f"{source}: {len(self.problems)} problem(s) in routing policy:\n{lines}")
-
-
-class UnknownKindError(CasebusError, ValueError):
-    """The policy has no rule for this message kind."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ import uuid
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from bus.audit.log import AuditRecord, EntryNotFound
-from bus.errors import Problem
+from bus.audit.log import AuditRecord
+from bus.errors import EntryNotFoundError, Problem
 from bus.router.store import RouterStore, Seen
 from bus.router.verdict import Refused
 
@@ -109,9 +109,9 @@ class RouterStoreContract:
         await store.append([record(a, "accepted"), record(a, "delivered")])
         assert await store.leaf(a, "delivered") == f"delivered:{a}".encode()
         assert await store.leaf(a, "accepted") == f"accepted:{a}".encode()
-        with pytest.raises(EntryNotFound):
+        with pytest.raises(EntryNotFoundError):
             await store.leaf(a, "rejected")
-        with pytest.raises(EntryNotFound):
+        with pytest.raises(EntryNotFoundError):
             await store.leaf(uuid.uuid4(), "delivered")
 
     async def test_only_claims_that_hold_are_answered(self, store: RouterStore) -> None:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from adapters.police.mapping import VOCABULARY as POLICE_VOCABULARY
 from bus.attachments import (
     ByteRange,
-    RangeNotSatisfiable,
     StoredAttachment,
     attachment_uri,
     delivery_role,
@@ -23,7 +22,7 @@ from bus.attachments import (
     sha256_of_uri,
     submission_problems,
 )
-from bus.errors import ConfigError
+from bus.errors import ConfigError, RangeNotSatisfiableError
 from bus.models import PAYLOAD_MODELS, Attachment, Envelope
 from bus.party import make_party
 from bus.settings import load_settings
@@ -56,7 +55,7 @@ def test_a_range_header_picks_its_bytes_or_the_whole_file(
 
 @pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5000-6000", "bytes=-0"])
 def test_a_range_starting_past_the_end_is_not_satisfiable(header: str) -> None:
-    with pytest.raises(RangeNotSatisfiable):
+    with pytest.raises(RangeNotSatisfiableError):
         parse_range(header, SIZE)
 
 
@@ -64,7 +63,7 @@ def test_a_range_starting_past_the_end_is_not_satisfiable(header: str) -> None:
 def test_a_satisfiable_range_lies_within_the_file(first: int, last: int, size: int) -> None:
     try:
         part = parse_range(f"bytes={first}-{last}", size)
-    except RangeNotSatisfiable:
+    except RangeNotSatisfiableError:
         assert first >= size
         return
     if part is None:

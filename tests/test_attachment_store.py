@@ -17,15 +17,17 @@ import pytest
 from s3kit import S3Server, seaweedfs
 
 from bus.attachments import (
-    AttachmentNotFound,
     AttachmentStore,
-    AttachmentTooLarge,
-    DigestMismatch,
     MemoryAttachmentStore,
     PostgresAttachmentStore,
     S3AttachmentStore,
 )
-from bus.errors import TransportError
+from bus.errors import (
+    AttachmentNotFoundError,
+    AttachmentTooLargeError,
+    DigestMismatchError,
+    TransportError,
+)
 from bus.settings import Settings
 
 CHUNK = 4096
@@ -205,7 +207,7 @@ async def test_too_large_is_refused_and_leaves_nothing(
     store: AttachmentStore, subject: Subject
 ) -> None:
     data = blob(4 * CHUNK, seed=6)
-    with pytest.raises(AttachmentTooLarge) as caught:
+    with pytest.raises(AttachmentTooLargeError) as caught:
         await store.put(stream(data), media_type="application/pdf", max_bytes=2 * CHUNK + 1)
     assert caught.value.max_bytes == 2 * CHUNK + 1
     await assert_nothing_stored(store, data, subject.owner)
@@ -216,7 +218,7 @@ async def test_bytes_that_hash_otherwise_than_declared_are_refused_and_leave_not
 ) -> None:
     data = blob(2 * CHUNK, seed=7)
     wrong = hashlib.sha256(b"another file").hexdigest()
-    with pytest.raises(DigestMismatch) as caught:
+    with pytest.raises(DigestMismatchError) as caught:
         await store.put(
             stream(data), media_type="application/pdf", max_bytes=1 << 20, expected_sha256=wrong
         )
@@ -245,7 +247,7 @@ async def test_an_upload_cut_half_way_leaves_nothing(
 async def test_an_unknown_attachment_is_not_found(store: AttachmentStore) -> None:
     unknown = hashlib.sha256(b"never uploaded").hexdigest()
     assert await store.stat(unknown) is None
-    with pytest.raises(AttachmentNotFound):
+    with pytest.raises(AttachmentNotFoundError):
         await read_all(store, unknown)
 
 
@@ -276,7 +278,7 @@ async def test_delete_removes_a_file_for_good_says_what_went_and_may_be_repeated
         store = PostgresAttachmentStore(lambda: owner, chunk_bytes=CHUNK)
     assert await store.delete(a.sha256) == a
     assert await store.stat(a.sha256) is None
-    with pytest.raises(AttachmentNotFound):
+    with pytest.raises(AttachmentNotFoundError):
         await read_all(store, a.sha256)
     assert await store.delete(a.sha256) is None  # twice is harmless
     assert await read_all(store, b.sha256) == other  # the others stay

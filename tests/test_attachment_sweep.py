@@ -32,7 +32,6 @@ from adapters import enforcement, regulators
 from adapters.regulators.testing import clue_handover
 from bus.attachments import (
     AttachmentStore,
-    OutsideTransaction,
     PostgresAttachmentStore,
     RetentionPolicy,
     S3AttachmentStore,
@@ -45,6 +44,7 @@ from bus.attachments import (
     record_upload,
     sweep_attachments,
 )
+from bus.errors import OutsideTransactionError
 from bus.models import PAYLOAD_MODELS, Attachment, Envelope
 from bus.party import Party, make_party
 from bus.settings import Settings
@@ -406,7 +406,7 @@ async def test_checking_a_submission_outside_its_transaction_is_refused(kit: Kit
     data = blob(100, 9)
     await kit.upload(data)
     async with kit.adapter_pool.acquire() as conn:
-        with pytest.raises(OutsideTransaction):
+        with pytest.raises(OutsideTransactionError):
             await check_submission(conn, kit.store, PLANNING, kit.envelope(data, "bus.ack", now()))
 
 

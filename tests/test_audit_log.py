@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bus.audit.checkpoint import verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf
-from bus.audit.evidence import BundleError, build_bundle, verify_bundle
+from bus.audit.evidence import build_bundle, verify_bundle
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import (
     CompactRange,
@@ -30,6 +30,7 @@ from bus.audit.merkle import (
 )
 from bus.audit.monitor import DatabaseProofSource, Monitor
 from bus.audit.verify import verify_log
+from bus.errors import BundleError
 from bus.models import PAYLOAD_MODELS
 from bus.party import Party, make_party
 

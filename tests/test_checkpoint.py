@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from bus.audit.checkpoint import (
     Checkpoint,
-    CheckpointError,
     NoteSignature,
     ed25519_key_id,
     parse_note,
@@ -26,7 +25,7 @@ from bus.audit.checkpoint import (
     verify_signed_checkpoint,
 )
 from bus.audit.merkle import root_hash
-from bus.errors import ProofError
+from bus.errors import CheckpointError, ProofError
 
 ORIGIN = "casebus.example/audit"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

@@ -31,7 +31,7 @@ from bus.codec import (
     encode_envelope,
     encode_payload,
 )
-from bus.errors import ConfigError, DecodeError, ValidationFailed
+from bus.errors import ConfigError, DecodeError, ValidationFailedError
 from bus.models import KINDS, PAYLOAD_MODELS, Envelope, Signature
 from bus.models._identifier import IDENTIFIER_FORMAT
 from bus.schema_index import (
@@ -440,7 +440,7 @@ def test_throwaway_schema_resolves_v1_writer_to_v2_reader(thing_codec: Codec) ->
 
 def test_encoding_a_record_of_wrong_types_lists_each_field(thing_codec: Codec) -> None:
     bad = {"flag": 1, "count": 1.5, "label": "x", "ref": uuid.UUID(int=1)}
-    with pytest.raises(ValidationFailed) as e:
+    with pytest.raises(ValidationFailedError) as e:
         thing_codec.encode_payload("test.thing", bad, version=1)
     assert {p.path for p in e.value.problems} == {"flag", "count"}
     assert {p.rule for p in e.value.problems} == {"avro_type"}
@@ -448,14 +448,14 @@ def test_encoding_a_record_of_wrong_types_lists_each_field(thing_codec: Codec) -
 
 def test_encoding_refuses_an_unknown_field_rather_than_dropping_it(thing_codec: Codec) -> None:
     record = {"flag": True, "count": 1, "label": "x", "ref": uuid.UUID(int=1), "lable": "typo"}
-    with pytest.raises(ValidationFailed, match="avro_write"):
+    with pytest.raises(ValidationFailedError, match="avro_write"):
         thing_codec.encode_payload("test.thing", record, version=1)
 
 
 def test_encoding_an_unknown_kind_or_version_is_refused(thing_codec: Codec) -> None:
-    with pytest.raises(ValidationFailed, match="unknown_kind"):
+    with pytest.raises(ValidationFailedError, match="unknown_kind"):
         thing_codec.encode_payload("test.nothing", {})
-    with pytest.raises(ValidationFailed, match="no schema version 3"):
+    with pytest.raises(ValidationFailedError, match="no schema version 3"):
         thing_codec.encode_payload("test.thing", {}, version=3)
 
 
@@ -549,7 +549,7 @@ def test_random_body_behind_a_valid_header_never_crashes(body: bytes, entry: Sch
             decode_envelope(data)
         else:
             decode_payload(data)
-    except (DecodeError, ValidationFailed):
+    except (DecodeError, ValidationFailedError):
         pass
 
 
@@ -562,7 +562,7 @@ def test_every_flipped_body_byte_fails_or_decodes_to_a_different_value(thing_cod
                 bad[pos] ^= mask
                 try:
                     value = decode(bytes(bad))
-                except (DecodeError, ValidationFailed):
+                except (DecodeError, ValidationFailedError):
                     continue
                 assert value != original, f"{what}: byte {pos} ^ {mask:#x} decoded equal"
 
@@ -641,7 +641,7 @@ def test_envelope_breaking_model_rules_is_validation_failed_with_context() -> No
     record = _sample_envelope().to_avro()
     record["sender"] = "Not An Agency"
     value = encode_envelope(record)  # a mapping is checked against Avro types only
-    with pytest.raises(ValidationFailed) as e:
+    with pytest.raises(ValidationFailedError) as e:
         decode_envelope(value)
     assert e.value.agency == "Not An Agency"
     assert e.value.message_id == str(MESSAGE_ID)

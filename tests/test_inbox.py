@@ -18,7 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
 from bus.codec import cloudevents_headers, encode_envelope, encode_payload, kafka_key
-from bus.inbox import InboxHandlerFailed, InboxReader, handled_ids
+from bus.errors import InboxHandlerError
+from bus.inbox import InboxReader, handled_ids
 from bus.models import PAYLOAD_MODELS, Envelope, Signature
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, sign_envelope, write_keypair
@@ -262,7 +263,7 @@ async def test_a_handler_failing_every_attempt_stops_the_reader_before_the_messa
     reader = _reader(
         settings, pool, consumer_name, always_fails_on_one, max_attempts=3, retry_initial_s=0.05
     )
-    with pytest.raises(InboxHandlerFailed) as raised:
+    with pytest.raises(InboxHandlerError) as raised:
         await asyncio.wait_for(reader.run(), 20)
     assert raised.value.attempts == 3
     assert calls[stuck.message_id] == 3  # a try in a batch transaction counts as an attempt

@@ -32,7 +32,6 @@ from fastapi import FastAPI, HTTPException, Request
 
 from bus.audit.checkpoint import (
     Checkpoint,
-    CheckpointError,
     parse_verifier_key,
     sign_checkpoint,
     verifier_key_string,
@@ -48,6 +47,7 @@ from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import consistency_proof, inclusion_proof, root_hash
 from bus.audit.tiles_http import tiles_router
 from bus.audit.witnessing import WitnessEndpoint, cosigned_note, request_cosignatures
+from bus.errors import CheckpointError
 from bus.settings import REPO_ROOT, Settings
 from bus.witness import MemoryWitnessStore, Witness, create_app, logs_by_origin
 

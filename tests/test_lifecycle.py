@@ -11,16 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bus.errors import CasebusError, ConfigError
-from bus.lifecycle import (
-    EQUAL_JITTER,
-    BackgroundService,
-    Backoff,
-    ServiceMisuse,
-    Stoppable,
-    cancel,
-    pause,
-)
+from bus.errors import CasebusError, ConfigError, ServiceMisuseError
+from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, Stoppable, cancel, pause
 
 # -- Backoff ----------------------------------------------------------------------------------
 
@@ -239,7 +231,7 @@ async def test_a_stopped_service_starts_again() -> None:
 
 async def test_starting_a_running_service_is_refused() -> None:
     async with _Loop() as loop:
-        with pytest.raises(ServiceMisuse, match="test-loop is already running") as refused:
+        with pytest.raises(ServiceMisuseError, match="test-loop is already running") as refused:
             await loop.start()
         assert isinstance(refused.value, CasebusError)
         assert isinstance(refused.value, ValueError)
@@ -273,7 +265,7 @@ async def test_a_loop_that_failed_on_its_own_counts_as_running_until_stopped() -
     await asyncio.wait_for(loop.round_done.wait(), 5)
     await asyncio.sleep(0)
     assert loop.running
-    with pytest.raises(ServiceMisuse):
+    with pytest.raises(ServiceMisuseError):
         await loop.start()
     with pytest.raises(RuntimeError, match="round 1 failed"):
         await loop.stop()

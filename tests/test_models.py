@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 from pydantic.fields import FieldInfo
 
-from bus.errors import ValidationFailed
+from bus.errors import ValidationFailedError
 from bus.models import (
     KINDS,
     PAYLOAD_MODELS,
@@ -400,7 +400,7 @@ def test_validate_payload_lists_every_problem_at_once() -> None:
             }
         ],
     }
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(ValidationFailedError) as caught:
         validate_payload("penalty.feedback", bad)
     found = {(p.path, p.rule) for p in caught.value.problems}
     assert found == {
@@ -417,7 +417,7 @@ def test_validate_payload_lists_every_problem_at_once() -> None:
 
 
 def test_unknown_kind_is_a_validation_failure() -> None:
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(ValidationFailedError) as caught:
         validate_payload("criminal.nonsense", {})
     assert [(p.path, p.rule) for p in caught.value.problems] == [("kind", "unknown_kind")]
 
@@ -429,7 +429,7 @@ def test_refusal_to_file_must_give_reasons() -> None:
         "decision_no": "N1",
         "decided_at": datetime(2017, 5, 3, tzinfo=UTC),
     }
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(ValidationFailedError) as caught:
         CriminalFilingDecision.from_avro(data)
     assert [(p.path, p.rule) for p in caught.value.problems] == [("reasons", "reasons_required")]
     ok = CriminalFilingDecision.from_avro({**data, "reasons": ["情节显著轻微"]})
@@ -453,7 +453,7 @@ def test_transfer_needs_its_letter_and_reports_missing_art6_documents() -> None:
             }
         ]
     )
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(ValidationFailedError) as caught:
         validate_payload("criminal.transfer", no_letter)
     assert [(p.path, p.rule) for p in caught.value.problems] == [
         ("documents", "transfer_letter_missing")
@@ -469,7 +469,7 @@ def test_times_must_be_aware_and_are_kept_in_utc_milliseconds() -> None:
     )
     assert transfer.approval.approved_at == datetime(2017, 5, 2, 9, 30, 1, 123000, tzinfo=UTC)
     assert transfer.approval.approved_at.tzinfo is UTC
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(ValidationFailedError) as caught:
         validate_payload(
             "criminal.transfer",
             _transfer(approval={"approver": "李四", "approved_at": datetime(2017, 5, 2)}),
@@ -502,7 +502,7 @@ def test_old_opinion_request_reads_into_the_latest_model() -> None:
 
 
 def test_penalty_feedback_period_must_be_in_order() -> None:
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(ValidationFailedError) as caught:
         PenaltyFeedback.from_avro(
             {
                 "report_no": "F1",
@@ -535,7 +535,7 @@ def test_envelope_attachment_names_are_unique() -> None:
         "attachments": [attachment, attachment],
         "signature": {"algorithm": "ed25519", "key_id": "k1", "value": b"s"},
     }
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(ValidationFailedError) as caught:
         Envelope.from_avro(envelope)
     assert [(p.path, p.rule) for p in caught.value.problems] == [("attachments", "duplicate_name")]
     assert Envelope.from_avro({**envelope, "attachments": [attachment]}).attachment("a.pdf")

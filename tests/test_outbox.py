@@ -17,8 +17,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
 from bus.codec import decode_envelope, encode_payload
+from bus.errors import OutboxConflictError, OutboxMisuseError
 from bus.models import PAYLOAD_MODELS, Envelope, Signature
-from bus.outbox import OutboxConflict, OutboxMisuse, OutboxRelay, OutboxWriter
+from bus.outbox import OutboxRelay, OutboxWriter
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, generate_keypair, sign_envelope
 
@@ -164,19 +165,19 @@ async def test_adding_a_message_twice_is_a_no_op_and_other_bytes_conflict(
             assert await writer.add(conn, envelope, owner=owner) is True
         async with conn.transaction():
             assert await writer.add(conn, envelope, owner=owner) is False
-        with pytest.raises(OutboxConflict) as raised:
+        with pytest.raises(OutboxConflictError) as raised:
             async with conn.transaction():
                 await writer.add(conn, other, owner=owner)
         assert isinstance(raised.value, ValueError)
         assert raised.value.message_id == str(envelope.message_id)
         # Outside a transaction, or unsigned: refused before anything is written.
-        with pytest.raises(OutboxMisuse, match="transaction"):
+        with pytest.raises(OutboxMisuseError, match="transaction"):
             await writer.add(conn, _envelope(signer, "YGH-2026-0003"), owner=owner)
         unsigned = _envelope(signer, "YGH-2026-0004")
         unsigned = unsigned.model_copy(
             update={"signature": unsigned.signature.model_copy(update={"value": b""})}
         )
-        with pytest.raises(OutboxMisuse, match="signed"):
+        with pytest.raises(OutboxMisuseError, match="signed"):
             async with conn.transaction():
                 await writer.add(conn, unsigned, owner=owner)
         rows = await conn.fetch("SELECT owner, message_id, topic, attempts FROM outbox")

@@ -18,16 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus.agencies import Agency, Registry, load_registry
-from bus.errors import ConfigError
+from bus.errors import ConfigError, RoutingPolicyError, UnknownKindError
 from bus.models import KINDS
-from bus.routing import (
-    DEFAULT_POLICY_PATH,
-    RoutingPolicy,
-    RoutingPolicyError,
-    UnknownKindError,
-    load_policy,
-    parse_policy,
-)
+from bus.routing import DEFAULT_POLICY_PATH, RoutingPolicy, load_policy, parse_policy
 from bus.settings import REPO_ROOT
 
 REGISTRY = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from bus.agencies import load_registry, uscc_is_valid
 from bus.audit.checkpoint import verify_signed_checkpoint
 from bus.codec import decode_envelope, default_codec, encode_envelope, encode_payload
-from bus.errors import ValidationFailed
+from bus.errors import UnknownOverrideError, ValidationFailedError
 from bus.models import (
     KINDS,
     PAYLOAD_MODELS,
@@ -48,7 +48,6 @@ from bus.samples import (
     SAMPLE_OPTIONS,
     SAMPLE_ROUTES,
     SCENARIOS,
-    UnknownOverrideError,
     document_bytes,
     refused_route,
     sample,
@@ -202,7 +201,7 @@ def test_not_filed_with_given_reasons_keeps_them_and_without_any_is_invalid() ->
         CriminalFilingDecision, random.Random(1), decision="NOT_FILED", reasons=reasons
     )
     assert given_reasons.reasons == reasons
-    with pytest.raises(ValidationFailed) as e:
+    with pytest.raises(ValidationFailedError) as e:
         sample_payload(
             "criminal.filing_decision", random.Random(1), decision="NOT_FILED", reasons=[]
         )
@@ -277,7 +276,7 @@ def test_transfer_scenario_and_omitted_documents() -> None:
         TransferDocumentType.SEIZED_ITEMS_LIST,
         TransferDocumentType.INSPECTION_OR_APPRAISAL_REPORT,
     ]
-    with pytest.raises(ValidationFailed) as e:
+    with pytest.raises(ValidationFailedError) as e:
         sample_payload("criminal.transfer", random.Random(8), omit_documents=["TRANSFER_LETTER"])
     assert [p.rule for p in e.value.problems] == ["transfer_letter_missing"]
     with pytest.raises(ValueError, match="names no offence"):

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from bus import signing
 from bus.cli.keys import app as keys_app
 from bus.codec import Codec, decode_envelope, default_codec, encode_envelope, encode_payload
-from bus.errors import ConfigError, DecodeError, SignatureError, ValidationFailed
+from bus.errors import ConfigError, DecodeError, SignatureError, ValidationFailedError
 from bus.models import PAYLOAD_MODELS, Envelope, Signature
 from bus.signing import (
     DOMAIN_PREFIX,
@@ -165,14 +165,14 @@ async def test_every_flipped_byte_of_the_kafka_value_is_refused() -> None:
         bad[pos] ^= 0x01
         try:
             envelope = decode_envelope(bytes(bad))
-        except (DecodeError, ValidationFailed) as e:
+        except (DecodeError, ValidationFailedError) as e:
             outcomes.add(type(e).__name__)
             continue
         outcomes.add(await _refused(envelope, store, at=NOW))
     assert "bad_signature" in outcomes
     assert outcomes <= {
         "DecodeError",
-        "ValidationFailed",
+        "ValidationFailedError",
         "bad_signature",
         "unknown_key",
         "sender_mismatch",

@@ -12,14 +12,12 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from bus.errors import CasebusError, ConfigError
+from bus.errors import CasebusError, ConfigError, NaiveDatetimeError, PeriodError
 from bus.sla.calendar import (
     DEFAULT_HOLIDAYS_OVERRIDE_PATH,
     SHANGHAI,
     BeforeWarning,
     FractionWarning,
-    NaiveDatetimeError,
-    PeriodError,
     WorkCalendar,
     add_months,
     due_at,

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bus.errors import ConfigError
-from bus.sla.calendar import NaiveDatetimeError
+from bus.errors import ConfigError, NaiveDatetimeError
 from bus.sla.clock import AcceleratedClock, Clock, RealClock, clock_from_setting
 
 

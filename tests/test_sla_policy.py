@@ -16,18 +16,10 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from bus.errors import ConfigError
+from bus.errors import ConfigError, PolicyInputError, UnknownPolicyError
 from bus.sla.calendar import SHANGHAI, WorkCalendar
 from bus.sla.fields import policy_field_problems
-from bus.sla.policy import (
-    DEFAULT_POLICIES_PATH,
-    KINDS,
-    PolicyInputError,
-    PolicySet,
-    UnknownPolicyError,
-    field_value,
-    load_policies,
-)
+from bus.sla.policy import DEFAULT_POLICIES_PATH, KINDS, PolicySet, field_value, load_policies
 
 CAL = WorkCalendar(None)
 SHIPPED_IDS = {

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bus.audit.checkpoint import (
     Checkpoint,
-    CheckpointError,
     parse_verifier_key,
     sign_checkpoint,
     verifier_key_string,
@@ -32,6 +31,7 @@ from bus.audit.cosignature import (
     verify_cosignature,
 )
 from bus.audit.merkle import consistency_proof, root_hash
+from bus.errors import CheckpointError
 from bus.witness import (
     ROUTE_ACCESS,
     LogState,

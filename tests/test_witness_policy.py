@@ -15,13 +15,13 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bus.audit.checkpoint import CheckpointError, parse_verifier_key, verifier_key_string
+from bus.audit.checkpoint import parse_verifier_key, verifier_key_string
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.cosignature import cosigner_vkey, parse_cosigner_key, verify_cosignature
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.witnessing import WitnessEndpoint, WitnessPolicy
 from bus.codec import default_codec
-from bus.errors import ConfigError
+from bus.errors import CheckpointError, ConfigError
 from bus.router.tree_heads import TreeHeadPublisher
 from bus.settings import Settings
 from bus.signing import Ed25519Signer

@@ -15,13 +15,11 @@ from adapters._framework.auth import create_token, hash_token, revoke_token, tok
 from adapters._framework.chain import CHAIN_KINDS, DOCUMENT_TYPES
 from adapters._framework.checks import Check, DeadlineRules, SubmissionCheck
 from adapters._framework.config import AdapterConfig, AgencyEndpoint, DeliveryMode
-from adapters._framework.inbound import Accepted, SubmissionRejected, Submitter
+from adapters._framework.inbound import Accepted, Submitter
 from adapters._framework.outbound import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     CircuitBreaker,
-    DeliveryConflict,
-    DeliveryNotFound,
     Settler,
     WebhookDeliverer,
     inbox_handler,
@@ -57,14 +55,11 @@ __all__ = [
     "Check",
     "CircuitBreaker",
     "DeadlineRules",
-    "DeliveryConflict",
     "DeliveryMode",
-    "DeliveryNotFound",
     "KindVocabulary",
     "Nested",
     "Settler",
     "SubmissionCheck",
-    "SubmissionRejected",
     "Submitter",
     "Vocabulary",
     "WebhookDeliverer",

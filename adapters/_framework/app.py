@@ -33,15 +33,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters._framework.attachments import attachment_routes
 from adapters._framework.audit_trail import audit_trail_routes
 from adapters._framework.auth import served_reader
-from adapters._framework.inbound import SubmissionRejected, department_problem
-from adapters._framework.outbound import (
-    DeliveryConflict,
-    DeliveryNotFound,
-    pending_deliveries,
-)
+from adapters._framework.inbound import department_problem
+from adapters._framework.outbound import pending_deliveries
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
 from adapters._framework.webhook_docs import install_webhook_docs
+from bus.errors import DeliveryConflictError, DeliveryNotFoundError, SubmissionRejectedError
 from bus.models import MAX_IDENTIFIER_LENGTH
 
 __all__ = ["create_app"]
@@ -297,7 +294,7 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
             accepted = await service.submitter.submit(
                 agency, bytes(body), idempotency_key=idempotency_key
             )
-        except SubmissionRejected as e:
+        except SubmissionRejectedError as e:
             return _problems(e.status, e.problems)
         SUBMIT_LATENCY.labels(adapter=kind).observe(time.perf_counter() - started)
         return JSONResponse(
@@ -331,11 +328,11 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
             changed = await service.settler.settle(
                 service.pool, agency, message_id, outcome, reason=reason
             )
-        except DeliveryNotFound as e:
+        except DeliveryNotFoundError as e:
             return _problems(
                 404, [department_problem("message_id", "not_found", str(e), "没有该消息")]
             )
-        except DeliveryConflict as e:
+        except DeliveryConflictError as e:
             return _problems(
                 409,
                 [

@@ -31,12 +31,8 @@ from adapters._framework.inbound import department_problem
 from adapters._framework.vocabulary import download_path
 from bus.attachments import (
     DEFAULT_MEDIA_TYPE,
-    AttachmentNotFound,
     AttachmentStore,
-    AttachmentTooLarge,
     Deletion,
-    DigestMismatch,
-    RangeNotSatisfiable,
     delivery_role,
     last_deletion,
     parse_range,
@@ -47,6 +43,12 @@ from bus.attachments import (
     store_from_settings,
 )
 from bus.db import Conn
+from bus.errors import (
+    AttachmentNotFoundError,
+    AttachmentTooLargeError,
+    DigestMismatchError,
+    RangeNotSatisfiableError,
+)
 from bus.inbox import InboxHandler
 from bus.models import Envelope
 
@@ -229,9 +231,9 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
                 max_bytes=max_bytes,
                 expected_sha256=expected,
             )
-        except AttachmentTooLarge:
+        except AttachmentTooLargeError:
             return too_large()
-        except DigestMismatch as e:
+        except DigestMismatchError as e:
             return _problem(
                 422,
                 "Repr-Digest",
@@ -244,12 +246,12 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
         except ClientDisconnect:
             log.info("adapter.attachment_upload_cut", agency=agency)
             return Response(status_code=400)
-        except AttachmentNotFound:
+        except AttachmentNotFoundError:
             return deleted_meanwhile()
         a = stored.attachment
         try:
             await record_upload(service.pool, a.sha256, agency, store=the_store)
-        except AttachmentNotFound:
+        except AttachmentNotFoundError:
             return deleted_meanwhile()
         log.info(
             "adapter.attachment_stored",
@@ -339,7 +341,7 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
             )
         try:
             part = parse_range(wanted, found.size_bytes)
-        except RangeNotSatisfiable:
+        except RangeNotSatisfiableError:
             problem = department_problem(
                 "Range", "range_not_satisfiable", "no such bytes", "请求的字节范围无效", wanted
             )

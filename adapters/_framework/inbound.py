@@ -32,7 +32,7 @@ from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.agencies import load_registry
 from bus.attachments import AttachmentStore, check_submission, record_references
 from bus.codec import Codec, default_codec
-from bus.errors import CasebusError, Problem, ValidationFailed, render_value
+from bus.errors import Problem, SubmissionRejectedError, ValidationFailedError, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
 from bus.outbox import OutboxWriter
@@ -41,7 +41,7 @@ from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
 from bus.sla.clock import Clock, RealClock
 
-__all__ = ["Accepted", "SubmissionRejected", "Submitter", "department_problem"]
+__all__ = ["Accepted", "Submitter", "department_problem"]
 
 log = structlog.get_logger("casebus.adapter.inbound")
 
@@ -54,15 +54,6 @@ class Accepted:
 
     message_id: uuid.UUID
     replay: bool
-
-
-class SubmissionRejected(CasebusError):
-    """A submission was refused: ``status`` is the HTTP status, ``problems`` every reason."""
-
-    def __init__(self, status: int, problems: list[dict[str, Any]]) -> None:
-        super().__init__(f"{status}: " + "; ".join(str(p.get("message")) for p in problems))
-        self.status = status
-        self.problems = problems
 
 
 def department_problem(
@@ -134,7 +125,7 @@ class Submitter:
         """Check, sign and queue one document for ``agency_id`` (already authenticated)."""
         signer = self._signers.get(agency_id)
         if signer is None:
-            raise SubmissionRejected(
+            raise SubmissionRejectedError(
                 403,
                 [
                     department_problem(
@@ -147,7 +138,7 @@ class Submitter:
                 ],
             )
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-            raise SubmissionRejected(
+            raise SubmissionRejectedError(
                 400,
                 [
                     department_problem(
@@ -210,7 +201,7 @@ class Submitter:
         if problems:
             voc = self._vocabulary
             named = [(p, voc.department_path(None, p.path, envelope=True)) for p in problems]
-            raise SubmissionRejected(422, [_as_department(p, field) for p, field in named])
+            raise SubmissionRejectedError(422, [_as_department(p, field) for p, field in named])
 
     async def _earlier(self, conn: Any, agency_id: str, key: str, digest: bytes) -> Accepted | None:
         row = await conn.fetchrow(
@@ -222,7 +213,7 @@ class Submitter:
         if row is None:
             return None
         if bytes(row["body_sha256"]) != digest:
-            raise SubmissionRejected(
+            raise SubmissionRejectedError(
                 409,
                 [
                     department_problem(
@@ -243,7 +234,7 @@ class Submitter:
         voc = self._vocabulary
         sender = doc.get("fsdw")
         if sender is not None and sender != agency_id:
-            raise SubmissionRejected(
+            raise SubmissionRejectedError(
                 403,
                 [
                     department_problem(
@@ -266,7 +257,7 @@ class Submitter:
                 f"业务类型须为其中之一：{allowed}",
                 code,
             )
-            raise SubmissionRejected(422, [problem])
+            raise SubmissionRejectedError(422, [problem])
         now = self._clock.now()
         plain, checked = run_checks(self._checks, kind, doc, self._rules, now)
         env_fields, payload_fields, raw = voc.split_submission(kind, plain)
@@ -275,13 +266,13 @@ class Submitter:
         model: PayloadModel | None = None
         try:
             model = validate_payload(kind, payload_fields)
-        except ValidationFailed as e:
+        except ValidationFailedError as e:
             problems += [_as_department(p, voc.department_path(kind, p.path)) for p in e.problems]
         payload = b""
         if model is not None:
             try:
                 payload = self._codec.encode_payload(kind, model)
-            except ValidationFailed as e:
+            except ValidationFailedError as e:
                 problems += [
                     _as_department(p, voc.department_path(kind, p.path)) for p in e.problems
                 ]
@@ -315,7 +306,7 @@ class Submitter:
             problems += self._unanswerable(envelope, str(code), doc)
             problems += self._unroutable(envelope)
         if problems or envelope is None:
-            raise SubmissionRejected(422, problems)
+            raise SubmissionRejectedError(422, problems)
         return sign_envelope(envelope, signer, codec=self._codec)
 
     def _unanswerable(
@@ -374,7 +365,7 @@ def _parse(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body, parse_int=_integer)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError: ValueError
-        raise SubmissionRejected(
+        raise SubmissionRejectedError(
             400,
             [
                 department_problem(
@@ -388,9 +379,9 @@ def _parse(body: bytes) -> dict[str, Any]:
         except RecursionError:
             bad = [_invalid_characters("$")]
         if bad:
-            raise SubmissionRejected(422, bad)
+            raise SubmissionRejectedError(422, bad)
     if not isinstance(doc, dict):
-        raise SubmissionRejected(
+        raise SubmissionRejectedError(
             422,
             [
                 department_problem(

@@ -33,7 +33,13 @@ from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters._framework.vocabulary import Vocabulary
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import CasebusError, DecodeError, ValidationFailed
+from bus.errors import (
+    CasebusError,
+    DecodeError,
+    DeliveryConflictError,
+    DeliveryNotFoundError,
+    ValidationFailedError,
+)
 from bus.inbox import InboxHandler
 from bus.lifecycle import EQUAL_JITTER, Backoff, Stoppable, pause
 from bus.models import BusAck, BusNack, Envelope, NackReason, Signature
@@ -49,8 +55,6 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "CircuitBreaker",
-    "DeliveryConflict",
-    "DeliveryNotFound",
     "Settler",
     "WebhookDeliverer",
     "answer_id",
@@ -99,14 +103,6 @@ _NAMESPACE: Final = uuid.UUID("5d1d7a3c-7a49-4c39-9d3e-0b7c1f2d6a11")
 _SILENT_RECEIPTS: Final = frozenset({"bus.ack", "bus.nack"})
 
 
-class DeliveryNotFound(CasebusError, ValueError):
-    """No delivery with this message id for this agency."""
-
-
-class DeliveryConflict(CasebusError, ValueError):
-    """The delivery cannot be settled so: settled otherwise already, or an earlier one waits."""
-
-
 def answer_id(agency_id: str, kind: str, original: uuid.UUID) -> uuid.UUID:
     """The message id of ``agency_id``'s ``bus.ack`` / ``bus.nack`` of ``original``: fixed, so
     settling twice never sends two answers."""
@@ -135,7 +131,7 @@ def inbox_handler(
     async def handle(conn: Conn, envelope: Envelope, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             _, _, model = the_codec.decode_payload_model(envelope.payload, kind=envelope.kind)
-        except (DecodeError, ValidationFailed) as e:
+        except (DecodeError, ValidationFailedError) as e:
             log.warning("adapter.undecodable_payload", error=str(e), agency=agency_id)
             return
         if isinstance(model, BusDelivered) and model.original_kind in _SILENT_RECEIPTS:
@@ -237,11 +233,13 @@ class Settler:
                 message_id,
             )
             if row is None:
-                raise DeliveryNotFound(f"no message {message_id} for {agency_id}", agency=agency_id)
+                raise DeliveryNotFoundError(
+                    f"no message {message_id} for {agency_id}", agency=agency_id
+                )
             if row["state"] != "pending":
                 if row["state"] == outcome:
                     return False
-                raise DeliveryConflict(
+                raise DeliveryConflictError(
                     f"message {message_id} is already {row['state']}", agency=agency_id
                 )
             earlier = await conn.fetchval(
@@ -253,7 +251,7 @@ class Settler:
                 row["id"],
             )
             if earlier is not None:
-                raise DeliveryConflict(
+                raise DeliveryConflictError(
                     f"settle the case's earlier message {earlier} first",
                     agency=agency_id,
                     case_id=row["case_id"],
@@ -523,7 +521,7 @@ class WebhookDeliverer(Stoppable):
             await self._settler.settle(
                 self._pool, self._endpoint.agency_id, row["message_id"], outcome, reason=reason
             )
-        except DeliveryConflict as e:  # settled by a pull meanwhile: nothing left to do
+        except DeliveryConflictError as e:  # settled by a pull meanwhile: nothing left to do
             self._log.info("adapter.settle_conflict", error=str(e))
 
     async def _lateness(self) -> None:

@@ -23,7 +23,7 @@ from adapters._framework.service import AdapterService
 from bus.audit.events import decode_leaf, leaf_envelope
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import DecodeError, ValidationFailed
+from bus.errors import DecodeError, ValidationFailedError
 from bus.inbox import InboxHandler, InboxReader
 from bus.models import AuditTreeHead, Envelope
 from bus.models.bus_kinds import BusDelivered
@@ -103,7 +103,7 @@ def store_handler(agency_id: str, *, codec: Codec | None = None) -> InboxHandler
     async def handle(conn: Conn, envelope: Envelope, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             _, _, model = the_codec.decode_payload_model(envelope.payload, kind=envelope.kind)
-        except (DecodeError, ValidationFailed) as e:
+        except (DecodeError, ValidationFailedError) as e:
             log.warning("procuratorate.undecodable_payload", error=str(e), agency=agency_id)
             return
         if isinstance(model, BusDelivered):

@@ -18,8 +18,7 @@ import asyncpg
 from adapters._framework.checks import DeadlineRules
 from adapters.procuratorate.mapping import VOCABULARY
 from bus.audit.evidence import build_bundle
-from bus.audit.log import EntryNotFound
-from bus.errors import CasebusError
+from bus.errors import CasebusError, EntryNotFoundError
 from bus.sla.calendar import SHANGHAI
 
 __all__ = ["expected_deadlines", "screening", "statistics", "timeline"]
@@ -139,7 +138,7 @@ async def timeline(
     for r in steps:
         try:
             bundle: dict[str, Any] | None = await build_bundle(pool, r["message_id"])
-        except EntryNotFound:
+        except EntryNotFoundError:
             bundle = None  # not yet covered by a checkpoint (or not audited at all)
         out.append(
             {

@@ -18,7 +18,7 @@ from typing import Literal
 
 import asyncpg
 
-from bus.attachments._port import AttachmentNotFound, AttachmentStore, StoredAttachment
+from bus.attachments._port import AttachmentStore, StoredAttachment
 from bus.attachments._retention import MessageRef, RetentionVerdict
 from bus.attachments._rules import (
     Reference,
@@ -27,13 +27,12 @@ from bus.attachments._rules import (
     submission_problems,
 )
 from bus.db import Conn, Executor
-from bus.errors import CasebusError, Problem
+from bus.errors import AttachmentNotFoundError, OutsideTransactionError, Problem
 from bus.models import Envelope
 
 __all__ = [
     "Deletion",
     "FetchOutcome",
-    "OutsideTransaction",
     "check_submission",
     "deletion_from_row",
     "held",
@@ -47,10 +46,6 @@ __all__ = [
 
 FetchOutcome = Literal["allowed", "refused"]
 """Whether a fetch came from a party (answered) or was refused (403)."""
-
-
-class OutsideTransaction(CasebusError, ValueError):
-    """A check that only holds inside a transaction was called outside one."""
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +66,7 @@ async def record_upload(
 
     With ``store`` the bytes are looked for once more, under the file's row lock. A store that
     finds an upload's bytes already stored keeps the old copy, and a retention sweep may delete
-    that copy before this record is written: then AttachmentNotFound, nothing is recorded, and
+    that copy before this record is written: then AttachmentNotFoundError, nothing is recorded, and
     the department must upload again. Once this commits, the grace period protects the file."""
     key = bytes.fromhex(sha256)
     async with _transaction(db) as conn:
@@ -81,7 +76,7 @@ async def record_upload(
             key,
         )
         if store is not None and await store.stat(sha256) is None:
-            raise AttachmentNotFound(
+            raise AttachmentNotFoundError(
                 f"attachment {sha256} was deleted by the retention sweep during the upload"
             )
         await conn.execute(
@@ -163,13 +158,13 @@ async def check_submission(
     (see :func:`bus.attachments.submission_problems`).
 
     Call it inside the transaction that then records the submission's references
-    (:func:`record_references`); OutsideTransaction otherwise. It locks each file's row FOR
+    (:func:`record_references`); OutsideTransactionError otherwise. It locks each file's row FOR
     SHARE until that transaction ends, and the retention sweep deletes a file only while it
     holds the same row FOR UPDATE: so either the sweep went first and this check sees the file
     deleted, or the reference is committed before the sweep looks and keeps the file (see
     :mod:`bus.attachments._sweep` for why a lock rather than a second look)."""
     if not db.is_in_transaction():
-        raise OutsideTransaction(
+        raise OutsideTransactionError(
             "check_submission must run in the transaction that records the references: "
             "outside it, the retention sweep could delete a file between check and reference"
         )

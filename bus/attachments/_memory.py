@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 
-from bus.attachments._port import (
-    AttachmentNotFound,
-    Hasher,
-    Stored,
-    StoredAttachment,
-)
+from bus.attachments._port import Hasher, Stored, StoredAttachment
+from bus.errors import AttachmentNotFoundError
 
 __all__ = ["MemoryAttachmentStore"]
 
@@ -63,7 +59,7 @@ class MemoryAttachmentStore:
         """See :meth:`bus.attachments.AttachmentStore.read`."""
         found = self._blobs.get(sha256)
         if found is None:
-            raise AttachmentNotFound(f"no attachment {sha256}")
+            raise AttachmentNotFoundError(f"no attachment {sha256}")
         data = found[1]
         stop = len(data) if end is None else min(end, len(data))
         for position in range(max(0, start), stop, self._piece):

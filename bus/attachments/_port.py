@@ -13,15 +13,12 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from bus.errors import CasebusError
+from bus.errors import AttachmentTooLargeError, DigestMismatchError
 
 __all__ = [
     "DEFAULT_MEDIA_TYPE",
     "URI_PREFIX",
-    "AttachmentNotFound",
     "AttachmentStore",
-    "AttachmentTooLarge",
-    "DigestMismatch",
     "Hasher",
     "Stored",
     "StoredAttachment",
@@ -80,31 +77,6 @@ class Stored:
     created: bool
 
 
-class AttachmentTooLarge(CasebusError, ValueError):
-    """The upload passed the store's size limit; nothing was kept."""
-
-    retriable = False
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"the attachment exceeds {max_bytes} bytes")
-        self.max_bytes = max_bytes
-
-
-class DigestMismatch(CasebusError, ValueError):
-    """The bytes hash to another SHA-256 than the uploader declared; nothing was kept."""
-
-    retriable = False
-
-    def __init__(self, expected: str, actual: str) -> None:
-        super().__init__(f"the bytes hash to {actual}, not the declared {expected}")
-        self.expected = expected
-        self.actual = actual
-
-
-class AttachmentNotFound(CasebusError, LookupError):
-    """No document with this SHA-256 in the store."""
-
-
 class Hasher:
     """Counts and hashes bytes as they stream past, enforcing the size limit and the declared
     hash: the part of an upload every store shares."""
@@ -116,17 +88,17 @@ class Hasher:
         self._expected = expected_sha256
 
     def update(self, chunk: bytes) -> None:
-        """Account for ``chunk``; AttachmentTooLarge once past the limit."""
+        """Account for ``chunk``; AttachmentTooLargeError once past the limit."""
         self.size_bytes += len(chunk)
         if self.size_bytes > self._max:
-            raise AttachmentTooLarge(self._max)
+            raise AttachmentTooLargeError(self._max)
         self._sha.update(chunk)
 
     def finish(self) -> str:
-        """The hex SHA-256; DigestMismatch when the declared one differs."""
+        """The hex SHA-256; DigestMismatchError when the declared one differs."""
         actual = self._sha.hexdigest()
         if self._expected is not None and self._expected != actual:
-            raise DigestMismatch(self._expected, actual)
+            raise DigestMismatchError(self._expected, actual)
         return actual
 
 
@@ -155,9 +127,9 @@ class AttachmentStore(Protocol):
         expected_sha256: str | None = None,
     ) -> Stored:
         """Store the bytes of ``chunks``, hashing them as they come; at most ``max_bytes``
-        (AttachmentTooLarge), equal to ``expected_sha256`` when given (DigestMismatch). Bytes
-        already stored are not stored again (``created`` False, the first media type kept).
-        Whatever fails or is cancelled half-way leaves nothing visible."""
+        (AttachmentTooLargeError), equal to ``expected_sha256`` when given
+        (DigestMismatchError). Bytes already stored are not stored again (``created`` False, the
+        first media type kept). Whatever fails or is cancelled half-way leaves nothing visible."""
         ...
 
     async def stat(self, sha256: str) -> StoredAttachment | None:
@@ -166,7 +138,7 @@ class AttachmentStore(Protocol):
 
     def read(self, sha256: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Bytes ``start`` to ``end`` (exclusive; None: to the end) of the document, in pieces
-        of bounded size; AttachmentNotFound when there is none."""
+        of bounded size; AttachmentNotFoundError when there is none."""
         ...
 
     async def delete(self, sha256: str) -> StoredAttachment | None:

@@ -13,14 +13,8 @@ from typing import Final
 
 import asyncpg
 
-from bus.attachments._port import (
-    AttachmentNotFound,
-    Hasher,
-    Stored,
-    StoredAttachment,
-    rechunk,
-)
-from bus.errors import ConfigError, TransportError
+from bus.attachments._port import Hasher, Stored, StoredAttachment, rechunk
+from bus.errors import AttachmentNotFoundError, ConfigError, TransportError
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "PostgresAttachmentStore"]
 
@@ -92,7 +86,7 @@ class PostgresAttachmentStore:
         except _AlreadyStored:
             existing = await self.stat(sha256)
             if existing is None:  # deleted by a retention sweep meanwhile
-                raise AttachmentNotFound(f"attachment {sha256} vanished") from None
+                raise AttachmentNotFoundError(f"attachment {sha256} vanished") from None
             return Stored(existing, created=False)
         return Stored(StoredAttachment(sha256, hasher.size_bytes, media_type), created=True)
 
@@ -136,7 +130,7 @@ class PostgresAttachmentStore:
         pool = self._pool()
         row = await pool.fetchrow(_STAT, bytes.fromhex(sha256))
         if row is None:
-            raise AttachmentNotFound(f"no attachment {sha256}")
+            raise AttachmentNotFoundError(f"no attachment {sha256}")
         size, chunk = row["size_bytes"], row["chunk_bytes"]
         stop = size if end is None else min(end, size)
         position = max(0, start)
@@ -146,6 +140,6 @@ class PostgresAttachmentStore:
             # substring() counts from 1.
             piece = await pool.fetchval(_CHUNK, row["id"], seq, offset + 1, length)
             if piece is None or len(piece) != length:
-                raise AttachmentNotFound(f"attachment {sha256}: chunk {seq} is missing")
+                raise AttachmentNotFoundError(f"attachment {sha256}: chunk {seq} is missing")
             yield bytes(piece)
             position += length

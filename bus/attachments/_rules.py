@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from bus.attachments._port import StoredAttachment, sha256_of_uri
-from bus.errors import CasebusError, Problem
+from bus.errors import Problem, RangeNotSatisfiableError
 from bus.models import Attachment, Envelope
 
 __all__ = [
     "ByteRange",
-    "RangeNotSatisfiable",
     "RefRole",
     "Reference",
     "bus_attachments",
@@ -123,10 +122,6 @@ def delivery_role(envelope: Envelope, agency_id: str) -> RefRole:
     return "recipient" if agency_id in envelope.recipients else "copy"
 
 
-class RangeNotSatisfiable(CasebusError, ValueError):
-    """A ``Range`` header no byte of the document satisfies (HTTP 416)."""
-
-
 @dataclass(frozen=True, slots=True)
 class ByteRange:
     """Bytes ``start`` to ``end`` (exclusive) of a document of ``size`` bytes."""
@@ -144,7 +139,7 @@ class ByteRange:
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The one byte range a ``Range`` header asks of ``size`` bytes (RFC 9110 §14.1.2); None
     for the whole document (no header, or one this server may ignore: another unit, several
-    ranges, bad syntax). RangeNotSatisfiable when it starts past the end."""
+    ranges, bad syntax). RangeNotSatisfiableError when it starts past the end."""
     if header is None or "," in header:
         return None
     m = _RANGE.match(header)
@@ -156,14 +151,14 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not first:  # the last N bytes
         suffix = int(last)
         if suffix == 0 or size == 0:
-            raise RangeNotSatisfiable(f"{header!r} of {size} bytes")
+            raise RangeNotSatisfiableError(f"{header!r} of {size} bytes")
         return ByteRange(max(0, size - suffix), size, size)
     start = int(first)
     end = size if not last else int(last) + 1
     if last and end <= start:
         return None  # first > last: invalid, so ignored
     if start >= size:
-        raise RangeNotSatisfiable(f"{header!r} of {size} bytes")
+        raise RangeNotSatisfiableError(f"{header!r} of {size} bytes")
     return ByteRange(start, min(end, size), size)
 
 

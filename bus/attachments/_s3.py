@@ -24,14 +24,8 @@ from xml.etree import ElementTree
 
 import httpx
 
-from bus.attachments._port import (
-    AttachmentNotFound,
-    Hasher,
-    Stored,
-    StoredAttachment,
-    rechunk,
-)
-from bus.errors import ConfigError, TransportError
+from bus.attachments._port import Hasher, Stored, StoredAttachment, rechunk
+from bus.errors import AttachmentNotFoundError, ConfigError, TransportError
 
 __all__ = ["S3AttachmentStore"]
 
@@ -236,7 +230,7 @@ class S3AttachmentStore:
         if copied.status_code == 412:
             existing = await self.stat(sha256)
             if existing is None:  # deleted by a retention sweep between the two requests
-                raise AttachmentNotFound(f"attachment {sha256} vanished")
+                raise AttachmentNotFoundError(f"attachment {sha256} vanished")
             return Stored(existing, created=False)
         return Stored(StoredAttachment(sha256, hasher.size_bytes, media_type), created=True)
 
@@ -277,7 +271,7 @@ class S3AttachmentStore:
         """See :meth:`bus.attachments.AttachmentStore.read`."""
         found = await self.stat(sha256)
         if found is None:
-            raise AttachmentNotFound(f"no attachment {sha256}")
+            raise AttachmentNotFoundError(f"no attachment {sha256}")
         stop = found.size_bytes if end is None else min(end, found.size_bytes)
         start = max(0, start)
         if start >= stop:

@@ -3,7 +3,6 @@ witnesses' cosignatures."""
 
 from bus.audit.checkpoint import (
     Checkpoint,
-    CheckpointError,
     NoteSignature,
     VerifierKey,
     ed25519_key_id,
@@ -46,7 +45,6 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "Checkpoint",
-    "CheckpointError",
     "CompactRange",
     "Cosignature",
     "NoteSignature",

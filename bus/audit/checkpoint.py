@@ -29,21 +29,18 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bus.errors import ProofError
+from bus.errors import CheckpointError
 
 __all__ = [
     "ED25519_SIGNATURE_TYPE",
     "MAX_SIGNATURES",
     "TIMESTAMP_EXTENSION",
     "Checkpoint",
-    "CheckpointError",
-    "CheckpointErrorReason",
     "NoteSignature",
     "VerifierKey",
     "ed25519_key_id",
@@ -76,20 +73,6 @@ _SIG_PREFIX = "— "
 _DECIMAL = re.compile(r"0|[1-9][0-9]*", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _HEX_KEY_ID = re.compile(r"[0-9a-f]{8}", re.ASCII)
-
-CheckpointErrorReason = Literal[
-    "malformed", "bad_root_length", "bad_key", "unknown_key", "bad_signature", "wrong_origin"
-]
-
-
-class CheckpointError(ProofError):
-    """A signed checkpoint, note or verifier key is not valid. ``reason`` says which rule broke:
-    ``malformed``, ``bad_root_length``, ``bad_key``, ``unknown_key`` (no signature by the
-    expected key), ``bad_signature`` or ``wrong_origin``."""
-
-    def __init__(self, reason: CheckpointErrorReason, detail: str) -> None:
-        self.reason: CheckpointErrorReason = reason
-        super().__init__(f"{reason}: {detail}")
 
 
 def _malformed(detail: str) -> CheckpointError:

@@ -28,12 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bus.audit.checkpoint import (
-    CheckpointError,
-    NoteSignature,
-    VerifierKey,
-    parse_note,
-)
+from bus.audit.checkpoint import NoteSignature, VerifierKey, parse_note
+from bus.errors import CheckpointError
 
 __all__ = [
     "COSIGNATURE_V1_TYPE",

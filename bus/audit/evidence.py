@@ -23,24 +23,25 @@ from typing import Any
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bus.audit.checkpoint import (
-    CheckpointError,
-    VerifierKey,
-    parse_signed_checkpoint,
-    verify_signed_checkpoint,
-)
+from bus.audit.checkpoint import VerifierKey, parse_signed_checkpoint, verify_signed_checkpoint
 from bus.audit.cosignature import verify_cosignature
 from bus.audit.events import decode_leaf, leaf_envelope
-from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.log import AuditLog
 from bus.audit.merkle import leaf_hash, verify_inclusion
 from bus.audit.witnessing import cosigned_note, latest_cosigned_covering
 from bus.codec import Codec, default_codec
-from bus.errors import CasebusError, DecodeError, ProofError, SignatureError
+from bus.errors import (
+    BundleError,
+    CheckpointError,
+    DecodeError,
+    EntryNotFoundError,
+    ProofError,
+    SignatureError,
+)
 from bus.signing import InMemoryKeyStore, PublicKeyRecord, verify_envelope
 
 __all__ = [
     "BUNDLE_FORMAT",
-    "BundleError",
     "Verdict",
     "build_bundle",
     "load_bundle",
@@ -48,14 +49,6 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "casebus-evidence/1"
-
-
-class BundleError(CasebusError, ValueError):
-    """A bundle did not verify; ``reason`` names the first check that failed."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +98,17 @@ async def build_bundle(
         else:
             cp = await log.checkpoint_covering(db, entry.index)
         if cp is None:
-            raise EntryNotFound(
+            raise EntryNotFoundError(
                 f"entry {entry.index} is not covered by a checkpoint yet; try again shortly"
             )
     else:
         cp = await log.checkpoint(db, checkpoint_size)
         if cp is None:
-            raise EntryNotFound(f"no checkpoint of size {checkpoint_size}")
+            raise EntryNotFoundError(f"no checkpoint of size {checkpoint_size}")
         if cp.tree_size <= entry.index:
-            raise EntryNotFound(f"checkpoint {cp.tree_size} does not include entry {entry.index}")
+            raise EntryNotFoundError(
+                f"checkpoint {cp.tree_size} does not include entry {entry.index}"
+            )
     proof = await log.inclusion_proof(db, entry.index, cp.tree_size)
     envelope = leaf_envelope(decode_leaf(entry.leaf))
     return {

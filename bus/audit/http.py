@@ -23,8 +23,9 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from bus.audit.evidence import build_bundle
-from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.log import AuditLog
 from bus.audit.witnessing import cosigned_note
+from bus.errors import EntryNotFoundError
 
 __all__ = ["audit_router"]
 
@@ -62,7 +63,7 @@ def audit_router(
             return await build_bundle(
                 pool(), message_id, event_kind=event, checkpoint_size=checkpoint
             )
-        except EntryNotFound as e:
+        except EntryNotFoundError as e:
             raise HTTPException(status_code=404, detail=str(e)) from e
 
     @router.get("/consistency", summary="Consistency proof between two checkpoints")

@@ -26,23 +26,18 @@ from bus.audit.merkle import (
     root_from,
 )
 from bus.db import Conn, Executor
-from bus.errors import CasebusError
+from bus.errors import CasebusError, EntryNotFoundError
 
 __all__ = [
     "AppendedEntry",
     "AuditLog",
     "AuditRecord",
-    "EntryNotFound",
     "LogEntry",
     "StoredCheckpoint",
 ]
 
 # One fixed key for the append lock; it spells "audit" so it is easy to spot in pg_locks.
 _APPEND_LOCK = 0x6175646974
-
-
-class EntryNotFound(CasebusError, LookupError):
-    """No audit entry for that message and event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +234,7 @@ class AuditLog:
         )
         if row is None:
             what = f" ({event_kind})" if event_kind else ""
-            raise EntryNotFound(f"no audit entry for message {message_id}{what}")
+            raise EntryNotFoundError(f"no audit entry for message {message_id}{what}")
         return _entry(row)
 
     async def entries_of_case(self, db: Executor, case_id: str) -> list[LogEntry]:

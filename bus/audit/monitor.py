@@ -19,13 +19,13 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import Counter, Gauge
 
-from bus.audit.checkpoint import Checkpoint, CheckpointError, VerifierKey, verify_signed_checkpoint
+from bus.audit.checkpoint import Checkpoint, VerifierKey, verify_signed_checkpoint
 from bus.audit.cosignature import verify_cosignature
 from bus.audit.log import AuditLog
 from bus.audit.merkle import verify_consistency
 from bus.codec import default_codec
 from bus.db import Conn
-from bus.errors import CasebusError, ProofError
+from bus.errors import CasebusError, CheckpointError, ProofError
 from bus.inbox import InboxReader
 from bus.models import Envelope
 from bus.settings import Settings

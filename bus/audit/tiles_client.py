@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bus.audit.checkpoint import Checkpoint, CheckpointError, VerifierKey, verify_signed_checkpoint
+from bus.audit.checkpoint import Checkpoint, VerifierKey, verify_signed_checkpoint
 from bus.audit.cosignature import verify_cosignature
 from bus.audit.tiles import TileRef, tile_path, tiles_for_inclusion, verify_inclusion_from_tiles
-from bus.errors import ProofError
+from bus.errors import CheckpointError, ProofError
 
 __all__ = ["TiledLog", "TiledProof"]
 

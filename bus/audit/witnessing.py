@@ -23,11 +23,11 @@ import asyncpg
 import httpx
 import structlog
 
-from bus.audit.checkpoint import CheckpointError, VerifierKey
+from bus.audit.checkpoint import VerifierKey
 from bus.audit.cosignature import add_signature_lines, parse_cosigner_key, verify_cosignature
 from bus.audit.log import AuditLog, StoredCheckpoint
 from bus.db import Executor
-from bus.errors import ConfigError
+from bus.errors import CheckpointError, ConfigError
 
 __all__ = [
     "WitnessEndpoint",

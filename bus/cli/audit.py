@@ -19,13 +19,13 @@ from bus.attachments import check_attachment_files
 from bus.audit.checkpoint import VerifierKey, verifier_key_string, verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.cosignature import parse_cosigner_key
-from bus.audit.evidence import BundleError, build_bundle, load_bundle, verify_bundle
-from bus.audit.log import AuditLog, EntryNotFound
+from bus.audit.evidence import build_bundle, load_bundle, verify_bundle
+from bus.audit.log import AuditLog
 from bus.audit.monitor import DatabaseProofSource, run_monitor
 from bus.audit.verify import HeldCheckpoint, verify_log
 from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
 from bus.db import create_pool
-from bus.errors import CasebusError, ConfigError, ProofError
+from bus.errors import BundleError, CasebusError, ConfigError, EntryNotFoundError, ProofError
 from bus.settings import Settings, load_settings
 from bus.signing import Ed25519Signer
 
@@ -162,7 +162,7 @@ def prove_cmd(
 
     try:
         bundle = asyncio.run(go())
-    except EntryNotFound as e:
+    except EntryNotFoundError as e:
         raise _fail(str(e)) from e
     typer.echo(json.dumps(bundle, indent=2, ensure_ascii=False))
 
@@ -180,7 +180,7 @@ def consistency_cmd(old_size: int, new_size: int) -> None:
             new = await log.checkpoint(pool, new_size)
             if old is None or new is None:
                 missing = old_size if old is None else new_size
-                raise EntryNotFound(f"no checkpoint of size {missing}")
+                raise EntryNotFoundError(f"no checkpoint of size {missing}")
             proof = await log.consistency_proof(pool, old_size, new_size)
         finally:
             await pool.close()
@@ -194,7 +194,7 @@ def consistency_cmd(old_size: int, new_size: int) -> None:
 
     try:
         out = asyncio.run(go())
-    except (EntryNotFound, CasebusError) as e:
+    except (EntryNotFoundError, CasebusError) as e:
         raise _fail(str(e)) from e
     typer.echo(json.dumps(out, indent=2))
 

@@ -23,7 +23,7 @@ import typer
 from bus.agency_db import PgKeyStore
 from bus.codec import default_codec
 from bus.db import create_pool
-from bus.errors import CasebusError, DecodeError, SignatureError, ValidationFailed
+from bus.errors import CasebusError, DecodeError, SignatureError, ValidationFailedError
 from bus.models import Attachment, Envelope, Signature, validate_payload
 from bus.settings import load_settings
 from bus.signing import Ed25519Signer, sign_envelope, verify_envelope
@@ -47,7 +47,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _problems(e: ValidationFailed) -> None:
+def _problems(e: ValidationFailedError) -> None:
     typer.echo(json.dumps({"problems": e.as_list()}, ensure_ascii=False, indent=2), err=True)
 
 
@@ -93,7 +93,7 @@ def encode_cmd(
             }
         )
         value = default_codec().encode_envelope(sign_envelope(envelope, signer))
-    except ValidationFailed as e:
+    except ValidationFailedError as e:
         _problems(e)
         raise typer.Exit(2) from e
     except (CasebusError, ValueError, KeyError) as e:
@@ -128,7 +128,7 @@ def decode_cmd(
     try:
         envelope = codec.decode_envelope(value)
         kind, version, payload = codec.decode_envelope_payload(envelope)
-    except (DecodeError, ValidationFailed) as e:
+    except (DecodeError, ValidationFailedError) as e:
         typer.echo(f"cannot decode: {e}", err=True)
         raise typer.Exit(1) from e
     out: dict[str, Any] = envelope.to_avro()

@@ -19,11 +19,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from bus.cli._app import any_casebus_variable
-from bus.errors import CasebusError
+from bus.errors import CasebusError, UnknownPolicyError
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, SHANGHAI, WorkCalendar
 from bus.sla.clock import clock_from_setting
 from bus.sla.deadline import SLA_AGENCY, Deadline
-from bus.sla.policy import DEFAULT_POLICIES_PATH, UnknownPolicyError, load_policies
+from bus.sla.policy import DEFAULT_POLICIES_PATH, load_policies
 
 # The engine, the store, the metrics server (aiokafka, asyncpg, prometheus_client), asyncio and
 # the settings (pydantic-settings) are imported inside the commands that use them: `casebus sla

@@ -11,9 +11,9 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bus.audit.checkpoint import CheckpointError, parse_verifier_key
+from bus.audit.checkpoint import parse_verifier_key
 from bus.audit.cosignature import cosigner_vkey
-from bus.errors import ConfigError
+from bus.errors import CheckpointError, ConfigError
 from bus.secret_files import read_secret_file
 from bus.settings import Settings, load_settings
 from bus.witness import SqliteWitnessStore, Witness, create_app, logs_by_origin

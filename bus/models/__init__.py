@@ -3,7 +3,7 @@
 Each model mirrors its Avro schema in ``schemas/`` and converts with ``to_avro()`` /
 ``from_avro()``; ``tests/test_models.py`` keeps the two in step. Use :data:`PAYLOAD_MODELS` to find
 a kind's model and :func:`validate_payload` to check department input, which raises
-:class:`~bus.errors.ValidationFailed` listing every problem at once.
+:class:`~bus.errors.ValidationFailedError` listing every problem at once.
 """
 
 from __future__ import annotations

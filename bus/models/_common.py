@@ -22,7 +22,7 @@ from annotated_types import Ge, Le
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 from pydantic_core import PydanticCustomError
 
-from bus.errors import ValidationFailed
+from bus.errors import ValidationFailedError
 from bus.models._problems import problems_from_validation_error
 
 __all__ = [
@@ -134,11 +134,11 @@ class AvroModel(BaseModel):
 
     @classmethod
     def from_avro(cls, data: Mapping[str, Any]) -> Self:
-        """Build from the datum fastavro reads; :class:`ValidationFailed` lists every problem."""
+        """Build from the datum fastavro reads; :class:`ValidationFailedError` lists problems."""
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            raise ValidationFailed(problems_from_validation_error(e)) from e
+            raise ValidationFailedError(problems_from_validation_error(e)) from e
 
 
 class PayloadModel(AvroModel):

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from bus.errors import Problem, ValidationFailed
+from bus.errors import Problem, ValidationFailedError
 from bus.models import bus_kinds, court, criminal, regulators
 from bus.models._common import PayloadModel
 from bus.models._problems import problems_from_validation_error
@@ -71,7 +71,7 @@ PAYLOAD_MODELS: Final[dict[str, type[PayloadModel]]] = {m.KIND: m for m in _MODE
 
 
 def payload_model(kind: str) -> type[PayloadModel]:
-    """The payload model of ``kind``; raises :class:`ValidationFailed` for an unknown kind."""
+    """The payload model of ``kind``; raises :class:`ValidationFailedError` for an unknown kind."""
     model = PAYLOAD_MODELS.get(kind)
     if model is None:
         problem = Problem(
@@ -81,14 +81,14 @@ def payload_model(kind: str) -> type[PayloadModel]:
             value=kind,
             message_zh="未知的消息类型",
         )
-        raise ValidationFailed([problem])
+        raise ValidationFailedError([problem])
     return model
 
 
 def validate_payload(kind: str, data: Mapping[str, Any]) -> PayloadModel:
-    """Validate ``data`` as a ``kind`` payload; :class:`ValidationFailed` lists every problem."""
+    """Validate ``data`` as a ``kind`` payload (:class:`ValidationFailedError` lists problems)."""
     model = payload_model(kind)
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ValidationFailed(problems_from_validation_error(e)) from e
+        raise ValidationFailedError(problems_from_validation_error(e)) from e

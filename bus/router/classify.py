@@ -21,7 +21,7 @@ from aiokafka.structs import ConsumerRecord
 
 from bus.agencies import Registry
 from bus.codec import Codec
-from bus.errors import DecodeError, Problem, SignatureError, ValidationFailed
+from bus.errors import DecodeError, Problem, SignatureError, ValidationFailedError
 from bus.models import Envelope
 from bus.router.principal import PrincipalCheck
 from bus.router.verdict import UNWITNESSED, Accepted, NackCode, Outcome, Refused, Verdict
@@ -138,7 +138,7 @@ class Classifier:
                 reply_to=self._reply_to(record, _header(record, "ce_source")),
                 outcome="dead",
             )
-        except ValidationFailed as e:
+        except ValidationFailedError as e:
             return refused(
                 "invalid_envelope",
                 e.problems,
@@ -191,7 +191,7 @@ class Classifier:
                 message_zh="未知的消息类型" if unknown else "载荷无法解码",
             )
             return refused(code, [problem], reply_to=reply_to, envelope=envelope, key=key)
-        except ValidationFailed as e:
+        except ValidationFailedError as e:
             problems = [
                 Problem(f"payload.{p.path}", p.rule, p.message, p.value, p.message_zh)
                 for p in e.problems
@@ -277,7 +277,7 @@ class Classifier:
         try:
             envelope = self._codec.decode_envelope(value)
             claimed = envelope.sender
-        except (DecodeError, ValidationFailed):
+        except (DecodeError, ValidationFailedError):
             envelope = None
         reply_to = self._reply_to(record, claimed)
         log.warning(

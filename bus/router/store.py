@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bus.audit.log import AppendedEntry, AuditRecord, EntryNotFound
+from bus.audit.log import AppendedEntry, AuditRecord
+from bus.errors import EntryNotFoundError
 from bus.router.verdict import Refused
 
 __all__ = ["InMemoryRouterStore", "RouterStore", "Seen"]
@@ -60,7 +61,7 @@ class RouterStore(Protocol):
         ...
 
     async def leaf(self, message_id: uuid.UUID, event_kind: str) -> bytes:
-        """The leaf of a message's event (raises EntryNotFound)."""
+        """The leaf of a message's event (raises EntryNotFoundError)."""
         ...
 
 
@@ -110,5 +111,5 @@ class InMemoryRouterStore:
     async def leaf(self, message_id: uuid.UUID, event_kind: str) -> bytes:
         index = self._index.get((message_id, event_kind))
         if index is None:
-            raise EntryNotFound(f"no audit entry for message {message_id} ({event_kind})")
+            raise EntryNotFoundError(f"no audit entry for message {message_id} ({event_kind})")
         return self.log[index].leaf

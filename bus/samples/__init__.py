@@ -51,13 +51,7 @@ allows; :func:`refused_route` one it refuses.
 from __future__ import annotations
 
 from bus.samples._agencies import SAMPLE_ROUTES, refused_route
-from bus.samples._build import (
-    SAMPLE_OPTIONS,
-    UnknownOverrideError,
-    sample,
-    sample_envelope,
-    sample_payload,
-)
+from bus.samples._build import SAMPLE_OPTIONS, sample, sample_envelope, sample_payload
 from bus.samples._bus import AUDIT_ORIGIN, sample_audit_key
 from bus.samples._context import sample_case_id, sample_time
 from bus.samples._documents import (
@@ -76,7 +70,6 @@ __all__ = [
     "SAMPLE_ROUTES",
     "SCENARIOS",
     "Scenario",
-    "UnknownOverrideError",
     "document_bytes",
     "document_sha256",
     "refused_route",

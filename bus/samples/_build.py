@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from bus.errors import CasebusError
+from bus.errors import UnknownOverrideError
 from bus.models import KINDS, Envelope, PayloadModel, Signature, payload_model, validate_payload
 from bus.party import Party
 from bus.samples import _bus, _court, _criminal, _regulators
@@ -19,7 +19,6 @@ from bus.signing import sign_envelope
 
 __all__ = [
     "SAMPLE_OPTIONS",
-    "UnknownOverrideError",
     "sample",
     "sample_envelope",
     "sample_payload",
@@ -45,10 +44,6 @@ SAMPLE_OPTIONS: Final[dict[str, tuple[str, ...]]] = {
 _DUE_FROM_PAYLOAD = frozenset({"opinion.request", "supervision.notice"})
 
 
-class UnknownOverrideError(CasebusError, ValueError):
-    """An override names neither a field of the kind's payload nor an option of its sampler."""
-
-
 def _now(overrides: dict[str, Any], rng: random.Random) -> datetime:
     """The ``now`` override, else an instant of the sample fortnight drawn from ``rng``."""
     now = overrides.get("now")
@@ -66,7 +61,7 @@ def sample_payload(kind: str, rng: random.Random, **overrides: Any) -> PayloadMo
     it follow (``decision="NOT_FILED"`` brings reasons and returned materials). The options in
     :data:`SAMPLE_OPTIONS` steer the draw instead. Anything else raises
     :class:`UnknownOverrideError`; a result that breaks the model's rules raises
-    :class:`~bus.errors.ValidationFailed`, as for department input.
+    :class:`~bus.errors.ValidationFailedError`, as for department input.
     """
     model = payload_model(kind)
     options = SAMPLE_OPTIONS[kind]

@@ -1,7 +1,7 @@
 """The simulated fortnight behind ``casebus demo``: the world, its clock, the flows, the report."""
 
 from bus.sim.clock import SteppedClock
-from bus.sim.fortnight import Days, Expected, Fortnight, SimulationError
+from bus.sim.fortnight import Days, Expected, Fortnight
 from bus.sim.report import Pulse, Summary, pulse, summarize
 from bus.sim.world import World, running_world
 
@@ -10,7 +10,6 @@ __all__ = [
     "Expected",
     "Fortnight",
     "Pulse",
-    "SimulationError",
     "SteppedClock",
     "Summary",
     "World",

@@ -33,16 +33,12 @@ from adapters.police.testing import filing_decision, jurisdiction_forward, recei
 from adapters.police.testing import reconsideration_decision as police_reconsideration
 from adapters.procuratorate.testing import supervision_notice
 from adapters.regulators.testing import clue_handover, opinion_delegated, opinion_response
-from bus.errors import CasebusError
+from bus.errors import SimulationError
 from bus.sim import documents as docs
 from bus.sim.world import BUREAU, COURT, ECO, POLICE, PROCURATORATE, World
 from bus.sla.calendar import SHANGHAI
 
-__all__ = ["Days", "Expected", "Fortnight", "SimulationError"]
-
-
-class SimulationError(CasebusError):
-    """A step of the simulated fortnight did not happen."""
+__all__ = ["Days", "Expected", "Fortnight"]
 
 
 class Days:

@@ -16,8 +16,6 @@ from bus.sla.calendar import (
     SHANGHAI,
     BeforeWarning,
     FractionWarning,
-    NaiveDatetimeError,
-    PeriodError,
     PeriodUnit,
     WarningSpec,
     WorkCalendar,
@@ -26,15 +24,7 @@ from bus.sla.calendar import (
 )
 from bus.sla.clock import AcceleratedClock, Clock, RealClock, clock_from_setting
 from bus.sla.deadline import SLA_AGENCY, Deadline, DeadlineState, Emission
-from bus.sla.policy import (
-    DEFAULT_POLICIES_PATH,
-    KINDS,
-    Policy,
-    PolicyInputError,
-    PolicySet,
-    UnknownPolicyError,
-    load_policies,
-)
+from bus.sla.policy import DEFAULT_POLICIES_PATH, KINDS, Policy, PolicySet, load_policies
 
 if TYPE_CHECKING:
     from bus.sla.app import DEFAULT_SLA_KEY_FILE, run_sla_engine
@@ -81,18 +71,14 @@ __all__ = [
     "DeadlineStore",
     "Emission",
     "FractionWarning",
-    "NaiveDatetimeError",
     "Parties",
-    "PeriodError",
     "PeriodUnit",
     "Policy",
-    "PolicyInputError",
     "PolicySet",
     "RealClock",
     "SlaEmitter",
     "SlaEngine",
     "SlaScheduler",
-    "UnknownPolicyError",
     "WarningSpec",
     "WorkCalendar",
     "clock_from_setting",

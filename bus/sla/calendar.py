@@ -24,7 +24,7 @@ import chinese_calendar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from bus.errors import CasebusError, ConfigError
+from bus.errors import ConfigError, NaiveDatetimeError, PeriodError
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -38,8 +38,6 @@ __all__ = [
     "SHANGHAI",
     "BeforeWarning",
     "FractionWarning",
-    "NaiveDatetimeError",
-    "PeriodError",
     "PeriodUnit",
     "WarningSpec",
     "WorkCalendar",
@@ -86,14 +84,6 @@ def _unknown_year_counter() -> Counter:
         "such years count weekends only.",
         ["year"],
     )
-
-
-class NaiveDatetimeError(CasebusError, ValueError):
-    """A datetime without a UTC offset was given where an instant is needed."""
-
-
-class PeriodError(CasebusError, ValueError):
-    """A period or warning point is malformed (unknown unit, negative amount, bad fraction)."""
 
 
 def _require_aware(value: datetime, what: str) -> datetime:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from bus.errors import ConfigError
-from bus.sla.calendar import NaiveDatetimeError
+from bus.errors import ConfigError, NaiveDatetimeError
 
 __all__ = ["AcceleratedClock", "Clock", "RealClock", "clock_from_setting"]
 

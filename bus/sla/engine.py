@@ -28,7 +28,13 @@ from aiokafka import ConsumerRecord
 
 from bus.codec import Codec, default_codec
 from bus.db import Conn
-from bus.errors import ConfigError, DecodeError, ValidationFailed
+from bus.errors import (
+    ConfigError,
+    DecodeError,
+    NoPartyError,
+    PolicyInputError,
+    ValidationFailedError,
+)
 from bus.models import Envelope
 from bus.sla import metrics
 from bus.sla.calendar import SHANGHAI, WorkCalendar
@@ -36,8 +42,8 @@ from bus.sla.clock import Clock
 from bus.sla.deadline import Deadline, Emission, close_step, deadline_id, move_step
 from bus.sla.events import SlaEmitter
 from bus.sla.fields import policy_field_problems
-from bus.sla.parties import NoParty, Parties
-from bus.sla.policy import Policy, PolicyInputError, PolicySet, field_value
+from bus.sla.parties import Parties
+from bus.sla.policy import Policy, PolicySet, field_value
 from bus.sla.store import DeadlineStore
 
 __all__ = ["NOTIFY_CHANNEL", "Handled", "SlaEngine", "period_key"]
@@ -147,7 +153,7 @@ class SlaEngine:
         )
         try:
             model = self._codec.decode_payload_model(envelope.payload, kind=envelope.kind)[2]
-        except (DecodeError, ValidationFailed) as e:
+        except (DecodeError, ValidationFailedError) as e:
             # The router delivers only valid messages; this is defence in depth.
             bound.warning("sla.undecodable", error=str(e))
             return done
@@ -171,7 +177,7 @@ class SlaEngine:
         *,
         thread_start: datetime | None = None,
     ) -> Deadline:
-        """The deadline ``policy`` opens for this message (PolicyInputError, NoParty if it
+        """The deadline ``policy`` opens for this message (PolicyInputError, NoPartyError if it
         cannot); ``thread_start`` is the start of the ``opens_on.start_of`` deadline, if any."""
         start = policy.start_from(
             sent_at=envelope.sent_at, payload=payload, thread_start=thread_start
@@ -221,7 +227,7 @@ class SlaEngine:
                 deadline = self.new_deadline(
                     policy, envelope, payload, now, thread_start=thread_start
                 )
-            except (PolicyInputError, NoParty, OverflowError) as e:
+            except (PolicyInputError, NoPartyError, OverflowError) as e:
                 # OverflowError: an instant the models accept (years 1-9999 UTC) that leaves the
                 # calendar in Shanghai or when a period or a warning is counted from it.
                 self._skip(bound, policy.id, "open", e)
@@ -369,6 +375,6 @@ class SlaEngine:
         return False
 
     def _skip(self, bound: Any, policy_id: str, step: str, error: Exception) -> None:
-        reason = "no_party" if isinstance(error, NoParty) else "bad_field"
+        reason = "no_party" if isinstance(error, NoPartyError) else "bad_field"
         metrics.SKIPPED.labels(policy=policy_id, reason=reason).inc()
         bound.warning("sla.skipped", policy=policy_id, step=step, reason=reason, error=str(error))

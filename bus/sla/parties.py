@@ -9,16 +9,12 @@ from __future__ import annotations
 from typing import get_args
 
 from bus.agencies import AgencyKind, Registry
-from bus.errors import CasebusError
+from bus.errors import NoPartyError
 from bus.models import Envelope
 
-__all__ = ["NoParty", "Parties"]
+__all__ = ["Parties"]
 
 _KINDS: frozenset[str] = frozenset(get_args(AgencyKind))
-
-
-class NoParty(CasebusError, ValueError):
-    """A policy names a party the opening message has no agency for."""
 
 
 class Parties:
@@ -40,14 +36,14 @@ class Parties:
         if party == "recipient":
             return envelope.recipients[0]
         if party not in _KINDS:
-            raise NoParty(f"unknown party {party!r}")
+            raise NoPartyError(f"unknown party {party!r}")
         for agency_id in (envelope.sender, *envelope.recipients):
             if self._kind_of.get(agency_id) == party:
                 return agency_id
         known = [a.id for a in self._registry.agencies if a.kind == party]
         if len(known) == 1:
             return known[0]
-        raise NoParty(
+        raise NoPartyError(
             f"no {party} among {envelope.sender} and {', '.join(envelope.recipients)}, and the "
             f"registry has {len(known)} agencies of that kind",
             message_id=str(envelope.message_id),

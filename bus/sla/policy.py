@@ -20,12 +20,16 @@ from typing import Annotated, Any, Literal, Self
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bus.errors import CasebusError, ConfigError
+from bus.errors import (
+    ConfigError,
+    NaiveDatetimeError,
+    PolicyInputError,
+    UnknownPolicyError,
+)
 from bus.models.kinds import BUSINESS_KINDS
 from bus.sla.calendar import (
     REPO_ROOT,
     SHANGHAI,
-    NaiveDatetimeError,
     PeriodUnit,
     WarningSpec,
     WorkCalendar,
@@ -45,10 +49,8 @@ __all__ = [
     "OpensOn",
     "Period",
     "Policy",
-    "PolicyInputError",
     "PolicySet",
     "Schedule",
-    "UnknownPolicyError",
     "field_value",
     "load_policies",
 ]
@@ -63,19 +65,6 @@ Party = Literal[
     "recipient", "sender", "enforcement", "regulator", "police", "procuratorate", "court"
 ]
 Scalar = bool | int | float | str
-
-
-class UnknownPolicyError(CasebusError, ValueError):
-    """No policy has this id; ``known`` lists the ids there are."""
-
-    def __init__(self, policy_id: str, known: Sequence[str]) -> None:
-        self.policy_id = policy_id
-        self.known = list(known)
-        super().__init__(f"unknown policy {policy_id!r}; known: {', '.join(self.known)}")
-
-
-class PolicyInputError(CasebusError, ValueError):
-    """A message lacks, or has a malformed, field a policy needs (e.g. ``approved_at``)."""
 
 
 def _known_kind(value: str) -> str:

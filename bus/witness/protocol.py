@@ -25,9 +25,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bus.audit.checkpoint import CheckpointError, VerifierKey, parse_note, verify_note
+from bus.audit.checkpoint import VerifierKey, parse_note, verify_note
 from bus.audit.merkle import verify_consistency
-from bus.errors import ProofError
+from bus.errors import CheckpointError, ProofError
 
 __all__ = [
     "MAX_PROOF_LINES",
