@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
-from bus.codec import decode_envelope, encode_payload
-from bus.models import PAYLOAD_MODELS, Envelope, Signature
+from bus.codec import decode_envelope
+from bus.models import PAYLOAD_MODELS, Envelope
 from bus.outbox import OutboxConflict, OutboxMisuse, OutboxRelay, OutboxWriter
+from bus.party import Party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, generate_keypair, sign_envelope
 
@@ -58,24 +59,11 @@ def owner() -> str:
 
 
 def _envelope(signer: Ed25519Signer, case_id: str) -> Envelope:
-    mid = uuid.uuid4()
-    now = datetime.now(UTC)
-    payload = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(), acknowledged_by=SENDER, acknowledged_at=now
+    """A signed bus.ack from SENDER on ``case_id``."""
+    ack = PAYLOAD_MODELS["bus.ack"](
+        original_message_id=uuid.uuid4(), acknowledged_by=SENDER, acknowledged_at=datetime.now(UTC)
     )
-    unsigned = Envelope(
-        message_id=mid,
-        kind="bus.ack",
-        schema_version=1,
-        sender=SENDER,
-        recipients=[RECIPIENT],
-        case_id=case_id,
-        correlation_id=str(mid),
-        sent_at=now,
-        payload=encode_payload("bus.ack", payload),
-        signature=Signature(algorithm="ed25519", key_id=signer.key_id, value=b""),
-    )
-    return sign_envelope(unsigned, signer)
+    return Party(SENDER, signer).envelope(ack, recipients=[RECIPIENT], case_id=case_id)
 
 
 def _metric(name: str, owner: str) -> float:
