@@ -17,6 +17,7 @@ import structlog
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from securekit import self_signed_ca
 from typer.testing import CliRunner
 
 from bus.acl import (
@@ -297,38 +298,11 @@ def test_client_security_plaintext_is_empty_and_sasl_needs_everything(tmp_path: 
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
     pw.chmod(0o600)
-    ca = _self_signed_ca(tmp_path)
+    ca = self_signed_ca(tmp_path)
     kw = client_security(protocol="SASL_SSL", username="u", password_file=pw, ca_file=ca)
     assert kw["sasl_plain_password"] == "s3cret"
     assert kw["sasl_mechanism"] == "SCRAM-SHA-512"
     assert isinstance(kw["ssl_context"], ssl.SSLContext)
-
-
-def _self_signed_ca(tmp_path: Path) -> Path:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path / "ca.crt"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
 
 
 def test_plan_type_is_frozen() -> None:
@@ -441,7 +415,7 @@ def test_client_security_takes_the_mechanism_and_refuses_a_bad_ca(tmp_path: Path
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
     pw.chmod(0o600)
-    ca = _self_signed_ca(tmp_path)
+    ca = self_signed_ca(tmp_path)
     kw = client_security(
         protocol="SASL_SSL", username="u", password_file=pw, ca_file=ca, mechanism="SCRAM-SHA-256"
     )
