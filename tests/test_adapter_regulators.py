@@ -79,9 +79,8 @@ async def test_a_regulator_answers_that_it_delegated_to_a_qualified_institution(
         regulators_and_bureau(
             bus.settings,
             tmp_path / "keys",
-            webhooks={LAND: None},
+            webhooks={LAND: None},  # this regulator's system pulls
             bureau=bureau,
-            # this regulator's system pulls,
         ) as (regs, enf),
     ):
         asked = await enf.department(BUREAU).submit(
