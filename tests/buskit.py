@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -24,7 +25,7 @@ from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf
 from bus.audit.log import AuditLog, AuditRecord
 from bus.codec import default_codec
-from bus.models import Envelope
+from bus.models import PAYLOAD_MODELS, Envelope
 from bus.models.criminal import CriminalReceipt
 from bus.party import Party, make_party
 from bus.router.app import run_router
@@ -32,6 +33,16 @@ from bus.settings import Settings
 from bus.signing import Ed25519Signer, KeyFiles, write_keypair
 
 Record = ConsumerRecord[bytes, bytes]
+
+
+def signed_ack(party: Party, *, recipients: list[str], case_id: str, **envelope: Any) -> Envelope:
+    """A signed bus.ack from ``party`` (of some earlier message): the smallest valid message."""
+    ack = PAYLOAD_MODELS["bus.ack"](
+        original_message_id=uuid.uuid4(),
+        acknowledged_by=party.agency_id,
+        acknowledged_at=datetime.now(UTC),
+    )
+    return party.envelope(ack, recipients=recipients, case_id=case_id, **envelope)
 
 
 def receipt_payload(n: int = 0) -> CriminalReceipt:

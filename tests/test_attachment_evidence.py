@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from buskit import accepted, append_and_checkpoint, audit_cli, run_cli
+from buskit import accepted, append_and_checkpoint, audit_cli, run_cli, signed_ack
 
 from bus.attachments import attachment_uri
-from bus.models import PAYLOAD_MODELS, Attachment
+from bus.models import Attachment
 from bus.party import make_party
 from bus.settings import Settings
 from bus.signing import sign_envelope
@@ -29,12 +27,7 @@ async def test_verify_bundle_checks_the_case_files_against_the_signed_message(
 ) -> None:
     env, bus_key = audit_cli(cli_env, tmp_path / "bus")
     party = make_party("ygh.enforcement.bureau", tmp_path / "keys")
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.enforcement.bureau",
-        acknowledged_at=datetime.now(UTC),
-    )
-    plain = party.envelope(ack, recipients=["ygh.police.bureau"], case_id="YGH-20")
+    plain = signed_ack(party, recipients=["ygh.police.bureau"], case_id="YGH-20")
     attachments = [
         Attachment(
             name=name,

@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from buskit import signed_ack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, HTTPException
 
@@ -23,7 +24,6 @@ from bus.audit.http import audit_router
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import verify_consistency
 from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
-from bus.models import PAYLOAD_MODELS
 from bus.party import make_party
 from bus.witness import MemoryWitnessStore, Witness, logs_by_origin
 from bus.witness import create_app as create_witness
@@ -53,12 +53,7 @@ async def test_proofs_and_consistency_over_http_verify_offline(
 ) -> None:
     key = Ed25519PrivateKey.generate()
     party = make_party("ygh.police.bureau", tmp_path)
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.police.bureau",
-        acknowledged_at=datetime.now(UTC),
-    )
-    env = party.envelope(ack, recipients=["ygh.enforcement.bureau"], case_id="YGH-77")
+    env = signed_ack(party, recipients=["ygh.enforcement.bureau"], case_id="YGH-77")
     leaf = message_leaf(
         "accepted",
         message_id=env.message_id,

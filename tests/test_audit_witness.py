@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from buskit import signed_ack
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
@@ -32,7 +33,6 @@ from bus.audit.events import message_leaf
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import root_hash
 from bus.audit.witnessing import WitnessEndpoint, cosigned_note, request_cosignatures
-from bus.models import PAYLOAD_MODELS
 from bus.party import make_party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
@@ -229,12 +229,7 @@ async def test_a_bundle_carries_the_cosignature_and_verify_bundle_requires_it(
     settings: Settings, log: Log, witness: Served, casebus_exe: Path, tmp_path: Path
 ) -> None:
     party = make_party("ygh.regulator.planning", tmp_path / "keys")
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.regulator.planning",
-        acknowledged_at=datetime.now(UTC),
-    )
-    env_msg = party.envelope(ack, recipients=["ygh.enforcement.bureau"], case_id="YGH-16")
+    env_msg = signed_ack(party, recipients=["ygh.enforcement.bureau"], case_id="YGH-16")
     leaf = message_leaf(
         "accepted",
         message_id=env_msg.message_id,

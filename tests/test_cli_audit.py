@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-from buskit import accepted, append_and_checkpoint, audit_cli, run_cli
+from buskit import accepted, append_and_checkpoint, audit_cli, run_cli, signed_ack
 
 from bus.audit.log import AuditLog, AuditRecord
-from bus.models import PAYLOAD_MODELS
 from bus.party import make_party
 from bus.settings import Settings
 
@@ -27,12 +25,7 @@ async def test_prove_then_verify_bundle_offline_and_replay_the_log(
 ) -> None:
     env, bus_key = audit_cli(cli_env, tmp_path / "bus")
     party = make_party("ygh.regulator.planning", tmp_path / "keys")
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.regulator.planning",
-        acknowledged_at=datetime.now(UTC),
-    )
-    env_msg = party.envelope(ack, recipients=["ygh.enforcement.bureau"], case_id="YGH-9")
+    env_msg = signed_ack(party, recipients=["ygh.enforcement.bureau"], case_id="YGH-9")
     others = [AuditRecord("accepted", uuid.uuid4(), "YGH-9", f"x{i}".encode()) for i in range(6)]
     await append_and_checkpoint(
         settings.database_url, bus_key.private_key, [accepted(party, env_msg), *others]

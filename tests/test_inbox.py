@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,12 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from buskit import signed_ack
 from prometheus_client import REGISTRY
 
 from bus.codec import cloudevents_headers, encode_envelope, kafka_key
 from bus.inbox import InboxHandlerFailed, InboxReader, handled_ids
-from bus.models import PAYLOAD_MODELS, Envelope
+from bus.models import Envelope
 from bus.party import Party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
@@ -71,10 +71,7 @@ def consumer_name() -> str:
 
 def _envelope(signer: Ed25519Signer, case_id: str) -> Envelope:
     """A signed bus.ack from SENDER on ``case_id``."""
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(), acknowledged_by=SENDER, acknowledged_at=datetime.now(UTC)
-    )
-    return Party(SENDER, signer).envelope(ack, recipients=[AGENCY], case_id=case_id)
+    return signed_ack(Party(SENDER, signer), recipients=[AGENCY], case_id=case_id)
 
 
 async def _produce(settings: Settings, topic: str, items: list[Envelope | bytes]) -> None:

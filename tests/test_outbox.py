@@ -7,17 +7,17 @@ import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from buskit import signed_ack
 from prometheus_client import REGISTRY
 
 from bus.codec import decode_envelope
-from bus.models import PAYLOAD_MODELS, Envelope
+from bus.models import Envelope
 from bus.outbox import OutboxConflict, OutboxMisuse, OutboxRelay, OutboxWriter
 from bus.party import Party
 from bus.settings import Settings
@@ -60,10 +60,7 @@ def owner() -> str:
 
 def _envelope(signer: Ed25519Signer, case_id: str) -> Envelope:
     """A signed bus.ack from SENDER on ``case_id``."""
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(), acknowledged_by=SENDER, acknowledged_at=datetime.now(UTC)
-    )
-    return Party(SENDER, signer).envelope(ack, recipients=[RECIPIENT], case_id=case_id)
+    return signed_ack(Party(SENDER, signer), recipients=[RECIPIENT], case_id=case_id)
 
 
 def _metric(name: str, owner: str) -> float:
