@@ -186,14 +186,13 @@ _IDS = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(ids=_IDS, prefix=st.sampled_from(["casebus", "t", "a.b"]))
-def test_isolation_holds_for_any_agency_ids(ids: list[str], prefix: str) -> None:
-    """Whatever the ids (some dotted prefixes of others), no agency reaches another's inbox."""
+def _police_and_enforcement(ids: list[str]) -> Registry | None:
+    """The bus and the agencies ``ids``, police and enforcement in turn; None unless two of
+    them are free to use (not the bus's own principals)."""
     ids = [i for i in ids if i not in ("casebus", ROUTER_PRINCIPAL, SLA_PRINCIPAL)]
     if len(ids) < 2:
-        return
-    reg = Registry(
+        return None
+    return Registry(
         agencies=[
             Agency(id="casebus", kind="bus", name="bus"),
             *(
@@ -202,6 +201,15 @@ def test_isolation_holds_for_any_agency_ids(ids: list[str], prefix: str) -> None
             ),
         ]
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=_IDS, prefix=st.sampled_from(["casebus", "t", "a.b"]))
+def test_isolation_holds_for_any_agency_ids(ids: list[str], prefix: str) -> None:
+    """Whatever the ids (some dotted prefixes of others), no agency reaches another's inbox."""
+    reg = _police_and_enforcement(ids)
+    if reg is None:
+        return
     plan = plan_acls(reg, _policy_enforcement_to_police(reg), prefix=prefix)
     for a in ids:
         for b in ids:
@@ -375,18 +383,9 @@ def test_per_agency_no_agency_writes_another_submit_topic_for_any_ids(
     ids: list[str], prefix: str
 ) -> None:
     """Dotted ids that prefix each other (``x`` and ``x.y``) still get disjoint topics."""
-    ids = [i for i in ids if i not in ("casebus", ROUTER_PRINCIPAL, SLA_PRINCIPAL)]
-    if len(ids) < 2:
+    reg = _police_and_enforcement(ids)
+    if reg is None:
         return
-    reg = Registry(
-        agencies=[
-            Agency(id="casebus", kind="bus", name="bus"),
-            *(
-                Agency(id=i, kind="police" if n % 2 else "enforcement", name=i)
-                for n, i in enumerate(ids)
-            ),
-        ]
-    )
     policy = _policy_enforcement_to_police(reg)
     plan = plan_acls(reg, policy, prefix=prefix, submit_topics="per_agency")
     senders = set(submitters(reg, policy))
