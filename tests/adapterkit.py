@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from buskit import Bus
 
 from adapters import enforcement, regulators
 from adapters._framework.auth import create_token
@@ -59,26 +60,28 @@ async def wait_kind(
 
 @contextlib.asynccontextmanager
 async def regulators_and_bureau(
-    settings: Settings,
-    keys: Path,
-    *,
+    bus: Bus,
+    folder: Path,
     webhooks: Mapping[str, FakeDepartment | None],
+    *,
     bureau: FakeDepartment | None,
     **regulators_config: Any,
 ) -> AsyncIterator[tuple[RunningAdapter, RunningAdapter]]:
-    """The regulators' adapter (for the agencies of ``webhooks``, configured with
+    """A router, the regulators' adapter (for the agencies of ``webhooks``, configured with
     ``regulators_config``) and the enforcement bureau's (``bureau``: None, it pulls); both
-    with their keys under ``keys``."""
+    with their keys under ``folder / "keys"``."""
+    keys = folder / "keys"
     async with (
+        bus.router(),
         running_adapter(
             regulators.build_service,
-            settings,
+            bus.settings,
             key_dir=keys,
             webhooks=webhooks,
             **regulators_config,
         ) as regs,
         running_adapter(
-            enforcement.build_service, settings, key_dir=keys, webhooks={BUREAU: bureau}
+            enforcement.build_service, bus.settings, key_dir=keys, webhooks={BUREAU: bureau}
         ) as enf,
     ):
         yield regs, enf

@@ -36,13 +36,7 @@ async def test_the_bureau_asks_for_an_appraisal_and_gets_the_answer(
     async with (
         FakeRegulator(secret=b"planning") as planning,
         FakeBureau(secret=b"bureau") as bureau,
-        bus.router(),
-        regulators_and_bureau(
-            bus.settings,
-            tmp_path / "keys",
-            webhooks={PLANNING: planning},
-            bureau=bureau,
-        ) as (regs, enf),
+        regulators_and_bureau(bus, tmp_path, {PLANNING: planning}, bureau=bureau) as (regs, enf),
     ):
         asked = await enf.department(BUREAU).submit(
             opinion_request(ajbh=ajbh, qqbh=qqbh, jsdw=[PLANNING], yjlx="鉴定"),
@@ -84,10 +78,7 @@ async def test_the_bureau_sends_monthly_penalty_feedback_to_each_regulator_conce
     async with (
         fakes[MARKET],
         fakes[ENVIRONMENT],
-        bus.router(),
-        regulators_and_bureau(
-            bus.settings, tmp_path / "keys", webhooks=dict(fakes), bureau=None
-        ) as (_, enf),
+        regulators_and_bureau(bus, tmp_path, dict(fakes), bureau=None) as (_, enf),
     ):
         month = datetime.now(UTC).strftime("%Y%m")
         for agency, cases in concerned.items():

@@ -323,14 +323,8 @@ async def test_webhook_outage_every_message_arrives_once_in_case_order_and_acks_
     cases = {case_no(): 3, case_no(): 2}
     async with (
         FakeRegulator(secret=b"planning-secret") as planning,
-        bus.router(),
         regulators_and_bureau(
-            bus.settings,
-            tmp_path / "keys",
-            webhooks={PLANNING: planning},
-            bureau=None,
-            breaker_failures=3,
-            max_wait_s=0.5,
+            bus, tmp_path, {PLANNING: planning}, bureau=None, breaker_failures=3, max_wait_s=0.5
         ) as (regs, enf),
     ):
         planning.failing = True
@@ -396,13 +390,10 @@ async def test_a_department_rejection_answers_the_sender_with_a_nack(
             secret=b"s", reject=lambda d: "材料不全" if d["ywlx"] == "意见征询" else None
         ) as planning,
         FakeBureau(secret=b"b") as bureau,
-        bus.router(),
-        regulators_and_bureau(
-            bus.settings,
-            tmp_path / "keys",
-            webhooks={PLANNING: planning, LAND: None},
-            bureau=bureau,
-        ) as (regs, enf),
+        regulators_and_bureau(bus, tmp_path, {PLANNING: planning, LAND: None}, bureau=bureau) as (
+            regs,
+            enf,
+        ),
     ):
         for to in (PLANNING, LAND):
             r = await enf.department(BUREAU).submit(
@@ -428,10 +419,7 @@ async def test_a_department_rejection_answers_the_sender_with_a_nack(
 async def test_pull_settles_a_cases_messages_in_order(bus: Bus, tmp_path: Path) -> None:
     ajbh = case_no()
     async with (
-        bus.router(),
-        regulators_and_bureau(
-            bus.settings, tmp_path / "keys", webhooks={LAND: None}, bureau=None
-        ) as (regs, enf),
+        regulators_and_bureau(bus, tmp_path, {LAND: None}, bureau=None) as (regs, enf),
     ):
         ids = []
         for i in range(2):
@@ -458,13 +446,8 @@ async def test_a_slow_department_is_retried_until_it_answers_in_time(
     ajbh = case_no()
     async with (
         FakeRegulator(secret=b"planning-secret") as planning,
-        bus.router(),
         regulators_and_bureau(
-            bus.settings,
-            tmp_path / "keys",
-            webhooks={PLANNING: planning},
-            bureau=None,
-            webhook_timeout_s=0.3,
+            bus, tmp_path, {PLANNING: planning}, bureau=None, webhook_timeout_s=0.3
         ) as (_, enf),
     ):
         planning.delay_s = 1.0
@@ -577,13 +560,7 @@ async def test_a_department_refusing_our_signature_is_retried_not_taken_as_a_rej
 ) -> None:
     async with (
         FakeRegulator(secret=b"right") as planning,
-        bus.router(),
-        regulators_and_bureau(
-            bus.settings,
-            tmp_path / "keys",
-            webhooks={PLANNING: planning},
-            bureau=None,
-        ) as (_, enf),
+        regulators_and_bureau(bus, tmp_path, {PLANNING: planning}, bureau=None) as (_, enf),
     ):
         planning.secret = b"rotated"  # the department rotated its secret, we did not yet
         r = await enf.department(BUREAU).submit(

@@ -34,13 +34,10 @@ async def test_a_regulator_hands_over_a_clue_and_the_bureau_receipts_it(
     async with (
         FakeRegulator(secret=b"planning-secret") as planning,
         FakeBureau(secret=b"bureau-secret") as bureau,
-        bus.router(),
-        regulators_and_bureau(
-            bus.settings,
-            tmp_path / "keys",
-            webhooks={PLANNING: planning, LAND: None},
-            bureau=bureau,
-        ) as (regs, enf),
+        regulators_and_bureau(bus, tmp_path, {PLANNING: planning, LAND: None}, bureau=bureau) as (
+            regs,
+            enf,
+        ),
     ):
         sent = await regs.department(PLANNING).submit(
             clue_handover(ajbh=ajbh, xsbh=xsbh, jsdw=[BUREAU]), idempotency_key="clue-1"
@@ -75,11 +72,10 @@ async def test_a_regulator_answers_that_it_delegated_to_a_qualified_institution(
     ajbh = case_no()
     async with (
         FakeBureau(secret=b"bureau-secret") as bureau,
-        bus.router(),
         regulators_and_bureau(
-            bus.settings,
-            tmp_path / "keys",
-            webhooks={LAND: None},  # this regulator's system pulls
+            bus,
+            tmp_path,
+            {LAND: None},  # this regulator's system pulls
             bureau=bureau,
         ) as (regs, enf),
     ):
@@ -113,13 +109,10 @@ async def test_one_adapter_serves_several_regulators_each_with_its_own_key(
 ) -> None:
     async with (
         FakeBureau(secret=b"bureau-secret") as bureau,
-        bus.router(),
-        regulators_and_bureau(
-            bus.settings,
-            tmp_path / "keys",
-            webhooks={PLANNING: None, LAND: None},
-            bureau=bureau,
-        ) as (regs, _),
+        regulators_and_bureau(bus, tmp_path, {PLANNING: None, LAND: None}, bureau=bureau) as (
+            regs,
+            _,
+        ),
     ):
         for agency in (PLANNING, LAND):
             r = await regs.department(agency).submit(
