@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -37,13 +36,6 @@ async def submit_topic(settings: Settings) -> str:
     finally:
         await admin.close()
     return settings.topic_submit()
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture
