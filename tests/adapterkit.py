@@ -4,17 +4,23 @@ of an adapter's HTTP API over the real database (attachments, retention)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import asyncpg
 import httpx
+from buskit import Bus
 
+from adapters import enforcement, regulators
 from adapters._framework.auth import create_token
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
+from adapters._framework.fake_department import FakeDepartment, RunningAdapter, running_adapter
 from adapters._framework.service import AdapterService
 from bus.agencies import load_registry
 from bus.agency_db import sync_agencies
@@ -22,7 +28,63 @@ from bus.provision import ensure_registered
 from bus.settings import Settings
 from bus.signing import write_keypair
 
-__all__ = ["InProcess", "adapters_in_process"]
+__all__ = [
+    "BUREAU",
+    "InProcess",
+    "adapters_in_process",
+    "case_no",
+    "regulators_and_bureau",
+    "wait_kind",
+]
+
+BUREAU = "ygh.enforcement.bureau"
+
+
+def case_no() -> str:
+    """A fresh 案件编号, so that tests sharing a broker never share a case."""
+    return f"阳城执〔2026〕{uuid.uuid4().hex[:6]}号"
+
+
+async def wait_kind(
+    fake: FakeDepartment, code: str, *, count: int = 1, timeout_s: float = 40
+) -> list[dict[str, Any]]:
+    """The documents of one 业务类型 the fake received, once ``count`` of them arrived."""
+    for _ in range(int(timeout_s * 10)):
+        found = [d for d in fake.received if d["ywlx"] == code]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    got = [d["ywlx"] for d in fake.received]
+    raise AssertionError(f"fewer than {count} {code} after {timeout_s}s; got {got}")
+
+
+@contextlib.asynccontextmanager
+async def regulators_and_bureau(
+    bus: Bus,
+    folder: Path,
+    webhooks: Mapping[str, FakeDepartment | None],
+    *,
+    bureau: FakeDepartment | None,
+    **regulators_config: Any,
+) -> AsyncIterator[tuple[RunningAdapter, RunningAdapter]]:
+    """A router, the regulators' adapter (for the agencies of ``webhooks``, configured with
+    ``regulators_config``) and the enforcement bureau's (``bureau``: None, it pulls); both
+    with their keys under ``folder / "keys"``."""
+    keys = folder / "keys"
+    async with (
+        bus.router(),
+        running_adapter(
+            regulators.build_service,
+            bus.settings,
+            key_dir=keys,
+            webhooks=webhooks,
+            **regulators_config,
+        ) as regs,
+        running_adapter(
+            enforcement.build_service, bus.settings, key_dir=keys, webhooks={BUREAU: bureau}
+        ) as enf,
+    ):
+        yield regs, enf
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """A test harness around the real bus: parties with registered keys, submitting, reading
-inboxes and the dead-letter topic, and running routers in-process or as killable processes."""
+inboxes and the dead-letter topic, running routers in-process or as killable processes, and
+the audit log as the router writes it, for the ``casebus audit`` commands to read."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -19,15 +21,28 @@ from aiokafka.structs import ConsumerRecord
 
 from bus.agencies import load_registry
 from bus.agency_db import add_key, sync_agencies
+from bus.audit.checkpointer import Checkpointer
+from bus.audit.events import message_leaf
+from bus.audit.log import AuditLog, AuditRecord
 from bus.codec import default_codec
-from bus.models import Envelope
+from bus.models import PAYLOAD_MODELS, Envelope
 from bus.models.criminal import CriminalReceipt
 from bus.party import Party, make_party
 from bus.router.app import run_router
 from bus.settings import Settings
-from bus.signing import write_keypair
+from bus.signing import Ed25519Signer, KeyFiles, write_keypair
 
 Record = ConsumerRecord[bytes, bytes]
+
+
+def signed_ack(party: Party, *, recipients: list[str], case_id: str, **envelope: Any) -> Envelope:
+    """A signed bus.ack from ``party`` (of some earlier message): the smallest valid message."""
+    ack = PAYLOAD_MODELS["bus.ack"](
+        original_message_id=uuid.uuid4(),
+        acknowledged_by=party.agency_id,
+        acknowledged_at=datetime.now(UTC),
+    )
+    return party.envelope(ack, recipients=recipients, case_id=case_id, **envelope)
 
 
 def receipt_payload(n: int = 0) -> CriminalReceipt:
@@ -181,3 +196,51 @@ class Bus:
             )
         with open(log_file, "ab") as out:  # the child keeps its own copy of the descriptor
             return subprocess.Popen(exe, env=env, stdout=out, stderr=out)
+
+
+AUDIT_ORIGIN = "test.casebus/audit"
+"""The audit log's origin line in the checkpoints the tests sign."""
+
+
+def audit_cli(cli_env: dict[str, str], folder: Path) -> tuple[dict[str, str], KeyFiles]:
+    """A fresh bus (log) key under ``folder``, and the CLI's environment that signs with it."""
+    key = write_keypair("casebus", folder)
+    env = {
+        **cli_env,
+        "CASEBUS_BUS_KEY_FILE": str(key.private_key),
+        "CASEBUS_AUDIT_ORIGIN": AUDIT_ORIGIN,
+    }
+    return env, key
+
+
+def run_cli(exe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``casebus *args`` as a subprocess, its output as text."""
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def accepted(party: Party, envelope: Envelope) -> AuditRecord:
+    """The audit entry of the router accepting ``envelope`` from ``party``."""
+    leaf = message_leaf(
+        "accepted",
+        message_id=envelope.message_id,
+        case_id=envelope.case_id,
+        at=datetime.now(UTC),
+        value=party.value(envelope),
+        key=party.key_record(),
+    )
+    return AuditRecord("accepted", envelope.message_id, envelope.case_id, leaf)
+
+
+async def append_and_checkpoint(dsn: str, key: Path, records: list[AuditRecord]) -> str:
+    """Append ``records`` as the router would and sign a checkpoint with ``key``; its note."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await AuditLog().append(conn, records)
+        signer = Ed25519Signer.from_file(key, agency_id="casebus")
+        checkpointer = Checkpointer(pool, origin=AUDIT_ORIGIN, private_key=signer.private_key)
+        cp = await checkpointer.checkpoint()
+        assert cp is not None
+        return cp.note
+    finally:
+        await pool.close()

@@ -9,6 +9,7 @@ Java, Maven and openssl are required: without them the tests fail and say so.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -19,11 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from portkit import free_port_run
 
 from bus.settings import REPO_ROOT
 
-__all__ = ["SecureStack", "secure_stack"]
+__all__ = ["SecureStack", "secure_stack", "self_signed_ca"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +117,25 @@ def secure_stack() -> Iterator[SecureStack]:
             timeout=120,
         )
         shutil.rmtree(state, ignore_errors=True)
+
+
+def self_signed_ca(folder: Path, *, name: str = "test ca") -> Path:
+    """A CA certificate (PEM, valid for a day) written to ``folder/ca.crt``, for TLS settings
+    that only need a readable CA file, not a broker that presents it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / "ca.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path

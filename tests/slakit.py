@@ -45,6 +45,7 @@ __all__ = [
     "FixedClock",
     "Inboxes",
     "JumpingClock",
+    "answer",
     "bus_payload",
     "day",
     "engine_running",
@@ -119,6 +120,13 @@ def send(party: Party, kind: str, rng: random.Random, clock: Clock, **kw: Any) -
     """A sample ``kind`` from ``party``, sent now by ``clock`` (its times lie shortly before)."""
     now = clock.now()
     return sample_envelope(party, kind, rng, now=now, sent_at=now, **kw)
+
+
+def answer(
+    party: Party, kind: str, rng: random.Random, clock: Clock, *, to: Envelope, **kw: Any
+) -> Envelope:
+    """``send`` a ``kind`` from ``party`` in the case and the conversation of ``to``."""
+    return send(party, kind, rng, clock, correlation_id=to.correlation_id, case_id=to.case_id, **kw)
 
 
 class Inboxes:

@@ -17,6 +17,7 @@ import structlog
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from securekit import self_signed_ca
 from typer.testing import CliRunner
 
 from bus.acl import (
@@ -185,14 +186,13 @@ _IDS = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(ids=_IDS, prefix=st.sampled_from(["casebus", "t", "a.b"]))
-def test_isolation_holds_for_any_agency_ids(ids: list[str], prefix: str) -> None:
-    """Whatever the ids (some dotted prefixes of others), no agency reaches another's inbox."""
+def _police_and_enforcement(ids: list[str]) -> Registry | None:
+    """The bus and the agencies ``ids``, police and enforcement in turn; None unless two of
+    them are free to use (not the bus's own principals)."""
     ids = [i for i in ids if i not in ("casebus", ROUTER_PRINCIPAL, SLA_PRINCIPAL)]
     if len(ids) < 2:
-        return
-    reg = Registry(
+        return None
+    return Registry(
         agencies=[
             Agency(id="casebus", kind="bus", name="bus"),
             *(
@@ -201,6 +201,15 @@ def test_isolation_holds_for_any_agency_ids(ids: list[str], prefix: str) -> None
             ),
         ]
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=_IDS, prefix=st.sampled_from(["casebus", "t", "a.b"]))
+def test_isolation_holds_for_any_agency_ids(ids: list[str], prefix: str) -> None:
+    """Whatever the ids (some dotted prefixes of others), no agency reaches another's inbox."""
+    reg = _police_and_enforcement(ids)
+    if reg is None:
+        return
     plan = plan_acls(reg, _policy_enforcement_to_police(reg), prefix=prefix)
     for a in ids:
         for b in ids:
@@ -297,38 +306,11 @@ def test_client_security_plaintext_is_empty_and_sasl_needs_everything(tmp_path: 
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
     pw.chmod(0o600)
-    ca = _self_signed_ca(tmp_path)
+    ca = self_signed_ca(tmp_path)
     kw = client_security(protocol="SASL_SSL", username="u", password_file=pw, ca_file=ca)
     assert kw["sasl_plain_password"] == "s3cret"
     assert kw["sasl_mechanism"] == "SCRAM-SHA-512"
     assert isinstance(kw["ssl_context"], ssl.SSLContext)
-
-
-def _self_signed_ca(tmp_path: Path) -> Path:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path / "ca.crt"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
 
 
 def test_plan_type_is_frozen() -> None:
@@ -401,18 +383,9 @@ def test_per_agency_no_agency_writes_another_submit_topic_for_any_ids(
     ids: list[str], prefix: str
 ) -> None:
     """Dotted ids that prefix each other (``x`` and ``x.y``) still get disjoint topics."""
-    ids = [i for i in ids if i not in ("casebus", ROUTER_PRINCIPAL, SLA_PRINCIPAL)]
-    if len(ids) < 2:
+    reg = _police_and_enforcement(ids)
+    if reg is None:
         return
-    reg = Registry(
-        agencies=[
-            Agency(id="casebus", kind="bus", name="bus"),
-            *(
-                Agency(id=i, kind="police" if n % 2 else "enforcement", name=i)
-                for n, i in enumerate(ids)
-            ),
-        ]
-    )
     policy = _policy_enforcement_to_police(reg)
     plan = plan_acls(reg, policy, prefix=prefix, submit_topics="per_agency")
     senders = set(submitters(reg, policy))
@@ -441,7 +414,7 @@ def test_client_security_takes_the_mechanism_and_refuses_a_bad_ca(tmp_path: Path
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
     pw.chmod(0o600)
-    ca = _self_signed_ca(tmp_path)
+    ca = self_signed_ca(tmp_path)
     kw = client_security(
         protocol="SASL_SSL", username="u", password_file=pw, ca_file=ca, mechanism="SCRAM-SHA-256"
     )

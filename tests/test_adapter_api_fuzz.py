@@ -177,21 +177,10 @@ NASTY: list[Any] = [
 ]
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            out += _paths(item, (*prefix, i))
-    return out
-
-
 def _mutate(doc: Any, rng: random.Random) -> Any:
     doc = json.loads(json.dumps(doc))
     for _ in range(rng.randint(1, 3)):
-        paths = _paths(doc)
+        paths = fuzzing._paths(doc)  # every path into the document, as the corpus mutates
         path = rng.choice(paths)
         parent = doc
         for part in path[:-1]:

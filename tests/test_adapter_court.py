@@ -3,27 +3,26 @@ ruling, and the Administrative Compulsion Law's timing rules refused at the enfo
 
 from __future__ import annotations
 
-import asyncio
 import random
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from adapterkit import BUREAU, case_no, wait_kind
 from buskit import Bus
 
 from adapters import court, enforcement
 from adapters._framework.checks import DeadlineRules
-from adapters._framework.fake_department import FakeDepartment, running_adapter
+from adapters._framework.fake_department import running_adapter
 from adapters.court.testing import FakeCourt, acceptance, ruling
 from adapters.enforcement.criminal import check_court_application
 from adapters.enforcement.testing import FakeBureau
 from bus.samples import sample_payload
+from bus.sim import documents as docs
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, WorkCalendar
 from bus.sla.policy import load_policies
 
-BUREAU = "ygh.enforcement.bureau"
 COURT = "ygh.court"
 SHIPPED = DeadlineRules(load_policies(), WorkCalendar(DEFAULT_HOLIDAYS_OVERRIDE_PATH))
 """The deadline rules of the shipped policy and holiday files."""
@@ -32,34 +31,15 @@ SHIPPED = DeadlineRules(load_policies(), WorkCalendar(DEFAULT_HOLIDAYS_OVERRIDE_
 def application(
     *, ajbh: str, sqh: str, reminder_served: date, compliance_deadline: date
 ) -> dict[str, Any]:
-    """强制执行申请 in the bureau's vocabulary."""
-    return {
-        "ywlx": "强制执行申请",
-        "ajbh": ajbh,
-        "jsdw": [COURT],
-        "sqh": sqh,
-        "jdsh": "阳城执罚决字〔2026〕0007号",
+    """The simulation's 强制执行申请, with the reminder served and the deadline given."""
+    doc = docs.court_application(
+        ajbh=ajbh, sqh=sqh, jsdw=[COURT], today=date.today(), now=datetime.now(UTC)
+    )
+    return doc | {
         "jdrq": (compliance_deadline - timedelta(days=15)).isoformat(),
-        "bzxr": {
-            "xm": "某某餐饮有限公司",
-            "zjlx": "统一社会信用代码",
-            "zjhm": "91530100MA6K000000",
-        },
-        "yw": "缴纳罚款五万元",
         "lxqx": compliance_deadline.isoformat(),
         "cgsdrq": reminder_served.isoformat(),
-        "je": 5_000_000,
-        "sqsj": datetime.now(UTC).isoformat(),
     }
-
-
-async def wait_kind(fake: FakeDepartment, code: str, timeout_s: float = 40) -> dict[str, Any]:
-    for _ in range(int(timeout_s * 10)):
-        found = [d for d in fake.received if d["ywlx"] == code]
-        if found:
-            return found[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {code}")
 
 
 def test_the_ten_days_after_the_reminder_are_working_days() -> None:
@@ -85,7 +65,7 @@ def test_three_months_after_the_compliance_deadline_the_window_is_closed() -> No
 @pytest.mark.integration
 @pytest.mark.slow
 async def test_application_accepted_with_hearing_then_ruled(bus: Bus, tmp_path: Path) -> None:
-    ajbh, sqh = f"阳城执〔2026〕{uuid.uuid4().hex[:6]}号", "阳城执申〔2026〕3号"
+    ajbh, sqh = case_no(), "阳城执申〔2026〕3号"
     today = date.today()
     async with (
         FakeBureau(secret=b"bureau") as bureau,
@@ -136,7 +116,7 @@ async def test_application_accepted_with_hearing_then_ruled(bus: Bus, tmp_path: 
         r = await enf.department(BUREAU).submit(good)
         assert r.status_code == 202, r.text
         answering = {"glbh": r.json()["message_id"]}  # the court's answers name it
-        got = await wait_kind(court_fake, "强制执行申请")
+        [got] = await wait_kind(court_fake, "强制执行申请")
         assert got["sqh"] == sqh and got["bzxr"]["zjlx"] == "统一社会信用代码"
 
         accepted = (
@@ -152,7 +132,7 @@ async def test_application_accepted_with_hearing_then_ruled(bus: Bus, tmp_path: 
         )
         r = await crt.department(COURT).submit(accepted)
         assert r.status_code == 202, r.text
-        told = await wait_kind(bureau, "受理决定")
+        [told] = await wait_kind(bureau, "受理决定")
         assert told["jd"] == "受理" and told["xtz"] is True
 
         refusal = acceptance(ajbh=ajbh, sqh=sqh, jsdw=[BUREAU], accepted=False) | answering
@@ -165,7 +145,7 @@ async def test_application_accepted_with_hearing_then_ruled(bus: Bus, tmp_path: 
             ruling(ajbh=ajbh, sqh=sqh, fyah="(2026)云0191行审12号", jsdw=[BUREAU]) | answering
         )
         assert r.status_code == 202, r.text
-        ruled = await wait_kind(bureau, "执行裁定")
+        [ruled] = await wait_kind(bureau, "执行裁定")
         assert ruled["cd"] == "准予执行"
 
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from adapterkit import BUREAU, case_no, regulators_and_bureau, wait_kind
 from buskit import Bus
 
-from adapters import enforcement, regulators
-from adapters._framework.fake_department import FakeDepartment, running_adapter
+from adapters import enforcement
+from adapters._framework.fake_department import running_adapter
 from adapters._framework.outbound import answer_id
 from adapters.enforcement.testing import (
     FakeBureau,
@@ -28,22 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PLANNING = "ygh.regulator.planning"
 MARKET = "ygh.regulator.market"
 ENVIRONMENT = "ygh.regulator.environment"
-BUREAU = "ygh.enforcement.bureau"
-
-
-def case_no() -> str:
-    return f"阳城执〔2026〕{uuid.uuid4().hex[:6]}号"
-
-
-async def wait_kind(
-    fake: FakeDepartment, code: str, *, count: int = 1, timeout_s: float = 40
-) -> list[dict[str, Any]]:
-    for _ in range(int(timeout_s * 10)):
-        found = [d for d in fake.received if d["ywlx"] == code]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.1)
-    return [d for d in fake.received if d["ywlx"] == code]
 
 
 async def test_the_bureau_asks_for_an_appraisal_and_gets_the_answer(
@@ -53,19 +36,7 @@ async def test_the_bureau_asks_for_an_appraisal_and_gets_the_answer(
     async with (
         FakeRegulator(secret=b"planning") as planning,
         FakeBureau(secret=b"bureau") as bureau,
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={PLANNING: planning},
-        ) as regs,
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: bureau},
-        ) as enf,
+        regulators_and_bureau(bus, tmp_path, {PLANNING: planning}, bureau=bureau) as (regs, enf),
     ):
         asked = await enf.department(BUREAU).submit(
             opinion_request(ajbh=ajbh, qqbh=qqbh, jsdw=[PLANNING], yjlx="鉴定"),
@@ -107,19 +78,7 @@ async def test_the_bureau_sends_monthly_penalty_feedback_to_each_regulator_conce
     async with (
         fakes[MARKET],
         fakes[ENVIRONMENT],
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks=dict(fakes),
-        ),
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: None},
-        ) as enf,
+        regulators_and_bureau(bus, tmp_path, dict(fakes), bureau=None) as (_, enf),
     ):
         month = datetime.now(UTC).strftime("%Y%m")
         for agency, cases in concerned.items():

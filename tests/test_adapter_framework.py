@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 import typer
+from adapterkit import BUREAU, case_no, regulators_and_bureau, wait_kind
 from buskit import Bus
 from hypothesis import given
 from hypothesis import settings as hsettings
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from adapters import enforcement, regulators
 from adapters._framework.auth import create_token, token_agency
-from adapters._framework.fake_department import FakeDepartment, free_socket, running_adapter
+from adapters._framework.fake_department import free_socket, running_adapter
 from adapters._framework.outbound import CircuitBreaker, answer_id, sign_webhook
 from adapters._framework.vocabulary import Vocabulary
 from adapters.enforcement.testing import FakeBureau, opinion_request
@@ -37,11 +38,6 @@ from bus.signing import write_keypair
 
 PLANNING = "ygh.regulator.planning"
 LAND = "ygh.regulator.land"
-BUREAU = "ygh.enforcement.bureau"
-
-
-def case_no() -> str:
-    return f"阳城执〔2026〕{uuid.uuid4().hex[:6]}号"
 
 
 # -- pure logic ----------------------------------------------------------------------------------
@@ -143,18 +139,6 @@ def test_the_cli_reads_each_webhook_secret_next_to_the_agency_key(tmp_path: Path
 
 
 # -- integration --------------------------------------------------------------------------------
-
-
-async def wait_kind(
-    fake: FakeDepartment, code: str, *, count: int = 1, timeout_s: float = 40
-) -> list[dict[str, Any]]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        found = [d for d in fake.received if d["ywlx"] == code]
-        if len(found) >= count or loop.time() > deadline:
-            return found
-        await asyncio.sleep(0.1)
 
 
 def fields(response: Any) -> set[str]:
@@ -339,21 +323,9 @@ async def test_webhook_outage_every_message_arrives_once_in_case_order_and_acks_
     cases = {case_no(): 3, case_no(): 2}
     async with (
         FakeRegulator(secret=b"planning-secret") as planning,
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={PLANNING: planning},
-            breaker_failures=3,
-            max_wait_s=0.5,
-        ) as regs,
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: None},
-        ) as enf,
+        regulators_and_bureau(
+            bus, tmp_path, {PLANNING: planning}, bureau=None, breaker_failures=3, max_wait_s=0.5
+        ) as (regs, enf),
     ):
         planning.failing = True
         sent: dict[str, list[str]] = {}
@@ -418,19 +390,10 @@ async def test_a_department_rejection_answers_the_sender_with_a_nack(
             secret=b"s", reject=lambda d: "材料不全" if d["ywlx"] == "意见征询" else None
         ) as planning,
         FakeBureau(secret=b"b") as bureau,
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={PLANNING: planning, LAND: None},
-        ) as regs,
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: bureau},
-        ) as enf,
+        regulators_and_bureau(bus, tmp_path, {PLANNING: planning, LAND: None}, bureau=bureau) as (
+            regs,
+            enf,
+        ),
     ):
         for to in (PLANNING, LAND):
             r = await enf.department(BUREAU).submit(
@@ -456,16 +419,7 @@ async def test_a_department_rejection_answers_the_sender_with_a_nack(
 async def test_pull_settles_a_cases_messages_in_order(bus: Bus, tmp_path: Path) -> None:
     ajbh = case_no()
     async with (
-        bus.router(),
-        running_adapter(
-            regulators.build_service, bus.settings, key_dir=tmp_path / "keys", webhooks={LAND: None}
-        ) as regs,
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: None},
-        ) as enf,
+        regulators_and_bureau(bus, tmp_path, {LAND: None}, bureau=None) as (regs, enf),
     ):
         ids = []
         for i in range(2):
@@ -492,20 +446,9 @@ async def test_a_slow_department_is_retried_until_it_answers_in_time(
     ajbh = case_no()
     async with (
         FakeRegulator(secret=b"planning-secret") as planning,
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={PLANNING: planning},
-            webhook_timeout_s=0.3,
-        ),
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: None},
-        ) as enf,
+        regulators_and_bureau(
+            bus, tmp_path, {PLANNING: planning}, bureau=None, webhook_timeout_s=0.3
+        ) as (_, enf),
     ):
         planning.delay_s = 1.0
         ids = []
@@ -617,19 +560,7 @@ async def test_a_department_refusing_our_signature_is_retried_not_taken_as_a_rej
 ) -> None:
     async with (
         FakeRegulator(secret=b"right") as planning,
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={PLANNING: planning},
-        ),
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: None},
-        ) as enf,
+        regulators_and_bureau(bus, tmp_path, {PLANNING: planning}, bureau=None) as (_, enf),
     ):
         planning.secret = b"rotated"  # the department rotated its secret, we did not yet
         r = await enf.department(BUREAU).submit(

@@ -11,11 +11,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from adapterkit import BUREAU, wait_kind
 from buskit import Bus
 from test_criminal_chain import transfer
 
 from adapters import enforcement, police
-from adapters._framework.fake_department import FakeDepartment, running_adapter
+from adapters._framework.fake_department import running_adapter
 from adapters.enforcement.testing import FakeBureau, penalty_decision, penalty_feedback
 from adapters.police.testing import FakePolice
 from adapters.procuratorate.store import record_event
@@ -26,7 +27,6 @@ from bus.sla.calendar import SHANGHAI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BUREAU = "ygh.enforcement.bureau"
 POLICE = "ygh.police.bureau"
 PROCURATORATE = "ygh.procuratorate"
 MARKET = "ygh.regulator.market"
@@ -49,15 +49,6 @@ def _feedback_payload(case_id: str, n: int, *, suspected: bool) -> dict[str, Any
             }
         ],
     }
-
-
-async def wait_kind(fake: FakeDepartment, code: str, timeout_s: float = 40) -> dict[str, Any]:
-    for _ in range(int(timeout_s * 10)):
-        found = [d for d in fake.received if d["ywlx"] == code]
-        if found:
-            return found[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {code}; got {[d['ywlx'] for d in fake.received]}")
 
 
 async def test_penalty_feedback_reaches_the_procuratorate_and_a_flagged_penalty_is_screened(

@@ -6,16 +6,13 @@ in-process against the real broker and database.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+from adapterkit import BUREAU, case_no, regulators_and_bureau, wait_kind
 from buskit import Bus
 
-from adapters import enforcement, regulators
-from adapters._framework.fake_department import FakeDepartment, running_adapter
 from adapters.enforcement.testing import FakeBureau, clue_receipt, opinion_request
 from adapters.regulators.testing import (
     FakeRegulator,
@@ -28,24 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PLANNING = "ygh.regulator.planning"
 LAND = "ygh.regulator.land"
-BUREAU = "ygh.enforcement.bureau"
-
-
-def case_no() -> str:
-    return f"阳城执〔2026〕{uuid.uuid4().hex[:6]}号"
-
-
-async def wait_kind(
-    fake: FakeDepartment, code: str, *, count: int = 1, timeout_s: float = 40
-) -> list[dict[str, Any]]:
-    """The documents of one 业务类型 the fake received, once ``count`` arrived."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        found = [d for d in fake.received if d["ywlx"] == code]
-        if len(found) >= count or loop.time() > deadline:
-            return found
-        await asyncio.sleep(0.1)
 
 
 async def test_a_regulator_hands_over_a_clue_and_the_bureau_receipts_it(
@@ -55,19 +34,10 @@ async def test_a_regulator_hands_over_a_clue_and_the_bureau_receipts_it(
     async with (
         FakeRegulator(secret=b"planning-secret") as planning,
         FakeBureau(secret=b"bureau-secret") as bureau,
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={PLANNING: planning, LAND: None},
-        ) as regs,
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: bureau},
-        ) as enf,
+        regulators_and_bureau(bus, tmp_path, {PLANNING: planning, LAND: None}, bureau=bureau) as (
+            regs,
+            enf,
+        ),
     ):
         sent = await regs.department(PLANNING).submit(
             clue_handover(ajbh=ajbh, xsbh=xsbh, jsdw=[BUREAU]), idempotency_key="clue-1"
@@ -102,19 +72,12 @@ async def test_a_regulator_answers_that_it_delegated_to_a_qualified_institution(
     ajbh = case_no()
     async with (
         FakeBureau(secret=b"bureau-secret") as bureau,
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={LAND: None},  # this regulator's system pulls
-        ) as regs,
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: bureau},
-        ) as enf,
+        regulators_and_bureau(
+            bus,
+            tmp_path,
+            {LAND: None},  # this regulator's system pulls
+            bureau=bureau,
+        ) as (regs, enf),
     ):
         asked = await enf.department(BUREAU).submit(
             opinion_request(ajbh=ajbh, qqbh="意见征询〔2026〕7号", jsdw=[LAND], yjlx="鉴定")
@@ -146,18 +109,9 @@ async def test_one_adapter_serves_several_regulators_each_with_its_own_key(
 ) -> None:
     async with (
         FakeBureau(secret=b"bureau-secret") as bureau,
-        bus.router(),
-        running_adapter(
-            regulators.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={PLANNING: None, LAND: None},
-        ) as regs,
-        running_adapter(
-            enforcement.build_service,
-            bus.settings,
-            key_dir=tmp_path / "keys",
-            webhooks={BUREAU: bureau},
+        regulators_and_bureau(bus, tmp_path, {PLANNING: None, LAND: None}, bureau=bureau) as (
+            regs,
+            _,
         ),
     ):
         for agency in (PLANNING, LAND):

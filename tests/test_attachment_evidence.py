@@ -6,48 +6,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
+from buskit import accepted, append_and_checkpoint, audit_cli, run_cli, signed_ack
 
 from bus.attachments import attachment_uri
-from bus.audit.checkpointer import Checkpointer
-from bus.audit.events import message_leaf
-from bus.audit.log import AuditLog, AuditRecord
-from bus.models import PAYLOAD_MODELS, Attachment
+from bus.models import Attachment
 from bus.party import make_party
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, sign_envelope, write_keypair
+from bus.signing import sign_envelope
 
 pytestmark = pytest.mark.integration
 
 FILES = {"移送书.pdf": b"%PDF-1.7 transfer letter", "现场照片.jpg": b"\xff\xd8\xff photo"}
 
 
-def _run(exe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=60)
-
-
 async def test_verify_bundle_checks_the_case_files_against_the_signed_message(
     settings: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
 ) -> None:
-    bus_key = write_keypair("casebus", tmp_path / "bus")
-    env = {
-        **cli_env,
-        "CASEBUS_BUS_KEY_FILE": str(bus_key.private_key),
-        "CASEBUS_AUDIT_ORIGIN": "test.casebus/audit",
-    }
+    env, bus_key = audit_cli(cli_env, tmp_path / "bus")
     party = make_party("ygh.enforcement.bureau", tmp_path / "keys")
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.enforcement.bureau",
-        acknowledged_at=datetime.now(UTC),
-    )
-    plain = party.envelope(ack, recipients=["ygh.police.bureau"], case_id="YGH-20")
+    plain = signed_ack(party, recipients=["ygh.police.bureau"], case_id="YGH-20")
     attachments = [
         Attachment(
             name=name,
@@ -61,27 +41,10 @@ async def test_verify_bundle_checks_the_case_files_against_the_signed_message(
     signed = sign_envelope(
         plain.model_copy(update={"attachments": attachments}), party.signer, codec=party.codec
     )
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-    try:
-        leaf = message_leaf(
-            "accepted",
-            message_id=signed.message_id,
-            case_id="YGH-20",
-            at=datetime.now(UTC),
-            value=party.value(signed),
-            key=party.key_record(),
-        )
-        async with pool.acquire() as conn, conn.transaction():
-            await AuditLog().append(
-                conn, [AuditRecord("accepted", signed.message_id, "YGH-20", leaf)]
-            )
-        signer = Ed25519Signer.from_file(bus_key.private_key, agency_id="casebus")
-        await Checkpointer(
-            pool, origin="test.casebus/audit", private_key=signer.private_key
-        ).checkpoint()
-    finally:
-        await pool.close()
-    proved = _run(casebus_exe, env, "audit", "prove", str(signed.message_id))
+    await append_and_checkpoint(
+        settings.database_url, bus_key.private_key, [accepted(party, signed)]
+    )
+    proved = run_cli(casebus_exe, env, "audit", "prove", str(signed.message_id))
     assert proved.returncode == 0, proved.stderr
     bundle = tmp_path / "bundle.json"
     bundle.write_text(proved.stdout)
@@ -94,7 +57,7 @@ async def test_verify_bundle_checks_the_case_files_against_the_signed_message(
     (folder / attachments[1].sha256).write_bytes(FILES["现场照片.jpg"])
     no_db = {**env, "CASEBUS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
     args = ("audit", "verify-bundle", str(bundle), "--log-key", str(bus_key.public_key))
-    ok = _run(casebus_exe, no_db, *args, "--attachments", str(folder))
+    ok = run_cli(casebus_exe, no_db, *args, "--attachments", str(folder))
     assert ok.returncode == 0, ok.stderr
     lines = ok.stdout.splitlines()
     assert lines[0].startswith("OK:")
@@ -102,12 +65,12 @@ async def test_verify_bundle_checks_the_case_files_against_the_signed_message(
 
     # One byte changed: the file is not the one the message refers to.
     (folder / "移送书.pdf").write_bytes(FILES["移送书.pdf"] + b" ")
-    changed = _run(casebus_exe, no_db, *args, "--attachments", str(folder))
+    changed = run_cli(casebus_exe, no_db, *args, "--attachments", str(folder))
     assert changed.returncode == 1
     assert "MISMATCH 移送书.pdf" in changed.stdout and "FAILED" in changed.stderr
 
     # A file missing is a failure too.
     (folder / attachments[1].sha256).unlink()
     (folder / "移送书.pdf").write_bytes(FILES["移送书.pdf"])
-    missing = _run(casebus_exe, no_db, *args, "--attachments", str(folder))
+    missing = run_cli(casebus_exe, no_db, *args, "--attachments", str(folder))
     assert missing.returncode == 1 and "MISSING 现场照片.jpg" in missing.stdout

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from buskit import signed_ack
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,7 +23,7 @@ from bus.attachments import (
     submission_problems,
 )
 from bus.errors import ConfigError, RangeNotSatisfiableError
-from bus.models import PAYLOAD_MODELS, Attachment, Envelope
+from bus.models import Attachment, Envelope
 from bus.party import make_party
 from bus.settings import load_settings
 
@@ -82,12 +82,7 @@ def test_only_bus_uris_name_a_stored_attachment() -> None:
 
 def _envelope(tmp_path: Path, attachments: list[Attachment]) -> Envelope:
     party = make_party("ygh.enforcement.bureau", tmp_path / uuid.uuid4().hex)
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.enforcement.bureau",
-        acknowledged_at=datetime.now(UTC),
-    )
-    env = party.envelope(ack, recipients=["ygh.police.bureau"], case_id="阳城执〔2026〕1号")
+    env = signed_ack(party, recipients=["ygh.police.bureau"], case_id="阳城执〔2026〕1号")
     return env.model_copy(update={"attachments": attachments})
 
 

@@ -26,6 +26,7 @@ import asyncpg
 import httpx
 import pytest
 from adapterkit import adapters_in_process
+from buskit import signed_ack
 from s3kit import S3Server, seaweedfs
 
 from adapters import enforcement, regulators
@@ -45,7 +46,7 @@ from bus.attachments import (
     sweep_attachments,
 )
 from bus.errors import OutsideTransactionError
-from bus.models import PAYLOAD_MODELS, Attachment, Envelope
+from bus.models import Attachment, Envelope
 from bus.party import Party, make_party
 from bus.settings import Settings
 
@@ -110,10 +111,7 @@ class Kit:
         if self.party is None:
             self.party = make_party(PLANNING, self.keys)
         party = self.party
-        ack = PAYLOAD_MODELS["bus.ack"](
-            original_message_id=uuid.uuid4(), acknowledged_by=PLANNING, acknowledged_at=now()
-        )
-        env = party.envelope(ack, recipients=[BUREAU], case_id=CASE)
+        env = signed_ack(party, recipients=[BUREAU], case_id=CASE)
         a = Attachment(
             name="巡查记录.pdf",
             media_type="application/pdf",

@@ -10,7 +10,6 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 from adapterkit import adapters_in_process
+from buskit import signed_ack
 from s3kit import seaweedfs
 
 from adapters import enforcement, police, procuratorate, regulators
@@ -27,7 +27,7 @@ from adapters.regulators.testing import attachment, clue_handover
 from bus.agencies import load_registry
 from bus.agency_db import sync_agencies
 from bus.attachments import S3AttachmentStore, attachment_uri, delivery_role, record_references
-from bus.models import PAYLOAD_MODELS, Attachment
+from bus.models import Attachment
 from bus.party import make_party
 from bus.provision import ensure_registered
 from bus.settings import Settings
@@ -102,10 +102,7 @@ async def send_transfer(a: Adapters, tmp_path: Path, data: bytes) -> uuid.UUID:
     """What the adapters record of a message BUREAU sent POLICE with ``data`` attached, the
     procuratorate getting its copy: the sender's references at submit, the others' on delivery."""
     party = make_party(BUREAU, tmp_path / "parties")
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(), acknowledged_by=BUREAU, acknowledged_at=datetime.now(UTC)
-    )
-    env = party.envelope(ack, recipients=[POLICE], case_id=CASE)
+    env = signed_ack(party, recipients=[POLICE], case_id=CASE)
     attachment = Attachment(
         name="移送书.pdf",
         media_type="application/pdf",

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from adapterkit import BUREAU, case_no
 from buskit import Bus
 
 from adapters import enforcement, police, regulators
@@ -23,14 +24,14 @@ from adapters._framework.fake_department import RunningAdapter, running_adapter
 from adapters.enforcement.testing import FakeBureau
 from adapters.police.testing import FakePolice
 from adapters.procuratorate.testing import running_procuratorate
+from bus.sim import documents as docs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BUREAU = "ygh.enforcement.bureau"
 POLICE = "ygh.police.bureau"
 PROCURATORATE = "ygh.procuratorate"
 MARKET = "ygh.regulator.market"
-DOCUMENTS = ("移送书", "调查报告", "涉案物品清单", "检验报告或鉴定结论")
+DOCUMENTS = docs.ALL_DOCUMENTS
 
 
 def pdf(name: str, size: int) -> bytes:
@@ -52,37 +53,13 @@ async def upload(adapter: RunningAdapter, agency: str, name: str, data: bytes) -
 
 
 def transfer(*, ajbh: str, ysshh: str, fj: list[dict[str, Any]]) -> dict[str, Any]:
-    """涉嫌犯罪案件移送 whose art. 6 manifest lists the uploaded files."""
+    """The simulation's 涉嫌犯罪案件移送, its art. 6 manifest listing the uploaded files."""
     manifest = [
         {"wslx": kind, "bt": kind, "fjmc": f["mc"], "fjhash": f["hash"]}
         for kind, f in zip(DOCUMENTS, fj, strict=True)
     ]
-    now = datetime.now(UTC).isoformat()
-    return {
-        "ywlx": "涉嫌犯罪案件移送",
-        "ajbh": ajbh,
-        "jsdw": [POLICE],
-        "fj": fj,
-        "ysshh": ysshh,
-        "xzajbh": ajbh,
-        "ajmc": "某公司非法占用农用地案",
-        "sxzm": "非法占用农用地罪",
-        "xftw": ["《中华人民共和国刑法》第三百四十二条"],
-        "dsr": [
-            {
-                "xm": "某某建材有限公司",
-                "js": "涉嫌犯罪单位",
-                "zjlx": "统一社会信用代码",
-                "zjhm": "91530100MA6K000000",
-            }
-        ],
-        "ajss": "当事人在阳宗海北岸非法占用耕地十二亩堆放建材",
-        "saje": 120_000_000,
-        "spxx": {"spr": "张某", "zw": "局长", "spsj": now},
-        "yscl": manifest,
-        "lxr": "李某",
-        "lxdh": "0871-67000000",
-    }
+    doc = docs.transfer(ajbh=ajbh, ysshh=ysshh, jsdw=[POLICE], now=datetime.now(UTC))
+    return doc | {"fj": fj, "yscl": manifest}
 
 
 async def pulled(adapter: RunningAdapter, agency: str, code: str) -> dict[str, Any]:
@@ -103,7 +80,7 @@ async def fetch(adapter: RunningAdapter, agency: str, link: str, **headers: str)
 async def test_a_transfer_carries_its_files_to_the_police_and_the_procuratorate(
     bus: Bus, tmp_path: Path
 ) -> None:
-    ajbh = f"阳城执〔2026〕{uuid.uuid4().hex[:6]}号"
+    ajbh = case_no()
     ysshh = f"阳城执移〔2026〕{uuid.uuid4().hex[:6]}号"
     keys = tmp_path / "keys"
     files = {f"{kind}.pdf": pdf(kind, 300_000 + 70_000 * i) for i, kind in enumerate(DOCUMENTS)}

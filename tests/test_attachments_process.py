@@ -11,7 +11,6 @@ import random
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,12 +19,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from buskit import signed_ack
 
 from adapters._framework.auth import create_token
 from adapters._framework.fake_department import free_socket
 from bus.agencies import load_registry
 from bus.attachments import attachment_uri, record_references
-from bus.models import PAYLOAD_MODELS, Attachment
+from bus.models import Attachment
 from bus.party import make_party
 from bus.provision import OwnKey, ensure_registered
 from bus.settings import Settings
@@ -179,10 +179,7 @@ async def test_a_200_mib_file_goes_up_and_down_while_the_adapter_stays_small(
 
     # The sender may read its own file once a message of its carries it.
     party = make_party(BUREAU, tmp_path / "party")
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(), acknowledged_by=BUREAU, acknowledged_at=datetime.now(UTC)
-    )
-    env = party.envelope(ack, recipients=["ygh.police.bureau"], case_id="阳城执〔2026〕大文件1号")
+    env = signed_ack(party, recipients=["ygh.police.bureau"], case_id="阳城执〔2026〕大文件1号")
     ref = Attachment(
         name="执法记录仪.mp4",
         media_type="video/mp4",

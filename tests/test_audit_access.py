@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from buskit import signed_ack
+
 from bus.audit.access import parties
 from bus.audit.events import decode_leaf, message_leaf, recipients_detail
-from bus.models import PAYLOAD_MODELS
 from bus.party import Party, make_party
 
 POLICE = "ygh.police.bureau"
@@ -19,12 +20,7 @@ MARKET = "ygh.regulator.market"
 
 
 def _leaf(event: Any, party: Party, message_id: uuid.UUID, recipients: list[str]) -> dict[str, Any]:
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by=party.agency_id,
-        acknowledged_at=datetime.now(UTC),
-    )
-    env = party.envelope(ack, recipients=recipients, case_id="YGH-1", message_id=message_id)
+    env = signed_ack(party, recipients=recipients, case_id="YGH-1", message_id=message_id)
     return decode_leaf(
         message_leaf(
             event,

@@ -5,25 +5,23 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from buskit import accepted, signed_ack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, HTTPException
 
 from bus.audit.checkpoint import parse_verifier_key, verifier_key_string, verify_signed_checkpoint
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.cosignature import parse_cosigner_key, verify_cosignature
-from bus.audit.events import message_leaf
 from bus.audit.evidence import verify_bundle
 from bus.audit.http import audit_router
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import verify_consistency
 from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
-from bus.models import PAYLOAD_MODELS
 from bus.party import make_party
 from bus.witness import MemoryWitnessStore, Witness, logs_by_origin
 from bus.witness import create_app as create_witness
@@ -53,23 +51,10 @@ async def test_proofs_and_consistency_over_http_verify_offline(
 ) -> None:
     key = Ed25519PrivateKey.generate()
     party = make_party("ygh.police.bureau", tmp_path)
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.police.bureau",
-        acknowledged_at=datetime.now(UTC),
-    )
-    env = party.envelope(ack, recipients=["ygh.enforcement.bureau"], case_id="YGH-77")
-    leaf = message_leaf(
-        "accepted",
-        message_id=env.message_id,
-        case_id="YGH-77",
-        at=datetime.now(UTC),
-        value=party.value(env),
-        key=party.key_record(),
-    )
+    env = signed_ack(party, recipients=["ygh.enforcement.bureau"], case_id="YGH-77")
     checkpointer = Checkpointer(pool, origin=ORIGIN, private_key=key)
     async with pool.acquire() as conn, conn.transaction():
-        await AuditLog().append(conn, [AuditRecord("accepted", env.message_id, "YGH-77", leaf)])
+        await AuditLog().append(conn, [accepted(party, env)])
     await checkpointer.checkpoint()
     async with pool.acquire() as conn, conn.transaction():
         await AuditLog().append(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from buskit import signed_ack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.audit.checkpoint import verify_signed_checkpoint
@@ -31,7 +32,6 @@ from bus.audit.merkle import (
 from bus.audit.monitor import DatabaseProofSource, Monitor
 from bus.audit.verify import verify_log
 from bus.errors import BundleError
-from bus.models import PAYLOAD_MODELS
 from bus.party import Party, make_party
 
 ORIGIN = "test.casebus/audit"
@@ -164,12 +164,7 @@ async def test_checkpoints_are_signed_only_when_the_log_grew(
 
 async def _accept(pool: asyncpg.Pool, party: Party, case: str = "YGH-2026-0007") -> uuid.UUID:
     """Audit an accepted message as the router does: the leaf carries the signed value."""
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.police.bureau",
-        acknowledged_at=datetime.now(UTC),
-    )
-    env = party.envelope(ack, recipients=["ygh.police.bureau"], case_id=case)
+    env = signed_ack(party, recipients=["ygh.police.bureau"], case_id=case)
     value = party.value(env)
     leaf = message_leaf(
         "accepted",

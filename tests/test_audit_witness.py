@@ -15,12 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from buskit import AUDIT_ORIGIN, accepted, append_and_checkpoint, run_cli, signed_ack
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
@@ -28,23 +28,17 @@ from fastapi.responses import PlainTextResponse
 
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.cosignature import cosign, cosigner_vkey, parse_cosigner_key, verify_cosignature
-from bus.audit.events import message_leaf
 from bus.audit.log import AuditLog, AuditRecord
 from bus.audit.merkle import root_hash
 from bus.audit.witnessing import WitnessEndpoint, cosigned_note, request_cosignatures
-from bus.models import PAYLOAD_MODELS
 from bus.party import make_party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, write_keypair
 
 pytestmark = pytest.mark.integration
 
-ORIGIN = "test.casebus/audit"
+ORIGIN = AUDIT_ORIGIN
 WITNESS = "ygh.procuratorate/witness"
-
-
-def run(exe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def write_private_key(path: Path) -> Path:
@@ -92,7 +86,7 @@ class Log:
 def log(cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path) -> Log:
     key = write_keypair("casebus", tmp_path / "bus").private_key
     env = {**cli_env, "CASEBUS_BUS_KEY_FILE": str(key), "CASEBUS_AUDIT_ORIGIN": ORIGIN}
-    vkey = run(casebus_exe, env, "audit", "log-key")
+    vkey = run_cli(casebus_exe, env, "audit", "log-key")
     assert vkey.returncode == 0, vkey.stderr
     return Log(env, key, vkey.stdout.strip())
 
@@ -107,7 +101,7 @@ def witness(log: Log, casebus_exe: Path, tmp_path: Path) -> Iterator[Served]:
         "CASEBUS_WITNESS_KEY_FILE": str(key),
         "CASEBUS_WITNESS_DB": str(tmp_path / "witness.sqlite"),
     }
-    vkey = run(casebus_exe, env, "witness", "vkey")
+    vkey = run_cli(casebus_exe, env, "witness", "vkey")
     assert vkey.returncode == 0, vkey.stderr
     proc = subprocess.Popen(
         [str(casebus_exe), "witness", "serve", "--log", log.vkey, "--port", str(port)],
@@ -144,17 +138,6 @@ def records(n: int, *, rewrite: int | None = None) -> list[AuditRecord]:
     ]
 
 
-async def append_and_sign(dsn: str, key: Path, batch: list[AuditRecord]) -> None:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            await AuditLog().append(conn, batch)
-        signer = Ed25519Signer.from_file(key, agency_id="casebus")
-        assert await Checkpointer(pool, origin=ORIGIN, private_key=signer.private_key).checkpoint()
-    finally:
-        await pool.close()
-
-
 async def owner_rewrites_history(owner_dsn: str, n: int, *, rewrite: int) -> None:
     """As the role owning the tables, with no key: triggers off, a leaf rewritten, nodes
     rebuilt, the checkpoints and their cosignatures gone."""
@@ -188,14 +171,14 @@ def witness_state(db: Path) -> tuple[int, bytes]:
 async def test_the_witness_refuses_a_rewritten_history_and_verify_fails(
     settings: Settings, log: Log, witness: Served, casebus_exe: Path
 ) -> None:
-    await append_and_sign(settings.database_url, log.key_file, records(37))
-    ask = run(
+    await append_and_checkpoint(settings.database_url, log.key_file, records(37))
+    ask = run_cli(
         casebus_exe, log.env, "audit", "witness", "--witness", f"{witness.url}={witness.vkey}"
     )
     assert ask.returncode == 0, ask.stderr
     assert ask.stdout.strip() == f"{WITNESS}: cosigned (size 37)"
     verify = ("audit", "verify", "--witness", witness.vkey, "--witness-grace-s", "0")
-    ok = run(casebus_exe, log.env, *verify)
+    ok = run_cli(casebus_exe, log.env, *verify)
     assert ok.returncode == 0, ok.stderr
     assert "witnessed up to size 37 by 1 of 1 witnesses" in ok.stdout
 
@@ -209,15 +192,15 @@ async def test_the_witness_refuses_a_rewritten_history_and_verify_fails(
         await pool.close()
 
     # The database forgot the cosignature; the witness did not: 409 "37", then 422.
-    refused = run(casebus_exe, log.env, "audit", "witness", "--witness", witness.endpoint)
+    refused = run_cli(casebus_exe, log.env, "audit", "witness", "--witness", witness.endpoint)
     assert refused.returncode == 1, refused.stdout
     assert f"{WITNESS}: refused 422 consistency proof from 37 does not verify" in refused.stderr
     assert witness_state(witness.db) == (37, root_hash([b"%d" % i for i in range(37)]))
 
     # Internally consistent, signed by the log's key: only the witness tells it apart.
-    inside = run(casebus_exe, log.env, "audit", "verify")
+    inside = run_cli(casebus_exe, log.env, "audit", "verify")
     assert inside.returncode == 0 and "internal consistency only" in inside.stdout
-    bad = run(casebus_exe, log.env, *verify)
+    bad = run_cli(casebus_exe, log.env, *verify)
     assert bad.returncode == 1, bad.stdout
     assert (
         "the checkpoint of size 40 is not covered by one that 1 of the 1 witnesses cosigned "
@@ -229,33 +212,18 @@ async def test_a_bundle_carries_the_cosignature_and_verify_bundle_requires_it(
     settings: Settings, log: Log, witness: Served, casebus_exe: Path, tmp_path: Path
 ) -> None:
     party = make_party("ygh.regulator.planning", tmp_path / "keys")
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.regulator.planning",
-        acknowledged_at=datetime.now(UTC),
+    env_msg = signed_ack(party, recipients=["ygh.enforcement.bureau"], case_id="YGH-16")
+    await append_and_checkpoint(
+        settings.database_url, log.key_file, [accepted(party, env_msg), *records(4)]
     )
-    env_msg = party.envelope(ack, recipients=["ygh.enforcement.bureau"], case_id="YGH-16")
-    leaf = message_leaf(
-        "accepted",
-        message_id=env_msg.message_id,
-        case_id="YGH-16",
-        at=datetime.now(UTC),
-        value=party.value(env_msg),
-        key=party.key_record(),
-    )
-    await append_and_sign(
-        settings.database_url,
-        log.key_file,
-        [AuditRecord("accepted", env_msg.message_id, "YGH-16", leaf), *records(4)],
-    )
-    ask = run(
+    ask = run_cli(
         casebus_exe, log.env, "audit", "witness", "--witness", f"{witness.url}={witness.vkey}"
     )
     assert ask.returncode == 0, ask.stderr
     # A newer checkpoint the witness has not cosigned (yet): the bundle uses the cosigned one.
     later = [AuditRecord("accepted", uuid.UUID(int=100 + i), "YGH-16", b"later") for i in range(3)]
-    await append_and_sign(settings.database_url, log.key_file, later)
-    proved = run(casebus_exe, log.env, "audit", "prove", str(env_msg.message_id))
+    await append_and_checkpoint(settings.database_url, log.key_file, later)
+    proved = run_cli(casebus_exe, log.env, "audit", "prove", str(env_msg.message_id))
     assert proved.returncode == 0, proved.stderr
     bundle = json.loads(proved.stdout)
     assert bundle["tree_size"] == 5
@@ -271,7 +239,7 @@ async def test_a_bundle_carries_the_cosignature_and_verify_bundle_requires_it(
 
     def verify_bundle(path: Path, *vkeys: str) -> subprocess.CompletedProcess[str]:
         witnesses = [a for v in vkeys for a in ("--witness", v)]
-        return run(
+        return run_cli(
             casebus_exe,
             no_db,
             "audit",
@@ -318,7 +286,7 @@ async def test_only_a_cosignature_by_the_witness_key_is_kept(
         return PlainTextResponse("".join(f"{line}\n" for line in lines))
 
     log_key = write_keypair("casebus", tmp_path / "bus").private_key
-    await append_and_sign(settings.database_url, log_key, records(3))
+    await append_and_checkpoint(settings.database_url, log_key, records(3))
     endpoint = WitnessEndpoint(
         "http://w", parse_cosigner_key(cosigner_vkey(WITNESS, key.public_key()))
     )

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+from buskit import accepted, append_and_checkpoint, audit_cli, run_cli, signed_ack
 
-from bus.audit.checkpointer import Checkpointer
-from bus.audit.events import message_leaf
 from bus.audit.log import AuditLog, AuditRecord
-from bus.models import PAYLOAD_MODELS
 from bus.party import make_party
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, write_keypair
-
-
-def _run(exe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 async def test_prove_then_verify_bundle_offline_and_replay_the_log(
@@ -32,52 +23,15 @@ async def test_prove_then_verify_bundle_offline_and_replay_the_log(
     tmp_path: Path,
     superuser_url: str,
 ) -> None:
-    bus_key = write_keypair("casebus", tmp_path / "bus")
-    env = {
-        **cli_env,
-        "CASEBUS_BUS_KEY_FILE": str(bus_key.private_key),
-        "CASEBUS_AUDIT_ORIGIN": "test.casebus/audit",
-    }
+    env, bus_key = audit_cli(cli_env, tmp_path / "bus")
     party = make_party("ygh.regulator.planning", tmp_path / "keys")
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(),
-        acknowledged_by="ygh.regulator.planning",
-        acknowledged_at=datetime.now(UTC),
+    env_msg = signed_ack(party, recipients=["ygh.enforcement.bureau"], case_id="YGH-9")
+    others = [AuditRecord("accepted", uuid.uuid4(), "YGH-9", f"x{i}".encode()) for i in range(6)]
+    await append_and_checkpoint(
+        settings.database_url, bus_key.private_key, [accepted(party, env_msg), *others]
     )
-    env_msg = party.envelope(ack, recipients=["ygh.enforcement.bureau"], case_id="YGH-9")
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            await AuditLog().append(
-                conn,
-                [
-                    AuditRecord(
-                        "accepted",
-                        env_msg.message_id,
-                        "YGH-9",
-                        message_leaf(
-                            "accepted",
-                            message_id=env_msg.message_id,
-                            case_id="YGH-9",
-                            at=datetime.now(UTC),
-                            value=party.value(env_msg),
-                            key=party.key_record(),
-                        ),
-                    ),
-                    *(
-                        AuditRecord("accepted", uuid.uuid4(), "YGH-9", f"x{i}".encode())
-                        for i in range(6)
-                    ),
-                ],
-            )
-        signer = Ed25519Signer.from_file(bus_key.private_key, agency_id="casebus")
-        await Checkpointer(
-            pool, origin="test.casebus/audit", private_key=signer.private_key
-        ).checkpoint()
-    finally:
-        await pool.close()
 
-    proved = _run(casebus_exe, env, "audit", "prove", str(env_msg.message_id))
+    proved = run_cli(casebus_exe, env, "audit", "prove", str(env_msg.message_id))
     assert proved.returncode == 0, proved.stderr
     bundle = json.loads(proved.stdout)
     assert bundle["leaf_index"] == 0 and bundle["tree_size"] == 7
@@ -88,7 +42,7 @@ async def test_prove_then_verify_bundle_offline_and_replay_the_log(
     (offline / "bundle.json").write_text(proved.stdout)
     shutil.copy(bus_key.public_key, offline / "log.pub.pem")
     no_db = {**env, "CASEBUS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
-    ok = _run(
+    ok = run_cli(
         casebus_exe,
         no_db,
         "audit",
@@ -103,7 +57,7 @@ async def test_prove_then_verify_bundle_offline_and_replay_the_log(
     text = (offline / "bundle.json").read_text()
     i = text.index('"leaf_index": 0')
     (offline / "bad.json").write_text(text[:i] + '"leaf_index": 1' + text[i + 15 :])
-    bad = _run(
+    bad = run_cli(
         casebus_exe,
         no_db,
         "audit",
@@ -114,7 +68,7 @@ async def test_prove_then_verify_bundle_offline_and_replay_the_log(
     )
     assert bad.returncode == 1 and "FAILED: inclusion_proof" in bad.stderr
 
-    replay = _run(casebus_exe, env, "audit", "verify")
+    replay = run_cli(casebus_exe, env, "audit", "verify")
     assert replay.returncode == 0, replay.stderr
     assert "OK: 7 entries and 1 checkpoints verified" in replay.stdout
 
@@ -125,12 +79,9 @@ async def test_prove_then_verify_bundle_offline_and_replay_the_log(
             await attacker.execute("DELETE FROM audit_entries WHERE idx = 4")
     finally:
         await attacker.close()
-    replay = _run(casebus_exe, env, "audit", "verify")
+    replay = run_cli(casebus_exe, env, "audit", "verify")
     assert replay.returncode == 1
     assert "FAILED at index 4" in replay.stderr
-
-
-ORIGIN = "test.casebus/audit"
 
 
 def _records(n: int, *, start: int = 0, rewrite: int | None = None) -> list[AuditRecord]:
@@ -144,20 +95,6 @@ def _records(n: int, *, start: int = 0, rewrite: int | None = None) -> list[Audi
         )
         for i in range(start, start + n)
     ]
-
-
-async def _append_and_sign(dsn: str, key: Path, records: list[AuditRecord]) -> str:
-    """Append ``records`` as the router would, sign a checkpoint; its note."""
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            await AuditLog().append(conn, records)
-        signer = Ed25519Signer.from_file(key, agency_id="casebus")
-        cp = await Checkpointer(pool, origin=ORIGIN, private_key=signer.private_key).checkpoint()
-        assert cp is not None
-        return cp.note
-    finally:
-        await pool.close()
 
 
 async def _owner_rewrites_history(owner_dsn: str, n: int, *, rewrite: int | None) -> None:
@@ -178,27 +115,23 @@ async def _owner_rewrites_history(owner_dsn: str, n: int, *, rewrite: int | None
         await owner.close()
 
 
-def _verify_env(cli_env: dict[str, str], key: Path) -> dict[str, str]:
-    return {**cli_env, "CASEBUS_BUS_KEY_FILE": str(key), "CASEBUS_AUDIT_ORIGIN": ORIGIN}
-
-
 async def test_verify_with_a_checkpoint_held_outside_catches_the_owner_rewriting_history(
     settings: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
 ) -> None:
-    key = write_keypair("casebus", tmp_path / "bus").private_key
-    env = _verify_env(cli_env, key)
+    env, key_files = audit_cli(cli_env, tmp_path / "bus")
+    key = key_files.private_key
     held = tmp_path / "procuratorate-checkpoint.txt"
-    held.write_text(await _append_and_sign(settings.database_url, key, _records(37)))
+    held.write_text(await append_and_checkpoint(settings.database_url, key, _records(37)))
 
     await _owner_rewrites_history(settings.database_url, 37, rewrite=12)
 
     # Internally the rewritten log is consistent, and verify says that is all it checked.
-    inside = _run(casebus_exe, env, "audit", "verify")
+    inside = run_cli(casebus_exe, env, "audit", "verify")
     assert inside.returncode == 0, inside.stderr
     assert "OK: 37 entries and 0 checkpoints verified" in inside.stdout
     assert "internal consistency only" in inside.stdout
 
-    outside = _run(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
+    outside = run_cli(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
     assert outside.returncode == 1, outside.stdout
     assert "the database holds no signed checkpoint" in outside.stderr
     assert "root of the log at size 37 is not the one signed" in outside.stderr
@@ -208,15 +141,15 @@ async def test_verify_with_a_checkpoint_held_outside_catches_the_owner_rewriting
 async def test_verify_with_a_checkpoint_held_outside_catches_a_log_cut_short(
     settings: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
 ) -> None:
-    key = write_keypair("casebus", tmp_path / "bus").private_key
-    env = _verify_env(cli_env, key)
-    await _append_and_sign(settings.database_url, key, _records(5))
+    env, key_files = audit_cli(cli_env, tmp_path / "bus")
+    key = key_files.private_key
+    await append_and_checkpoint(settings.database_url, key, _records(5))
     held = tmp_path / "held.txt"
-    held.write_text(await _append_and_sign(settings.database_url, key, _records(4, start=5)))
+    held.write_text(await append_and_checkpoint(settings.database_url, key, _records(4, start=5)))
 
     await _owner_rewrites_history(settings.database_url, 6, rewrite=None)
 
-    out = _run(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
+    out = run_cli(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
     assert out.returncode == 1, out.stdout
     assert "the log has 6 entries, fewer than the 9 of the checkpoint" in out.stderr
 
@@ -224,13 +157,13 @@ async def test_verify_with_a_checkpoint_held_outside_catches_a_log_cut_short(
 async def test_verify_accepts_a_log_that_grew_past_the_checkpoint_held_outside(
     settings: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
 ) -> None:
-    key = write_keypair("casebus", tmp_path / "bus").private_key
-    env = _verify_env(cli_env, key)
+    env, key_files = audit_cli(cli_env, tmp_path / "bus")
+    key = key_files.private_key
     held = tmp_path / "held.txt"
-    held.write_text(await _append_and_sign(settings.database_url, key, _records(5)))
-    await _append_and_sign(settings.database_url, key, _records(8, start=5))
+    held.write_text(await append_and_checkpoint(settings.database_url, key, _records(5)))
+    await append_and_checkpoint(settings.database_url, key, _records(8, start=5))
 
-    out = _run(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
+    out = run_cli(casebus_exe, env, "audit", "verify", "--checkpoint", str(held))
     assert out.returncode == 0, out.stderr
     assert "OK: 13 entries and 2 checkpoints verified" in out.stdout
     assert "consistent with the checkpoint of size 5" in out.stdout
@@ -238,6 +171,6 @@ async def test_verify_accepts_a_log_that_grew_past_the_checkpoint_held_outside(
     forged = tmp_path / "forged.txt"
     text = held.read_text()
     forged.write_text(text.replace("\n5\n", "\n4\n", 1))
-    bad = _run(casebus_exe, env, "audit", "verify", "--checkpoint", str(forged))
+    bad = run_cli(casebus_exe, env, "audit", "verify", "--checkpoint", str(forged))
     assert bad.returncode == 1
     assert f"{forged}: bad_signature" in bad.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from adapterkit import BUREAU, case_no, wait_kind
 from buskit import Bus
 from slakit import JumpingClock
 
@@ -33,12 +33,13 @@ from adapters.procuratorate.testing import running_procuratorate, supervision_no
 from bus.audit.evidence import verify_bundle
 from bus.samples import sample_envelope, sample_payload
 from bus.signing import Ed25519Signer, write_keypair
+from bus.sim import documents as docs
+from bus.sim.documents import ALL_DOCUMENTS
 from bus.sla.app import run_sla_engine
 from bus.sla.clock import Clock
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BUREAU = "ygh.enforcement.bureau"
 POLICE = "ygh.police.bureau"
 ECO = "kmg.police.eco"
 PROCURATORATE = "ygh.procuratorate"
@@ -46,112 +47,19 @@ COURT = "ygh.court"
 PLANNING = "ygh.regulator.planning"
 
 
-def case_no() -> str:
-    return f"阳城执〔2026〕{uuid.uuid4().hex[:6]}号"
-
-
-def _file(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    content = f"{name} 正文".encode()
-    digest = hashlib.sha256(content).hexdigest()
-    fj = {
-        "mc": name,
-        "lx": "application/pdf",
-        "dx": len(content),
-        "hash": digest,
-        "dz": f"https://files.example.gov.cn/{name}",
-    }
-    return fj, {"bt": name.removesuffix(".pdf"), "fjmc": name, "fjhash": digest}
-
-
 CHECKED = ("criminal.transfer", "court.execution_application")
 """Kinds with statutory checks at the bureau's adapter (tested on their own)."""
-
-ALL_DOCUMENTS = ("移送书", "调查报告", "涉案物品清单", "检验报告或鉴定结论")
 
 
 def transfer(
     *, ajbh: str, ysshh: str, jsdw: list[str], documents: tuple[str, ...] = ALL_DOCUMENTS
 ) -> dict[str, Any]:
-    """涉嫌犯罪案件移送 in the bureau's vocabulary, with its art. 6 manifest as attachments."""
-    fj, yscl = [], []
-    for kind in documents:
-        attachment, ref = _file(f"{kind}-{ysshh[-7:-1]}.pdf")
-        fj.append(attachment)
-        yscl.append({"wslx": kind, **ref})
-    now = datetime.now(UTC).isoformat()
-    return {
-        "ywlx": "涉嫌犯罪案件移送",
-        "ajbh": ajbh,
-        "jsdw": jsdw,
-        "fj": fj,
-        "ysshh": ysshh,
-        "xzajbh": ajbh,
-        "ajmc": "某公司非法占用农用地案",
-        "sxzm": "非法占用农用地罪",
-        "xftw": ["《中华人民共和国刑法》第三百四十二条"],
-        "dsr": [
-            {
-                "xm": "某某建材有限公司",
-                "js": "涉嫌犯罪单位",
-                "zjlx": "统一社会信用代码",
-                "zjhm": "91530100MA6K000000",
-            }
-        ],
-        "ajss": "当事人在阳宗海北岸非法占用耕地十二亩堆放建材",
-        "saje": 120_000_000,
-        "spxx": {"spr": "张某", "zw": "局长", "spsj": now},
-        "yscl": yscl,
-        "lxr": "李某",
-        "lxdh": "0871-67000000",
-    }
-
-
-def evidence_handover(*, ajbh: str, ysshh: str, xsajbh: str, jsdw: list[str]) -> dict[str, Any]:
-    """移交涉案物品 after the police filed the case."""
-    return {
-        "ywlx": "移交涉案物品",
-        "ajbh": ajbh,
-        "jsdw": jsdw,
-        "ysshh": ysshh,
-        "xsajbh": xsajbh,
-        "wp": [{"lx": "涉案物品", "ms": "挖掘机", "sl": 1, "dw": "台"}],
-        "yjsj": datetime.now(UTC).isoformat(),
-        "yjr": "李某",
-        "jsr": "王某",
-    }
-
-
-def reconsideration_request(
-    *, ajbh: str, ysshh: str, fysqh: str, jdsh: str, jsdw: list[str]
-) -> dict[str, Any]:
-    """提请复议 of a refusal to file."""
-    return {
-        "ywlx": "提请复议",
-        "ajbh": ajbh,
-        "jsdw": jsdw,
-        "ysshh": ysshh,
-        "fysqh": fysqh,
-        "byljdsh": jdsh,
-        "fyly": "涉案面积已达立案追诉标准",
-        "tqsj": datetime.now(UTC).isoformat(),
-    }
-
-
-def supervision_request(
-    *, ajbh: str, ysshh: str, jdsh: str, gajg: str, jsdw: list[str]
-) -> dict[str, Any]:
-    """提请立案监督 after the police kept their refusal."""
-    return {
-        "ywlx": "提请立案监督",
-        "ajbh": ajbh,
-        "jsdw": jsdw,
-        "jdsqh": f"监督申请-{ysshh[-7:-1]}",
-        "ysshh": ysshh,
-        "byljdsh": jdsh,
-        "gajg": gajg,
-        "ly": "复议后仍不立案，理由不能成立",
-        "tqsj": datetime.now(UTC).isoformat(),
-    }
+    """The simulation's 涉嫌犯罪案件移送, its art. 6 manifest cut down to ``documents``."""
+    doc = docs.transfer(ajbh=ajbh, ysshh=ysshh, jsdw=jsdw, now=datetime.now(UTC))
+    kept = [i for i, item in enumerate(doc["yscl"]) if item["wslx"] in documents]
+    doc["yscl"] = [doc["yscl"][i] for i in kept]
+    doc["fj"] = [doc["fj"][i] for i in kept]
+    return doc
 
 
 @dataclass
@@ -185,17 +93,6 @@ async def chain(bus: Bus, tmp_path: Path) -> AsyncIterator[Chain]:
         running_procuratorate(bus.settings, key_dir=keys, webhooks={PROCURATORATE: None}) as proc,
     ):
         yield Chain(bus, bureau, pol_fake, eco_fake, enf, pol, proc)
-
-
-async def wait_kind(
-    fake: FakeDepartment, code: str, *, count: int = 1, timeout_s: float = 40
-) -> list[dict[str, Any]]:
-    for _ in range(int(timeout_s * 10)):
-        found = [d for d in fake.received if d["ywlx"] == code]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {code} after {timeout_s}s; got {[d['ywlx'] for d in fake.received]}")
 
 
 async def wait_pulled(
@@ -264,8 +161,14 @@ async def test_transfer_receipt_filing_and_evidence_handover(bus: Bus, tmp_path:
         await submit(
             c.enf,
             BUREAU,
-            evidence_handover(ajbh=ajbh, ysshh=ysshh, xsajbh=filed["xsajbh"], jsdw=[POLICE])
-            | {"glbh": sent},
+            docs.evidence_handover(
+                ajbh=ajbh,
+                ysshh=ysshh,
+                xsajbh=filed["xsajbh"],
+                jsdw=[POLICE],
+                now=datetime.now(UTC),
+                glbh=sent,
+            ),
         )
         [items] = await wait_kind(c.police, "移交涉案物品")
         assert items["wp"][0]["ms"] == "挖掘机" and items["wp"][0]["lx"] == "涉案物品"
@@ -330,8 +233,14 @@ async def test_refusal_reconsideration_supervision_then_filing(bus: Bus, tmp_pat
         await submit(
             c.enf,
             BUREAU,
-            reconsideration_request(
-                ajbh=ajbh, ysshh=ysshh, fysqh="复议-1", jdsh=refused["jdsh"], jsdw=[POLICE]
+            docs.reconsideration_request(
+                ajbh=ajbh,
+                ysshh=ysshh,
+                fysqh="复议-1",
+                jdsh=refused["jdsh"],
+                jsdw=[POLICE],
+                now=datetime.now(UTC),
+                glbh=sent,
             ),
         )
         [asked] = await wait_kind(c.police, "提请复议")
@@ -352,10 +261,16 @@ async def test_refusal_reconsideration_supervision_then_filing(bus: Bus, tmp_pat
         [kept] = await wait_kind(c.bureau, "复议决定")
         assert kept["jd"] == "维持不予立案"
 
-        request = supervision_request(
-            ajbh=ajbh, ysshh=ysshh, jdsh=refused["jdsh"], gajg=POLICE, jsdw=[PROCURATORATE]
+        request = docs.supervision_request(
+            ajbh=ajbh,
+            ysshh=ysshh,
+            jdsh=refused["jdsh"],
+            gajg=POLICE,
+            jsdw=[PROCURATORATE],
+            now=datetime.now(UTC),
+            refusal_id=refusal_id,
+            glbh=sent,
         )
-        request["byljdxx"] = refusal_id
         await submit(c.enf, BUREAU, request)
         [asked_supervision] = await wait_pulled(c.proc, PROCURATORATE, "提请立案监督")
         assert asked_supervision["gajg"] == POLICE

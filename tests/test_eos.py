@@ -6,12 +6,14 @@ their transaction's records never become visible."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 from prometheus_client import REGISTRY
 
 from bus.router import eos
@@ -55,23 +57,36 @@ def _consumer(s: Settings, group: str, topic: str) -> AIOKafkaConsumer:
     )
 
 
+@contextlib.asynccontextmanager
+async def _joining_behind_pending_offsets(
+    s: Settings, topic: str, *, wait_s: float
+) -> AsyncIterator[tuple[AIOKafkaProducer, asyncio.Task[ConsumerRecord[bytes, bytes]]]]:
+    """A group's owner with offset 6 pending in its open transaction, and a new member's first
+    read, which must still wait after ``wait_s``: the owner, to end its transaction, and that
+    read."""
+    eos.install()
+    group = f"{s.topic_prefix}.g-{uuid.uuid4().hex[:6]}"
+    owner = _txn_producer(s, f"{group}.owner")
+    await owner.start()
+    consumer = _consumer(s, group, topic)
+    try:
+        await owner.begin_transaction()
+        pending = {TopicPartition(topic, 0): OffsetAndMetadata(6, "")}
+        await owner.send_offsets_to_transaction(pending, group)
+        await consumer.start()
+        first = asyncio.create_task(consumer.getone())
+        await asyncio.sleep(wait_s)
+        assert not first.done(), f"read offset {first.result().offset} while offsets pended"
+        yield owner, first
+    finally:
+        await consumer.stop()
+        await owner.stop()
+
+
 async def test_a_consumer_joining_while_offsets_are_pending_starts_after_them(
     provisioned: Settings, topic: str
 ) -> None:
-    eos.install()
-    group = f"{provisioned.topic_prefix}.g-{uuid.uuid4().hex[:6]}"
-    tp = TopicPartition(topic, 0)
-    owner = _txn_producer(provisioned, f"{group}.owner")
-    await owner.start()
-    consumer = _consumer(provisioned, group, topic)
-    try:
-        await owner.begin_transaction()
-        await owner.send_offsets_to_transaction({tp: OffsetAndMetadata(6, "")}, group)
-        # The offsets are pending: a new member of the group must not start before them.
-        await consumer.start()
-        first = asyncio.create_task(consumer.getone())
-        await asyncio.sleep(3)
-        assert not first.done(), f"read offset {first.result().offset} while offsets pended"
+    async with _joining_behind_pending_offsets(provisioned, topic, wait_s=3) as (owner, first):
         # ... and how long it has waited is exported (CasebusRouterOffsetsStuck alerts on it).
         waited = REGISTRY.get_sample_value("casebus_router_offsets_unstable_seconds")
         assert waited is not None and 1.5 <= waited <= 30, waited
@@ -79,32 +94,14 @@ async def test_a_consumer_joining_while_offsets_are_pending_starts_after_them(
         record = await asyncio.wait_for(first, 30)
         assert record.offset == 6
         assert REGISTRY.get_sample_value("casebus_router_offsets_unstable_seconds") == 0
-    finally:
-        await consumer.stop()
-        await owner.stop()
 
 
 async def test_an_aborted_pending_commit_lets_the_new_member_start_where_it_was(
     provisioned: Settings, topic: str
 ) -> None:
-    eos.install()
-    group = f"{provisioned.topic_prefix}.g-{uuid.uuid4().hex[:6]}"
-    tp = TopicPartition(topic, 0)
-    owner = _txn_producer(provisioned, f"{group}.owner")
-    await owner.start()
-    consumer = _consumer(provisioned, group, topic)
-    try:
-        await owner.begin_transaction()
-        await owner.send_offsets_to_transaction({tp: OffsetAndMetadata(6, "")}, group)
-        await consumer.start()
-        first = asyncio.create_task(consumer.getone())
-        await asyncio.sleep(2)
-        assert not first.done()
+    async with _joining_behind_pending_offsets(provisioned, topic, wait_s=2) as (owner, first):
         await owner.abort_transaction()
         assert (await asyncio.wait_for(first, 30)).offset == 0
-    finally:
-        await consumer.stop()
-        await owner.stop()
 
 
 async def test_offsets_from_a_generation_the_group_has_left_are_refused(

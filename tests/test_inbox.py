@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,16 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from buskit import signed_ack
 from prometheus_client import REGISTRY
 
-from bus.codec import cloudevents_headers, encode_envelope, encode_payload, kafka_key
+from bus.codec import cloudevents_headers, encode_envelope, kafka_key
 from bus.errors import InboxHandlerError
 from bus.inbox import InboxReader, handled_ids
-from bus.models import PAYLOAD_MODELS, Envelope, Signature
+from bus.models import Envelope
+from bus.party import Party
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, sign_envelope, write_keypair
+from bus.signing import Ed25519Signer, write_keypair
 
 AGENCY = "ygh.police.bureau"
 SENDER = "ygh.enforcement.bureau"
@@ -70,24 +71,8 @@ def consumer_name() -> str:
 
 
 def _envelope(signer: Ed25519Signer, case_id: str) -> Envelope:
-    mid = uuid.uuid4()
-    now = datetime.now(UTC)
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(), acknowledged_by=SENDER, acknowledged_at=now
-    )
-    unsigned = Envelope(
-        message_id=mid,
-        kind="bus.ack",
-        schema_version=1,
-        sender=SENDER,
-        recipients=[AGENCY],
-        case_id=case_id,
-        correlation_id=str(mid),
-        sent_at=now,
-        payload=encode_payload("bus.ack", ack),
-        signature=Signature(algorithm="ed25519", key_id=signer.key_id, value=b""),
-    )
-    return sign_envelope(unsigned, signer)
+    """A signed bus.ack from SENDER on ``case_id``."""
+    return signed_ack(Party(SENDER, signer), recipients=[AGENCY], case_id=case_id)
 
 
 async def _produce(settings: Settings, topic: str, items: list[Envelope | bytes]) -> None:
@@ -160,6 +145,22 @@ async def _work(pool: asyncpg.Pool) -> list[uuid.UUID]:
     ]
 
 
+def _work_reaches(pool: asyncpg.Pool, count: int) -> Callable[[], Awaitable[bool]]:
+    """A check for ``_until``: the handlers did the work of ``count`` messages."""
+
+    async def check() -> bool:
+        return len(await _work(pool)) >= count
+
+    return check
+
+
+def _assert_in_case_order(work: list[uuid.UUID], envelopes: list[Envelope]) -> None:
+    """Per case, the handling order is the sending order."""
+    for case in {e.case_id for e in envelopes}:
+        sent = [e.message_id for e in envelopes if e.case_id == case]
+        assert [m for m in work if m in sent] == sent
+
+
 async def test_redelivered_messages_are_handled_exactly_once(
     settings: Settings,
     inbox_topic: str,
@@ -170,13 +171,10 @@ async def test_redelivered_messages_are_handled_exactly_once(
     envelopes = [_envelope(signer, f"YGH-2026-{i % 3:04d}") for i in range(9)]
     await _produce(settings, inbox_topic, list(envelopes))
 
-    async def all_done() -> bool:
-        return len(await _work(pool)) >= 9
-
     async with _reader(settings, pool, consumer_name) as reader:
         assert reader.group_id == f"{settings.topic_prefix}.inbox.{consumer_name}"
         assert reader.topic == inbox_topic
-        await _until(all_done)
+        await _until(_work_reaches(pool, 9))
 
     # The router delivers the same messages again, and a reader in a new consumer group (its
     # offsets reset to the start) reads the originals a second time as well.
@@ -199,10 +197,7 @@ async def test_redelivered_messages_are_handled_exactly_once(
             consumer_name,
         )
     assert {m["topic"] for m in markers} == {inbox_topic}
-    # Per case, the handling order is the sending order.
-    for case in {e.case_id for e in envelopes}:
-        sent = [e.message_id for e in envelopes if e.case_id == case]
-        assert [m for m in work if m in sent] == sent
+    _assert_in_case_order(work, envelopes)
 
 
 async def test_a_failing_handler_is_retried_without_skipping_and_keeps_order(
@@ -225,11 +220,8 @@ async def test_a_failing_handler_is_retried_without_skipping_and_keeps_order(
 
     await _produce(settings, inbox_topic, list(envelopes))
 
-    async def all_done() -> bool:
-        return len(await _work(pool)) >= 5
-
     async with _reader(settings, pool, consumer_name, fails_twice, retry_initial_s=0.05):
-        await _until(all_done)
+        await _until(_work_reaches(pool, 5))
 
     assert await _work(pool) == [e.message_id for e in envelopes]
     assert calls[flaky] == 3
@@ -273,11 +265,8 @@ async def test_a_handler_failing_every_attempt_stops_the_reader_before_the_messa
     assert await _work(pool) == [envelopes[0].message_id]
 
     # Fixed and restarted in the same group: it resumes at the failed message, not after it.
-    async def all_done() -> bool:
-        return len(await _work(pool)) >= 3
-
     async with _reader(settings, pool, consumer_name):
-        await _until(all_done)
+        await _until(_work_reaches(pool, 3))
     assert await _work(pool) == [e.message_id for e in envelopes]
     assert _seen(consumer_name, "duplicate") == 0
 
@@ -293,11 +282,8 @@ async def test_undecodable_records_are_skipped_and_the_next_message_is_handled(
     truncated = encode_envelope(good)[:-5]
     await _produce(settings, inbox_topic, [b"not avro at all", truncated, good])
 
-    async def handled() -> bool:
-        return len(await _work(pool)) >= 1
-
     async with _reader(settings, pool, consumer_name):
-        await _until(handled)
+        await _until(_work_reaches(pool, 1))
     assert await _work(pool) == [good.message_id]
     assert _seen(consumer_name, "undecodable") == 2
 
@@ -325,11 +311,8 @@ async def test_stop_finishes_the_record_in_flight_and_commits_it(
     assert await _work(pool) == [envelopes[0].message_id]
 
     # The handled record's offset was committed: the group goes on with the next one.
-    async def all_done() -> bool:
-        return len(await _work(pool)) >= 3
-
     async with _reader(settings, pool, consumer_name):
-        await _until(all_done)
+        await _until(_work_reaches(pool, 3))
     assert await _work(pool) == [e.message_id for e in envelopes]
     assert _seen(consumer_name, "duplicate") == 0
 
@@ -353,11 +336,8 @@ async def test_a_fetched_batch_is_handled_in_one_transaction_of_at_most_max_reco
     envelopes = [_envelope(signer, f"YGH-2026-{i % 4:04d}") for i in range(40)]
     await _produce(settings, inbox_topic, list(envelopes))
 
-    async def all_done() -> bool:
-        return len(await _work(pool)) >= 40
-
     async with _reader(settings, pool, consumer_name, max_records=16):
-        await _until(all_done)
+        await _until(_work_reaches(pool, 40))
 
     transactions = await _transactions(pool)
     # A transaction per record would make 40; a batch never exceeds max_records.
@@ -367,9 +347,7 @@ async def test_a_fetched_batch_is_handled_in_one_transaction_of_at_most_max_reco
     assert _seen(consumer_name, "handled") == 40
     assert _seen(consumer_name, "duplicate") == 0
     work = await _work(pool)
-    for case in {e.case_id for e in envelopes}:
-        sent = [e.message_id for e in envelopes if e.case_id == case]
-        assert [m for m in work if m in sent] == sent
+    _assert_in_case_order(work, envelopes)
     async with pool.acquire() as conn:
         assert await handled_ids(conn, consumer_name) == work  # markers in the order handled
 
@@ -421,11 +399,8 @@ async def test_a_handler_failing_mid_batch_rolls_back_and_the_batch_goes_one_by_
 
     await _produce(settings, inbox_topic, list(envelopes))
 
-    async def all_done() -> bool:
-        return len(await _work(pool)) >= 6
-
     async with _reader(settings, pool, consumer_name, fails_once, retry_initial_s=0.05):
-        await _until(all_done)
+        await _until(_work_reaches(pool, 6))
 
     # The batch ran up to the flaky message and was rolled back whole; then every record went
     # in a transaction of its own, the flaky one retried: each message's work is there once,
@@ -529,6 +504,4 @@ async def test_two_readers_sharing_a_consumer_name_handle_each_batch_message_onc
     assert sorted(work) == sorted(e.message_id for e in envelopes)
     assert _seen(consumer_name, "handled") == 120
     assert _seen(consumer_name, "duplicate") == 120
-    for case in {e.case_id for e in envelopes}:
-        sent = [e.message_id for e in envelopes if e.case_id == case]
-        assert [m for m in work if m in sent] == sent
+    _assert_in_case_order(work, envelopes)

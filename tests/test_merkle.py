@@ -90,6 +90,13 @@ def _flip(value: bytes, bit: int) -> bytes:
     return bytes(out)
 
 
+def _flip_one_element(proof: list[bytes], data: st.DataObject) -> list[bytes]:
+    """``proof`` with one bit of one of its hashes flipped, both drawn from ``data``."""
+    at = data.draw(st.integers(0, len(proof) - 1), label="proof element")
+    bit = data.draw(st.integers(0, 255), label="proof bit")
+    return [*proof[:at], _flip(proof[at], bit), *proof[at + 1 :]]
+
+
 def _fails(check: Callable[[], None]) -> bool:
     try:
         check()
@@ -305,9 +312,7 @@ def test_inclusion_proof_verifies_and_any_flipped_bit_breaks_it(
     verify_inclusion(leaf, index, size, proof, root)
 
     if proof:
-        at = data.draw(st.integers(0, len(proof) - 1), label="proof element")
-        bit = data.draw(st.integers(0, 255), label="proof bit")
-        bad = [*proof[:at], _flip(proof[at], bit), *proof[at + 1 :]]
+        bad = _flip_one_element(proof, data)
         assert _fails(lambda: verify_inclusion(leaf, index, size, bad, root))
     bit = data.draw(st.integers(0, 255), label="root bit")
     assert _fails(lambda: verify_inclusion(leaf, index, size, proof, _flip(root, bit)))
@@ -336,9 +341,7 @@ def test_consistency_proof_verifies_and_any_flipped_bit_breaks_it(
     verify_consistency(old, size, old_root, new_root, proof)
 
     if proof:
-        at = data.draw(st.integers(0, len(proof) - 1), label="proof element")
-        bit = data.draw(st.integers(0, 255), label="proof bit")
-        bad = [*proof[:at], _flip(proof[at], bit), *proof[at + 1 :]]
+        bad = _flip_one_element(proof, data)
         assert _fails(lambda: verify_consistency(old, size, old_root, new_root, bad))
     bit = data.draw(st.integers(0, 255), label="root bit")
     assert _fails(lambda: verify_consistency(old, size, _flip(old_root, bit), new_root, proof))

@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from buskit import signed_ack
 from prometheus_client import REGISTRY
 
-from bus.codec import decode_envelope, encode_payload
+from bus.codec import decode_envelope
 from bus.errors import OutboxConflictError, OutboxMisuseError
-from bus.models import PAYLOAD_MODELS, Envelope, Signature
+from bus.models import Envelope
 from bus.outbox import OutboxRelay, OutboxWriter
+from bus.party import Party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, generate_keypair, sign_envelope
 
@@ -40,13 +40,6 @@ async def submit_topic(settings: Settings) -> str:
 
 
 @pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
 def signer() -> Ed25519Signer:
     private_pem, _, _ = generate_keypair(SENDER)
     return Ed25519Signer.from_pem(private_pem, agency_id=SENDER)
@@ -59,24 +52,8 @@ def owner() -> str:
 
 
 def _envelope(signer: Ed25519Signer, case_id: str) -> Envelope:
-    mid = uuid.uuid4()
-    now = datetime.now(UTC)
-    payload = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(), acknowledged_by=SENDER, acknowledged_at=now
-    )
-    unsigned = Envelope(
-        message_id=mid,
-        kind="bus.ack",
-        schema_version=1,
-        sender=SENDER,
-        recipients=[RECIPIENT],
-        case_id=case_id,
-        correlation_id=str(mid),
-        sent_at=now,
-        payload=encode_payload("bus.ack", payload),
-        signature=Signature(algorithm="ed25519", key_id=signer.key_id, value=b""),
-    )
-    return sign_envelope(unsigned, signer)
+    """A signed bus.ack from SENDER on ``case_id``."""
+    return signed_ack(Party(SENDER, signer), recipients=[RECIPIENT], case_id=case_id)
 
 
 def _metric(name: str, owner: str) -> float:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import asyncpg
 import httpx
 import pytest
+from buskit import signed_ack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -51,7 +52,7 @@ from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf, recipients_detail
 from bus.audit.log import AuditLog, AuditRecord
 from bus.console import create_app as create_console
-from bus.models import PAYLOAD_MODELS, Attachment
+from bus.models import Attachment
 from bus.party import Party, make_party
 from bus.settings import Settings
 from bus.signing import write_keypair
@@ -130,12 +131,7 @@ async def world(settings: Settings, tmp_path: Path) -> AsyncIterator[World]:
         async with pool.acquire() as conn:
             await sync_agencies(conn, load_registry(settings.agencies_file))
         sender = make_party(POLICE, tmp_path / "parties")
-        ack = PAYLOAD_MODELS["bus.ack"](
-            original_message_id=uuid.uuid4(),
-            acknowledged_by=POLICE,
-            acknowledged_at=datetime.now(UTC),
-        )
-        env = sender.envelope(ack, recipients=[BUREAU], case_id=CASE)
+        env = signed_ack(sender, recipients=[BUREAU], case_id=CASE)
         now = datetime.now(UTC)
         accepted = message_leaf(
             "accepted",
@@ -178,10 +174,7 @@ async def _case_file(pool: asyncpg.Pool, sender: Party) -> str:
         body(), media_type="application/pdf", max_bytes=1024
     )
     a = stored.attachment
-    ack = PAYLOAD_MODELS["bus.ack"](
-        original_message_id=uuid.uuid4(), acknowledged_by=POLICE, acknowledged_at=datetime.now(UTC)
-    )
-    sent = sender.envelope(ack, recipients=[BUREAU, PLANNING, COURT], case_id=CASE)
+    sent = signed_ack(sender, recipients=[BUREAU, PLANNING, COURT], case_id=CASE)
     attachment = Attachment(
         name="a.pdf", media_type=a.media_type, size_bytes=a.size_bytes, sha256=a.sha256, uri=a.uri
     )

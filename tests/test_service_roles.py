@@ -111,6 +111,14 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
         child.wait(10)
 
 
+def _keys_of(proc: Proc, cli_env: dict[str, str], keys: Path) -> tuple[Path, dict[str, str]]:
+    """Key pairs of ``proc``'s agencies written under ``keys``, and the CLI's environment
+    naming the bus's key there."""
+    for agency in proc.agencies:
+        write_keypair(agency, keys)
+    return keys, {**cli_env, "CASEBUS_BUS_KEY_FILE": str(keys / "casebus.key.pem")}
+
+
 @pytest.mark.parametrize("name", PROCS)
 async def test_each_service_process_connects_as_its_own_login(
     provisioned: Settings,
@@ -121,10 +129,7 @@ async def test_each_service_process_connects_as_its_own_login(
     name: str,
 ) -> None:
     proc = PROCS[name]
-    keys = tmp_path / "keys"
-    for agency in proc.agencies:
-        write_keypair(agency, keys)
-    env = {**cli_env, "CASEBUS_BUS_KEY_FILE": str(keys / "casebus.key.pem")}
+    keys, env = _keys_of(proc, cli_env, tmp_path / "keys")
     owner = await asyncpg.connect(provisioned.database_url)
     try:
         # The operator registers the agencies and the service's keys, as the owner.
@@ -178,10 +183,7 @@ async def test_a_service_whose_key_the_operator_did_not_register_stops_saying_ho
     name: str,
 ) -> None:
     proc = PROCS[name]
-    keys = tmp_path / "keys"
-    for agency in proc.agencies:
-        write_keypair(agency, keys)
-    env = {**cli_env, "CASEBUS_BUS_KEY_FILE": str(keys / "casebus.key.pem")}
+    keys, env = _keys_of(proc, cli_env, tmp_path / "keys")
     owner = await asyncpg.connect(provisioned.database_url)
     try:  # the operator synced the agencies, but registered no key
         await ensure_registered(owner, registry=load_registry(provisioned.agencies_file), keys=[])

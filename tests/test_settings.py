@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from securekit import self_signed_ca
 
 from bus.errors import ConfigError
 from bus.settings import Settings, load_settings
@@ -62,33 +63,6 @@ def no_kafka_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _ca(tmp_path: Path) -> Path:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "settings test ca")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path / "ca.crt"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
 def _secure(tmp_path: Path, password: str = "pw-3f9a1c") -> dict[str, object]:
     pw = tmp_path / "kafka.password"
     pw.write_text(password + "\n")
@@ -97,7 +71,7 @@ def _secure(tmp_path: Path, password: str = "pw-3f9a1c") -> dict[str, object]:
         "kafka_security_protocol": "SASL_SSL",
         "kafka_sasl_username": "ygh.police.bureau",
         "kafka_sasl_password_file": pw,
-        "kafka_ca_file": _ca(tmp_path),
+        "kafka_ca_file": self_signed_ca(tmp_path, name="settings test ca"),
     }
 
 

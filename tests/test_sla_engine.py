@@ -30,6 +30,7 @@ from slakit import (
     FixedClock,
     Inboxes,
     JumpingClock,
+    answer,
     bus_payload,
     day,
     engine_running,
@@ -76,14 +77,7 @@ async def test_transfer_and_receipt_open_close_and_open_the_criminal_chain_deadl
     assert (met.kind, met.recipients, met.sender) == ("sla.met", [BUREAU, POLICE], SLA_AGENCY)
 
     clock.at = START + timedelta(hours=2)
-    receipt = send(
-        police,
-        "criminal.receipt",
-        rng,
-        clock,
-        correlation_id=transfer.correlation_id,
-        case_id=transfer.case_id,
-    )
+    receipt = answer(police, "criminal.receipt", rng, clock, to=transfer)
     async with pool.acquire() as conn, conn.transaction():
         again = await engine.apply(conn, transfer)  # the inbox dedups; the engine is safe anyway
         done = await engine.apply(conn, receipt)
@@ -115,22 +109,8 @@ async def test_a_late_step_breaches_once_and_only_the_owing_agency_closes(
     async with pool.acquire() as conn, conn.transaction():
         await engine.apply(conn, transfer)
     clock.at = day(4, 10)  # the receipt was due at the end of 3 March
-    wrong = send(
-        eco,
-        "criminal.receipt",
-        rng,
-        clock,
-        correlation_id=transfer.correlation_id,
-        case_id=transfer.case_id,
-    )
-    late = send(
-        police,
-        "criminal.receipt",
-        rng,
-        clock,
-        correlation_id=transfer.correlation_id,
-        case_id=transfer.case_id,
-    )
+    wrong = answer(eco, "criminal.receipt", rng, clock, to=transfer)
+    late = answer(police, "criminal.receipt", rng, clock, to=transfer)
     async with pool.acquire() as conn, conn.transaction():
         ignored = await engine.apply(conn, wrong)
         done = await engine.apply(conn, late)
@@ -194,14 +174,13 @@ async def test_a_due_instant_at_the_ends_of_the_calendar_is_skipped_not_retried(
             assert (await engine.apply(conn, request)).opened == []
         [deadline] = (await engine.apply(conn, fine)).opened
     moves = [
-        send(
+        answer(
             regulator,
             "opinion.delegated",
             rng,
             clock,
+            to=fine,
             recipients=[BUREAU],
-            correlation_id=fine.correlation_id,
-            case_id=fine.case_id,
             causation_id=str(fine.message_id),
             expected_at=end,
         )
@@ -341,14 +320,7 @@ async def test_transfer_without_filing_decision_warns_then_breach_reaches_all_th
         engine_running(bus, sla_key, clock, replicas=2),
     ):
         transfer = send(bureau, "criminal.transfer", rng, clock)
-        receipt = send(
-            police,
-            "criminal.receipt",
-            rng,
-            clock,
-            correlation_id=transfer.correlation_id,
-            case_id=transfer.case_id,
-        )
+        receipt = answer(police, "criminal.receipt", rng, clock, to=transfer)
         await bus.submit(transfer, receipt)
         opened = await _open_deadline(bus, policy, transfer.case_id)
         assert len(opened["warnings_at"]) == 2, opened  # half time, then one working day before
@@ -409,23 +381,15 @@ async def test_a_filing_decision_in_time_is_met_and_never_breached(bus: Bus, sla
         engine_running(bus, sla_key, clock),
     ):
         transfer = send(bureau, "criminal.transfer", rng, clock)
-        receipt = send(
-            police,
-            "criminal.receipt",
-            rng,
-            clock,
-            correlation_id=transfer.correlation_id,
-            case_id=transfer.case_id,
-        )
+        receipt = answer(police, "criminal.receipt", rng, clock, to=transfer)
         await bus.submit(transfer, receipt)
         await inboxes.until(lambda: bool(inboxes.sla(BUREAU, "sla.met", "criminal.receipt")))
-        decision = send(
+        decision = answer(
             police,
             "criminal.filing_decision",
             rng,
             clock,
-            correlation_id=transfer.correlation_id,
-            case_id=transfer.case_id,
+            to=transfer,
             causation_id=str(receipt.message_id),
             decision="FILED",
         )
@@ -475,14 +439,13 @@ async def test_opinion_delegated_moves_the_opinion_deadline_to_its_expected_at(
                 await asyncio.sleep(0.05)
             [deadline] = opened
             assert deadline.due_at == asked  # the request's own due_at
-            delegated = send(
+            delegated = answer(
                 regulator,
                 "opinion.delegated",
                 rng,
                 clock,
+                to=request,
                 recipients=[BUREAU],
-                correlation_id=request.correlation_id,
-                case_id=request.case_id,
                 causation_id=str(request.message_id),
                 expected_at=day(25, 17, 30, 0),
             )
