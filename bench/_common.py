@@ -1,17 +1,19 @@
 """Helpers the benchmarks share: where the infrastructure answers, a scratch database, the
-broker's topics, a process's CPU and memory, and a Markdown table."""
+broker's topics, an adapter process, a process's CPU and memory, and a Markdown table."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.db import SERVICE_ROLES
@@ -27,7 +29,9 @@ __all__ = [
     "markdown_table",
     "say",
     "scratch_settings",
+    "start_adapter",
     "vm_kib",
+    "wait_healthy",
     "with_db",
 ]
 
@@ -122,3 +126,36 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[s
         ":" + "-" * (w + 1) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
     )
     return [line(head), rule + "|", *(line(r) for r in rows)]
+
+
+async def start_adapter(
+    kind: str, *, agency: str, key_dir: Path, port: int, env: Mapping[str, str]
+) -> asyncio.subprocess.Process:
+    """Start ``casebus adapter <kind>`` for ``agency`` on ``port``; its output is discarded."""
+    exe = str(Path(sys.executable).parent / "casebus")
+    return await asyncio.create_subprocess_exec(
+        exe,
+        "adapter",
+        kind,
+        "--agency",
+        agency,
+        "--key-dir",
+        str(key_dir),
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def wait_healthy(client: httpx.AsyncClient, *, attempts: int) -> None:
+    """Ask ``/healthz`` every 0.1 s until it answers 200, ``attempts`` times at most; the bench
+    goes on either way, and its first request says what is wrong."""
+    for _ in range(attempts):
+        try:
+            if (await client.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
