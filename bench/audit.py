@@ -38,7 +38,7 @@ import asyncpg
 import structlog
 from _audit_append import record as _record
 from _audit_witness import witness_report
-from _common import with_db
+from _common import admin_sql, with_db
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.audit.checkpointer import Checkpointer
@@ -164,22 +164,6 @@ def _table(rows: Sequence[_Row], raw_unit_s: float) -> list[str]:
 
 
 # --- the database -----------------------------------------------------------------------------
-
-
-async def _create(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _drop(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 class _Appender:
@@ -405,10 +389,10 @@ def _million(admin: str, plan: _Plan, began: float) -> None:
     name = f"casebus_bench_audit_{uuid.uuid4().hex[:10]}"
     try:
         _say(f"creating database {name}")
-        asyncio.run(_create(admin, name))
+        asyncio.run(admin_sql(admin, f'CREATE DATABASE "{name}"'))
         db = asyncio.run(_measure_db(with_db(admin, name), plan))
     finally:
-        asyncio.run(_drop(admin, name))
+        asyncio.run(admin_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         _say(f"dropped database {name}")
     n = plan.entries
     _say("yardstick: raw hashlib")
