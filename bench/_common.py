@@ -8,7 +8,8 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +29,7 @@ __all__ = [
     "kafka_version",
     "markdown_table",
     "say",
+    "scratch_database",
     "scratch_settings",
     "start_adapter",
     "vm_kib",
@@ -77,6 +79,19 @@ async def admin_sql(dsn: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+@contextlib.contextmanager
+def scratch_database(admin_dsn: str, prefix: str, say: Callable[[str], None]) -> Iterator[str]:
+    """A fresh database ``<prefix>_<random>`` for the block (its DSN), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        say(f"creating database {name}")
+        asyncio.run(admin_sql(admin_dsn, f'CREATE DATABASE "{name}"'))
+        yield with_db(admin_dsn, name)
+    finally:
+        asyncio.run(admin_sql(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        say(f"dropped database {name}")
 
 
 async def delete_topics(bootstrap: str, prefixes: Sequence[str]) -> list[str]:
