@@ -1,17 +1,20 @@
 """Helpers the benchmarks share: where the infrastructure answers, a scratch database, the
-broker's topics, a process's CPU and memory, and a Markdown table."""
+broker's topics, an adapter process, a process's CPU and memory, and a Markdown table."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.db import SERVICE_ROLES
@@ -26,8 +29,11 @@ __all__ = [
     "kafka_version",
     "markdown_table",
     "say",
+    "scratch_database",
     "scratch_settings",
+    "start_adapter",
     "vm_kib",
+    "wait_healthy",
     "with_db",
 ]
 
@@ -73,6 +79,19 @@ async def admin_sql(dsn: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+@contextlib.contextmanager
+def scratch_database(admin_dsn: str, prefix: str, say: Callable[[str], None]) -> Iterator[str]:
+    """A fresh database ``<prefix>_<random>`` for the block (its DSN), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        say(f"creating database {name}")
+        asyncio.run(admin_sql(admin_dsn, f'CREATE DATABASE "{name}"'))
+        yield with_db(admin_dsn, name)
+    finally:
+        asyncio.run(admin_sql(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        say(f"dropped database {name}")
 
 
 async def delete_topics(bootstrap: str, prefixes: Sequence[str]) -> list[str]:
@@ -122,3 +141,36 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[s
         ":" + "-" * (w + 1) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
     )
     return [line(head), rule + "|", *(line(r) for r in rows)]
+
+
+async def start_adapter(
+    kind: str, *, agency: str, key_dir: Path, port: int, env: Mapping[str, str]
+) -> asyncio.subprocess.Process:
+    """Start ``casebus adapter <kind>`` for ``agency`` on ``port``; its output is discarded."""
+    exe = str(Path(sys.executable).parent / "casebus")
+    return await asyncio.create_subprocess_exec(
+        exe,
+        "adapter",
+        kind,
+        "--agency",
+        agency,
+        "--key-dir",
+        str(key_dir),
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def wait_healthy(client: httpx.AsyncClient, *, attempts: int) -> None:
+    """Ask ``/healthz`` every 0.1 s until it answers 200, ``attempts`` times at most; the bench
+    goes on either way, and its first request says what is wrong."""
+    for _ in range(attempts):
+        try:
+            if (await client.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)

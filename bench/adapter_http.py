@@ -25,7 +25,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from _common import scratch_settings, with_db
+from _common import scratch_settings, start_adapter, wait_healthy, with_db
 
 from adapters._framework.auth import create_token
 from adapters._framework.fake_department import free_socket
@@ -108,32 +108,10 @@ async def main(n: int) -> None:
         # The relay pointed at a closed port: measure acceptance alone.
         server_settings = {"kafka_bootstrap": "127.0.0.1:1", "log_level": "warning"}
         env = settings.model_copy(update=server_settings).to_env(os.environ)
-        exe = str(Path(sys.executable).parent / "casebus")
-        server = await asyncio.create_subprocess_exec(
-            *[
-                exe,
-                "adapter",
-                "regulators",
-                "--agency",
-                AGENCY,
-                "--key-dir",
-                str(keys),
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        server = await start_adapter("regulators", agency=AGENCY, key_dir=keys, port=port, env=env)
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base) as probe:
-            for _ in range(200):
-                try:
-                    if (await probe.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_healthy(probe, attempts=200)
         await _submissions(base, token, 50, 4)  # warm-up
         rows = []
         for concurrency in (1, 8, 32):

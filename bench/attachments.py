@@ -45,7 +45,9 @@ from _common import (
     markdown_table,
     say,
     scratch_settings,
+    start_adapter,
     vm_kib,
+    wait_healthy,
     with_db,
 )
 
@@ -168,17 +170,7 @@ async def http_rows(
         log_level="warning",
         attachment_max_bytes=size,
     ).to_env(os.environ)
-    exe = str(Path(sys.executable).parent / "casebus")
-    argv = ["adapter", "enforcement", "--agency", AGENCY, "--key-dir", str(keys)]
-    server = await asyncio.create_subprocess_exec(
-        exe,
-        *argv,
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    server = await start_adapter("enforcement", agency=AGENCY, key_dir=keys, port=port, env=env)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
     peak = 0
@@ -192,13 +184,7 @@ async def http_rows(
 
     try:
         async with httpx.AsyncClient(base_url=base, timeout=600) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_healthy(client, attempts=300)
             digest = ""
 
             async def upload(expected: int) -> None:

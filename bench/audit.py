@@ -30,7 +30,6 @@ import resource
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -38,7 +37,7 @@ import asyncpg
 import structlog
 from _audit_append import record as _record
 from _audit_witness import witness_report
-from _common import with_db
+from _common import scratch_database
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.audit.checkpointer import Checkpointer
@@ -164,22 +163,6 @@ def _table(rows: Sequence[_Row], raw_unit_s: float) -> list[str]:
 
 
 # --- the database -----------------------------------------------------------------------------
-
-
-async def _create(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _drop(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 class _Appender:
@@ -402,14 +385,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _million(admin: str, plan: _Plan, began: float) -> None:
-    name = f"casebus_bench_audit_{uuid.uuid4().hex[:10]}"
-    try:
-        _say(f"creating database {name}")
-        asyncio.run(_create(admin, name))
-        db = asyncio.run(_measure_db(with_db(admin, name), plan))
-    finally:
-        asyncio.run(_drop(admin, name))
-        _say(f"dropped database {name}")
+    with scratch_database(admin, "casebus_bench_audit", _say) as dsn:
+        db = asyncio.run(_measure_db(dsn, plan))
     n = plan.entries
     _say("yardstick: raw hashlib")
     raw, leaf_bytes = _raw_hashlib(n)

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
-from _common import with_db
+from _common import scratch_database
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.agencies import load_registry
@@ -291,14 +291,6 @@ def _table(rows: Sequence[tuple[str, str, str]]) -> list[str]:
 # --- the database -----------------------------------------------------------------------------
 
 
-async def _admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def _plan(argv: Sequence[str] | None) -> _Plan:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -329,14 +321,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     began = time.perf_counter()
     admin = local_database_url(say=_say)
-    name = f"casebus_bench_sla_{uuid.uuid4().hex[:10]}"
-    try:
-        _say(f"creating database {name}")
-        asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-        rows = asyncio.run(_measure(with_db(admin, name), plan))
-    finally:
-        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        _say(f"dropped database {name}")
+    with scratch_database(admin, "casebus_bench_sla", _say) as dsn:
+        rows = asyncio.run(_measure(dsn, plan))
     print(
         f"SLA scheduler, {plan.open:,} open deadlines; Python {sys.version.split()[0]}; "
         f"{os.cpu_count()} CPUs"

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bus.config_files import read_yaml
 from bus.errors import ConfigError
 
 __all__ = ["AGENCY_ID_PATTERN", "Agency", "AgencyKind", "Registry", "load_registry"]
@@ -88,10 +88,7 @@ class Registry(BaseModel):
 
 def load_registry(path: Path) -> Registry:
     """Read and check the registry file; a bad file raises ConfigError naming each problem."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read agency registry: {e}") from e
+    raw = read_yaml(path, "agency registry")
     try:
         return Registry.model_validate(raw)
     except ValidationError as e:

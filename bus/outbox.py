@@ -184,6 +184,15 @@ class _Row:
     headers: list[tuple[str, bytes]]
     blocked: bool
 
+    def context(self) -> dict[str, str]:
+        """What every event about this row says: which message, case, owner and topic."""
+        return {
+            "message_id": str(self.message_id),
+            "case_id": self.case_id,
+            "owner": self.owner,
+            "topic": self.topic,
+        }
+
 
 # A row is "blocked" when an earlier pending row of its case is not in this claim: another relay
 # holds it (SKIP LOCKED skipped it), so sending this one now could overtake it.
@@ -369,26 +378,13 @@ class OutboxRelay(BackgroundService):
                     self._failed(row, outcome[row.id] or "")
                     return
                 outcome[row.id] = None
-                log.info(
-                    "outbox.published",
-                    message_id=str(row.message_id),
-                    case_id=row.case_id,
-                    owner=row.owner,
-                    topic=row.topic,
-                )
+                log.info("outbox.published", **row.context())
 
         await asyncio.gather(*(send_chain(chain) for chain in chains.values()))
         return outcome
 
     def _failed(self, row: _Row, error: str) -> None:
-        log.warning(
-            "outbox.publish_failed",
-            message_id=str(row.message_id),
-            case_id=row.case_id,
-            owner=row.owner,
-            topic=row.topic,
-            error=error,
-        )
+        log.warning("outbox.publish_failed", **row.context(), error=error)
 
     async def _ensure_producer(self) -> Any:
         if self._producer is None:

@@ -24,8 +24,9 @@ from typer.testing import CliRunner
 
 from bus.cli import app
 from bus.cli._app import GROUPS
+from bus.config_files import safe_load_yaml
 from bus.settings import REPO_ROOT, load_settings
-from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, safe_load_yaml
+from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH
 from bus.sla.policy import DEFAULT_POLICIES_PATH
 
 HEAVY = ("fastapi", "starlette", "uvicorn", "aiokafka", "asyncpg", "adapters")

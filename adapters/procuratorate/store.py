@@ -25,7 +25,7 @@ from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import DecodeError, ValidationFailedError
 from bus.inbox import InboxHandler, InboxReader
-from bus.models import AuditTreeHead, Envelope
+from bus.models import AuditTreeHead, Envelope, PayloadModel
 from bus.models.bus_kinds import BusDelivered
 
 __all__ = ["STORE_CONSUMER", "record_event", "store_handler", "store_reader"]
@@ -68,6 +68,21 @@ async def record_event(
     return bool(inserted)
 
 
+async def _keep(conn: Conn, agency_id: str, envelope: Envelope, model: PayloadModel) -> None:
+    """Keep ``envelope`` with its payload read as ``model``, in the bus's field names."""
+    await record_event(
+        conn,
+        agency_id,
+        message_id=envelope.message_id,
+        kind=envelope.kind,
+        case_id=envelope.case_id,
+        sender=envelope.sender,
+        recipients=envelope.recipients,
+        sent_at=envelope.sent_at,
+        payload=model.model_dump(mode="json"),
+    )
+
+
 async def _keep_own(conn: Conn, agency_id: str, receipt: BusDelivered, codec: Codec) -> None:
     """Keep a message the procuratorate sent itself (the bus sends it no copy, only a receipt):
     the signed envelope comes from the audit leaf the receipt points at."""
@@ -83,17 +98,7 @@ async def _keep_own(conn: Conn, agency_id: str, receipt: BusDelivered, codec: Co
         return
     own = codec.decode_envelope(value)
     _, _, model = codec.decode_payload_model(own.payload, kind=own.kind)
-    await record_event(
-        conn,
-        agency_id,
-        message_id=own.message_id,
-        kind=own.kind,
-        case_id=own.case_id,
-        sender=own.sender,
-        recipients=own.recipients,
-        sent_at=own.sent_at,
-        payload=model.model_dump(mode="json"),
-    )
+    await _keep(conn, agency_id, own, model)
 
 
 def store_handler(agency_id: str, *, codec: Codec | None = None) -> InboxHandler:
@@ -124,17 +129,7 @@ def store_handler(agency_id: str, *, codec: Codec | None = None) -> InboxHandler
                 model.issued_at,
             )
             return
-        await record_event(
-            conn,
-            agency_id,
-            message_id=envelope.message_id,
-            kind=envelope.kind,
-            case_id=envelope.case_id,
-            sender=envelope.sender,
-            recipients=envelope.recipients,
-            sent_at=envelope.sent_at,
-            payload=model.model_dump(mode="json"),
-        )
+        await _keep(conn, agency_id, envelope, model)
         log.info(
             "procuratorate.kept",
             agency=agency_id,

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bus.config_files import read_yaml
 from bus.errors import ConfigError
 from bus.models import KINDS
 from bus.settings import REPO_ROOT
@@ -112,10 +112,7 @@ def load_retention(path: Path | str = DEFAULT_RETENTION_PATH) -> RetentionPolicy
     """Read and check a retention policy file; ConfigError naming each bad field, its value
     and the rule it broke."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read the attachment retention file: {e}") from e
+    raw = read_yaml(path, "the attachment retention file")
     try:
         return RetentionPolicy.model_validate(raw)
     except ValidationError as e:

@@ -29,6 +29,17 @@ async def reconcile(plan: AclPlan, settings: Settings, *, dry_run: bool = False)
         await admin.close()
 
 
+def _plan(settings: Settings, policy_file: Path) -> AclPlan:
+    """The ACL plan for the registry ``settings`` name and the policy in ``policy_file``."""
+    registry = load_registry(settings.agencies_file)
+    return plan_acls(
+        registry,
+        load_policy(policy_file, registry),
+        prefix=settings.topic_prefix,
+        submit_topics=settings.submit_topics,
+    )
+
+
 @app.command("plan")
 def plan_cmd(
     policy_file: Path = typer.Option(
@@ -46,13 +57,7 @@ def plan_cmd(
         raise typer.Exit(2)
     settings = load_settings()
     try:
-        registry = load_registry(settings.agencies_file)
-        plan = plan_acls(
-            registry,
-            load_policy(policy_file, registry),
-            prefix=settings.topic_prefix,
-            submit_topics=settings.submit_topics,
-        )
+        plan = _plan(settings, policy_file)
     except ConfigError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from e
@@ -109,13 +114,7 @@ def apply_cmd(
         if protocol is None and "kafka_security_protocol" not in load_settings().model_fields_set:
             given["kafka_security_protocol"] = "SASL_SSL"
         settings = load_settings(**given)
-        registry = load_registry(settings.agencies_file)
-        plan = plan_acls(
-            registry,
-            load_policy(policy_file, registry),
-            prefix=settings.topic_prefix,
-            submit_topics=settings.submit_topics,
-        )
+        plan = _plan(settings, policy_file)
         changes = asyncio.run(reconcile(plan, settings, dry_run=dry_run))
     except (ConfigError, TransportError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -42,7 +42,7 @@ from bus.router.outputs import Outputs, rejection_id
 from bus.router.principal import principal_check
 from bus.router.producers import discard_producer
 from bus.router.store_pg import PostgresRouterStore
-from bus.router.verdict import Verdict, undeliverable
+from bus.router.verdict import Accepted, Verdict, undeliverable
 from bus.routing import RoutingPolicy
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, KeyStore
@@ -273,17 +273,7 @@ class Router(Stoppable):
         if plan is None:  # stopping while the database was away: nothing was committed
             return
         for v in plan.accepted:
-            env = v.envelope
-            log.info(
-                "router.accepted",
-                message_id=str(env.message_id),
-                case_id=env.case_id,
-                kind=env.kind,
-                sender=env.sender,
-                key_id=v.key.key_id if v.key else None,
-                partition=v.record.partition,
-                offset=v.record.offset,
-            )
+            log.info("router.accepted", **_context(v), key_id=v.key.key_id if v.key else None)
         offsets = {}
         for r in records:
             offsets[TopicPartition(r.topic, r.partition)] = OffsetAndMetadata(r.offset + 1, "")
@@ -313,16 +303,7 @@ class Router(Stoppable):
             env = v.envelope
             metrics.MESSAGES.labels(kind=env.kind, outcome="delivered").inc()
             metrics.LATENCY.observe((done - v.received_at).total_seconds())
-            log.info(
-                "router.delivered",
-                message_id=str(env.message_id),
-                case_id=env.case_id,
-                kind=env.kind,
-                sender=env.sender,
-                deliver_to=list(v.deliver_to),
-                partition=v.record.partition,
-                offset=v.record.offset,
-            )
+            log.info("router.delivered", **_context(v), deliver_to=list(v.deliver_to))
         for d in plan.duplicates:
             metrics.MESSAGES.labels(kind=_kind(d), outcome="duplicate").inc()
         for r in plan.refused:
@@ -652,6 +633,19 @@ _REFUSED_FOR_GOOD = (
     Errors.TopicAuthorizationFailedError,
     Errors.UnsupportedForMessageFormatError,
 )
+
+
+def _context(v: Accepted) -> dict[str, object]:
+    """What every event about an accepted message says: which message, whose, and where from."""
+    env = v.envelope
+    return {
+        "message_id": str(env.message_id),
+        "case_id": env.case_id,
+        "kind": env.kind,
+        "sender": env.sender,
+        "partition": v.record.partition,
+        "offset": v.record.offset,
+    }
 
 
 def _source(v: Verdict) -> tuple[str, int, int]:

@@ -222,14 +222,18 @@ class Fortnight:
         else:
             self.expected.flows.setdefault("opinion answered", case)
         await self.days.on(answer_on)
+        await self._answer_opinion(regulator, case, qqbh, request)
+
+    async def _answer_opinion(self, regulator: str, case: str, qqbh: str, request: str) -> None:
+        """``regulator`` answers the request ``qqbh``; the bureau receives the 意见答复."""
         answer = self.dated(
             opinion_response(
                 ajbh=case, qqbh=qqbh, dfbh=f"答复-{qqbh}", jsdw=[BUREAU], glbh=request
             ),
             "dfsj",
         )
-        await self.submit(w.reg, regulator, answer)
-        await self.arrives(w.bureau, "意见答复", lambda d: d["ajbh"] == case)
+        await self.submit(self.world.reg, regulator, answer)
+        await self.arrives(self.world.bureau, "意见答复", lambda d: d["ajbh"] == case)
 
     async def urgent_opinion_answered_late(self, regulator: str, answer_on: int) -> None:
         """An urgent request (due three hours after it is sent) answered days later."""
@@ -244,14 +248,7 @@ class Fortnight:
         self.expected.flows["opinion answered late"] = case
         await self.days.on(answer_on)
         await self.arrives(w.bureau, "超期通报", lambda d: d["ajbh"] == case, timeout_s=60)
-        answer = self.dated(
-            opinion_response(
-                ajbh=case, qqbh=qqbh, dfbh=f"答复-{qqbh}", jsdw=[BUREAU], glbh=request
-            ),
-            "dfsj",
-        )
-        await self.submit(w.reg, regulator, answer)
-        await self.arrives(w.bureau, "意见答复", lambda d: d["ajbh"] == case)
+        await self._answer_opinion(regulator, case, qqbh, request)
 
     # -- enforcement: monthly penalty feedback, with the planted 以罚代刑 case -------------------
 

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from bus.config_files import read_yaml
 from bus.errors import ConfigError, NaiveDatetimeError, PeriodError
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ __all__ = [
     "due_at",
     "end_of_day",
     "parse_warning",
-    "safe_load_yaml",
     "unknown_year_counter",
     "warning_points",
 ]
@@ -150,29 +149,8 @@ class _YearRule:
     makeup_workdays: frozenset[date]
 
 
-_C_SAFE_LOADER: type[yaml.CSafeLoader] | None = getattr(yaml, "CSafeLoader", None)
-
-
-def safe_load_yaml(text: str) -> Any:
-    """``yaml.safe_load(text)``, parsed by libyaml when PyYAML has it (several times faster).
-
-    Only the parser differs (the resolver and constructor are PyYAML's own either way). A text
-    libyaml refuses is parsed again by PyYAML, so a broken file is reported in the same words
-    (and with the same quoted line) as before.
-    """
-    if _C_SAFE_LOADER is not None:
-        try:
-            return yaml.load(text, Loader=_C_SAFE_LOADER)
-        except yaml.YAMLError:
-            pass
-    return yaml.safe_load(text)
-
-
 def _load_override(path: Path) -> dict[int, _YearRule]:
-    try:
-        raw = safe_load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read holiday override file: {e}") from e
+    raw = read_yaml(path, "holiday override file")
     try:
         parsed = _OverrideFile.model_validate(raw if raw is not None else {})
     except ValidationError as e:

@@ -17,9 +17,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bus.config_files import read_yaml
 from bus.errors import (
     ConfigError,
     NaiveDatetimeError,
@@ -37,7 +37,6 @@ from bus.sla.calendar import (
     due_at,
     end_of_day,
     parse_warning,
-    safe_load_yaml,
     warning_points,
 )
 
@@ -449,10 +448,7 @@ def _describe(err: Mapping[str, Any], raw: object) -> str:
 def load_policies(path: Path | str = DEFAULT_POLICIES_PATH) -> PolicySet:
     """Read and validate a policy file; a bad file raises ConfigError naming id and field."""
     path = Path(path)
-    try:
-        raw = safe_load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read SLA policy file: {e}") from e
+    raw = read_yaml(path, "SLA policy file")
     try:
         parsed = _PolicyFile.model_validate(raw)
     except ValidationError as e:

@@ -146,6 +146,32 @@ _MOUNTS = [
 ]
 
 
+def _pod(name: str, labels: dict[str, str], pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """The selector and pod template of a workload named ``name``: one replica's pod runs as
+    the image's unprivileged user (10001), never root."""
+    security = {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001}
+    return {
+        "selector": {"matchLabels": {"app.kubernetes.io/instance": name}},
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {"securityContext": security, **pod_spec},
+        },
+    }
+
+
+def _http_service(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The Service in front of ``name``'s pods: port 80 to their port named http."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "selector": {"app.kubernetes.io/instance": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
 def adapters(registry: Registry) -> str:
     docs: list[dict[str, Any]] = []
     for a in registry.agencies:
@@ -163,6 +189,43 @@ def adapters(registry: Registry) -> str:
         if a.kind == "procuratorate":
             # Its tiles and checkpoint serve only what every witness cosigned.
             env += witness_policy_env(registry)
+        container = {
+            "name": "adapter",
+            "image": IMAGE,
+            "args": [
+                "adapter",
+                ADAPTER_KIND[a.kind],
+                "--agency",
+                a.id,
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "8080",
+            ],
+            "env": env,
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "volumeMounts": [
+                *_MOUNTS,
+                {
+                    "name": "agency-key",
+                    "mountPath": "/var/run/casebus/keys",
+                    "readOnly": True,
+                },
+            ],
+            "readinessProbe": {"tcpSocket": {"port": "http"}},
+        }
+        volumes = [
+            *_kafka_volumes(a.id),
+            # The agency's Ed25519 key and webhook secret, made with
+            # `casebus keys generate`; mode 0400, checked at start.
+            {
+                "name": "agency-key",
+                "secret": {
+                    "secretName": "casebus-key-" + name.removeprefix("adapter-"),
+                    "defaultMode": 0o400,
+                },
+            },
+        ]
         docs.append(
             {
                 "apiVersion": "apps/v1",
@@ -170,71 +233,11 @@ def adapters(registry: Registry) -> str:
                 "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
                 "spec": {
                     "replicas": 1,
-                    "selector": {"matchLabels": {"app.kubernetes.io/instance": name}},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "runAsUser": 10001,
-                                "fsGroup": 10001,
-                            },
-                            "containers": [
-                                {
-                                    "name": "adapter",
-                                    "image": IMAGE,
-                                    "args": [
-                                        "adapter",
-                                        ADAPTER_KIND[a.kind],
-                                        "--agency",
-                                        a.id,
-                                        "--host",
-                                        "0.0.0.0",
-                                        "--port",
-                                        "8080",
-                                    ],
-                                    "env": env,
-                                    "ports": [{"name": "http", "containerPort": 8080}],
-                                    "volumeMounts": [
-                                        *_MOUNTS,
-                                        {
-                                            "name": "agency-key",
-                                            "mountPath": "/var/run/casebus/keys",
-                                            "readOnly": True,
-                                        },
-                                    ],
-                                    "readinessProbe": {"tcpSocket": {"port": "http"}},
-                                }
-                            ],
-                            "volumes": [
-                                *_kafka_volumes(a.id),
-                                # The agency's Ed25519 key and webhook secret, made with
-                                # `casebus keys generate`; mode 0400, checked at start.
-                                {
-                                    "name": "agency-key",
-                                    "secret": {
-                                        "secretName": "casebus-key-"
-                                        + name.removeprefix("adapter-"),
-                                        "defaultMode": 0o400,
-                                    },
-                                },
-                            ],
-                        },
-                    },
+                    **_pod(name, labels, {"containers": [container], "volumes": volumes}),
                 },
             }
         )
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-                "spec": {
-                    "selector": {"app.kubernetes.io/instance": name},
-                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-                },
-            }
-        )
+        docs.append(_http_service(name, labels))
     return _dump(docs)
 
 
@@ -298,17 +301,15 @@ def witnesses(registry: Registry) -> str:
                 "limits": {"memory": "256Mi"},
             },
         }
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-                "spec": {
-                    "selector": {"app.kubernetes.io/instance": name},
-                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-                },
-            }
-        )
+        # Its Ed25519 key (PKCS#8 PEM, key.pem), made by the agency; mode 0400, checked at start.
+        key = {
+            "name": "witness-key",
+            "secret": {
+                "secretName": "casebus-witness-key-" + _slug(agency),
+                "defaultMode": 0o400,
+            },
+        }
+        docs.append(_http_service(name, labels))
         docs.append(
             {
                 "apiVersion": "apps/v1",
@@ -318,29 +319,7 @@ def witnesses(registry: Registry) -> str:
                     "serviceName": name,
                     # One writer of its record: a second replica would need the same volume.
                     "replicas": 1,
-                    "selector": {"matchLabels": {"app.kubernetes.io/instance": name}},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "runAsUser": 10001,
-                                "fsGroup": 10001,
-                            },
-                            "containers": [container],
-                            "volumes": [
-                                # Its Ed25519 key (PKCS#8 PEM, key.pem), made by the agency;
-                                # mode 0400, checked at start.
-                                {
-                                    "name": "witness-key",
-                                    "secret": {
-                                        "secretName": "casebus-witness-key-" + _slug(agency),
-                                        "defaultMode": 0o400,
-                                    },
-                                }
-                            ],
-                        },
-                    },
+                    **_pod(name, labels, {"containers": [container], "volumes": [key]}),
                     # The latest checkpoint it cosigned: lose it and it would cosign a rewritten
                     # history, so it lives on a volume of its own, never an emptyDir.
                     "volumeClaimTemplates": [
