@@ -1,6 +1,6 @@
 """Hostile department documents for every adapter, and a runner that counts the answers.
 
-Issue #15 asks that nothing a department's system sends makes an adapter answer 5xx. Schemathesis
+Nothing a department's system sends may make an adapter answer 5xx. Schemathesis
 (``tests/test_adapter_api_fuzz.py``) generates from the OpenAPI schema, which says little about
 what a field may hold; this corpus starts instead from valid documents of each adapter and puts,
 at random places (envelope fields, payload fields, list items, new keys, keys themselves), values

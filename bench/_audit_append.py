@@ -7,7 +7,7 @@ from stdin, it appends that many batches with its ``AuditLog`` (the same leaves 
 checkout would append at that point) and prints the seconds their transactions took. The bench
 drives two of these, one per checkout, turn about, so the load of a shared machine falls on
 both alike. It imports nothing an older checkout might lack (``message_leaf``, ``AuditLog``,
-``migrate``, ``create_pool``), so the witness work (#16) is timed against the commit before it
+``migrate``, ``create_pool``), so the witness work is timed against the commit before it
 in one run, on one machine.
 """
 

@@ -1,4 +1,4 @@
-"""The witness work's own figures (#16) for bench/audit.py: what it cost the append path, how
+"""The witness work's own figures for bench/audit.py: what it cost the append path, how
 fast the tiles serve, and how long a checkpoint waits for its cosignatures.
 
 Machines differ threefold, so every figure here is a pair measured in this run or a ratio:
@@ -54,7 +54,7 @@ from bus.signing import write_keypair
 __all__ = ["BEFORE", "witness_report"]
 
 BEFORE = "a2529ca"
-"""The last commit before the witness work (#16) began."""
+"""The last commit before the witness work began."""
 ORIGIN = "bench.casebus/audit"
 HERE = Path(__file__).resolve().parent
 TILE_LOG = 20_000  # entries: 78 full level-0 tiles and a partial level-1 tile
@@ -462,7 +462,7 @@ async def _measure(
 
 
 def witness_report(admin: str, *, pairs: int) -> list[str]:
-    """The #16 tables, as printed lines."""
+    """The witness work's tables, as printed lines."""
     load = os.getloadavg()[0]
     appends, tiles, publication = asyncio.run(_measure(admin, pairs))
     out = [

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/audit.py [--entries 1000000] [--quick] [--witness-only]``. The
 full run takes several minutes; ``--quick`` (20,000 entries) is a smoke run of well under a
-minute. After that table come the witness work's figures (#16, ``_audit_witness.py``): appends
+minute. After that table come the witness work's figures (``_audit_witness.py``): appends
 before and after it, tile serving and checkpoint publication with one and two witnesses, a few
 minutes more; ``--witness-only`` prints only those, ``--pairs`` sets how many before/after
 pairs (default 3). It reads
@@ -356,7 +356,7 @@ def _plan(argv: Sequence[str] | None) -> tuple[_Plan | None, int]:
     parser.add_argument("--entries", type=int, help="log size (default 1,000,000; 20,000 quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke run of 20,000 entries")
     parser.add_argument(
-        "--witness-only", action="store_true", help="only the witness work's figures (#16)"
+        "--witness-only", action="store_true", help="only the witness work's figures"
     )
     parser.add_argument("--pairs", type=int, default=3, help="before/after append pairs")
     args = parser.parse_args(argv)

@@ -8,8 +8,8 @@ what the command costs. The rows are
 
 - ``python -c pass``: the interpreter alone;
 - ``python -c "import typer"``: the command-line library every ``casebus`` command loads;
-- ``casebus --help`` and ``casebus sla due court.acceptance --start …`` (issue #21 asks for
-  both under 0.3 s);
+- ``casebus --help`` and ``casebus sla due court.acceptance --start …`` (both are meant to
+  answer under 0.3 s);
 - ``casebus sla due`` again with a ``CASEBUS_*`` setting in the environment (as after
   ``source .casebus/env``): the settings are then read and checked with pydantic-settings.
 

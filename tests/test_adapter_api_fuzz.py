@@ -258,7 +258,7 @@ async def test_mutated_department_documents_never_make_the_adapter_answer_5xx(
     assert statuses.get(202, 0) > 0 and statuses.get(422, 0) > 0, statuses
 
 
-# -- the hostile corpus of issue #15 on every adapter ----------------------------------------------
+# -- the hostile corpus on every adapter ------------------------------------------------------
 
 CORPUS_CASES = 600
 

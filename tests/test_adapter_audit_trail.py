@@ -1,4 +1,4 @@
-"""A department proves its own refusal by the message id it knows (issue #21, point 5).
+"""A department proves its own refusal by the message id it knows.
 
 The router refuses a message the enforcement bureau's adapter queued (its outbox is where any
 of its messages starts; here one that went out before the adapter checked routes), audits it

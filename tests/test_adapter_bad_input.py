@@ -1,4 +1,4 @@
-"""Bad input to a real adapter is a 4xx naming the field and the rule, never a 500 (issue #15).
+"""Bad input to a real adapter is a 4xx naming the field and the rule, never a 500.
 
 Each document goes through ``POST /v1/submissions`` of the enforcement adapter on the real
 database; the answer must be a 4xx whose problem list renders as JSON and names the department's

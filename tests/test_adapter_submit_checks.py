@@ -1,5 +1,5 @@
 """What the router would refuse, and what the SLA engine could never close, is refused at
-submit (issue #21, points 3 and 4): a recipient the routing policy forbids is a 422 naming the
+submit: a recipient the routing policy forbids is a 422 naming the
 recipient and the router's rule, and an answer without ``glbh`` / ``yyxx`` is a 422 naming
 ``glbh`` and the rule ``reply_needs_original``. Nothing reaches the outbox.
 """

@@ -98,7 +98,7 @@ def _records(n: int, *, start: int = 0, rewrite: int | None = None) -> list[Audi
 
 
 async def _owner_rewrites_history(owner_dsn: str, n: int, *, rewrite: int | None) -> None:
-    """Issue #15's attack, by the role that owns the tables and with no key: switch the
+    """The insider's attack, by the role that owns the tables and with no key: switch the
     append-only triggers off, rewrite a leaf, rebuild the nodes, empty the checkpoints."""
     owner = await asyncpg.connect(owner_dsn)
     try:

@@ -1,4 +1,4 @@
-"""Issue #10 on a three-broker cluster: a broker stopped, then another one killed, under load
+"""Exactly-once on a three-broker cluster: a broker stopped, then another one killed, under load
 through the router and two adapters; two routers sharing the partitions with one SIGKILLed; and
 the router's three crash points. Each ends with every message delivered exactly once, in per-case
 order.

@@ -1,5 +1,5 @@
-"""The error hierarchy: every public casebus error is defined in bus.errors and named ``...Error``
-(issue #17), and a problem's value renders as short, valid JSON."""
+"""The error hierarchy: every public casebus error is defined in bus.errors and named ``...Error``,
+and a problem's value renders as short, valid JSON."""
 
 from __future__ import annotations
 

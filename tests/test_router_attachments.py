@@ -1,4 +1,4 @@
-"""The router refuses a submission referring to a stored file its sender does not hold (#20).
+"""The router refuses a submission referring to a stored file its sender does not hold.
 
 A sender's adapter refuses at submit a message referring to a file the sender neither uploaded
 nor may read; a sender writing its signed envelope straight to its submit topic skips that

@@ -258,7 +258,7 @@ async def test_a_producer_discarded_while_the_broker_is_down_leaves_nothing_runn
 ) -> None:
     # aiokafka's stop() waits to flush what the broker never took; a wait_for that gives up
     # leaves the old producer's sender running, to send its transaction's requests under the
-    # id its successor took over once the broker is back (#14). discard_producer ends it.
+    # id its successor took over once the broker is back. discard_producer ends it.
     topic = bus.settings.topic_dead()
     producer = AIOKafkaProducer(
         **bus.settings.kafka_client_options(),

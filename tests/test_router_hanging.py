@@ -1,4 +1,4 @@
-"""A hanging transaction on the router group's offsets, made on purpose (#14).
+"""A hanging transaction on the router group's offsets, made on purpose.
 
 What the fault loops caught about once in ninety clean broker restarts: the router's
 transaction had committed offsets for the group, the transaction coordinator finished it, and

@@ -1,4 +1,4 @@
-"""The router holds an envelope's sender to the Kafka principal that wrote it (issue #10).
+"""The router holds an envelope's sender to the Kafka principal that wrote it.
 
 Pure logic first (``bus.router.principal`` and the classifier's use of it, no broker), then the
 router on the real plaintext broker with per-agency submit topics. The same refusal on the

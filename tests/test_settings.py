@@ -47,7 +47,7 @@ def test_cli_exits_2_naming_the_bad_variable(casebus_exe: Path) -> None:
     assert "CASEBUS_DATABASE_URL" in proc.stderr
 
 
-# --- Kafka client security (issue #10) ------------------------------------------------------
+# --- Kafka client security ------------------------------------------------------
 
 _SASL_VARS = (
     "CASEBUS_KAFKA_SASL_USERNAME",

@@ -70,8 +70,7 @@ async def run_router(
     ``freeze_gc`` (for a process that is only a router, as ``casebus router``): once set up,
     move every object made so far — modules, schemas, models, registry, policy — out of the
     garbage collector's reach. They live as long as the process, yet each full collection walked
-    them: draining a backlog in bench/router.py, one of 30-43 ms every ~0.6 s that collected
-    nothing, and 2,133-2,442 msgs/s became 2,567-2,612."""
+    them and collected nothing (the before/after figures are in deploy/CAPACITY.md)."""
     policy_of_witnesses = WitnessPolicy.parse(
         settings.audit_witnesses, settings.audit_witness_quorum
     )

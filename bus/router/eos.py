@@ -12,8 +12,8 @@ Kafka solved both in KIP-447 (Kafka 2.5; the Java client's "EOS v2"):
    written), the group coordinator answers ``UNSTABLE_OFFSET_COMMIT`` for that partition
    instead of the previous offset. aiokafka speaks OffsetFetch only up to v3, so a replica that
    joins while another's transaction is pending reads the old offset and routes the batch
-   again: the "302 records for 300 ids" of issue #14. :class:`StableGroupCoordinator` asks v7
-   and waits while the answer is unstable.
+   again (a fault test once saw 302 records for 300 ids). :class:`StableGroupCoordinator`
+   asks v7 and waits while the answer is unstable.
 2. **Offsets fenced by the group generation.** TxnOffsetCommit v3 carries the consumer's
    generation and member id; the coordinator refuses the offsets of a member that is no
    longer in the group (``ILLEGAL_GENERATION``, ``UNKNOWN_MEMBER_ID``), so a zombie (a
@@ -214,7 +214,7 @@ class StableGroupCoordinator(GroupCoordinator):  # type: ignore[misc]
     def _note_unstable(self, unstable: list[TopicPartition]) -> None:
         """Say so once, then every 10 s with how long, and export how long: a transaction
         normally settles within moments; offsets pending for longer than the transaction
-        timeout are a hanging transaction (#14), which the router settles itself when it is
+        timeout are a hanging transaction, which the router settles itself when it is
         its own and it knows its outcome (bus.router.hanging), and an operator otherwise
         (CasebusRouterOffsetsStuck)."""
         now = time.monotonic()

@@ -1,6 +1,6 @@
 """Settling a hanging transaction of the router's own on its group's offsets.
 
-What was seen (#14): after a clean broker restart, about one run in ninety left one submit
+What was seen: after a clean broker restart, about one run in ninety left one submit
 partition's committed offset pending for good. The router's transaction had added the group's
 offsets (AddOffsetsToTxn, TxnOffsetCommit) just before the broker stopped; the transaction
 coordinator later finished that transaction, but its marker never reached the group's

@@ -1,4 +1,4 @@
-"""Binding an envelope's ``sender`` to the Kafka principal that wrote it (issue #10).
+"""Binding an envelope's ``sender`` to the Kafka principal that wrote it.
 
 A Kafka consumer is never told which principal produced a record. What it does know is the
 topic, and with per-agency submit topics (``CASEBUS_SUBMIT_TOPICS=per_agency``) the ACLs of

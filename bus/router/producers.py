@@ -22,7 +22,7 @@ async def discard_producer(producer: AIOKafkaProducer, *, timeout_s: float) -> N
     it sends its batches and its transaction's requests (AddOffsetsToTxn, TxnOffsetCommit,
     EndTxn) under the transactional id the new producer has just taken over. The epoch bump
     fences most of that, but a transaction's outcome must not depend on which of the two
-    reaches the coordinator first (#14). So after a stop that did not finish, the sender task
+    reaches the coordinator first. So after a stop that did not finish, the sender task
     is cancelled and the connections closed here."""
     try:
         await asyncio.wait_for(producer.stop(), timeout_s)

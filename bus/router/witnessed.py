@@ -1,7 +1,7 @@
 """How long the audit log has gone unwitnessed: for the metrics, and for the router to refuse
 new submissions once that is too long (``CASEBUS_AUDIT_WITNESS_FAIL_CLOSED_AFTER_S``).
 
-Under a witness policy a checkpoint is published only once a quorum cosigned it (issue #16);
+Under a witness policy a checkpoint is published only once a quorum cosigned it;
 a witness that is down delays publication but never loses or accepts a message. What grows
 meanwhile is the unwitnessed window: the time since the oldest checkpoint signed after the
 newest quorum-cosigned one. The state is read from PostgreSQL after every checkpoint

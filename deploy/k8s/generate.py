@@ -8,7 +8,7 @@ It writes ``kafka-topics.yaml`` (one KafkaTopic per topic ``casebus topics ensur
 ``adapters.yaml`` (one adapter Deployment and Service per agency: each agency connects to
 Kafka as its own principal, so one adapter process serves one agency here) and
 ``witnesses.yaml`` (one ``casebus witness serve`` StatefulSet and Service per agency of a kind
-in ``WITNESS_KINDS``: the parties that check the audit log vouch for it, issue #16).
+in ``WITNESS_KINDS``: the parties that check the audit log vouch for it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ CLUSTER = "casebus"
 PREFIX = "casebus"
 IMAGE = "casebus:latest"
 # Each agency writes its own submit topic, which only its KafkaUser may write: the router holds
-# an envelope's sender to the principal that wrote it (issue #10). One partition per agency's
+# an envelope's sender to the principal that wrote it. One partition per agency's
 # topic carries its ~50 submits a day (deploy/CAPACITY.md); the router group reads them all, so
 # the sending agencies' topics together are the partitions routers scale over (19 here).
 SUBMIT_TOPICS = "per_agency"
