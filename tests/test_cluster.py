@@ -31,18 +31,19 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from buskit import Bus
 from conftest import Infra, make_service_logins
-from portkit import free_port_run
-from test_router_faults import (
+from faultkit import (
     BUREAU,
     POLICE,
-    _check_exactly_once_in_order,
-    _load,
-    _logged,
-    _stop,
-    _stream,
-    _tail,
-    _wait,
+    check_exactly_once_in_order,
+    load_at,
+    logged,
+    stop,
+    stream,
+    tail,
+    two_routers_one_killed,
+    wait_exit,
 )
+from portkit import free_port_run
 
 from adapters import enforcement
 from adapters import police as police_adapter
@@ -219,7 +220,7 @@ async def _wait_full_isr(settings: Settings, timeout_s: float = 60) -> None:
 
 def _documents(*, cases: int, per_case: int) -> list[dict[str, Any]]:
     """Police receipts in the police's vocabulary, round-robin over cases; the transfer-letter
-    number carries (case, sequence), as in ``_stream``."""
+    number carries (case, sequence), as in ``stream``."""
     return [
         # A receipt answers a transfer: it names one (glbh), or the adapter refuses it.
         receipt(
@@ -308,7 +309,7 @@ async def test_brokers_stopped_and_killed_under_load_lose_nothing_and_stop_nothi
     outages = ["stopped", "killed"]
     assert {len(p["replicas"]) for p in await _submit_partitions(bus.settings)} == {BROKERS}
     police = await bus.party(POLICE)
-    sent = _stream(police, cases=10, per_case=30)
+    sent = stream(police, cases=10, per_case=30)
     documents = _documents(cases=10, per_case=15)
     # One part of each stream before the outages, one more during each of them.
     sent_parts = _split(sent, len(outages) + 1)
@@ -338,7 +339,7 @@ async def test_brokers_stopped_and_killed_under_load_lose_nothing_and_stop_nothi
         for n, part in enumerate(sent_parts):
             if n:
                 await gates[n - 1].wait()
-            await _load(bus, part, rate_per_s=30)
+            await load_at(bus, part, rate_per_s=30)
 
     async def adapter_stream() -> list[str]:
         ids = []
@@ -365,9 +366,9 @@ async def test_brokers_stopped_and_killed_under_load_lose_nothing_and_stop_nothi
             ) as tangchi_adapter,
         ):
             eco, tangchi = eco_adapter.department(ECO), tangchi_adapter.department(TANGCHI)
-            await _logged(log_file, "router.started")
+            await logged(log_file, "router.started")
             tasks = [asyncio.create_task(bus_stream()), asyncio.create_task(adapter_stream())]
-            await _logged(log_file, "router.delivered")
+            await logged(log_file, "router.delivered")
             for n, how in enumerate(outages):
                 leaders = Counter(p["leader"] for p in await _submit_partitions(bus.settings))
                 victim = int(leaders.most_common(1)[0][0])
@@ -389,7 +390,7 @@ async def test_brokers_stopped_and_killed_under_load_lose_nothing_and_stop_nothi
                     )
                     # All of it went through two brokers: the third is still down.
                     assert cluster.stopped() == [_part(victim)]
-                    assert router.poll() is None, "router died:\n" + _tail(log_file)
+                    assert router.poll() is None, "router died:\n" + tail(log_file)
                 finally:
                     await asyncio.to_thread(cluster.script, "up")
                 assert cluster.stopped() == []
@@ -425,13 +426,13 @@ async def test_brokers_stopped_and_killed_under_load_lose_nothing_and_stop_nothi
         assert {r["message_id"] for r in audited} == expected
         assert {r["n"] for r in audited} == {1}
 
-        assert router.poll() is None, "router died:\n" + _tail(log_file)
+        assert router.poll() is None, "router died:\n" + tail(log_file)
         router.send_signal(signal.SIGTERM)
-        assert await _wait(router, 30) == 0
+        assert await wait_exit(router, 30) == 0
     finally:
         for task in tasks:
             task.cancel()
-        _stop(router)
+        stop(router)
         await pool.close()
 
 
@@ -440,26 +441,7 @@ async def test_two_routers_split_the_partitions_and_survive_one_killed(
     bus: Bus, tmp_path: Path
 ) -> None:
     police = await bus.party(POLICE)
-    sent = _stream(police, cases=10, per_case=30)
-    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
-    a = bus.router_process(router_id="router-a", log_file=logs["a"])
-    b = bus.router_process(router_id="router-b", log_file=logs["b"])
-    try:
-        await _logged(logs["a"], "router.started")
-        await _logged(logs["b"], "router.started")
-        load = asyncio.create_task(_load(bus, sent, rate_per_s=60))
-        # Both replicas take part before the kill: each was given some of the partitions.
-        await _logged(logs["a"], "router.delivered")
-        await _logged(logs["b"], "router.delivered")
-        a.kill()
-        assert await _wait(a, 10) == -signal.SIGKILL
-        await asyncio.wait_for(load, 120)
-        await _check_exactly_once_in_order(bus, sent)
-        b.send_signal(signal.SIGTERM)
-        assert await _wait(b, 30) == 0
-    finally:
-        _stop(a)
-        _stop(b)
+    await two_routers_one_killed(bus, tmp_path, stream(police, cases=10, per_case=30))
 
 
 @pytest.mark.parametrize(
@@ -470,12 +452,12 @@ async def test_router_killed_mid_batch_on_the_cluster_loses_nothing_and_delivers
     bus: Bus, tmp_path: Path, failpoint: str
 ) -> None:
     police = await bus.party(POLICE)
-    sent = _stream(police, cases=20, per_case=20)
+    sent = stream(police, cases=20, per_case=20)
     await bus.submit(*sent)
     first = bus.router_process(failpoints=f"{failpoint}:3", log_file=tmp_path / "r1.log")
-    assert await _wait(first, 120) == -signal.SIGKILL
+    assert await wait_exit(first, 120) == -signal.SIGKILL
     second = bus.router_process(log_file=tmp_path / "r2.log")
     try:
-        await _check_exactly_once_in_order(bus, sent)
+        await check_exactly_once_in_order(bus, sent)
     finally:
-        _stop(second)
+        stop(second)

@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from buskit import Bus, receipt_payload
-from test_router_faults import _check_exactly_once_in_order, _logged, _stop, _stream, _tail
+from faultkit import check_exactly_once_in_order, logged, stop, stream, tail
 
 from bus.audit.events import decode_leaf
 from bus.router.outputs import OVERSIZE_PREFIX_BYTES
@@ -54,7 +54,7 @@ async def _frozen(pid: int, log_file: Path, timeout_s: float = 60) -> None:
     deadline = loop.time() + timeout_s
     while _state(pid) != "T":
         if loop.time() > deadline:
-            raise AssertionError("the router never reached its failpoint:\n" + _tail(log_file))
+            raise AssertionError("the router never reached its failpoint:\n" + tail(log_file))
         await asyncio.sleep(0.1)
 
 
@@ -63,7 +63,7 @@ async def _delivered(log_file: Path, n: int, timeout_s: float = 90) -> None:
     deadline = loop.time() + timeout_s
     while log_file.read_text().count('"router.delivered"') < n:
         if loop.time() > deadline:
-            raise AssertionError(f"fewer than {n} deliveries logged:\n" + _tail(log_file))
+            raise AssertionError(f"fewer than {n} deliveries logged:\n" + tail(log_file))
         await asyncio.sleep(0.3)
 
 
@@ -73,7 +73,7 @@ async def test_a_frozen_replica_that_comes_back_delivers_nothing_twice(
     bus: Bus, tmp_path: Path, point: str
 ) -> None:
     police = await bus.party(POLICE)
-    sent = _stream(police, cases=6, per_case=25)
+    sent = stream(police, cases=6, per_case=25)
     await bus.submit(*sent)
     logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
     # A long transaction timeout: the broker must not settle the zombie's transaction for it.
@@ -91,22 +91,22 @@ async def test_a_frozen_replica_that_comes_back_delivers_nothing_twice(
         if point == "router.after_offsets":
             # The zombie's offsets are pending: the new owner must wait for them, not start
             # from the offset before them.
-            await _logged(logs["b"], "router.offsets_unstable", timeout_s=90)
+            await logged(logs["b"], "router.offsets_unstable", timeout_s=90)
         else:
             # The new owner routes everything, the frozen replica's batch included. (Its
             # deliveries are not readable yet: a read_committed reader stops at the frozen
             # replica's open transaction until it ends.)
             await _delivered(logs["b"], len(sent))
         a.send_signal(signal.SIGCONT)
-        await _check_exactly_once_in_order(bus, sent)
+        await check_exactly_once_in_order(bus, sent)
         if point == "router.after_produce":
-            assert "router.offsets_fenced" in logs["a"].read_text(), _tail(logs["a"])
+            assert "router.offsets_fenced" in logs["a"].read_text(), tail(logs["a"])
     finally:
         if a.poll() is None:
             a.send_signal(signal.SIGCONT)
-        _stop(a)
+        stop(a)
         if b is not None:
-            _stop(b)
+            stop(b)
 
 
 @pytest.mark.timeout(300)
@@ -117,7 +117,7 @@ async def test_a_replica_frozen_inside_its_audit_transaction_does_not_stop_the_o
     # lock). Before the routers' sessions had idle_in_transaction_session_timeout, every other
     # replica's audit waited for it until it was let go (bench/faults_loop.py: 80 s).
     police = await bus.party(POLICE)
-    sent = _stream(police, cases=6, per_case=25)
+    sent = stream(police, cases=6, per_case=25)
     await bus.submit(*sent)
     logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
     a = bus.router_process(
@@ -130,29 +130,29 @@ async def test_a_replica_frozen_inside_its_audit_transaction_does_not_stop_the_o
         await _delivered(logs["b"], len(sent), timeout_s=60)  # while the other is frozen
         assert _state(a.pid) == "T"
         a.send_signal(signal.SIGCONT)
-        await _check_exactly_once_in_order(bus, sent)
+        await check_exactly_once_in_order(bus, sent)
     finally:
         if a.poll() is None:
             a.send_signal(signal.SIGCONT)
-        _stop(a)
+        stop(a)
         if b is not None:
-            _stop(b)
+            stop(b)
 
 
 @pytest.mark.timeout(300)
 async def test_a_commit_whose_answer_was_lost_is_not_routed_again(bus: Bus, tmp_path: Path) -> None:
     police = await bus.party(POLICE)
-    sent = _stream(police, cases=10, per_case=20)
+    sent = stream(police, cases=10, per_case=20)
     await bus.submit(*sent)
     log_file = tmp_path / "router.log"
     router = bus.router_process(failpoints="router.commit_lost:2", log_file=log_file)
     try:
-        await _check_exactly_once_in_order(bus, sent)
-        assert router.poll() is None, _tail(log_file)
+        await check_exactly_once_in_order(bus, sent)
+        assert router.poll() is None, tail(log_file)
     finally:
-        _stop(router)
+        stop(router)
     log = log_file.read_text()
-    assert "failpoint router.commit_lost" in log, _tail(log_file)
+    assert "failpoint router.commit_lost" in log, tail(log_file)
     failed = [json.loads(x) for x in log.splitlines() if "router.deliver_failed" in x]
     assert [f["outcome"] for f in failed] == ["unknown"], failed
 

@@ -37,14 +37,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
 from buskit import Bus
+from faultkit import check_exactly_once_in_order, logged, stop, stream
 from test_router_eos import _delivered
-from test_router_faults import REPO_ROOT, _check_exactly_once_in_order, _logged, _stop, _stream
 
 from bus import failpoints
 from bus.router import eos
 from bus.router.eos import _FencedTxnOffsetCommitRequest
 from bus.router.hanging import settle_offsets
-from bus.settings import Settings
+from bus.settings import REPO_ROOT, Settings
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
@@ -215,7 +215,7 @@ async def test_a_hanging_transaction_of_its_own_is_settled_with_its_own_outcome(
     bus: Bus, tmp_path: Path
 ) -> None:
     police = await bus.party(POLICE)
-    first = _stream(police, cases=3, per_case=5)
+    first = stream(police, cases=3, per_case=5)
     await bus.submit(*first)
     probe = await _probe_partition(bus)
     log_file = tmp_path / "router.log"
@@ -235,17 +235,17 @@ async def test_a_hanging_transaction_of_its_own_is_settled_with_its_own_outcome(
                 offsets={**before, probe: 42},
             )
             assert await reader.pending([*submit, probe]), "no hanging transaction was made"
-            await _logged(log_file, "router.hanging_offsets_settled", timeout_s=60)
+            await logged(log_file, "router.hanging_offsets_settled", timeout_s=60)
             after = await reader.committed([*submit, probe])
         assert after == {**before, probe: 42}  # ended as a commit: its offsets apply
         [settled] = _events(log_file, "router.hanging_offsets_settled")
         assert (settled["outcome"], settled["producer_id"]) == ("commit", ready["producer_id"])
-        second = _stream(police, cases=3, per_case=5, start=5)
+        second = stream(police, cases=3, per_case=5, start=5)
         await bus.submit(*second)
-        await _check_exactly_once_in_order(bus, first + second)
+        await check_exactly_once_in_order(bus, first + second)
         assert router.poll() is None
     finally:
-        _stop(router)
+        stop(router)
 
 
 def _kafka_transactions(bus: Bus, *args: str) -> str:
@@ -270,7 +270,7 @@ async def test_a_hanging_transaction_of_unknown_outcome_waits_for_the_operator(
 ) -> None:
     probe = await _probe_partition(bus)
     police = await bus.party(POLICE)
-    sent = _stream(police, cases=3, per_case=5)
+    sent = stream(police, cases=3, per_case=5)
     await bus.submit(*sent)
     async with _group_reader(bus) as reader:
         # A previous router process under the same id left offsets pending; this process
@@ -279,7 +279,7 @@ async def test_a_hanging_transaction_of_unknown_outcome_waits_for_the_operator(
         log_file = tmp_path / "router.log"
         router = bus.router_process(log_file=log_file, extra_env=FAST)
         try:
-            await _logged(log_file, "router.hanging_offsets_fate_unknown", timeout_s=60)
+            await logged(log_file, "router.hanging_offsets_fate_unknown", timeout_s=60)
             await asyncio.sleep(3)  # past another due time: still no guess, no routing
             assert not _events(log_file, "router.hanging_offsets_settled")
             assert not _events(log_file, "router.delivered")
@@ -310,11 +310,11 @@ async def test_a_hanging_transaction_of_unknown_outcome_waits_for_the_operator(
                 "--start-offset",
                 start_offset,
             )
-            await _check_exactly_once_in_order(bus, sent)
+            await check_exactly_once_in_order(bus, sent)
             assert await reader.committed([probe]) == {}  # ended as an abort: 42 dropped
             assert router.poll() is None
         finally:
-            _stop(router)
+            stop(router)
 
 
 def _producer_of(bus: Bus, transactional_id: str) -> tuple[int, int]:
@@ -333,8 +333,8 @@ async def test_a_router_rewinding_onto_its_own_hanging_offsets_settles_them(
     rewind that follows must read offsets a committed transaction left hanging."""
     police = await bus.party(POLICE)
     probe = await _probe_partition(bus)
-    first = _stream(police, cases=3, per_case=5)
-    second = _stream(police, cases=3, per_case=5, start=5)
+    first = stream(police, cases=3, per_case=5)
+    second = stream(police, cases=3, per_case=5, start=5)
     async with bus.router(router_hanging_offsets_after_s=2), _group_reader(bus) as reader:
         await bus.submit(*first)
         await bus.inbox(BUREAU, want=len(first), timeout_s=60)
@@ -352,7 +352,7 @@ async def test_a_router_rewinding_onto_its_own_hanging_offsets_settles_them(
         monkeypatch.setattr(failpoints, "_ARMED", {"router.produce_fails": 1})
         monkeypatch.setattr(failpoints, "_SEEN", {})
         await bus.submit(*second)
-        await _check_exactly_once_in_order(bus, first + second)
+        await check_exactly_once_in_order(bus, first + second)
         assert failpoints._SEEN.get("router.produce_fails", 0) >= 1, "the batch never failed"
         assert (await reader.committed([probe]))[probe] == 42  # ended as a commit
 
@@ -409,10 +409,10 @@ async def test_the_operator_settles_a_delivered_one_as_a_commit_with_casebus(
         assert (await reader.committed([probe]))[probe] == 42
         assert not await reader.pending(reader.submit_partitions())
     police = await bus.party(POLICE)
-    sent = _stream(police, cases=3, per_case=5)
+    sent = stream(police, cases=3, per_case=5)
     await bus.submit(*sent)
     router = bus.router_process(log_file=tmp_path / "router.log")
     try:
-        await _check_exactly_once_in_order(bus, sent)
+        await check_exactly_once_in_order(bus, sent)
     finally:
-        _stop(router)
+        stop(router)
