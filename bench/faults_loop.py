@@ -57,7 +57,7 @@ def main() -> int:
     args = parser.parse_args()
     report = Path(tempfile.mkdtemp(prefix="faults-loop-")) / "junit.xml"
     started = time.monotonic()
-    say("faults_loop", f"{len(args.tests)} tests × {args.runs} runs")
+    say("faults_loop", f"{len(args.tests)} tests × {args.runs} runs; logs under {report.parent}")
     cmd = [
         sys.executable,
         "-m",
@@ -69,6 +69,9 @@ def main() -> int:
         "no:cacheprovider",
         "--timeout=600",
         f"--junitxml={report}",
+        # Its own base folder: pytest keeps only the last three under /tmp/pytest-of-<user>, and
+        # any other pytest session on the machine would rotate a failed run's logs away.
+        f"--basetemp={report.parent / 'tmp'}",
         *(["-x"] if args.stop_on_failure else []),
         *(["-k", args.keyword] if args.keyword else []),
     ]
