@@ -20,7 +20,7 @@ from adapters.specs import SPECS
 from bus.db import connect
 from bus.errors import ConfigError
 from bus.secret_files import read_secret_file
-from bus.settings import load_settings
+from bus.settings import Settings, load_settings
 
 app = typer.Typer(help="Department adapters (HTTP APIs in each department's vocabulary).")
 
@@ -73,11 +73,12 @@ def _config(
     )
 
 
-def _serve(spec: AdapterSpec, config: AdapterConfig, host: str, port: int) -> None:
+def _serve(
+    spec: AdapterSpec, settings: Settings, config: AdapterConfig, host: str, port: int
+) -> None:
     # As its own role: it may not register its agencies' keys (the router trusts them), so
     # the operator has (`casebus agency key add`); start() stops, naming that, if not.
-    settings = load_settings().for_service(config.service)
-    service = spec.build_service(settings, config)
+    service = spec.build_service(settings.for_service(config.service), config)
     api = spec.create_app(service)
     uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None)).run()
 
@@ -126,6 +127,7 @@ def _command(spec: AdapterSpec) -> None:
             )
             _serve(
                 spec,
+                s,
                 config,
                 s.adapter_host if host is None else host,
                 s.adapter_port if port is None else port,
