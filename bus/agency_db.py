@@ -119,17 +119,18 @@ def _record(row: asyncpg.Record) -> PublicKeyRecord:
         valid_from=row["valid_from"],
         valid_to=row["valid_to"],
         revoked_at=row["revoked_at"],
+        sm2_id=bytes(row["sm2_id"]) if row["sm2_id"] is not None else None,
     )
 
 
-_KEY_COLUMNS = "key_id, agency_id, algorithm, public_key, valid_from, valid_to, revoked_at"
+_KEY_COLUMNS = "key_id, agency_id, algorithm, public_key, valid_from, valid_to, revoked_at, sm2_id"
 
 
 async def add_key(db: Executor, record: PublicKeyRecord) -> None:
     """Register a public key; the same key twice is a no-op, another key under its id an error."""
     try:
         status = await db.execute(
-            f"""INSERT INTO agency_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+            f"""INSERT INTO agency_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 ON CONFLICT (key_id) DO NOTHING""",
             record.key_id,
             record.agency_id,
@@ -138,6 +139,7 @@ async def add_key(db: Executor, record: PublicKeyRecord) -> None:
             record.valid_from,
             record.valid_to,
             record.revoked_at,
+            record.sm2_id,
         )
     except asyncpg.ForeignKeyViolationError as e:
         raise ConfigError(f"agency {record.agency_id!r} is not registered; sync first") from e

@@ -111,7 +111,15 @@ class Settings(BaseSettings):
     )
     bus_key_file: Path = Field(
         REPO_ROOT / ".casebus" / "keys" / "casebus.key.pem",
-        description="The bus's own Ed25519 private key (agency 'casebus'): checkpoints, receipts.",
+        description="The bus's own private key (agency 'casebus'): receipts and checkpoints; "
+        "Ed25519 or SM2 as the PEM says.",
+    )
+    crypto_profile: Literal["ed25519", "sm2"] = Field(
+        "ed25519",
+        description="The deployment's crypto profile: the algorithm of the keys casebus makes "
+        "(agency keys, the bus's own, the demo's): ed25519, or sm2 for SM2 signatures over SM3 "
+        "(GB/T 32918, GB/T 32905). Keys already registered keep their own algorithm; each key "
+        "in the registry names it.",
     )
     router_id: str = Field(
         "router-0", description="This router replica's stable id (its Kafka transactional id)."

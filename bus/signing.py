@@ -5,16 +5,20 @@ agency sent which bytes. So the signed bytes are defined once, here, and cover e
 every envelope field including the signature's own ``algorithm`` and ``key_id`` and the exact
 payload bytes (see :func:`canonical_bytes`).
 
-Signing and verifying go through two small ports so a 国密 deployment can add an SM2/SM3 signer
-and verifier without touching callers: a :class:`Signer` (holds a private key) and, for each
-algorithm, a verifier function registered with :func:`register_verifier`. Public keys come from
-a :class:`KeyStore`; :class:`InMemoryKeyStore` serves tests and tools, and the agency registry
-provides the PostgreSQL-backed one. Every refusal is a :class:`~bus.errors.SignatureError` with
-a stable ``reason`` code, so routers can count and nack by reason.
+Signing and verifying go through two small ports: a :class:`Signer` (holds a private key) and,
+for each algorithm, a verifier function registered with :func:`register_verifier`. Two
+algorithms are built in: ``ed25519`` (the default profile) and ``sm2-sm3`` (the 国密 profile:
+SM2 signatures over SM3 with the signer's distinguishing id, GB/T 32918.2, from OpenSSL's
+libcrypto, :mod:`bus.sm2`). A key file says which it is; :func:`load_signer` reads either.
+Public keys come from a :class:`KeyStore`; :class:`InMemoryKeyStore` serves tests and tools,
+and the agency registry provides the PostgreSQL-backed one. Every refusal is a
+:class:`~bus.errors.SignatureError` with a stable ``reason`` code, so routers can count and nack
+by reason.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import errno
 import hashlib
@@ -30,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from bus import sm2
 from bus.codec import Codec, default_codec
 from bus.errors import ConfigError, SignatureError
 from bus.models import Envelope, Signature
@@ -37,22 +42,30 @@ from bus.models._common import AGENCY_ID_PATTERN
 from bus.secret_files import read_secret_file
 
 __all__ = [
+    "ALGORITHMS",
     "DOMAIN_PREFIX",
     "ED25519",
+    "PROFILES",
+    "SM2_SM3",
     "Ed25519Signer",
     "InMemoryKeyStore",
     "KeyFiles",
     "KeyStore",
     "PublicKeyRecord",
     "Signer",
+    "Sm2Signer",
     "Verifier",
+    "algorithm_of_profile",
     "canonical_bytes",
     "generate_keypair",
     "key_id_for",
+    "load_signer",
+    "public_key_from_pem",
     "raw_public_key_from_pem",
     "register_verifier",
     "sign_and_encode",
     "sign_envelope",
+    "signer_from_pem",
     "supported_algorithms",
     "verify_envelope",
     "write_keypair",
@@ -63,6 +76,26 @@ DOMAIN_PREFIX: Final = b"casebus-envelope-v1\x00"
 
 ED25519: Final = "ed25519"
 """The default signature algorithm's name, as carried in ``signature.algorithm``."""
+
+SM2_SM3: Final = "sm2-sm3"
+"""SM2 (GB/T 32918.2) over SM3 (GB/T 32905), the 国密 profile's algorithm."""
+
+ALGORITHMS: Final = (ED25519, SM2_SM3)
+"""Every signature algorithm casebus can sign and verify with."""
+
+PROFILES: Final = {"ed25519": ED25519, "sm2": SM2_SM3}
+"""A deployment's crypto profile (``CASEBUS_CRYPTO_PROFILE``) and the algorithm its keys use."""
+
+
+def algorithm_of_profile(profile: str) -> str:
+    """The signature algorithm of a crypto profile; ConfigError naming the known ones."""
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise ConfigError(
+            f"crypto profile {profile!r} is not one of {', '.join(PROFILES)}"
+        ) from None
+
 
 _AGENCY_ID = re.compile(AGENCY_ID_PATTERN)
 
@@ -168,6 +201,79 @@ class Ed25519Signer:
         return self._key.sign(data)
 
 
+class Sm2Signer:
+    """Signs with an SM2 private key over SM3 (GB/T 32918.2), the 国密 profile's algorithm.
+
+    The signer's identity ``Z`` is computed with ``distid``: GM/T 0009's default
+    ``1234567812345678`` unless the deployment agreed another (the registry then names it for the
+    key, :attr:`PublicKeyRecord.sm2_id`). Signatures are DER ``SEQUENCE { r, s }``, as
+    ``openssl pkeyutl`` writes them; they are randomised, so two signatures of the same bytes
+    differ and both verify.
+    """
+
+    algorithm: Final = SM2_SM3
+    """Always ``sm2-sm3``."""
+
+    def __init__(
+        self, private_key: sm2.Sm2PrivateKey, *, agency_id: str, distid: bytes = sm2.DEFAULT_DISTID
+    ) -> None:
+        _check_agency_id(agency_id)
+        self._key = private_key
+        self.distid: Final = distid
+        """The distinguishing id that goes into ``Z``."""
+        self.agency_id: Final = agency_id
+        """The agency the key belongs to."""
+        self.public_key: Final = private_key.public_key.raw
+        """The 65-byte uncompressed point ``04 || x || y``."""
+        self.key_id: Final = key_id_for(agency_id, self.public_key)
+        """``<agency_id>:<16 hex>``, derived from the public key as for Ed25519."""
+
+    @classmethod
+    def from_pem(cls, pem: bytes, *, agency_id: str) -> Sm2Signer:
+        """A signer from an unencrypted PKCS#8 PEM SM2 key (``openssl genpkey -algorithm SM2``)."""
+        return cls(sm2.Sm2PrivateKey.from_pem(pem), agency_id=agency_id)
+
+    def sign(self, data: bytes) -> bytes:
+        """The DER SM2 signature over ``data`` (SM3 of ``Z || data``)."""
+        return self._key.sign(data, distid=self.distid)
+
+
+def _pem_algorithm(pem: bytes) -> str:
+    """Which algorithm a PEM key (private or public) is for, from its DER's OIDs."""
+    try:
+        der = base64.b64decode(b"".join(pem.strip().splitlines()[1:-1]), validate=False)
+    except ValueError as e:
+        raise ConfigError(f"not a readable PEM key: {e}") from e
+    if _ED25519_OID in der:
+        return ED25519
+    if _SM2_CURVE_OID in der:
+        return SM2_SM3
+    raise ConfigError("the PEM key is neither Ed25519 nor SM2 (curve sm2p256v1)")
+
+
+_ED25519_OID: Final = bytes.fromhex("06032b6570")  # 1.3.101.112
+_SM2_CURVE_OID: Final = bytes.fromhex("06082a811ccf5501822d")  # 1.2.156.10197.1.301
+
+
+def signer_from_pem(pem: bytes, *, agency_id: str) -> Ed25519Signer | Sm2Signer:
+    """The signer of a PKCS#8 PEM private key, Ed25519 or SM2 as the key says."""
+    if _pem_algorithm(pem) == SM2_SM3:
+        return Sm2Signer.from_pem(pem, agency_id=agency_id)
+    return Ed25519Signer.from_pem(pem, agency_id=agency_id)
+
+
+def load_signer(path: str | os.PathLike[str], *, agency_id: str) -> Ed25519Signer | Sm2Signer:
+    """The signer of a PEM key file, Ed25519 or SM2 as the key says; refused (ConfigError) if
+    group or others may access the file."""
+    pem = read_secret_file(
+        path,
+        what="private key file",
+        leak=f"a leaked key lets anyone sign as {agency_id}",
+        agency=agency_id,
+    )
+    return signer_from_pem(pem, agency_id=agency_id)
+
+
 def sign_envelope(envelope: Envelope, signer: Signer, *, codec: Codec | None = None) -> Envelope:
     """A copy of ``envelope`` signed by ``signer`` (algorithm, key id and value filled in)."""
     unsigned = envelope.model_copy(
@@ -220,6 +326,9 @@ class PublicKeyRecord:
     """First instant the key is no longer valid; None for open-ended."""
     revoked_at: datetime | None = None
     """When the key was revoked; signatures checked at or after this instant are refused."""
+    sm2_id: bytes | None = None
+    """For an ``sm2-sm3`` key, the signer's distinguishing id when it is not GM/T 0009's default
+    ``1234567812345678``; None otherwise."""
 
     def __post_init__(self) -> None:
         _aware("valid_from", self.valid_from)
@@ -227,6 +336,13 @@ class PublicKeyRecord:
         _aware("revoked_at", self.revoked_at)
         if self.algorithm == ED25519 and len(self.public_key) != 32:
             raise ValueError(f"an ed25519 public key is 32 raw bytes, not {len(self.public_key)}")
+        if self.algorithm == SM2_SM3 and (len(self.public_key) != 65 or self.public_key[0] != 4):
+            raise ValueError(
+                f"an sm2-sm3 public key is a 65-byte uncompressed point, not {len(self.public_key)}"
+                " bytes"
+            )
+        if self.sm2_id is not None and self.algorithm != SM2_SM3:
+            raise ValueError(f"a distinguishing id belongs to sm2-sm3 keys, not {self.algorithm}")
 
     @classmethod
     def from_pem(
@@ -237,27 +353,35 @@ class PublicKeyRecord:
         valid_from: datetime,
         valid_to: datetime | None = None,
     ) -> PublicKeyRecord:
-        """The record of an Ed25519 public key PEM, its key id derived from the key."""
-        raw = raw_public_key_from_pem(public_pem)
+        """The record of an Ed25519 or SM2 public key PEM, its key id derived from the key."""
+        algorithm, raw = public_key_from_pem(public_pem)
         return cls(
             key_id=key_id_for(agency_id, raw),
             agency_id=agency_id,
-            algorithm=ED25519,
+            algorithm=algorithm,
             public_key=raw,
             valid_from=valid_from,
             valid_to=valid_to,
         )
 
 
-def raw_public_key_from_pem(public_pem: bytes) -> bytes:
-    """The raw 32 bytes of an Ed25519 public key in SubjectPublicKeyInfo PEM."""
+def public_key_from_pem(public_pem: bytes) -> tuple[str, bytes]:
+    """The algorithm and raw bytes of a SubjectPublicKeyInfo PEM: ``ed25519`` and 32 bytes, or
+    ``sm2-sm3`` and the 65-byte uncompressed point."""
+    if _pem_algorithm(public_pem) == SM2_SM3:
+        return SM2_SM3, sm2.Sm2PublicKey.from_pem(public_pem).raw
     try:
         key = serialization.load_pem_public_key(public_pem)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"not a readable PEM public key: {e}") from e
     if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"expected an Ed25519 public key, got {type(key).__name__}")
-    return _raw_public(key)
+        raise ConfigError(f"expected an Ed25519 or SM2 public key, got {type(key).__name__}")
+    return ED25519, _raw_public(key)
+
+
+def raw_public_key_from_pem(public_pem: bytes) -> bytes:
+    """The raw bytes of an Ed25519 (32) or SM2 (65) public key in SubjectPublicKeyInfo PEM."""
+    return public_key_from_pem(public_pem)[1]
 
 
 class KeyStore(Protocol):
@@ -305,7 +429,11 @@ def _verify_ed25519(public_key: bytes, signature: bytes, data: bytes) -> bool:
     return True
 
 
-_VERIFIERS: dict[str, Verifier] = {ED25519: _verify_ed25519}
+def _verify_sm2_sm3(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    return sm2.verify(public_key, signature, data)
+
+
+_VERIFIERS: dict[str, Verifier] = {ED25519: _verify_ed25519, SM2_SM3: _verify_sm2_sm3}
 
 
 def register_verifier(algorithm: str, verifier: Verifier) -> None:
@@ -385,7 +513,11 @@ async def verify_envelope(
         )
     body = (codec or default_codec()).signed_body_of(value, sig.value) if value else None
     signed = DOMAIN_PREFIX + body if body is not None else canonical_bytes(envelope, codec=codec)
-    if not verifier(record.public_key, sig.value, signed):
+    if record.sm2_id is not None and record.algorithm == SM2_SM3:
+        valid = sm2.verify(record.public_key, sig.value, signed, distid=record.sm2_id)
+    else:
+        valid = verifier(record.public_key, sig.value, signed)
+    if not valid:
         raise SignatureError(
             "bad_signature",
             f"signature does not verify with key {record.key_id} over the envelope as received",
@@ -397,9 +529,16 @@ async def verify_envelope(
 # -- key generation -----------------------------------------------------------------------------
 
 
-def generate_keypair(agency_id: str) -> tuple[bytes, bytes, str]:
-    """A fresh Ed25519 key pair: ``(PKCS#8 private PEM, SubjectPublicKeyInfo PEM, key id)``."""
+def generate_keypair(agency_id: str, *, algorithm: str = ED25519) -> tuple[bytes, bytes, str]:
+    """A fresh key pair of ``algorithm`` (``ed25519`` or ``sm2-sm3``):
+    ``(PKCS#8 private PEM, SubjectPublicKeyInfo PEM, key id)``."""
     _check_agency_id(agency_id)
+    if algorithm == SM2_SM3:
+        sm2_key = sm2.generate_private_key()
+        raw = sm2_key.public_key.raw
+        return sm2_key.pem(), sm2_key.public_key.pem(), key_id_for(agency_id, raw)
+    if algorithm != ED25519:
+        raise ConfigError(f"signature algorithm {algorithm!r} is not one of {ALGORITHMS}")
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -423,11 +562,16 @@ class KeyFiles:
 
 
 def write_keypair(
-    agency_id: str, directory: str | os.PathLike[str], *, overwrite: bool = False
+    agency_id: str,
+    directory: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    algorithm: str = ED25519,
 ) -> KeyFiles:
-    """Generate a key pair into ``directory`` as ``<agency>.key.pem`` (mode 0600) and
-    ``<agency>.pub.pem``; an existing key is kept (FileExistsError) unless ``overwrite``."""
-    private_pem, public_pem, key_id = generate_keypair(agency_id)
+    """Generate a key pair of ``algorithm`` into ``directory`` as ``<agency>.key.pem`` (mode
+    0600) and ``<agency>.pub.pem``; an existing key is kept (FileExistsError) unless
+    ``overwrite``."""
+    private_pem, public_pem, key_id = generate_keypair(agency_id, algorithm=algorithm)
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     private_path = folder / f"{agency_id}.key.pem"

@@ -53,7 +53,10 @@ GROUPS: dict[str, Group] = {
     "db": Group("bus.cli.db", "Database schema."),
     "demo": Group("bus.cli.demo", "Run the demo: a simulated fortnight end to end."),
     "envelope": Group("bus.cli.envelope", "Encode and decode Kafka values by hand."),
-    "keys": Group("bus.cli.keys", "Signing keys: generate an agency's Ed25519 key pair."),
+    "keys": Group(
+        "bus.cli.keys",
+        "Signing keys: generate an agency's key pair (Ed25519, or SM2 for the 国密 profile).",
+    ),
     "router": Group("bus.cli.router", "The bus router."),
     "schemas": Group("bus.cli.schemas", "Avro schemas of the message kinds."),
     "sla": Group(

@@ -4,6 +4,7 @@ everywhere (keys, adapter tokens, Kafka ACLs and SCRAM user) once the registry d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from bus.errors import ConfigError, TransportError
 from bus.kafka_acl import delete_scram_users
 from bus.routing import DEFAULT_POLICY_PATH, load_policy
 from bus.settings import Settings, load_settings
-from bus.signing import PublicKeyRecord, write_keypair
+from bus.signing import PublicKeyRecord, algorithm_of_profile, write_keypair
 
 app = typer.Typer(help="Agencies and their signing keys.", no_args_is_help=True)
 key_app = typer.Typer(help="Public keys of an agency.", no_args_is_help=True)
@@ -101,15 +102,27 @@ def key_add_cmd(
     public_key: Path = typer.Option(..., "--public-key", exists=True, dir_okay=False),
     valid_from: str | None = typer.Option(None, help="ISO 8601 with offset; default now."),
     valid_to: str | None = typer.Option(None, help="ISO 8601 with offset; default open-ended."),
+    sm2_id: str | None = typer.Option(
+        None,
+        "--sm2-id",
+        help="For an SM2 key: the signer's distinguishing id, when it is not GM/T 0009's "
+        "default 1234567812345678.",
+    ),
 ) -> None:
-    """Register an Ed25519 public key (PEM) for an agency."""
+    """Register a public key (PEM, Ed25519 or SM2: the key says which) for an agency."""
     settings = load_settings()
-    record = PublicKeyRecord.from_pem(
-        public_key.read_bytes(),
-        agency_id=agency,
-        valid_from=_when(valid_from, "--valid-from") or datetime.now(UTC),
-        valid_to=_when(valid_to, "--valid-to"),
-    )
+    try:
+        record = PublicKeyRecord.from_pem(
+            public_key.read_bytes(),
+            agency_id=agency,
+            valid_from=_when(valid_from, "--valid-from") or datetime.now(UTC),
+            valid_to=_when(valid_to, "--valid-to"),
+        )
+        if sm2_id is not None:
+            record = dataclasses.replace(record, sm2_id=sm2_id.encode("utf-8"))
+    except (ConfigError, ValueError) as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from e
 
     async def go() -> None:
         conn = await connect(settings.database_url)
@@ -167,14 +180,25 @@ def key_rotate_cmd(
     agency: str = typer.Option(..., "--agency"),
     out: Path = typer.Option(..., "--out", help="Folder for the new key pair."),
     overlap_days: float = typer.Option(7.0, min=0, help="How long the old keys still verify."),
+    alg: str | None = typer.Option(
+        None, "--alg", help="ed25519 or sm2; default the crypto profile (CASEBUS_CRYPTO_PROFILE)."
+    ),
 ) -> None:
-    """Make a new key pair, register it, and end the agency's older keys after an overlap."""
+    """Make a new key pair, register it, and end the agency's older keys after an overlap.
+
+    Rotating to ``--alg sm2`` is how an agency moves to the 国密 profile: its Ed25519 keys keep
+    verifying what they signed until the overlap ends."""
     settings = load_settings()
+    try:
+        algorithm = algorithm_of_profile(alg or settings.crypto_profile)
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from e
     now = datetime.now(UTC)
     # Generate beside the live key and move it in only once registered: a failed rotation
     # leaves the service's current key file untouched.
     staging = out / f".rotate-{now.strftime('%Y%m%dT%H%M%S%f')}"
-    files = write_keypair(agency, staging)
+    files = write_keypair(agency, staging, algorithm=algorithm)
     record = PublicKeyRecord.from_pem(
         files.public_key.read_bytes(), agency_id=agency, valid_from=now
     )
