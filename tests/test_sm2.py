@@ -793,3 +793,15 @@ def test_the_java_sm2_example_in_the_docs_verifies_the_vector(tmp_path: Path) ->
     fresh = sign_envelope(_vector_envelope(), signer)
     assert fresh.signature.value.hex() != sig
     assert run(default_codec().encode_envelope(fresh), fresh.signature.value.hex()) == expected
+
+
+def test_the_documented_spki_prefix_is_what_openssl_writes(tmp_path: Path) -> None:
+    openssl = _openssl()
+    text = (REPO_ROOT / "docs" / "wire-format.md").read_text(encoding="utf-8")
+    (prefix_hex,) = re.findall(r"The public DER is the 26 bytes `([0-9a-f]+)`", text)
+    key, pub = tmp_path / "k.pem", tmp_path / "p.pem"
+    _run(openssl, "genpkey", "-algorithm", "SM2", "-out", str(key))
+    _run(openssl, "pkey", "-in", str(key), "-pubout", "-out", str(pub))
+    der = _run(openssl, "pkey", "-pubin", "-in", str(pub), "-outform", "DER").stdout
+    assert len(bytes.fromhex(prefix_hex)) == 26 and len(der) == 26 + 65
+    assert der[:26].hex() == prefix_hex and der[26] == 0x04
