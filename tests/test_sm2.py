@@ -728,16 +728,8 @@ def _bcprov_jar() -> Path:
     group, artifact, version = BCPROV.split(":")
     jar = Path.home() / ".m2" / "repository" / Path(*group.split("."))
     jar = jar / artifact / version / f"{artifact}-{version}.jar"
-    mvn = shutil.which("mvn")
-    if not jar.exists() and mvn is not None:
-        subprocess.run(
-            [mvn, "-q", "-B", "dependency:get", f"-Dartifact={BCPROV}"],
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
     if not jar.exists():
-        why = f"no {BCPROV} in ~/.m2 and Maven could not fetch it"
+        why = f"no {BCPROV} in ~/.m2: run deploy/setup-system, which fetches it with Maven"
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
