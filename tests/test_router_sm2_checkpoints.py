@@ -6,6 +6,7 @@ SM2 line was stripped."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -93,7 +94,9 @@ async def test_the_router_under_the_sm2_profile_and_every_verifier_of_its_log(
         for envelope in [*receipts, *heads]:
             assert envelope.signature.algorithm == SM2_SM3
             assert envelope.signature.key_id == bus_signer.key_id
-            record = await verify_envelope(envelope, PgKeyStore(pool), at=envelope.sent_at)
+            # Checked now, as their receiver does: a receipt's sent_at is when the broker took
+            # the submission, which may precede the router's first registration of its key.
+            record = await verify_envelope(envelope, PgKeyStore(pool))
             assert record.public_key == point
 
         # The checkpoint carries both lines, and both verify.
@@ -134,6 +137,22 @@ async def test_the_router_under_the_sm2_profile_and_every_verifier_of_its_log(
     ok = run_cli(casebus_exe, env, "audit", "verify")
     assert ok.returncode == 0, ok.stderr
     assert "every checkpoint carries the bus's SM2 signature" in ok.stdout
+    # `casebus audit verify-bundle` offline, given the log's and the bus's public keys.
+    proved = run_cli(casebus_exe, env, "audit", "prove", str(sent[1].message_id))
+    assert proved.returncode == 0, proved.stderr
+    bundle_file = tmp_path / "bundle.json"
+    bundle_file.write_text(proved.stdout)
+    keys = ["--log-key", str(log_files.public_key), "--bus-key", str(sm2_bus.public_key)]
+    offline = run_cli(casebus_exe, env, "audit", "verify-bundle", str(bundle_file), *keys)
+    assert offline.returncode == 0, offline.stderr
+    assert "signed checkpoint (with the bus's SM2 signature) verified" in offline.stdout
+    proved_bundle = json.loads(proved.stdout)
+    proved_bundle["checkpoint"] = _without_sm2_line(proved_bundle["checkpoint"], point, origin)
+    bundle_file.write_text(json.dumps(proved_bundle))
+    refused = run_cli(casebus_exe, env, "audit", "verify-bundle", str(bundle_file), *keys)
+    assert refused.returncode == 1, refused.stdout
+    assert "FAILED: checkpoint_signature: unknown_key" in refused.stderr
+
     sm2_vkey = run_cli(casebus_exe, env, "audit", "log-key", "--sm2")
     assert sm2_vkey.returncode == 0, sm2_vkey.stderr
     assert sm2_vkey.stdout.split("+")[1] == sm2_key_id(origin, point).hex()
