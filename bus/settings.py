@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         description="The bus's own private key (agency 'casebus'): receipts and checkpoints; "
         "Ed25519 or SM2 as the PEM says.",
     )
+    audit_log_key_file: Path | None = Field(
+        None,
+        description="The audit log's Ed25519 key, which signs its C2SP checkpoints (the note "
+        "signature witnesses and Go's note package check); default: the bus key, which must then "
+        "be Ed25519. Required when the bus key is SM2 (the sm2 profile): checkpoints then carry "
+        "this key's line and a second, SM2 line made with the bus key.",
+    )
     crypto_profile: Literal["ed25519", "sm2"] = Field(
         "ed25519",
         description="The deployment's crypto profile: the algorithm of the keys casebus makes "

@@ -30,10 +30,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from fastapi import FastAPI, HTTPException, Request
 
+from bus import sm2
 from bus.audit.checkpoint import (
     Checkpoint,
+    CheckpointSigner,
+    parse_note,
     parse_verifier_key,
     sign_checkpoint,
+    sm2_key_id,
     verifier_key_string,
 )
 from bus.audit.checkpointer import Checkpointer
@@ -49,6 +53,7 @@ from bus.audit.tiles_http import tiles_router
 from bus.audit.witnessing import WitnessEndpoint, cosigned_note, request_cosignatures
 from bus.errors import CheckpointError
 from bus.settings import REPO_ROOT, Settings
+from bus.signing import Sm2Signer
 from bus.witness import MemoryWitnessStore, Witness, create_app, logs_by_origin
 
 pytestmark = pytest.mark.integration
@@ -99,10 +104,16 @@ def _run(exe: Path, data: dict[str, object], path: Path) -> subprocess.Completed
     return subprocess.run([str(exe), str(path)], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.parametrize("profile", ["ed25519", "sm2"])
 async def test_go_tools_verify_casebus_checkpoints_cosignatures_and_proofs(
-    settings: Settings, interop_exe: Path, tmp_path: Path
+    settings: Settings, interop_exe: Path, tmp_path: Path, profile: str
 ) -> None:
+    """Under the sm2 profile every checkpoint also carries the bus's SM2 line, a signature type
+    Go's note package does not know: it must ignore it (c2sp.org/signed-note), as must both
+    witnesses, and verify the rest exactly as under the default profile."""
     log_key = Ed25519PrivateKey.generate()
+    bus_sm2 = Sm2Signer(sm2.generate_private_key(), agency_id="casebus")
+    signer = CheckpointSigner(log_key, sm2=bus_sm2 if profile == "sm2" else None)
     witness_key = Ed25519PrivateKey.generate()
     log_vkey = verifier_key_string(ORIGIN, log_key.public_key())
     witness = Witness(
@@ -127,7 +138,11 @@ async def test_go_tools_verify_casebus_checkpoints_cosignatures_and_proofs(
                             for i in range(start, end)
                         ],
                     )
-                await Checkpointer(pool, origin=ORIGIN, private_key=log_key).checkpoint()
+                await Checkpointer(
+                    pool,
+                    origin=ORIGIN,
+                    private_key=signer,  # type: ignore[arg-type]
+                ).checkpoint()
                 outcomes = await request_cosignatures(pool, [endpoint], http=http)
                 assert [o.status for o in outcomes] == [200]
         old = await audit_log.checkpoint(pool, 5)
@@ -154,6 +169,10 @@ async def test_go_tools_verify_casebus_checkpoints_cosignatures_and_proofs(
         }
     finally:
         await pool.close()
+    sm2_id = sm2_key_id(ORIGIN, bus_sm2.public_key)
+    for note in (data["checkpoint"], old.note, new.note):
+        has_sm2_line = any(s.key_id == sm2_id for s in parse_note(str(note))[1])
+        assert has_sm2_line == (profile == "sm2")
 
     ok = _run(interop_exe, data, tmp_path / "in.json")
     assert ok.returncode == 0, ok.stderr

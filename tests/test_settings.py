@@ -289,6 +289,7 @@ _EVERY_FIELD: dict[str, object] = {
     "audit_witness_quorum": 1,
     "audit_witness_fail_closed_after_s": 1e-3,
     "bus_key_file": Path("/keys/bus.pem"),
+    "audit_log_key_file": Path("/keys/log.pem"),
     "crypto_profile": "sm2",
     "router_id": "router-7",
     "router_max_batch": 64,

@@ -6,7 +6,8 @@ log's public key: no database, no network. It checks, in order, the checkpoint's
 the inclusion proof against the checkpoint's root, that the leaf is about this message and
 carries exactly these envelope bytes, and the sender's signature with the key the leaf names.
 The checkpoint carries the witnesses' cosignatures stored with it; given the witnesses' keys,
-:func:`verify_bundle` also requires a quorum of them.
+:func:`verify_bundle` also requires a quorum of them. Given the bus's SM2 key (the 国密
+profile), it also requires the checkpoint's SM2 line by that key (:mod:`bus.audit.checkpoint`).
 """
 
 from __future__ import annotations
@@ -62,14 +63,17 @@ class Verdict:
     sender: str
     key_id: str
     cosigners: tuple[str, ...] = ()
+    sm2_checked: bool = False
+    """Whether the checkpoint's SM2 line by the bus was required and verified."""
 
     def line(self) -> str:
         """The one-line verdict the CLI prints."""
         witnessed = f", cosigned by {', '.join(self.cosigners)}" if self.cosigners else ""
+        sm2 = " (with the bus's SM2 signature)" if self.sm2_checked else ""
         return (
             f"OK: {self.event_kind} of message {self.message_id} from {self.sender} "
             f"(key {self.key_id}) is entry {self.leaf_index} of the log of size "
-            f"{self.tree_size}, signed checkpoint verified{witnessed}"
+            f"{self.tree_size}, signed checkpoint{sm2} verified{witnessed}"
         )
 
 
@@ -146,9 +150,12 @@ async def verify_bundle(
     codec: Codec | None = None,
     witnesses: Sequence[VerifierKey] = (),
     quorum: int | None = None,
+    sm2_keys: Sequence[bytes] = (),
 ) -> Verdict:
     """Check a bundle offline; raise :class:`BundleError` naming the first failure. With
-    ``witnesses``, ``quorum`` of them (default all) must have cosigned its checkpoint."""
+    ``witnesses``, ``quorum`` of them (default all) must have cosigned its checkpoint. With
+    ``sm2_keys`` (the bus's SM2 points), its checkpoint must carry a valid SM2 line by one
+    (``checkpoint_signature`` otherwise, as for the log's own signature)."""
     if bundle.get("format") != BUNDLE_FORMAT:
         raise BundleError("malformed", f"format is not {BUNDLE_FORMAT!r}")
     message_id = _field(bundle, "message_id", str)
@@ -162,7 +169,7 @@ async def verify_bundle(
     try:
         checkpoint, _ = parse_signed_checkpoint(note)
         key_name = origin or checkpoint.origin
-        checkpoint = verify_signed_checkpoint(note, key_name, log_key)
+        checkpoint = verify_signed_checkpoint(note, key_name, log_key, sm2_keys=sm2_keys)
     except ProofError as e:
         raise BundleError("checkpoint_signature", str(e)) from e
     if origin is not None and checkpoint.origin != origin:
@@ -208,7 +215,16 @@ async def verify_bundle(
         raise BundleError("leaf", f"the leaf's signing key is malformed: {e}") from e
     except SignatureError as e:
         raise BundleError("sender_signature", str(e)) from e
-    return Verdict(message_id, event_kind, index, size, envelope.sender, public.key_id, cosigners)
+    return Verdict(
+        message_id,
+        event_kind,
+        index,
+        size,
+        envelope.sender,
+        public.key_id,
+        cosigners,
+        sm2_checked=bool(sm2_keys),
+    )
 
 
 def _cosigners(note: str, witnesses: Sequence[VerifierKey], quorum: int) -> tuple[str, ...]:

@@ -5,12 +5,18 @@ an alarm the moment the bus publishes a head that does not extend the last one.
 Given witnesses' keys, it also requires a quorum of their cosignatures on every head
 (alarm ``unwitnessed`` otherwise): a head the witnesses did not vouch for is not kept, so
 the procuratorate never holds as evidence what the witnesses refused.
+
+Under the 国密 profile (the registry holds an ``sm2-sm3`` key for ``casebus``, or the caller
+names the bus's SM2 key) every head must also carry the bus's SM2 line beside the log's
+Ed25519 one (:mod:`bus.audit.checkpoint` says why there are two); a head without it, or with a
+forged one, raises ``bad_signature`` and is not kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -19,6 +25,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import Counter, Gauge
 
+from bus.agency_db import agency_keys
 from bus.audit.checkpoint import Checkpoint, VerifierKey, verify_signed_checkpoint
 from bus.audit.cosignature import verify_cosignature
 from bus.audit.log import AuditLog
@@ -29,8 +36,16 @@ from bus.errors import CasebusError, CheckpointError, ProofError
 from bus.inbox import InboxReader
 from bus.models import Envelope
 from bus.settings import Settings
+from bus.signing import SM2_SM3
 
-__all__ = ["DatabaseProofSource", "Monitor", "Observation", "ProofSource", "run_monitor"]
+__all__ = [
+    "DatabaseProofSource",
+    "Monitor",
+    "Observation",
+    "ProofSource",
+    "registry_sm2_keys",
+    "run_monitor",
+]
 
 log = structlog.get_logger("casebus.audit.monitor")
 
@@ -48,6 +63,15 @@ SEEN_SIZE = Gauge("casebus_audit_monitor_tree_size", "Size of the latest verifie
 AlarmKind = Literal[
     "bad_signature", "inconsistent", "split_view", "proof_unavailable", "unwitnessed"
 ]
+
+
+async def registry_sm2_keys(db: Conn | asyncpg.Pool) -> tuple[bytes, ...]:
+    """The 65-byte points of every ``sm2-sm3`` key the registry holds for ``casebus``: the keys
+    whose SM2 line a checkpoint must carry (one of them) under the 国密 profile; empty under
+    the default profile. Revoked and expired keys count too: a checkpoint signed before a
+    rotation still carries the old key's line, and the history itself is held by the log's
+    Ed25519 signature and the witnesses, not by this line."""
+    return tuple(k.public_key for k in await agency_keys(db, "casebus") if k.algorithm == SM2_SM3)
 
 
 class ProofSource(Protocol):
@@ -92,13 +116,18 @@ class Monitor:
         proofs: ProofSource,
         witnesses: tuple[VerifierKey, ...] = (),
         quorum: int | None = None,
+        sm2_keys: Sequence[bytes] | None = None,
     ) -> None:
+        """``sm2_keys``: the bus's SM2 points whose line every head must carry; None (the
+        default) reads them from the registry (:func:`registry_sm2_keys`) at each head, so
+        an sm2-sm3 bus key registered later is required from then on."""
         self._pool = pool
         self._origin = origin
         self._key = log_key
         self._proofs = proofs
         self._witnesses = witnesses
         self._quorum = len(witnesses) if quorum is None else quorum
+        self._sm2_keys = None if sm2_keys is None else tuple(sm2_keys)
 
     def _unwitnessed(self, note: str) -> str | None:
         """Why ``note`` lacks its quorum of cosignatures, or None."""
@@ -135,8 +164,11 @@ class Monitor:
 
     async def observe(self, note: str) -> Observation:
         """Verify a signed checkpoint against everything seen before; keep it when it holds."""
+        sm2_keys = self._sm2_keys
+        if sm2_keys is None:
+            sm2_keys = await registry_sm2_keys(self._pool)
         try:
-            cp = verify_signed_checkpoint(note, self._origin, self._key)
+            cp = verify_signed_checkpoint(note, self._origin, self._key, sm2_keys=sm2_keys)
         except ProofError as e:
             return await self._alarm("bad_signature", str(e), note, None)
         if self._witnesses and (why := self._unwitnessed(note)) is not None:
@@ -220,10 +252,12 @@ async def run_monitor(
     stop_event: asyncio.Event | None = None,
     witnesses: tuple[VerifierKey, ...] = (),
     quorum: int | None = None,
+    sm2_keys: Sequence[bytes] | None = None,
 ) -> None:
     """Follow ``audit.tree_head`` messages in the procuratorate's inbox and check each one.
 
     Runs in its own consumer group, so it sees every head whatever else reads the inbox.
+    ``sm2_keys`` as for :class:`Monitor` (None: the registry's).
     """
     monitor = Monitor(
         pool,
@@ -232,6 +266,7 @@ async def run_monitor(
         proofs=proofs,
         witnesses=witnesses,
         quorum=quorum,
+        sm2_keys=sm2_keys,
     )
     codec = default_codec()
 

@@ -10,24 +10,31 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import start_http_server
 
 from bus.attachments import check_attachment_files
-from bus.audit.checkpoint import VerifierKey, verifier_key_string, verify_signed_checkpoint
+from bus.audit.checkpoint import (
+    CheckpointSigner,
+    VerifierKey,
+    sm2_verifier_key_string,
+    verifier_key_string,
+    verify_signed_checkpoint,
+)
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.cosignature import parse_cosigner_key
 from bus.audit.evidence import build_bundle, load_bundle, verify_bundle
 from bus.audit.log import AuditLog
-from bus.audit.monitor import DatabaseProofSource, run_monitor
+from bus.audit.monitor import DatabaseProofSource, registry_sm2_keys, run_monitor
 from bus.audit.verify import HeldCheckpoint, verify_log
 from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
 from bus.db import create_pool
 from bus.errors import BundleError, CasebusError, ConfigError, EntryNotFoundError, ProofError
 from bus.settings import Settings, load_settings
-from bus.signing import Ed25519Signer
+from bus.signing import SM2_SM3, Ed25519Signer, Sm2Signer, load_signer, public_key_from_pem
 
 app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -38,18 +45,41 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def bus_signer(settings: Settings) -> Ed25519Signer:
-    """The bus's own signer (agency ``casebus``), from ``CASEBUS_BUS_KEY_FILE``."""
-    return Ed25519Signer.from_file(settings.bus_key_file, agency_id="casebus")
+def bus_signer(settings: Settings) -> Ed25519Signer | Sm2Signer:
+    """The bus's own signer (agency ``casebus``), from ``CASEBUS_BUS_KEY_FILE``: Ed25519, or
+    SM2 under the 国密 profile."""
+    return load_signer(settings.bus_key_file, agency_id="casebus")
+
+
+def checkpoint_signer(settings: Settings) -> CheckpointSigner:
+    """What signs checkpoints, as the router has it: the log key (``CASEBUS_AUDIT_LOG_KEY_FILE``,
+    else the bus key) and, when the bus key is SM2, the bus key's own line."""
+    return CheckpointSigner.load(bus_signer(settings), settings.audit_log_key_file)
 
 
 def _public_key(path: Path | None, settings: Settings) -> Ed25519PublicKey:
     if path is None:
-        return bus_signer(settings).private_key.public_key()
+        return checkpoint_signer(settings).log_key.public_key()
     key = serialization.load_pem_public_key(path.read_bytes())
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{path} is not an Ed25519 public key")
     return key
+
+
+def _bus_sm2_key(path: Path | None) -> tuple[bytes, ...] | None:
+    """The bus's SM2 point from ``--bus-key`` (a public key PEM), or None when not given."""
+    if path is None:
+        return None
+    algorithm, raw = public_key_from_pem(path.read_bytes())
+    if algorithm != SM2_SM3:
+        raise ConfigError(f"--bus-key {path} is an {algorithm} key, not the bus's SM2 key")
+    return (raw,)
+
+
+_BUS_KEY_HELP = (
+    "The bus's SM2 public key (PEM) under the 国密 profile: every checkpoint must then carry "
+    "its SM2 line beside the log's Ed25519 one."
+)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -133,7 +163,8 @@ def checkpoint_cmd() -> None:
             cp = await Checkpointer(
                 pool,
                 origin=settings.audit_origin,
-                private_key=bus_signer(settings).private_key,
+                # Checkpointer is typed for an Ed25519 key; sign_checkpoint takes either.
+                private_key=checkpoint_signer(settings),  # type: ignore[arg-type]
             ).checkpoint()
         finally:
             await pool.close()
@@ -206,6 +237,9 @@ def verify_bundle_cmd(
         ..., "--log-key", exists=True, dir_okay=False, help="The log's Ed25519 public key (PEM)."
     ),
     origin: str | None = typer.Option(None, help="Require this log origin."),
+    bus_key: Path | None = typer.Option(
+        None, "--bus-key", exists=True, dir_okay=False, help=_BUS_KEY_HELP
+    ),
     witness: list[str] | None = _WITNESS_KEYS,
     quorum: int | None = _QUORUM,
     attachments: Path | None = typer.Option(
@@ -220,6 +254,7 @@ def verify_bundle_cmd(
     """Check a bundle offline (no database, no network): exit 0 with a verdict, or 1."""
     settings = load_settings()
     key = _public_key(log_key, settings)
+    sm2_keys = _bus_sm2_key(bus_key) or ()
     witnesses, quorum = _witnesses_held_to(settings, witness, quorum)
     try:
         bundle = load_bundle(bundle_file.read_text())
@@ -230,6 +265,7 @@ def verify_bundle_cmd(
                 origin=origin,
                 witnesses=witnesses,
                 quorum=quorum,
+                sm2_keys=sm2_keys,
             )
         )
     except BundleError as e:
@@ -244,15 +280,15 @@ def verify_bundle_cmd(
 
 
 def _held_checkpoints(
-    files: list[Path], key: Ed25519PublicKey, origin: str
+    files: list[Path], key: Ed25519PublicKey, origin: str, sm2_keys: tuple[bytes, ...] = ()
 ) -> tuple[HeldCheckpoint, ...]:
-    """Each file's signed checkpoint, its signature checked with the log's key; exit 1 naming
-    the file when one is not a checkpoint of this log."""
+    """Each file's signed checkpoint, its signature checked with the log's key (and the bus's
+    SM2 key, given one); exit 1 naming the file when one is not a checkpoint of this log."""
     held = []
     for path in files:
         try:
             cp = verify_signed_checkpoint(
-                path.read_text(encoding="utf-8"), origin, key, origin=origin
+                path.read_text(encoding="utf-8"), origin, key, origin=origin, sm2_keys=sm2_keys
             )
         except (OSError, UnicodeDecodeError, ProofError) as e:
             raise _fail(f"FAILED: {path}: {e}") from e
@@ -274,6 +310,13 @@ def verify_cmd(
         "copy); repeatable. The log must reach its size with its root, and the database must "
         "still hold a signed checkpoint as large.",
     ),
+    bus_key: Path | None = typer.Option(
+        None,
+        "--bus-key",
+        exists=True,
+        dir_okay=False,
+        help=_BUS_KEY_HELP + " Default: every sm2-sm3 key the registry holds for casebus.",
+    ),
     witness: list[str] | None = _WITNESS_KEYS,
     quorum: int | None = _QUORUM,
     witness_grace_s: float | None = typer.Option(
@@ -288,7 +331,7 @@ def verify_cmd(
     log that is consistent with itself."""
     settings = load_settings()
     key = _public_key(log_key, settings)
-    held = _held_checkpoints(checkpoint, key, settings.audit_origin)
+    given_sm2 = _bus_sm2_key(bus_key)
     witnesses, quorum = _witnesses_held_to(settings, witness, quorum)
     grace_s = settings.audit_witness_grace_s if witness_grace_s is None else witness_grace_s
 
@@ -296,6 +339,8 @@ def verify_cmd(
         # Read-only: whoever checks the log needs no power to change it.
         pool = await create_pool(settings.for_service("procuratorate").database_url, max_size=2)
         try:
+            sm2_keys = given_sm2 if given_sm2 is not None else await registry_sm2_keys(pool)
+            held = _held_checkpoints(checkpoint, key, settings.audit_origin, sm2_keys)
             report = await verify_log(
                 pool,
                 log_key=key,
@@ -305,22 +350,61 @@ def verify_cmd(
                 quorum=quorum,
                 witness_grace_s=grace_s,
             )
+            sm2_problem = None
+            if report.ok and sm2_keys:
+                sm2_problem = await _sm2_line_problem(pool, key, settings.audit_origin, sm2_keys)
         finally:
             await pool.close()
         if not report.ok:
             raise _fail(report.line())
+        if sm2_problem is not None:
+            raise _fail(f"FAILED: {sm2_problem}")
+        if sm2_keys:
+            return f"{report.line()}; every checkpoint carries the bus's SM2 signature"
         return report.line()
 
     typer.echo(asyncio.run(go()))
 
 
+async def _sm2_line_problem(
+    pool: asyncpg.Pool, log_key: Ed25519PublicKey, origin: str, sm2_keys: tuple[bytes, ...]
+) -> str | None:
+    """What is wrong with the SM2 lines of the stored checkpoints (the replay checked their
+    Ed25519 lines), or None: under the 国密 profile each must carry a valid one."""
+    async with pool.acquire() as conn:
+        stored = await AuditLog().checkpoints(conn)
+    for cp in stored:
+        try:
+            verify_signed_checkpoint(cp.note, origin, log_key, sm2_keys=sm2_keys)
+        except ProofError as e:
+            return f"checkpoint {cp.tree_size}: {e}"
+    return None
+
+
 @app.command("log-key")
 def log_key_cmd(
     pem: bool = typer.Option(False, "--pem", help="Print the public key as PEM."),
+    sm2: bool = typer.Option(
+        False,
+        "--sm2",
+        help="Print the bus's SM2 key instead, whose line checkpoints carry under the 国密 "
+        "profile (casebus's own vkey form, 0xff || OID || point; or PEM with --pem).",
+    ),
 ) -> None:
     """Print the log's verifier key (C2SP vkey), or its public key PEM."""
     settings = load_settings()
-    public = bus_signer(settings).private_key.public_key()
+    if sm2:
+        bus = bus_signer(settings)
+        if not isinstance(bus, Sm2Signer):
+            raise _fail("the bus key (CASEBUS_BUS_KEY_FILE) is not an SM2 key")
+        if pem:
+            from bus.sm2 import Sm2PublicKey
+
+            sys.stdout.write(Sm2PublicKey.from_raw(bus.public_key).pem().decode())
+        else:
+            typer.echo(sm2_verifier_key_string(settings.audit_origin, bus.public_key))
+        return
+    public = checkpoint_signer(settings).log_key.public_key()
     if pem:
         sys.stdout.write(
             public.public_bytes(
@@ -340,6 +424,13 @@ def monitor_cmd(
         dir_okay=False,
         help="The log's public key (PEM); default: the bus key.",
     ),
+    bus_key: Path | None = typer.Option(
+        None,
+        "--bus-key",
+        exists=True,
+        dir_okay=False,
+        help=_BUS_KEY_HELP + " Default: the registry's sm2-sm3 keys of casebus, read at each head.",
+    ),
     agency: str = typer.Option("ygh.procuratorate", help="Whose inbox carries the tree heads."),
     metrics_port: int | None = typer.Option(None, "--metrics-port"),
     witness: list[str] | None = _WITNESS_KEYS,
@@ -349,6 +440,7 @@ def monitor_cmd(
     view or a rewritten history raises an alarm (log event, metric, monitor_alarms row)."""
     settings = load_settings()
     key = _public_key(log_key, settings)
+    sm2_keys = _bus_sm2_key(bus_key)
     witnesses, quorum = _witnesses_held_to(settings, witness, quorum)
     port = metrics_port or settings.metrics_port
     if port:
@@ -371,6 +463,7 @@ def monitor_cmd(
                 stop_event=stop,
                 witnesses=witnesses,
                 quorum=quorum,
+                sm2_keys=sm2_keys,
             )
         finally:
             await reader.close()

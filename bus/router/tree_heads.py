@@ -30,7 +30,7 @@ from bus.models import Envelope, Signature
 from bus.models.bus_kinds import AuditTreeHead
 from bus.router.witnessed import WitnessWatch
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, sign_envelope
+from bus.signing import Signer, sign_envelope
 
 __all__ = ["AUDIT_CASE_ID", "TreeHeadPublisher"]
 
@@ -52,7 +52,7 @@ class TreeHeadPublisher(Stoppable):
         settings: Settings,
         *,
         checkpointer: Checkpointer,
-        signer: Ed25519Signer,
+        signer: Signer,
         procuratorates: list[str],
         codec: Codec | None = None,
         witnessed: Callable[[StoredCheckpoint], Awaitable[str | None]] | None = None,

@@ -24,13 +24,13 @@ from adapters.police.testing import FakePolice
 from adapters.procuratorate.testing import running_procuratorate
 from adapters.regulators.testing import FakeRegulator
 from bus.agencies import load_registry
-from bus.audit.checkpoint import parse_verifier_key, verifier_key_string
+from bus.audit.checkpoint import CheckpointSigner, parse_verifier_key, verifier_key_string
 from bus.audit.monitor import DatabaseProofSource, run_monitor
 from bus.db import create_pool, migrate
 from bus.provision import OwnKey, ensure_registered
 from bus.router.app import run_router
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, write_keypair
+from bus.signing import SM2_SM3, algorithm_of_profile, load_signer, write_keypair
 from bus.sim.clock import SteppedClock
 from bus.sim.witnesses import DemoWitness, running_witnesses, witness_policy
 from bus.sla.app import run_sla_engine
@@ -106,11 +106,23 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("demo.component_failed", component=task.get_name(), error=repr(error))
 
 
-def _bus_log_key(settings: Settings) -> Ed25519PublicKey:
+def _bus_log_key(settings: Settings) -> tuple[Settings, Ed25519PublicKey]:
+    """The bus key (made of the profile's algorithm when missing) and the log's Ed25519 public
+    key; an SM2 bus key gets an Ed25519 log key of its own beside it, named in the settings
+    returned (CASEBUS_AUDIT_LOG_KEY_FILE), as bus/audit/checkpoint.py requires."""
     path = settings.bus_key_file
     if not path.exists():
-        write_keypair("casebus", path.parent)
-    return Ed25519Signer.from_file(path, agency_id="casebus").private_key.public_key()
+        write_keypair(
+            "casebus", path.parent, algorithm=algorithm_of_profile(settings.crypto_profile)
+        )
+    bus = load_signer(path, agency_id="casebus")
+    if bus.algorithm == SM2_SM3 and settings.audit_log_key_file is None:
+        log_file = path.parent / "casebus.log.key.pem"
+        if not log_file.exists():
+            write_keypair("casebus.log", path.parent)
+        settings = settings.model_copy(update={"audit_log_key_file": log_file})
+    signer = CheckpointSigner.load(bus, settings.audit_log_key_file)
+    return settings, signer.log_key.public_key()
 
 
 @contextlib.asynccontextmanager
@@ -121,7 +133,7 @@ async def running_world(
 
     The witnesses keep their SQLite stores in ``state_dir`` (default: beside their keys in
     ``key_dir``); the router publishes a tree head once both cosigned it."""
-    log_key = _bus_log_key(settings)
+    settings, log_key = _bus_log_key(settings)
     log_vkey = parse_verifier_key(verifier_key_string(settings.audit_origin, log_key))
     async with (
         running_witnesses(
@@ -173,7 +185,7 @@ async def _running_parts(
                 conn,
                 registry=registry,
                 keys=[
-                    OwnKey.of(Ed25519Signer.from_file(path, agency_id=agency), path, valid_from=now)
+                    OwnKey.of(load_signer(path, agency_id=agency), path, valid_from=now)  # type: ignore[arg-type]
                     for agency, path in (("casebus", settings.bus_key_file), (SLA_AGENCY, sla_key))
                 ],
             )
