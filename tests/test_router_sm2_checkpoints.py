@@ -136,7 +136,7 @@ async def test_the_router_under_the_sm2_profile_and_every_verifier_of_its_log(
     env = settings.to_env(os.environ)
     ok = run_cli(casebus_exe, env, "audit", "verify")
     assert ok.returncode == 0, ok.stderr
-    assert "every checkpoint carries the bus's SM2 signature" in ok.stdout
+    assert "carries the bus's SM2 signature" in ok.stdout
     # `casebus audit verify-bundle` offline, given the log's and the bus's public keys.
     proved = run_cli(casebus_exe, env, "audit", "prove", str(sent[1].message_id))
     assert proved.returncode == 0, proved.stderr
@@ -175,3 +175,21 @@ async def test_the_router_under_the_sm2_profile_and_every_verifier_of_its_log(
     assert bad.returncode == 1, bad.stdout
     assert f"FAILED: checkpoint {victim.tree_size}: unknown_key" in bad.stderr
     assert "no SM2 signature" in bad.stderr
+
+    # A deployment that moved to the 国密 profile has checkpoints from before its first SM2 key:
+    # the registry's keys are required from when the first became valid, not of older heads.
+    # Here the key is made to start just after the stripped checkpoint, as if that head had
+    # been signed before the move.
+    attacker = await asyncpg.connect(superuser_url)
+    try:
+        await attacker.execute(
+            "UPDATE agency_keys SET valid_from = to_timestamp($1 / 1000.0) WHERE key_id = $2",
+            victim.timestamp_ms + 1,
+            bus_signer.key_id,
+        )
+    finally:
+        await attacker.close()
+    migrated = run_cli(casebus_exe, env, "audit", "verify")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "every checkpoint since 20" in migrated.stdout, migrated.stdout
+    assert "carries the bus's SM2 signature" in migrated.stdout

@@ -44,6 +44,7 @@ __all__ = [
     "Observation",
     "ProofSource",
     "registry_sm2_keys",
+    "registry_sm2_since_ms",
     "run_monitor",
 ]
 
@@ -72,6 +73,14 @@ async def registry_sm2_keys(db: Conn | asyncpg.Pool) -> tuple[bytes, ...]:
     rotation still carries the old key's line, and the history itself is held by the log's
     Ed25519 signature and the witnesses, not by this line."""
     return tuple(k.public_key for k in await agency_keys(db, "casebus") if k.algorithm == SM2_SM3)
+
+
+async def registry_sm2_since_ms(db: Conn | asyncpg.Pool) -> int | None:
+    """When the registry's first ``sm2-sm3`` key of ``casebus`` became valid (Unix ms), or None:
+    checkpoints made before a deployment moved to the 国密 profile carry no SM2 line and are not
+    expected to (a mixed registry during the migration)."""
+    starts = [k.valid_from for k in await agency_keys(db, "casebus") if k.algorithm == SM2_SM3]
+    return int(min(starts).timestamp() * 1000) if starts else None
 
 
 class ProofSource(Protocol):

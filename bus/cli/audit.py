@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,12 @@ from bus.audit.checkpointer import Checkpointer
 from bus.audit.cosignature import parse_cosigner_key
 from bus.audit.evidence import build_bundle, load_bundle, verify_bundle
 from bus.audit.log import AuditLog
-from bus.audit.monitor import DatabaseProofSource, registry_sm2_keys, run_monitor
+from bus.audit.monitor import (
+    DatabaseProofSource,
+    registry_sm2_keys,
+    registry_sm2_since_ms,
+    run_monitor,
+)
 from bus.audit.verify import HeldCheckpoint, verify_log
 from bus.audit.witnessing import WitnessEndpoint, request_cosignatures
 from bus.db import create_pool
@@ -338,6 +344,7 @@ def verify_cmd(
     async def go() -> str:
         # Read-only: whoever checks the log needs no power to change it.
         pool = await create_pool(settings.for_service("procuratorate").database_url, max_size=2)
+        since_ms: int | None = None
         try:
             sm2_keys = given_sm2 if given_sm2 is not None else await registry_sm2_keys(pool)
             held = _held_checkpoints(checkpoint, key, settings.audit_origin, sm2_keys)
@@ -351,14 +358,26 @@ def verify_cmd(
                 witness_grace_s=grace_s,
             )
             sm2_problem = None
+            # Keys given on the command line are required of every checkpoint; the registry's
+            # from when its first SM2 key of casebus became valid (older checkpoints predate
+            # the move to the 国密 profile).
+            since_ms = None if given_sm2 is not None else await registry_sm2_since_ms(pool)
             if report.ok and sm2_keys:
-                sm2_problem = await _sm2_line_problem(pool, key, settings.audit_origin, sm2_keys)
+                sm2_problem = await _sm2_line_problem(
+                    pool, key, settings.audit_origin, sm2_keys, since_ms=since_ms
+                )
         finally:
             await pool.close()
         if not report.ok:
             raise _fail(report.line())
         if sm2_problem is not None:
             raise _fail(f"FAILED: {sm2_problem}")
+        if sm2_keys and since_ms is not None:
+            since = datetime.fromtimestamp(since_ms / 1000, UTC).isoformat(timespec="seconds")
+            return (
+                f"{report.line()}; every checkpoint since {since} (the first SM2 key of casebus) "
+                "carries the bus's SM2 signature"
+            )
         if sm2_keys:
             return f"{report.line()}; every checkpoint carries the bus's SM2 signature"
         return report.line()
@@ -367,13 +386,21 @@ def verify_cmd(
 
 
 async def _sm2_line_problem(
-    pool: asyncpg.Pool, log_key: Ed25519PublicKey, origin: str, sm2_keys: tuple[bytes, ...]
+    pool: asyncpg.Pool,
+    log_key: Ed25519PublicKey,
+    origin: str,
+    sm2_keys: tuple[bytes, ...],
+    *,
+    since_ms: int | None = None,
 ) -> str | None:
     """What is wrong with the SM2 lines of the stored checkpoints (the replay checked their
-    Ed25519 lines), or None: under the 国密 profile each must carry a valid one."""
+    Ed25519 lines), or None: under the 国密 profile each must carry a valid one, from
+    ``since_ms`` on when given."""
     async with pool.acquire() as conn:
         stored = await AuditLog().checkpoints(conn)
     for cp in stored:
+        if since_ms is not None and cp.timestamp_ms < since_ms:
+            continue
         try:
             verify_signed_checkpoint(cp.note, origin, log_key, sm2_keys=sm2_keys)
         except ProofError as e:
