@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import aiokafka.errors as Errors
 import aiokafka.producer.sender as aiokafka_sender
@@ -272,8 +274,15 @@ class Router(Stoppable):
         failpoints.hit("router.after_audit")
         if plan is None:  # stopping while the database was away: nothing was committed
             return
-        for v in plan.accepted:
-            log.info("router.accepted", **_context(v), key_id=v.key.key_id if v.key else None)
+        if plan.accepted:
+            log.info("router.accepted", **_batch_context(plan.accepted))
+            if _debug_on(log):
+                for v in plan.accepted:
+                    log.debug(
+                        "router.message_accepted",
+                        **_context(v),
+                        key_id=v.key.key_id if v.key else None,
+                    )
         offsets = {}
         for r in records:
             offsets[TopicPartition(r.topic, r.partition)] = OffsetAndMetadata(r.offset + 1, "")
@@ -297,15 +306,23 @@ class Router(Stoppable):
         if not await self._deliver(plan, offsets, membership):
             return False  # whoever settles this batch rewinds
         failpoints.hit("router.after_commit")
-        done = datetime.now(UTC)
+        done_ms = datetime.now(UTC).timestamp() * 1000
         metrics.BATCH_SIZE.observe(size)
+        delivered: Counter[str] = Counter()
         for v in plan.accepted:
-            env = v.envelope
-            metrics.MESSAGES.labels(kind=env.kind, outcome="delivered").inc()
-            metrics.LATENCY.observe((done - v.received_at).total_seconds())
-            log.info("router.delivered", **_context(v), deliver_to=list(v.deliver_to))
-        for d in plan.duplicates:
-            metrics.MESSAGES.labels(kind=_kind(d), outcome="duplicate").inc()
+            delivered[v.envelope.kind] += 1
+            metrics.LATENCY.observe((done_ms - v.record.timestamp) / 1000)
+        for kind, n in delivered.items():
+            metrics.MESSAGES.labels(kind=kind, outcome="delivered").inc(n)
+        if plan.accepted:
+            log.info("router.delivered", **_batch_context(plan.accepted), offsets=_offsets(offsets))
+            if _debug_on(log):
+                for v in plan.accepted:
+                    log.debug(
+                        "router.message_delivered", **_context(v), deliver_to=list(v.deliver_to)
+                    )
+        for kind, n in Counter(_kind(d) for d in plan.duplicates).items():
+            metrics.MESSAGES.labels(kind=kind, outcome="duplicate").inc(n)
         for r in plan.refused:
             outcome = "dead_lettered" if r.outcome == "dead" else "rejected"
             metrics.MESSAGES.labels(kind=_kind(r), outcome=outcome).inc()
@@ -646,6 +663,34 @@ def _context(v: Accepted) -> dict[str, object]:
         "partition": v.record.partition,
         "offset": v.record.offset,
     }
+
+
+def _debug_on(logger: Any) -> bool:
+    """Whether per-message debug events would be written (not at the services' info)."""
+    enabled = getattr(logger, "is_enabled_for", None)
+    return bool(enabled(logging.DEBUG)) if callable(enabled) else True
+
+
+def _batch_context(accepted: Sequence[Accepted]) -> dict[str, object]:
+    """What the router says once per batch of accepted messages (per message at debug): how
+    many, their ids in record order, how many of each kind, and where they were read."""
+    kinds: Counter[str] = Counter(v.envelope.kind for v in accepted)
+    read: dict[str, list[int]] = {}
+    for v in accepted:
+        r = v.record
+        where = read.setdefault(f"{r.topic}/{r.partition}", [r.offset, r.offset])
+        where[0], where[1] = min(where[0], r.offset), max(where[1], r.offset)
+    return {
+        "messages": len(accepted),
+        "message_ids": [str(v.envelope.message_id) for v in accepted],
+        "kinds": dict(kinds),
+        "read": read,
+    }
+
+
+def _offsets(offsets: dict[TopicPartition, OffsetAndMetadata]) -> dict[str, int]:
+    """The consumer offsets the batch's transaction committed, as ``topic/partition: next``."""
+    return {f"{tp.topic}/{tp.partition}": om.offset for tp, om in sorted(offsets.items())}
 
 
 def _source(v: Verdict) -> tuple[str, int, int]:
