@@ -173,8 +173,8 @@ class Outputs:
         if not v.deliver_to:
             raise ValueError("a receipt names at least one recipient")
         at = _utc_millis(v.received_at)
-        message_id = _id("delivered", str(env.message_id))
         causation_id = str(env.message_id)
+        message_id = _id("delivered", causation_id)
         if not self._codec.index.envelope_signature_is_last:
             value = self._checked_receipt(v, message_id, at, audit_index)
         else:
