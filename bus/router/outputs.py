@@ -174,14 +174,14 @@ class Outputs:
             raise ValueError("a receipt names at least one recipient")
         at = _utc_millis(v.received_at)
         causation_id = str(env.message_id)
-        message_id = _id("delivered", causation_id)
+        message_id = str(_id("delivered", causation_id))  # fastavro writes a uuid's str()
         if not self._codec.index.envelope_signature_is_last:
-            value = self._checked_receipt(v, message_id, at, audit_index)
+            value = self._checked_receipt(v, uuid.UUID(message_id), at, audit_index)
         else:
             payload = self._codec.encode_own_payload(
                 BusDelivered.KIND,
                 {
-                    "original_message_id": env.message_id,
+                    "original_message_id": causation_id,
                     "original_kind": env.kind,
                     "recipients": list(v.deliver_to),
                     "audit_index": audit_index,
@@ -214,7 +214,7 @@ class Outputs:
                 body, self._signer.sign(DOMAIN_PREFIX + body)
             )
         headers = cloudevents_headers_of(
-            message_id=str(message_id),
+            message_id=message_id,
             sender=BUS_AGENCY,
             kind=BusDelivered.KIND,
             sent_at=at,
