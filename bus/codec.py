@@ -438,7 +438,10 @@ def _long_bytes(n: int) -> bytes:
 
 def _rfc3339_millis(value: datetime) -> str:
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}Z"
+    if value.year < 1000:  # strftime's %Y does not pad these years; kept as they were
+        return value.strftime("%Y-%m-%dT%H:%M:%S") + f".{value.microsecond // 1000:03d}Z"
+    # The same text without strftime, which took a few µs of every router receipt.
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def cloudevents_headers(envelope: Envelope) -> list[tuple[str, bytes]]:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from plankit import run
 from pydantic import ValidationError
 
-from bus.codec import default_codec
+from bus.codec import _rfc3339_millis, default_codec
 from bus.models import Envelope, Signature
 from bus.models.bus_kinds import BusDelivered
 from bus.party import make_party
@@ -172,3 +172,16 @@ def _bus_key() -> PublicKeyRecord:
         public_key=SIGNER.public_key,
         valid_from=datetime(1970, 1, 1, tzinfo=UTC),
     )
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.datetimes(timezones=st.timezones()))
+def test_the_cloudevents_time_is_what_strftime_wrote(at: datetime) -> None:
+    # ce_time of every receipt; written without strftime since issue #18.
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:
+        assume(False)
+        raise
+    want = utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+    assert _rfc3339_millis(at) == want

@@ -282,8 +282,9 @@ class Router(Stoppable):
         failpoints.hit("router.after_audit")
         if plan is None:  # stopping while the database was away: nothing was committed
             return
+        context = _batch_context(plan.accepted) if plan.accepted else {}
         if plan.accepted:
-            log.info("router.accepted", **_batch_context(plan.accepted))
+            log.info("router.accepted", **context)
             if _debug_on(log):
                 for v in plan.accepted:
                     log.debug(
@@ -300,7 +301,7 @@ class Router(Stoppable):
             await self._rewind()
             return
         self._in_flight = asyncio.create_task(
-            self._deliver_and_report(plan, offsets, membership, size=len(records))
+            self._deliver_and_report(plan, offsets, membership, size=len(records), context=context)
         )
 
     async def _deliver_and_report(
@@ -310,6 +311,7 @@ class Router(Stoppable):
         membership: eos.GroupMembership,
         *,
         size: int,
+        context: dict[str, object],
     ) -> bool:
         if not await self._deliver(plan, offsets, membership):
             return False  # whoever settles this batch rewinds
@@ -323,7 +325,7 @@ class Router(Stoppable):
         for kind, n in delivered.items():
             metrics.MESSAGES.labels(kind=kind, outcome="delivered").inc(n)
         if plan.accepted:
-            log.info("router.delivered", **_batch_context(plan.accepted), offsets=_offsets(offsets))
+            log.info("router.delivered", **context, offsets=_offsets(offsets))
             if _debug_on(log):
                 for v in plan.accepted:
                     log.debug(
