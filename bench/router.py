@@ -20,6 +20,14 @@ the recipient's ``.inbox.`` topic:
   verify, validate, authorize, audit in PostgreSQL, deliver in one transaction (for a transfer:
   the recipient, copies to the procuratorate and ``casebus.sla``, a receipt to the sender).
 
+Beside them, the **Ed25519 floor**, the part of the router's work no router can skip: in this
+process, just before and just after the router's run, the CPU time (``process_time``) to verify
+every loaded submission's signature and to make every signature the router makes for it (its
+``bus.delivered`` receipt). What it signs is found by running the router's own classifier and
+outputs on each message with a signer that notes what it is asked to sign; keys are loaded once,
+outside the timing. Each pipe's CPU per message delivered in the timed half (below) is printed
+as a multiple of the mean of the two (issue #18: the router at most 2.5x).
+
 Each pipe runs as its own process, as the router does in production, so the bench's producer and
 readers do not share its event loop and ``VmHWM`` is the pipe's own peak RSS. Throughput: N
 messages are loaded first, then the pipe starts; msgs/s is counted on the recipient inbox
@@ -55,6 +63,7 @@ from typing import Literal
 
 import aiokafka
 import asyncpg
+import cryptography
 import structlog
 from _common import (  # bench/, first on sys.path when a bench runs as a script
     admin_sql,
@@ -68,15 +77,21 @@ from _common import (  # bench/, first on sys.path when a bench runs as a script
 )
 from _router_procs import Procs, spawn_pipe, spawn_router  # bench/, as _common
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bus.agencies import load_registry
 from bus.agency_db import add_key, sync_agencies
+from bus.codec import default_codec
 from bus.db import migrate
 from bus.models.criminal import CriminalReceipt
 from bus.party import Party, make_party
+from bus.router.classify import Classifier
+from bus.router.outputs import Outputs
+from bus.router.verdict import Accepted
+from bus.routing import load_policy
 from bus.settings import Settings, load_settings
-from bus.signing import write_keypair
+from bus.signing import DOMAIN_PREFIX, Ed25519Signer, InMemoryKeyStore, write_keypair
 from bus.topics import ensure_topics
 
 try:  # realistic transfers, written alongside this bench; without them: --message receipt
@@ -92,6 +107,7 @@ LOAD_RATE = 500  # msgs/s offered in the latency runs
 TARGET_RATIO = 0.20
 TARGET_P99_S = 0.100
 TARGET_RSS_MB = 300
+TARGET_FLOOR_MULTIPLE = 2.5  # the router's CPU per message over its Ed25519 work's (issue #18)
 BUREAU = "ygh.enforcement.bureau"
 POLICE = "ygh.police.bureau"
 _PAYLOADS = 97  # distinct payloads (so case ids, so partitions) the messages cycle through
@@ -125,6 +141,7 @@ class _Result:
     rss_kib: int = 0
     cpu: float = 0.0  # the pipe's CPU seconds per second while it drained the loaded topic
     cpu_at_load: float = 0.0  # the same during the latency run
+    cpu_per_message: float = 0.0  # the pipe's CPU seconds per delivered message, same window
     latencies: list[float] = field(default_factory=list)
     offered: int = 0
     note: str = ""
@@ -184,6 +201,82 @@ def _messages(plan: _Plan, party: Party, count: int, seed: int) -> list[_Message
 
 def _sender_and_recipient(plan: _Plan) -> tuple[str, str]:
     return (BUREAU, POLICE) if plan.message == "transfer" else (POLICE, BUREAU)
+
+
+# --- the floor: the router's signatures alone -----------------------------------------------------
+
+
+class _RecordingSigner(Ed25519Signer):
+    """The bus's signer, noting every byte string the router's own code asks it to sign."""
+
+    def __init__(self, signer: Ed25519Signer) -> None:
+        super().__init__(signer.private_key, agency_id=signer.agency_id)
+        self.signed: list[bytes] = []
+
+    def sign(self, data: bytes) -> bytes:
+        self.signed.append(data)
+        return super().sign(data)
+
+
+@dataclass(frozen=True, slots=True)
+class _Floor:
+    cpu_per_message: float  # CPU seconds of the Ed25519 work per message
+    signatures: float  # signatures the router makes per message (beside the one it verifies)
+
+
+async def _floor(
+    settings: Settings, party: Party, messages: Sequence[_Message], bus_signer: Ed25519Signer
+) -> _Floor:
+    """CPU time of the Ed25519 work no router can skip on ``messages``: verifying each
+    submission's signature over the bytes its sender signed, and making every signature the
+    router makes for it. What the router signs is found by running its own classifier and
+    outputs on each message (untimed) with a signer that notes what it is asked to sign; then
+    only the verifies and the signatures are timed (``process_time``), with the keys loaded
+    once beforehand, the least any router could spend."""
+    codec = default_codec()
+    registry = load_registry(settings.agencies_file)
+    classifier = Classifier(
+        codec=codec,
+        keystore=InMemoryKeyStore([party.key_record()]),
+        registry=registry,
+        policy=load_policy(settings.routing_policy_file, registry),
+    )
+    recorder = _RecordingSigner(bus_signer)
+    outputs = Outputs(settings, signer=recorder, codec=codec)
+    now = datetime.now(UTC)
+    verifies = []
+    for i, m in enumerate(messages):
+        record = ConsumerRecord(
+            topic=settings.topic_submit(),
+            partition=0,
+            offset=i,
+            timestamp=int(now.timestamp() * 1000),
+            timestamp_type=0,
+            key=m.key,
+            value=m.value,
+            checksum=None,
+            serialized_key_size=len(m.key),
+            serialized_value_size=len(m.value),
+            headers=m.headers,
+        )
+        v = await classifier.classify(record, now=now)
+        if not isinstance(v, Accepted):
+            raise RuntimeError(f"message {i} would be refused ({v.code}): no floor to measure")
+        outputs.receipt(v, audit_index=i)
+        signature = v.envelope.signature.value
+        body = codec.signed_body_of(m.value, signature)
+        assert body is not None  # the default codec reads canonically
+        verifies.append((signature, DOMAIN_PREFIX + body))
+    public = Ed25519PublicKey.from_public_bytes(party.signer.public_key)
+    private = bus_signer.private_key
+    signs = recorder.signed
+    began = time.process_time()
+    for signature, data in verifies:
+        public.verify(signature, data)
+    for data in signs:
+        private.sign(data)
+    spent = time.process_time() - began
+    return _Floor(spent / len(messages), len(signs) / len(messages))
 
 
 # --- the raw pipe (runs in a child process) -------------------------------------------------------
@@ -369,7 +462,9 @@ async def _measure_pipe(
         result.delivered = tap.count
         if done and finished > half_at:
             result.rate = (min(tap.count, n) - half_count) / (finished - half_at)
-            result.cpu = (proc.cpu() - cpu_half) / (finished - half_at)
+            cpu_used = proc.cpu() - cpu_half
+            result.cpu = cpu_used / (finished - half_at)
+            result.cpu_per_message = cpu_used / max(1, min(tap.count, n) - half_count)
         if not done:
             result.note = f"stopped at {tap.count:,} of {n:,} delivered"
             dead = proc.died()
@@ -421,6 +516,12 @@ class _Run:
     pg_version: str
     dead: int
     load_before: float  # the machine's 1-minute load average when the measurements began
+    floors: tuple[_Floor, _Floor]  # measured just before and just after the router's run
+
+    @property
+    def floor(self) -> float:
+        """The Ed25519 floor's CPU seconds per message: the mean of its two measurements."""
+        return statistics.fmean(f.cpu_per_message for f in self.floors)
 
 
 async def _run(plan: _Plan, bootstrap: str, dsn: str, base: str, tmp: Path, profile: Path | None):
@@ -477,6 +578,9 @@ async def _run(plan: _Plan, bootstrap: str, dsn: str, base: str, tmp: Path, prof
             ),
         )
         results.append(result)
+    bus_signer = Ed25519Signer.from_file(bus_key.private_key, agency_id="casebus")
+    _say("timing the Ed25519 floor (verify + the router's signatures) on the loaded messages")
+    floor_before = await _floor(routed, party, load, bus_signer)
     log = tmp / "router.log"
     name = "router" if plan.routers == 1 else f"router ×{plan.routers}"
     result = _Result(name + (" (under cProfile)" if profile else ""))
@@ -489,8 +593,9 @@ async def _run(plan: _Plan, bootstrap: str, dsn: str, base: str, tmp: Path, prof
         lambda: spawn_router(routed, log, profile, plan.routers),
     )
     results.append(result)
+    floor_after = await _floor(routed, party, load, bus_signer)
     dead = await _dead_letters(routed)
-    return _Run(results, size, pg_version, dead, load_before)
+    return _Run(results, size, pg_version, dead, load_before, (floor_before, floor_after))
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -504,13 +609,15 @@ def _pct(values: Sequence[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def _table(results: Sequence[_Result]) -> list[str]:
+def _table(results: Sequence[_Result], floor: float) -> list[str]:
     base = results[0].rate
     head = (
         "pipe",
         "msgs/s",
         "vs raw txn pipe",
         "CPU",
+        "CPU µs/msg",
+        "× floor",
         f"p50 @{LOAD_RATE}/s",
         "p99",
         "max",
@@ -526,6 +633,8 @@ def _table(results: Sequence[_Result]) -> list[str]:
                 f"{r.rate:,.0f}",
                 f"{r.rate / base:.1%}" if base else "-",
                 f"{r.cpu:.2f}",
+                f"{r.cpu_per_message * 1e6:,.0f}",
+                f"{r.cpu_per_message / floor:.2f}×" if floor else "-",
                 _ms(_pct(lat, 50)) if len(lat) > 1 else "-",
                 _ms(_pct(lat, 99)) if len(lat) > 1 else "-",
                 _ms(lat[-1]) if lat else "-",
@@ -533,6 +642,9 @@ def _table(results: Sequence[_Result]) -> list[str]:
                 f"{r.rss_kib * 1024 / 1e6:,.0f} MB",
             )
         )
+    rows.append(
+        ("Ed25519 floor", "-", "-", "-", f"{floor * 1e6:,.0f}", "1.00×", "-", "-", "-", "-", "-")
+    )
     return markdown_table(head, rows)
 
 
@@ -554,7 +666,7 @@ def _report(plan: _Plan, run: _Run, bootstrap: str, seconds: float) -> None:
         f"{run.load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)"
     )
     print()
-    print("\n".join(_table(run.results)))
+    print("\n".join(_table(run.results, run.floor)))
     print()
     for r in run.results:
         extra = f"; {r.note}" if r.note else ""
@@ -565,7 +677,16 @@ def _report(plan: _Plan, run: _Run, bootstrap: str, seconds: float) -> None:
     print(f"- router dead-letter topic: {run.dead} records (0 expected)")
     print(
         "- CPU: the pipe process's CPU seconds per second (1.00 = one core busy), while it "
-        f"drained the loaded topic and while {LOAD_RATE} msgs/s were offered"
+        f"drained the loaded topic and while {LOAD_RATE} msgs/s were offered; CPU µs/msg: its "
+        "CPU over the timed half of the drain per message delivered then"
+    )
+    before, after = run.floors
+    print(
+        "- Ed25519 floor: this process's CPU (process_time) to verify each of the N submissions "
+        f"and make the {before.signatures:g} signature(s) per message the router makes for it "
+        f"(receipts), with cryptography {cryptography.__version__}: "
+        f"{before.cpu_per_message * 1e6:.1f} µs/msg just before the router's run, "
+        f"{after.cpu_per_message * 1e6:.1f} µs just after; the mean is the floor"
     )
     print()
     ratio = router.rate / raw.rate if raw.rate else 0.0
@@ -587,6 +708,11 @@ def _report(plan: _Plan, run: _Run, bootstrap: str, seconds: float) -> None:
     )
     print(
         f"- peak RSS {rss_mb:,.0f} MB vs < {TARGET_RSS_MB} MB: {_verdict(rss_mb < TARGET_RSS_MB)}"
+    )
+    multiple = router.cpu_per_message / run.floor if run.floor else float("inf")
+    print(
+        f"- CPU {router.cpu_per_message * 1e6:,.0f} µs/msg, {multiple:.2f}× the Ed25519 floor "
+        f"vs ≤ {TARGET_FLOOR_MULTIPLE}×: {_verdict(multiple <= TARGET_FLOOR_MULTIPLE)}"
     )
     print()
     print(f"Whole run {seconds:,.0f} s.")

@@ -9,6 +9,8 @@ import uuid
 
 import aiokafka.producer.sender
 import asyncpg
+import structlog
+from aiokafka.partitioner import murmur2
 from buskit import Bus, Record, receipt_payload
 
 from bus.agencies import load_registry
@@ -342,3 +344,37 @@ async def test_an_ack_in_another_agencys_name_is_refused_and_the_sender_told_why
     [reason] = body.reasons  # type: ignore[attr-defined]
     assert (reason.path, reason.rule) == ("payload.acknowledged_by", "party_mismatch")
     assert PROC in reason.message and BUREAU in reason.message
+
+
+async def test_each_batch_is_logged_once_with_every_message_it_delivered(bus: Bus) -> None:
+    # One router.accepted and one router.delivered line per batch, not per message (issue #18:
+    # the per-message lines were a tenth of the router's CPU); together they name every message.
+    police = await bus.party(POLICE)
+    sent = [
+        police.envelope(receipt_payload(n), recipients=[BUREAU], case_id=f"YGH-2026-02{n:02d}")
+        for n in range(6)
+    ]
+    with structlog.testing.capture_logs() as events:
+        async with bus.router():
+            await bus.submit(*sent)
+            delivered = await bus.inbox(BUREAU, want=len(sent))
+    # The router builds its record batches itself: each case still lands where any Kafka
+    # producer puts its key (murmur2, as the Java client), so a case stays in one partition.
+    partitions = bus.settings.topic_partitions
+    for r in delivered:
+        assert r.key is not None
+        assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % partitions, r.key
+    ids = sorted(str(e.message_id) for e in sent)
+    for name in ("router.accepted", "router.delivered"):
+        batches = [e for e in events if e["event"] == name]
+        assert sum(b["messages"] for b in batches) == len(sent), name
+        assert sorted(i for b in batches for i in b["message_ids"]) == ids, name
+        assert sum(n for b in batches for n in b["kinds"].values()) == len(sent), name
+    submit = bus.settings.topic_submit()
+    batches = [e for e in events if e["event"] == "router.delivered"]
+    committed = {k: v for b in batches for k, v in b["offsets"].items()}
+    read = {k: v for b in batches for k, v in b["read"].items()}
+    assert sum(last - first + 1 for first, last in read.values()) == len(sent)
+    assert all(k.startswith(f"{submit}/") for k in committed)
+    # What was read up to offset O is committed as O + 1, the next record to read.
+    assert {k: last + 1 for k, (_, last) in read.items()}.items() <= committed.items()

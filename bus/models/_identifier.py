@@ -52,6 +52,15 @@ def check_identifier(value: str) -> str:
 
     The length is checked before, by the :class:`StringConstraints` of :data:`Identifier`.
     """
+    # Most identifiers are printable ASCII: every such character is allowed (U+0020 is the one
+    # space among them), and ASCII is always NFC, so only the ends remain to be checked. The
+    # router checks two on every message; anything else takes the rules one by one.
+    if value.isascii() and value.isprintable() and value and value[0] != " " != value[-1]:
+        return value
+    return _check_each_rule(value)
+
+
+def _check_each_rule(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError(
             "identifier_blank", "an identifier may not be empty or only white space"

@@ -137,15 +137,27 @@ def attachment_refs(payload: BaseModel) -> list[tuple[str, str, str]]:
 
 def _refs(value: object, path: str) -> Iterator[tuple[str, str, str]]:
     if isinstance(value, BaseModel):
-        name = getattr(value, "attachment_name", None)
-        sha256 = getattr(value, "attachment_sha256", None)
-        if isinstance(name, str) and isinstance(sha256, str):
-            yield path, name, sha256
+        if _may_refer(type(value)):
+            name = getattr(value, "attachment_name", None)
+            sha256 = getattr(value, "attachment_sha256", None)
+            if isinstance(name, str) and isinstance(sha256, str):
+                yield path, name, sha256
         for field in _model_bearing_fields(type(value)):
             yield from _refs(getattr(value, field), f"{path}{field}.")
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _refs(item, f"{path[:-1]}[{i}].")
+
+
+@functools.cache
+def _may_refer(model: type[BaseModel]) -> bool:
+    """Whether ``model`` has both reference fields (or properties). Asked per class, because
+    pydantic answers a missing attribute slowly (its ``__getattr__`` raises), and the router
+    asks about every model of every payload."""
+    return all(
+        name in model.model_fields or isinstance(getattr(model, name, None), property)
+        for name in ("attachment_name", "attachment_sha256")
+    )
 
 
 @functools.cache

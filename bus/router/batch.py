@@ -32,6 +32,8 @@ from bus.router.verdict import Accepted, Refused, Verdict
 
 __all__ = ["BatchPlan", "audit_batch"]
 
+Headers = list[tuple[str, bytes]]
+
 log = structlog.get_logger("casebus.router")
 
 
@@ -89,17 +91,17 @@ async def _receipts(
     decision: Decision,
     indexes: dict[uuid.UUID, tuple[int, bool]],
     outputs: Outputs,
-) -> dict[uuid.UUID, tuple[bytes, Envelope | None]]:
+) -> dict[uuid.UUID, tuple[bytes, Headers | None]]:
     """Note the newly accepted messages and audit their receipts; a receipt the log holds
     already (a re-run) is sent as the log says it was, not made again."""
     delivered = [a for p in decision.items if (a := p.delivered) is not None]
-    receipts: dict[uuid.UUID, tuple[bytes, Envelope | None]] = {}
+    receipts: dict[uuid.UUID, tuple[bytes, Headers | None]] = {}
     second_pass = []
     fresh = []
     for a in delivered:
         index, new = indexes[a.envelope.message_id]
-        record, receipt, value = outputs.receipt(a, audit_index=index)
-        receipts[a.envelope.message_id] = (value, receipt)
+        record, value, headers = outputs.receipt(a, audit_index=index)
+        receipts[a.envelope.message_id] = (value, headers)
         second_pass.append(record)
         if new:
             seen = Seen(a.value_sha256, a.record.partition, a.record.offset, index)
@@ -117,7 +119,7 @@ def _produce(
     decision: Decision,
     nacks: Iterator[Envelope | None],
     indexes: dict[uuid.UUID, tuple[int, bool]],
-    receipts: dict[uuid.UUID, tuple[bytes, Envelope | None]],
+    receipts: dict[uuid.UUID, tuple[bytes, Headers | None]],
     outputs: Outputs,
 ) -> BatchPlan:
     """The records to produce, in record order: deliveries and the receipt of each delivered

@@ -178,8 +178,9 @@ class Classifier:
             return refused("bad_signature", [problem], reply_to=reply_to, envelope=envelope)
         # 3. The payload, for its kind.
         try:
-            _, _, payload = self._codec.decode_payload_model(envelope.payload, kind=envelope.kind)
-            version = self._codec.writer_entry(envelope.payload).version
+            _, version, payload = self._codec.decode_payload_model(
+                envelope.payload, kind=envelope.kind
+            )
         except DecodeError as e:
             unknown = envelope.kind not in self._policy.kinds
             code: NackCode = "unknown_kind" if unknown else "invalid_payload"

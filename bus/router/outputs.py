@@ -13,19 +13,19 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bus.audit.events import message_leaf
 from bus.audit.log import AuditRecord
-from bus.codec import Codec
+from bus.codec import Codec, cloudevents_headers_of
 from bus.errors import Problem
 from bus.models import Envelope, Signature
 from bus.models.bus_kinds import BusDelivered, BusNack, NackReason
 from bus.router.classify import record_size
 from bus.router.verdict import Accepted, Refused, Verdict
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, sign_and_encode
+from bus.signing import DOMAIN_PREFIX, Ed25519Signer, sign_and_encode
 
 __all__ = ["BUS_AGENCY", "OVERSIZE_PREFIX_BYTES", "Outputs", "Send", "rejection_id"]
 
@@ -91,6 +91,12 @@ def _digest_summary(v: Refused) -> dict[str, Any]:
     }
 
 
+def _utc_millis(at: datetime) -> datetime:
+    """``at`` as the models hold an instant for the wire: UTC, whole milliseconds."""
+    at = at.astimezone(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
 def _source(verdict: Verdict) -> dict[str, Any]:
     r = verdict.record
     return {"topic": r.topic, "partition": r.partition, "offset": r.offset}
@@ -153,25 +159,66 @@ class Outputs:
         )
         return AuditRecord("accepted", env.message_id, env.case_id, leaf)
 
-    def receipt(self, v: Accepted, *, audit_index: int) -> tuple[AuditRecord, Envelope, bytes]:
-        """The ``bus.delivered`` receipt for the sender (envelope and value), and its audit
-        record."""
+    def receipt(
+        self, v: Accepted, *, audit_index: int
+    ) -> tuple[AuditRecord, bytes, list[tuple[str, bytes]]]:
+        """The ``bus.delivered`` receipt for the sender (its value and headers), and its audit
+        record.
+
+        One per accepted message, so it is written from plain records rather than models:
+        every field is the bus's own, copied from the envelope the classifier validated, the
+        routing policy's recipients or the log's index. The bytes are those the models and
+        :func:`~bus.signing.sign_and_encode` give (tests/test_router_outputs.py)."""
         env = v.envelope
-        payload = BusDelivered(
-            original_message_id=env.message_id,
-            original_kind=env.kind,
-            recipients=list(v.deliver_to),
-            audit_index=audit_index,
-            delivered_at=v.received_at,
-        )
-        receipt, value = self._envelope(
-            payload,
-            message_id=_id("delivered", str(env.message_id)),
-            recipient=env.sender,
+        if not v.deliver_to:
+            raise ValueError("a receipt names at least one recipient")
+        at = _utc_millis(v.received_at)
+        causation_id = str(env.message_id)
+        message_id = str(_id("delivered", causation_id))  # fastavro writes a uuid's str()
+        if not self._codec.index.envelope_signature_is_last:
+            value = self._checked_receipt(v, uuid.UUID(message_id), at, audit_index)
+        else:
+            payload = self._codec.encode_own_payload(
+                BusDelivered.KIND,
+                {
+                    "original_message_id": causation_id,
+                    "original_kind": env.kind,
+                    "recipients": list(v.deliver_to),
+                    "audit_index": audit_index,
+                    "delivered_at": at,
+                },
+            )
+            body = self._codec.own_envelope_body(
+                {
+                    "message_id": message_id,
+                    "kind": BusDelivered.KIND,
+                    "schema_version": BusDelivered.SCHEMA_VERSION,
+                    "sender": BUS_AGENCY,
+                    "recipients": [env.sender],
+                    "case_id": env.case_id,
+                    "correlation_id": env.correlation_id,
+                    "causation_id": causation_id,
+                    "sent_at": at,
+                    "due_at": None,
+                    "payload": payload,
+                    "attachments": [],
+                    "signature": {
+                        "algorithm": self._signer.algorithm,
+                        "key_id": self._signer.key_id,
+                        "value": b"",
+                    },
+                }
+            )
+            # What sign_and_encode signs: canonical_bytes, the body with signature.value empty.
+            value = self._codec.encode_signed_envelope(
+                body, self._signer.sign(DOMAIN_PREFIX + body)
+            )
+        headers = cloudevents_headers_of(
+            message_id=message_id,
+            sender=BUS_AGENCY,
+            kind=BusDelivered.KIND,
+            sent_at=at,
             case_id=env.case_id,
-            correlation_id=env.correlation_id,
-            causation_id=str(env.message_id),
-            sent_at=v.received_at,
         )
         leaf = message_leaf(
             "delivered",
@@ -181,7 +228,31 @@ class Outputs:
             value=value,
             details={"deliver_to": list(v.deliver_to), "accepted_index": audit_index},
         )
-        return AuditRecord("delivered", env.message_id, env.case_id, leaf), receipt, value
+        return AuditRecord("delivered", env.message_id, env.case_id, leaf), value, headers
+
+    def _checked_receipt(
+        self, v: Accepted, message_id: uuid.UUID, at: datetime, audit_index: int
+    ) -> bytes:
+        """The receipt through the models, for an envelope schema that does not end with the
+        signature (none does today)."""
+        env = v.envelope
+        payload = BusDelivered(
+            original_message_id=env.message_id,
+            original_kind=env.kind,
+            recipients=list(v.deliver_to),
+            audit_index=audit_index,
+            delivered_at=at,
+        )
+        _, value = self._envelope(
+            payload,
+            message_id=message_id,
+            recipient=env.sender,
+            case_id=env.case_id,
+            correlation_id=env.correlation_id,
+            causation_id=str(env.message_id),
+            sent_at=at,
+        )
+        return value
 
     def deliveries(self, v: Accepted, *, audit_index: int) -> list[Send]:
         """The submission, unchanged, to every recipient's inbox, keyed by case."""
@@ -190,16 +261,14 @@ class Outputs:
         key = env.case_id.encode()
         return [Send(self._settings.topic_inbox(a), key, v.value, headers) for a in v.deliver_to]
 
-    def receipt_send(self, v: Accepted, value: bytes, receipt: Envelope | None = None) -> Send:
-        """The receipt, to the sender's inbox (``receipt`` is ``value`` decoded, if at hand)."""
+    def receipt_send(
+        self, v: Accepted, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> Send:
+        """The receipt, to the sender's inbox (``headers`` are its value's, if at hand)."""
         env = v.envelope
-        receipt = receipt or self._codec.decode_envelope(value)
-        return Send(
-            self._settings.topic_inbox(env.sender),
-            env.case_id.encode(),
-            value,
-            self._codec.cloudevents_headers(receipt),
-        )
+        if headers is None:
+            headers = self._codec.cloudevents_headers(self._codec.decode_envelope(value))
+        return Send(self._settings.topic_inbox(env.sender), env.case_id.encode(), value, headers)
 
     # -- rejected and dead ---------------------------------------------------------------------
 
