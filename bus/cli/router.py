@@ -47,8 +47,8 @@ def settle_offsets_cmd(
     outcome: str = typer.Option(
         ...,
         "--outcome",
-        help="commit: the hanging transaction's batch was delivered (router.delivered logged "
-        "for its offsets); abort: it was not.",
+        help="commit: the hanging transaction's batch was delivered (a router.delivered line, "
+        "one per batch, names those offsets in its offsets field); abort: it was not.",
     ),
     router_id: str | None = typer.Option(
         None, "--id", help="The replica whose producer id holds it (default CASEBUS_ROUTER_ID)."
