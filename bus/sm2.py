@@ -34,6 +34,7 @@ __all__ = [
     "Sm2PublicKey",
     "available",
     "generate_private_key",
+    "openssl_version",
     "sm3",
     "verify",
 ]
@@ -134,6 +135,12 @@ def _libcrypto() -> _Lib:
             if _lib_instance is None:
                 _lib_instance = _Lib()
     return _lib_instance
+
+
+def openssl_version() -> str:
+    """The libcrypto's version, e.g. ``3.0.19`` (benchmarks and reports name it)."""
+    v = _libcrypto().version
+    return f"{v >> 28}.{(v >> 20) & 0xFF}.{(v >> 4) & 0xFF}"
 
 
 def available() -> bool:

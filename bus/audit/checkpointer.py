@@ -12,7 +12,7 @@ import asyncpg
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bus.audit.checkpoint import Checkpoint, sign_checkpoint
+from bus.audit.checkpoint import Checkpoint, CheckpointSigner, sign_checkpoint
 from bus.audit.log import AuditLog, StoredCheckpoint
 from bus.sla.clock import Clock
 
@@ -31,7 +31,7 @@ class Checkpointer:
         pool: asyncpg.Pool,
         *,
         origin: str,
-        private_key: Ed25519PrivateKey,
+        private_key: Ed25519PrivateKey | CheckpointSigner,
         audit_log: AuditLog | None = None,
         clock: Clock | None = None,
     ) -> None:

@@ -170,7 +170,7 @@ def checkpoint_cmd() -> None:
                 pool,
                 origin=settings.audit_origin,
                 # Checkpointer is typed for an Ed25519 key; sign_checkpoint takes either.
-                private_key=checkpoint_signer(settings),  # type: ignore[arg-type]
+                private_key=checkpoint_signer(settings),
             ).checkpoint()
         finally:
             await pool.close()

@@ -102,7 +102,7 @@ async def run_router(
             keystore=PgKeyStore(pool),
             registry=registry,
             policy=policy,
-            signer=signer,  # type: ignore[arg-type]
+            signer=signer,
             router_id=settings.router_id,
             max_batch=settings.router_max_batch,
             log_gate=None if watch is None else watch.refusal,
@@ -112,7 +112,7 @@ async def run_router(
             checkpointer=Checkpointer(
                 pool,
                 origin=settings.audit_origin,
-                private_key=checkpoint_signer,  # type: ignore[arg-type]
+                private_key=checkpoint_signer,
             ),
             signer=signer,
             procuratorates=[a.id for a in registry.of_kind("procuratorate")],

@@ -25,7 +25,7 @@ from bus.models.bus_kinds import BusDelivered, BusNack, NackReason
 from bus.router.classify import record_size
 from bus.router.verdict import Accepted, Refused, Verdict
 from bus.settings import Settings
-from bus.signing import DOMAIN_PREFIX, Ed25519Signer, sign_and_encode
+from bus.signing import DOMAIN_PREFIX, Signer, sign_and_encode
 
 __all__ = ["BUS_AGENCY", "OVERSIZE_PREFIX_BYTES", "Outputs", "Send", "rejection_id"]
 
@@ -105,7 +105,7 @@ def _source(verdict: Verdict) -> dict[str, Any]:
 class Outputs:
     """Builds the router's own messages, signed as the bus."""
 
-    def __init__(self, settings: Settings, *, signer: Ed25519Signer, codec: Codec) -> None:
+    def __init__(self, settings: Settings, *, signer: Signer, codec: Codec) -> None:
         self._settings = settings
         self._signer = signer
         self._codec = codec

@@ -48,7 +48,7 @@ from bus.router.store_pg import PostgresRouterStore
 from bus.router.verdict import Accepted, Verdict, undeliverable
 from bus.routing import RoutingPolicy
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, KeyStore
+from bus.signing import KeyStore, Signer
 from bus.topics import submit_topics
 
 __all__ = ["Router", "discard_producer"]
@@ -120,7 +120,7 @@ class Router(Stoppable):
         keystore: KeyStore,
         registry: Registry,
         policy: RoutingPolicy,
-        signer: Ed25519Signer,
+        signer: Signer,
         router_id: str = "router-0",
         max_batch: int = 500,
         codec: Codec | None = None,
