@@ -65,6 +65,7 @@ ENVELOPE_FIELDS: Final[FieldTable] = {
             "dx": "size_bytes",  # 大小（字节）
             "hash": "sha256",  # SHA-256
             "dz": "uri",  # 地址
+            "sm3": "sm3",  # SM3 杂凑值（国密配置下由适配器按上传文件填写）
         },
     ),
 }
