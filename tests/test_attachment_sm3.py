@@ -3,6 +3,7 @@ in, checked and filled in at submit, and the department's field name for them.""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -13,9 +14,11 @@ from buskit import signed_ack
 from adapters.police.mapping import VOCABULARY as POLICE_VOCABULARY
 from bus import sm2
 from bus.attachments import (
+    FileCheck,
     MemoryAttachmentStore,
     StoredAttachment,
     attachment_uri,
+    check_attachment_files,
     submission_problems,
     with_sm3,
 )
@@ -119,3 +122,29 @@ def test_departments_give_and_see_the_digest_as_fj_sm3() -> None:
     assert POLICE_VOCABULARY.department_path(None, "attachments[1].sm3", envelope=True) == (
         "fj[1].sm3"
     )
+
+
+def test_the_evidence_check_holds_a_file_to_the_sm3_the_envelope_carries(tmp_path: Path) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "移送书.pdf").write_bytes(b"one")
+
+    def check(sm3: str | None) -> FileCheck:
+        env = _envelope(tmp_path, [_attachment("移送书.pdf", b"one", sm3=sm3)])
+        value = default_codec().encode_envelope(env)
+        bundle = {"envelope": base64.b64encode(value).decode()}
+        [checked] = check_attachment_files(bundle, folder)
+        return checked
+
+    right = check(sm2.sm3(b"one").hex())
+    assert right.state == "ok" and f"sm3 {right.sm3}" in right.line()
+    # SHA-256 and size agree; only an edited envelope can make SM3 disagree with them.
+    wrong = check(sm2.sm3(b"two").hex())
+    assert wrong.state == "mismatch"
+    assert wrong.line() == (
+        f"MISMATCH 移送书.pdf ({folder / '移送书.pdf'}): sm3 {sm2.sm3(b'one').hex()}, "
+        f"expected {sm2.sm3(b'two').hex()}"
+    )
+    unchecked = check(None)  # a v1 envelope: SM3 not carried, not checked
+    assert unchecked.state == "ok" and unchecked.found_sm3 == sm2.sm3(b"one").hex()
+    assert "sm3" not in unchecked.line()
