@@ -12,6 +12,8 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from bus import sm2
 from bus.codec import HEADER_SIZE, Codec, default_codec, encode_payload
@@ -223,3 +225,49 @@ async def test_the_v1_vector_from_before_the_change_still_decodes_and_verifies()
     store = InMemoryKeyStore([record])
     assert await verify_envelope(envelope, store, at=NOW, value=value) == record
     assert await verify_envelope(envelope, store, at=NOW) == record
+
+
+def _vector_envelope(vector: dict[str, object]) -> Envelope:
+    e = dict(vector["envelope"])  # type: ignore[call-overload]
+    sig = e.pop("signature")
+    return Envelope(
+        **{k: v for k, v in e.items() if k not in ("payload_hex", "sent_at")},
+        sent_at=datetime.fromisoformat(e["sent_at"].replace("Z", "+00:00")),
+        payload=bytes.fromhex(e["payload_hex"]),
+        signature=Signature(
+            algorithm=sig["algorithm"], key_id=sig["key_id"], value=bytes.fromhex(sig["value_hex"])
+        ),
+    )
+
+
+def test_casebus_reproduces_the_v2_vector() -> None:
+    vector = json.loads((VECTORS / "envelope-v2.json").read_text(encoding="utf-8"))
+    envelope = _vector_envelope(vector)
+    assert canonical_bytes(envelope).hex() == vector["signing_input_hex"]
+    assert CODEC.encode_envelope(envelope).hex() == vector["kafka"]["value_hex"]
+    assert INDEX.envelope_version(2).fingerprint_bytes.hex() == vector["envelope_fingerprint_hex"]
+
+
+def test_the_v2_vector_verifies_from_the_documents_alone() -> None:
+    # docs/wire-format.md §3, §4.1, §5.1 with fastavro, hashlib and cryptography only.
+    vector = json.loads((VECTORS / "envelope-v2.json").read_text(encoding="utf-8"))
+    raw = json.loads((Path(__file__).parents[1] / vector["envelope_schema"]).read_text("utf-8"))
+    schema = fastavro.parse_schema(raw)
+    value = bytes.fromhex(vector["kafka"]["value_hex"])
+    expected_fp = fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")
+    assert value[:2] == b"\xc3\x01" and value[2:10].hex() == expected_fp
+    record = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, None)
+    assert isinstance(record, dict)
+    [attachment] = record["attachments"]
+    data = vector["file"]["utf8"].encode()
+    assert attachment["sha256"] == hashlib.sha256(data).hexdigest()
+    assert attachment["sm3"] == hashlib.new("sm3", data).hexdigest() == vector["file"]["sm3"]
+    assert attachment["size_bytes"] == len(data)
+    signature = record["signature"]["value"]
+    assert len(signature) == 64
+    tail = b"\x80\x01" + signature  # §5.1: zigzag varint of 64, then the 64 bytes
+    assert value.endswith(tail)
+    signing_input = b"casebus-envelope-v1\x00" + value[10 : len(value) - len(tail)] + b"\x00"
+    assert signing_input.hex() == vector["signing_input_hex"]
+    public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(vector["key"]["public_key_hex"]))
+    public.verify(signature, signing_input)  # raises InvalidSignature if not
