@@ -1,7 +1,8 @@
 """Issue #19 through a real adapter, PostgreSQL and Kafka with ``CASEBUS_CRYPTO_PROFILE=sm2``:
 an upload answers its SM3 digest, a submission that leaves ``fj[i].sm3`` out goes onto Kafka as
-an envelope v2 carrying each file's SM3 under the signature, a wrong ``sm3`` is refused naming
-the field, and a download carries the digest in ``X-Casebus-SM3``."""
+an envelope v2 carrying each file's SM3 under the signature, which the router delivers as it
+is, a wrong ``sm3`` is refused naming the field, and a download carries the digest in
+``X-Casebus-SM3``."""
 
 from __future__ import annotations
 
@@ -63,9 +64,12 @@ async def test_sm2_profile_submissions_carry_and_are_checked_on_sm3(
         f"{kind}.pdf": random.Random(kind).randbytes(5_000 + 1_000 * i)
         for i, kind in enumerate(docs.ALL_DOCUMENTS)
     }
-    async with running_adapter(
-        enforcement.build_service, sm2_settings, key_dir=keys, webhooks={BUREAU: None}
-    ) as enf:
+    async with (
+        bus.router(),
+        running_adapter(
+            enforcement.build_service, sm2_settings, key_dir=keys, webhooks={BUREAU: None}
+        ) as enf,
+    ):
         fj = [await upload(enf, name, data) for name, data in files.items()]
         assert all("sm3" not in entry for entry in fj)  # the department leaves it out
 
@@ -101,6 +105,9 @@ async def test_sm2_profile_submissions_carry_and_are_checked_on_sm3(
         )
         store = InMemoryKeyStore([key])
         assert await verify_envelope(envelope, store, value=value) == key
+        # The router takes the v2 envelope and delivers the very bytes to the police.
+        delivered = await bus.inbox(POLICE, want=1, timeout_s=60)
+        assert [r.value for r in delivered] == [value]
 
         # The sender reads its file back with the SM3 beside SHA-256's Repr-Digest.
         data = next(iter(files.values()))
