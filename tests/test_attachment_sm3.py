@@ -148,3 +148,14 @@ def test_the_evidence_check_holds_a_file_to_the_sm3_the_envelope_carries(tmp_pat
     unchecked = check(None)  # a v1 envelope: SM3 not carried, not checked
     assert unchecked.state == "ok" and unchecked.found_sm3 == sm2.sm3(b"one").hex()
     assert "sm3" not in unchecked.line()
+
+
+def test_a_delivered_fj_entry_shows_sm3_only_when_the_envelope_carries_it(tmp_path: Path) -> None:
+    with_digest = _attachment("移送书.pdf", b"one", sm3=sm2.sm3(b"one").hex())
+    without = _attachment("清单.pdf", b"two")
+    env = _envelope(tmp_path, [with_digest, without])
+    head = env.model_dump(mode="json", exclude={"payload", "signature"})  # as outbound does
+    doc = POLICE_VOCABULARY.document(head, {})
+    assert doc["fj"][0]["sm3"] == with_digest.sm3
+    assert "sm3" not in doc["fj"][1]  # a v1 delivery looks as it always did
+    assert doc["fj"][1]["hash"] == without.sha256

@@ -253,6 +253,8 @@ class Vocabulary:
         doc: dict[str, Any] = {KIND_FIELD: self.code(kind)}
         doc.update(self._out(envelope, ENVELOPE_FIELDS, {}))
         for item in doc.get("fj") or ():
+            if item.get("sm3") is None:  # only an envelope of version 2 carries one
+                item.pop("sm3", None)
             if sha256_of_uri(str(item.get("dz"))) == item.get("hash"):
                 item[DOWNLOAD_FIELD] = download_path(str(item["hash"]))
         if entry is None:
