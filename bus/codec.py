@@ -396,7 +396,7 @@ class Codec:
         version's defaults (``Attachment.sm3`` None), which is what Avro's resolution into the
         newest reader schema gives, without decoding twice. With ``require_canonical`` a value
         written with a later version than it needs is refused: the oldest version that holds
-        an envelope is its one encoding (docs/wire-format.md §4)."""
+        an envelope is its one encoding (docs/wire-format.md §4.1)."""
         writer = self.writer_entry(value, what="envelope")
         if not writer.is_envelope:
             raise DecodeError(

@@ -42,7 +42,7 @@ def envelope_schema_paths() -> dict[int, Path]:
 
 def envelope_schema_path(version: int = 1) -> Path:
     """The envelope's schema file of ``version``: version 1 by default, the one every value
-    is written with unless it needs a later version's field (docs/wire-format.md §4)."""
+    is written with unless it needs a later version's field (docs/wire-format.md §4.1)."""
     return envelope_schema_paths()[version]
 
 

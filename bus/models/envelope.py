@@ -57,7 +57,7 @@ class Attachment(AvroModel):
 
     def to_avro(self) -> dict[str, Any]:
         """The Avro datum; without ``sm3`` when there is none, so an envelope with no SM3
-        digest is the version-1 record it always was (docs/wire-format.md §4)."""
+        digest is the version-1 record it always was (docs/wire-format.md §4.1)."""
         record = super().to_avro()
         if record["sm3"] is None:
             del record["sm3"]
