@@ -307,17 +307,55 @@ class Codec:
 
     # -- envelopes ------------------------------------------------------------------------
 
+    def envelope_version(self, envelope: Envelope | Mapping[str, Any]) -> int:
+        """The envelope schema version ``envelope`` is written with: the oldest that can hold
+        it, so an envelope has one encoding and what needs no new field stays byte for byte
+        what it was — version 2 once an attachment carries ``sm3``, else version 1."""
+        if isinstance(envelope, Envelope):
+            needed = 2 if any(a.sm3 is not None for a in envelope.attachments) else 1
+        else:
+            needed = _version_needed(envelope)
+        if needed not in self._index.envelope_versions:
+            raise ValidationFailedError(
+                [
+                    Problem(
+                        path="attachments",
+                        rule="avro_write",
+                        message=f"needs envelope schema version {needed}, which this codec's "
+                        f"schemas lack (known: {list(self._index.envelope_versions)})",
+                        message_zh="所需的信封模式版本不存在",
+                    )
+                ]
+            )
+        return needed
+
+    def _envelope_record(
+        self, envelope: Envelope | Mapping[str, Any]
+    ) -> tuple[SchemaEntry, dict[str, Any]]:
+        """The schema ``envelope`` is written with and its record for that schema."""
+        record = _avro_record(envelope, "envelope")
+        version = self.envelope_version(envelope)
+        if version == 1:
+            # Version 1 has no Attachment.sm3: the writer refuses extra fields, and every one
+            # here is None (else version 2 would have been chosen).
+            attachments = record.get("attachments")
+            if attachments and any("sm3" in a for a in attachments if isinstance(a, Mapping)):
+                record["attachments"] = [
+                    {k: v for k, v in a.items() if k != "sm3"} if isinstance(a, Mapping) else a
+                    for a in attachments
+                ]
+        return self._index.envelope_version(version), record
+
     def envelope_body(
         self, envelope: Envelope | Mapping[str, Any], *, signature_value: bytes | None = None
     ) -> bytes:
-        """The envelope's plain Avro binary (no header); ``signature_value``, if given, replaces
+        """The envelope's plain Avro binary (no header), written with the envelope schema
+        version :meth:`envelope_version` picks; ``signature_value``, if given, replaces
         ``signature.value`` (signatures are computed over the body with ``b""`` there)."""
-        record = _avro_record(envelope, "envelope")
+        entry, record = self._envelope_record(envelope)
         if signature_value is not None:
             record["signature"] = {**record["signature"], "value": signature_value}
-        return self._write(
-            self._index.envelope, record, check=not isinstance(envelope, Envelope), header=False
-        )
+        return self._write(entry, record, check=not isinstance(envelope, Envelope), header=False)
 
     def own_envelope_body(self, record: dict[str, Any]) -> bytes:
         """:meth:`envelope_body` of an envelope record the bus builds itself (``signature.value``
@@ -343,34 +381,51 @@ class Codec:
             return None
         return bytes(body[: len(body) - len(tail)]) + b"\x00"
 
-    def encode_signed_envelope(self, body: bytes, signature_value: bytes) -> bytes:
+    def encode_signed_envelope(self, body: bytes, signature_value: bytes, *, version: int) -> bytes:
         """The Kafka value of an envelope whose signed body (``signature.value`` empty, as
-        :meth:`envelope_body` writes it) is ``body``, with ``signature_value`` put in: the
-        router signs and sends its receipts and nacks with one encoding instead of two."""
+        :meth:`envelope_body` writes it) is ``body``, written with envelope schema ``version``
+        (:meth:`envelope_version`), with ``signature_value`` put in: the router signs and sends
+        its receipts and nacks with one encoding instead of two."""
         if not self._index.envelope_signature_is_last or not body.endswith(b"\x00"):
             raise ValueError("the envelope schema does not end with signature.value")
         return (
-            self._index.envelope.header
+            self._index.envelope_version(version).header
             + body[:-1]
             + _long_bytes(len(signature_value))
             + (signature_value)
         )
 
     def encode_envelope(self, envelope: Envelope | Mapping[str, Any]) -> bytes:
-        """The Kafka value of ``envelope``: its single-object bytes, the payload bytes untouched."""
-        entry = self._index.envelope
-        return self._write(
-            entry, _avro_record(envelope, "envelope"), check=not isinstance(envelope, Envelope)
-        )
+        """The Kafka value of ``envelope``: its single-object bytes, the payload bytes untouched,
+        written with the envelope schema version :meth:`envelope_version` picks."""
+        entry, record = self._envelope_record(envelope)
+        return self._write(entry, record, check=not isinstance(envelope, Envelope))
 
     def decode_envelope_record(self, value: bytes) -> dict[str, Any]:
-        """The envelope record of a Kafka value as fastavro reads it; DecodeError if not one."""
+        """The envelope record of a Kafka value as its writer's schema version reads it;
+        DecodeError if not one.
+
+        Any envelope version decodes. A record of an older version lacks the later fields;
+        :class:`~bus.models.Envelope` mirrors the newest version and fills them with that
+        version's defaults (``Attachment.sm3`` None), which is what Avro's resolution into the
+        newest reader schema gives, without decoding twice. With ``require_canonical`` a value
+        written with a later version than it needs is refused: the oldest version that holds
+        an envelope is its one encoding (docs/wire-format.md §4.1)."""
         writer = self.writer_entry(value, what="envelope")
         if not writer.is_envelope:
             raise DecodeError(
                 f"envelope expected, but the value is a {writer.kind} v{writer.version} payload"
             )
-        return self._read(value, writer, writer, "envelope")
+        record = self._read(value, writer, writer, "envelope")
+        if self._require_canonical and writer.version != 1:
+            needed = _version_needed(record)
+            if needed != writer.version:
+                raise DecodeError(
+                    f"envelope (envelope v{writer.version}) is not in canonical form: it needs "
+                    f"only envelope v{needed}, and an envelope is written with the oldest "
+                    "version that holds it"
+                )
+        return record
 
     def decode_envelope(self, value: bytes) -> Envelope:
         """The :class:`~bus.models.Envelope` of a Kafka value.
@@ -423,6 +478,15 @@ def _context(record: Mapping[str, Any]) -> dict[str, Any]:
         return None if value is None else str(value)
 
     return {"message_id": text("message_id"), "case_id": text("case_id"), "agency": text("sender")}
+
+
+def _version_needed(record: Mapping[str, Any]) -> int:
+    """The oldest envelope schema version that holds ``record``: 2 (``Attachment.sm3``) once an
+    attachment carries an SM3 digest, else 1."""
+    for attachment in record.get("attachments") or ():
+        if isinstance(attachment, Mapping) and attachment.get("sm3") is not None:
+            return 2
+    return 1
 
 
 def _long_bytes(n: int) -> bytes:

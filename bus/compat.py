@@ -28,7 +28,7 @@ from typing import Any
 
 import fastavro
 
-from schemas import SCHEMA_DIR
+from schemas import SCHEMA_DIR, envelope_paths_in
 
 __all__ = ["CompatProblem", "PairResult", "check_all", "check_pair", "check_schemas"]
 
@@ -439,7 +439,10 @@ def check_pair(
 
 
 def _schema_files(schema_dir: Path) -> dict[str, dict[int, Path]]:
-    out: dict[str, dict[int, Path]] = {}
+    # The envelope's versions (envelope.avsc, envelope.v<N>.avsc) are held to the same rule:
+    # a reader of either version must read what the other writes.
+    envelope = envelope_paths_in(schema_dir)
+    out: dict[str, dict[int, Path]] = {"envelope": envelope} if envelope else {}
     for path in sorted(schema_dir.glob("*/v*.avsc")):
         if path.stem[1:].isdigit():
             out.setdefault(path.parent.name, {})[int(path.stem[1:])] = path

@@ -117,6 +117,15 @@ def _load(path: Path, kind: str, version: int) -> SchemaEntry:
     )
 
 
+def _signature_is_last(schema: dict[str, Any]) -> bool:
+    fields = schema.get("fields", [])
+    if not fields or fields[-1]["name"] != "signature":
+        return False
+    inner = fields[-1]["type"]
+    last = inner.get("fields", [])[-1:] if isinstance(inner, dict) else []
+    return bool(last) and last[0]["name"] == "value" and last[0]["type"] == "bytes"
+
+
 def kind_paths_in(folder: Path) -> dict[str, dict[int, Path]]:
     """Every ``<kind>/v<N>.avsc`` under ``folder`` by kind and version, as ``schemas`` lays out."""
     out: dict[str, dict[int, Path]] = {}
@@ -131,11 +140,34 @@ class SchemaIndex:
     """The envelope schema and every kind's versions, findable by fingerprint."""
 
     def __init__(
-        self, *, envelope_path: Path, kind_paths: Mapping[str, Mapping[int, Path]]
+        self,
+        *,
+        envelope_path: Path | None = None,
+        kind_paths: Mapping[str, Mapping[int, Path]],
+        envelope_paths: Mapping[int, Path] | None = None,
     ) -> None:
-        self._envelope = _load(envelope_path, ENVELOPE_KIND, 1)
+        # envelope_path alone: an index with envelope version 1 only (older callers, tests).
+        paths = dict(envelope_paths or {})
+        if envelope_path is not None:
+            paths.setdefault(1, envelope_path)
+        if 1 not in paths:
+            raise ConfigError("an index needs the envelope's schema version 1 (envelope.avsc)")
+        self._envelopes: dict[int, SchemaEntry] = {}
+        self._by_fp: dict[int, SchemaEntry] = {}
+        for version in sorted(paths):
+            entry = _load(paths[version], ENVELOPE_KIND, version)
+            other = self._by_fp.get(entry.fingerprint)
+            if other is not None:
+                # The oldest version that fits is the only encoding of an envelope; two versions
+                # the wire cannot tell apart would break that.
+                raise ConfigError(
+                    f"{entry.path} and {other.path} have the same canonical form "
+                    f"(fingerprint {entry.fingerprint:016x}); an envelope version must add a field"
+                )
+            self._envelopes[version] = entry
+            self._by_fp[entry.fingerprint] = entry
+        self._envelope = self._envelopes[1]
         self._by_kind: dict[str, dict[int, SchemaEntry]] = {}
-        self._by_fp: dict[int, SchemaEntry] = {self._envelope.fingerprint: self._envelope}
         for kind in sorted(kind_paths):
             if kind == ENVELOPE_KIND:
                 raise ConfigError(f"{ENVELOPE_KIND!r} is reserved and cannot name a message kind")
@@ -158,24 +190,40 @@ class SchemaIndex:
 
     @classmethod
     def from_folder(cls, folder: Path) -> SchemaIndex:
-        """An index over ``folder/envelope.avsc`` and ``folder/<kind>/v<N>.avsc``."""
-        return cls(envelope_path=folder / "envelope.avsc", kind_paths=kind_paths_in(folder))
+        """An index over ``folder/envelope.avsc``, ``folder/envelope.v<N>.avsc`` and
+        ``folder/<kind>/v<N>.avsc``."""
+        return cls(
+            envelope_path=folder / "envelope.avsc",
+            envelope_paths=schemas.envelope_paths_in(folder),
+            kind_paths=kind_paths_in(folder),
+        )
 
     @property
     def envelope(self) -> SchemaEntry:
-        """The envelope's schema."""
+        """The envelope's schema version 1, which every envelope is written with unless it
+        needs a field of a later version (:meth:`envelope_version`)."""
         return self._envelope
+
+    @property
+    def envelope_versions(self) -> tuple[int, ...]:
+        """The envelope's schema versions, ascending (``(1, 2)``: v2 adds ``Attachment.sm3``)."""
+        return tuple(self._envelopes)
+
+    def envelope_version(self, version: int) -> SchemaEntry:
+        """The envelope's schema of ``version``; KeyError if there is none."""
+        try:
+            return self._envelopes[version]
+        except KeyError:
+            raise KeyError(
+                f"the envelope has no schema version {version} (known: {list(self._envelopes)})"
+            ) from None
 
     @functools.cached_property
     def envelope_signature_is_last(self) -> bool:
-        """Whether the envelope's Avro binary ends with ``signature.value`` (bytes): then the
-        signed body can be cut from a received value instead of encoded again."""
-        fields = self._envelope.schema.get("fields", [])
-        if not fields or fields[-1]["name"] != "signature":
-            return False
-        inner = fields[-1]["type"]
-        last = inner.get("fields", [])[-1:] if isinstance(inner, dict) else []
-        return bool(last) and last[0]["name"] == "value" and last[0]["type"] == "bytes"
+        """Whether the envelope's Avro binary ends with ``signature.value`` (bytes), in every
+        version: then the signed body can be cut from a received value instead of encoded
+        again."""
+        return all(_signature_is_last(e.schema) for e in self._envelopes.values())
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -226,5 +274,5 @@ class SchemaIndex:
 def default_index() -> SchemaIndex:
     """The index over this checkout's ``schemas/`` folder, built once per process."""
     return SchemaIndex(
-        envelope_path=schemas.envelope_schema_path(), kind_paths=schemas.kind_schema_paths()
+        envelope_paths=schemas.envelope_schema_paths(), kind_paths=schemas.kind_schema_paths()
     )

@@ -301,7 +301,9 @@ def sign_and_encode(
     signed = envelope.model_copy(update={"signature": filled})
     if not codec.index.envelope_signature_is_last:
         return signed, codec.encode_envelope(signed)
-    return signed, codec.encode_signed_envelope(body, value)
+    return signed, codec.encode_signed_envelope(
+        body, value, version=codec.envelope_version(unsigned)
+    )
 
 
 # -- keys and key stores ------------------------------------------------------------------------

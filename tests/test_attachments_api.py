@@ -134,6 +134,7 @@ async def test_an_upload_answers_the_reference_and_the_same_bytes_again_the_same
     ref = first.json()
     assert ref == {
         "sha256": sha(data),
+        "sm3": hashlib.new("sm3", data).hexdigest(),
         "size_bytes": len(data),
         "media_type": "application/pdf",
         "uri": f"casebus://attachments/sha256/{sha(data)}",

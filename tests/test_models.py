@@ -48,7 +48,7 @@ from bus.models import (
 )
 from bus.models._common import _utc_millis
 from bus.models._identifier import check_identifier
-from schemas import envelope_schema_path, kind_schema_paths
+from schemas import envelope_schema_paths, kind_schema_paths
 
 SCHEMA_FILES = kind_schema_paths()
 INT_RANGE = (-(2**31), 2**31 - 1)
@@ -65,7 +65,9 @@ def _parsed(path: Path) -> Any:
 
 
 def _model_and_schema() -> list[tuple[str, type[BaseModel], Path]]:
-    out: list[tuple[str, type[BaseModel], Path]] = [("envelope", Envelope, envelope_schema_path())]
+    # The envelope model mirrors the newest envelope version, as a payload model its kind's.
+    envelope = envelope_schema_paths()[max(envelope_schema_paths())]
+    out: list[tuple[str, type[BaseModel], Path]] = [("envelope", Envelope, envelope)]
     out += [(kind, PAYLOAD_MODELS[kind], _latest(kind)[1]) for kind in KINDS]
     return out
 
@@ -346,7 +348,9 @@ def test_model_survives_avro_round_trip(kind: str, model: type[BaseModel], path:
     def check(instance: Any) -> None:
         datum = instance.to_avro()
         read = _avro_round_trip(parsed, datum)
-        assert read == datum
+        # Read back through the model: an envelope's to_avro() leaves out an absent sm3 (so it
+        # stays a version-1 record) and the reader fills in the schema's default, None.
+        assert type(instance).from_avro(read).to_avro() == datum
         assert type(instance).from_avro(read) == instance
 
     check()

@@ -12,10 +12,12 @@ import fastavro
 import pytest
 
 from bus.models import KINDS
-from schemas import SCHEMA_DIR, envelope_schema_path, kind_schema_paths
+from schemas import SCHEMA_DIR, envelope_schema_paths, kind_schema_paths
 
 SCHEMA_FILES = kind_schema_paths()
-ALL_FILES: list[tuple[str, Path]] = [("envelope", envelope_schema_path())] + [
+ALL_FILES: list[tuple[str, Path]] = [
+    (f"envelope/v{v}", path) for v, path in envelope_schema_paths().items()
+] + [
     (f"{kind}/v{v}", path)
     for kind, files in sorted(SCHEMA_FILES.items())
     for v, path in sorted(files.items())

@@ -40,6 +40,7 @@ from bus.attachments import (
     record_references,
     record_upload,
     references,
+    sm3_of,
     store_from_settings,
 )
 from bus.db import Conn
@@ -208,6 +209,7 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
         description=(
             "The body is the file itself (streamed; `Content-Type` its media type). Optional "
             "`Repr-Digest: sha-256=:<base64>:` makes the store refuse bytes that hash otherwise. "
+            "The answer gives `sha256` and `sm3` (SM3, hex; the sm2 profile's envelopes carry it). "
             "201 with the reference to put in a submission's `fj` (add `mc`, the name); 200 when "
             "the same bytes were stored before. At most "
             f"{max_bytes} bytes."
@@ -250,7 +252,7 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
             return deleted_meanwhile()
         a = stored.attachment
         try:
-            await record_upload(service.pool, a.sha256, agency, store=the_store)
+            await record_upload(service.pool, a.sha256, agency, store=the_store, sm3=stored.sm3)
         except AttachmentNotFoundError:
             return deleted_meanwhile()
         log.info(
@@ -262,6 +264,7 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
         )
         body = {
             "sha256": a.sha256,
+            "sm3": stored.sm3,
             "size_bytes": a.size_bytes,
             "media_type": a.media_type,
             "uri": a.uri,
@@ -280,7 +283,8 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
             "For the sender, the recipients and the procuratorate's copy of a message that "
             "refers to the attachment, each with its own token at its own adapter; anyone else "
             "gets 403 whether or not it exists. `Range: bytes=…` gives 206. Every request is "
-            "audited. Headers: `Content-Type`, `Repr-Digest`, `ETag` (the SHA-256). A file whose "
+            "audited. Headers: `Content-Type`, `Repr-Digest`, `ETag` (the SHA-256), "
+            "`X-Casebus-SM3` (the SM3 digest, hex, when the upload computed it). A file whose "
             "retention ran out and that the retention sweep deleted answers 410, naming the "
             "retention that expired."
         ),
@@ -357,6 +361,11 @@ def attachment_routes(service: Any, store: AttachmentStore | None = None) -> API
             "Repr-Digest": f"sha-256=:{digest}:",
             "X-Casebus-Fetch-Id": str(index),
         }
+        # No SM3 in the IANA HTTP Digest Algorithm registry (RFC 9530), so no Repr-Digest
+        # member for it: a header of our own, the whole file's digest also on a 206.
+        sm3 = await sm3_of(service.pool, sha256)
+        if sm3 is not None:
+            headers["X-Casebus-SM3"] = sm3
         start, end = (0, found.size_bytes) if part is None else (part.start, part.end)
         headers["Content-Length"] = str(end - start)
         if part is not None:

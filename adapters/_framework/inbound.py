@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from adapters._framework.checks import DeadlineRules, SubmissionCheck, run_checks
 from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.agencies import load_registry
-from bus.attachments import AttachmentStore, check_submission, record_references
+from bus.attachments import AttachmentStore, prepare_submission, record_references
 from bus.codec import Codec, default_codec
 from bus.errors import Problem, SubmissionRejectedError, ValidationFailedError, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
@@ -108,6 +108,8 @@ class Submitter:
         self._pool = pool
         self._codec = codec or default_codec()
         self._writer = OutboxWriter(settings, codec=self._codec)
+        # The 国密 profile binds each stored file by its SM3 digest too (issue #19).
+        self._fill_sm3 = settings.crypto_profile == "sm2"
         self._on_commit = on_commit
         self._routing = routing or load_policy(
             settings.routing_policy_file, load_registry(settings.agencies_file)
@@ -159,7 +161,7 @@ class Submitter:
             async with conn.transaction():
                 # In the transaction that records the references: it locks the files against
                 # the retention sweep until the references are committed (bus.attachments).
-                await self._check_attachments(conn, agency_id, envelope)
+                envelope = await self._check_attachments(conn, agency_id, envelope, signer)
                 if idempotency_key is not None:
                     fresh = await conn.fetchval(
                         """INSERT INTO adapter_submissions
@@ -192,16 +194,25 @@ class Submitter:
             self._on_commit(agency_id)
         return Accepted(envelope.message_id, replay=False)
 
-    async def _check_attachments(self, conn: Any, agency_id: str, envelope: Envelope) -> None:
+    async def _check_attachments(
+        self, conn: Any, agency_id: str, envelope: Envelope, signer: Signer
+    ) -> Envelope:
         """422 naming each ``fj`` entry in the bus's store that the sender did not upload (or
-        may not read), or whose size or URI is not the stored file's."""
+        may not read), or whose size, URI or SM3 digest is not the stored file's. Under the sm2
+        crypto profile, the envelope signed again with each such entry's SM3 digest filled in
+        from its upload where the department left it out; else ``envelope`` as it was."""
         if self._attachments is None:
-            return
-        problems = await check_submission(conn, self._attachments, agency_id, envelope)
+            return envelope
+        filled, problems = await prepare_submission(
+            conn, self._attachments, agency_id, envelope, fill_sm3=self._fill_sm3
+        )
         if problems:
             voc = self._vocabulary
             named = [(p, voc.department_path(None, p.path, envelope=True)) for p in problems]
             raise SubmissionRejectedError(422, [_as_department(p, field) for p, field in named])
+        if filled is envelope:
+            return envelope
+        return sign_envelope(filled, signer, codec=self._codec)
 
     async def _earlier(self, conn: Any, agency_id: str, key: str, digest: bytes) -> Accepted | None:
         row = await conn.fetchrow(

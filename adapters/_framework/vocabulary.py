@@ -65,6 +65,7 @@ ENVELOPE_FIELDS: Final[FieldTable] = {
             "dx": "size_bytes",  # 大小（字节）
             "hash": "sha256",  # SHA-256
             "dz": "uri",  # 地址
+            "sm3": "sm3",  # SM3 杂凑值（国密配置下由适配器按上传文件填写）
         },
     ),
 }
@@ -252,6 +253,8 @@ class Vocabulary:
         doc: dict[str, Any] = {KIND_FIELD: self.code(kind)}
         doc.update(self._out(envelope, ENVELOPE_FIELDS, {}))
         for item in doc.get("fj") or ():
+            if item.get("sm3") is None:  # only an envelope of version 2 carries one
+                item.pop("sm3", None)
             if sha256_of_uri(str(item.get("dz"))) == item.get("hash"):
                 item[DOWNLOAD_FIELD] = download_path(str(item["hash"]))
         if entry is None:

@@ -95,8 +95,9 @@ _ENVELOPE_PROPERTIES: Final[dict[str, Any]] = {
     "qx": {"type": ["string", "null"], "format": "date-time", "description": "期限 / due at"},
     "fj": {
         "type": "array",
-        "description": "附件 / attachments: mc, lx, dx, hash, dz, and xzdz (where to download "
-        "it from this adapter) when the bus stores it",
+        "description": "附件 / attachments: mc, lx, dx, hash, dz, sm3 (the SM3 digest, when "
+        "the sender's envelope carries it), and xzdz (where to download it from this adapter) "
+        "when the bus stores it",
         "items": {"type": "object"},
     },
 }

@@ -26,10 +26,12 @@ from bus.attachments._ledger import (
     held,
     last_deletion,
     possessed,
+    prepare_submission,
     record_fetch,
     record_references,
     record_upload,
     references,
+    sm3_of,
 )
 from bus.attachments._memory import MemoryAttachmentStore
 from bus.attachments._port import (
@@ -40,6 +42,7 @@ from bus.attachments._port import (
     StoredAttachment,
     attachment_uri,
     is_sha256,
+    is_sm3,
     sha256_of_uri,
 )
 from bus.attachments._postgres import DEFAULT_CHUNK_BYTES, PostgresAttachmentStore
@@ -63,6 +66,7 @@ from bus.attachments._rules import (
     parse_range,
     readers,
     submission_problems,
+    with_sm3,
 )
 from bus.attachments._s3 import S3AttachmentStore
 from bus.attachments._sweep import (
@@ -107,10 +111,12 @@ __all__ = [
     "due_candidates",
     "held",
     "is_sha256",
+    "is_sm3",
     "last_deletion",
     "load_retention",
     "parse_range",
     "possessed",
+    "prepare_submission",
     "readers",
     "record_fetch",
     "record_references",
@@ -118,7 +124,9 @@ __all__ = [
     "references",
     "retention_verdict",
     "sha256_of_uri",
+    "sm3_of",
     "store_from_settings",
     "submission_problems",
     "sweep_attachments",
+    "with_sm3",
 ]

@@ -25,6 +25,7 @@ from bus.attachments._rules import (
     RefRole,
     bus_attachments,
     submission_problems,
+    with_sm3,
 )
 from bus.db import Conn, Executor
 from bus.errors import AttachmentNotFoundError, OutsideTransactionError, Problem
@@ -38,10 +39,12 @@ __all__ = [
     "held",
     "last_deletion",
     "possessed",
+    "prepare_submission",
     "record_fetch",
     "record_references",
     "record_upload",
     "references",
+    "sm3_of",
 ]
 
 FetchOutcome = Literal["allowed", "refused"]
@@ -59,10 +62,17 @@ async def _transaction(db: Executor) -> AsyncIterator[Conn]:
 
 
 async def record_upload(
-    db: Executor, sha256: str, agency_id: str, *, store: AttachmentStore | None = None
+    db: Executor,
+    sha256: str,
+    agency_id: str,
+    *,
+    store: AttachmentStore | None = None,
+    sm3: str | None = None,
 ) -> None:
     """``agency_id`` uploaded the bytes ``sha256``: it holds them, so it may refer to them, and
-    the file's grace period (``deploy/attachment-retention.yaml``) starts again.
+    the file's grace period (``deploy/attachment-retention.yaml``) starts again. ``sm3``, the
+    bytes' SM3 digest as the upload computed it, is kept with the file (the 国密 profile's
+    submissions carry it: :func:`check_submission`).
 
     With ``store`` the bytes are looked for once more, under the file's row lock. A store that
     finds an upload's bytes already stored keeps the old copy, and a retention sweep may delete
@@ -71,9 +81,11 @@ async def record_upload(
     key = bytes.fromhex(sha256)
     async with _transaction(db) as conn:
         await conn.execute(
-            """INSERT INTO attachment_files (sha256) VALUES ($1) ON CONFLICT (sha256)
-               DO UPDATE SET state = 'stored', last_uploaded_at = now()""",
+            """INSERT INTO attachment_files (sha256, sm3) VALUES ($1, $2) ON CONFLICT (sha256)
+               DO UPDATE SET state = 'stored', last_uploaded_at = now(),
+                             sm3 = coalesce(EXCLUDED.sm3, attachment_files.sm3)""",
             key,
+            None if sm3 is None else bytes.fromhex(sm3),
         )
         if store is not None and await store.stat(sha256) is None:
             raise AttachmentNotFoundError(
@@ -85,6 +97,15 @@ async def record_upload(
             key,
             agency_id,
         )
+
+
+async def sm3_of(db: Executor, sha256: str) -> str | None:
+    """The SM3 digest (hex) kept for the file ``sha256``; None when unknown (uploaded before
+    SM3 was computed, and not since)."""
+    found = await db.fetchval(
+        "SELECT sm3 FROM attachment_files WHERE sha256 = $1", bytes.fromhex(sha256)
+    )
+    return None if found is None else bytes(found).hex()
 
 
 async def record_references(db: Executor, envelope: Envelope, agency_id: str, role: RefRole) -> int:
@@ -155,7 +176,18 @@ async def check_submission(
     db: Conn, store: AttachmentStore, agency_id: str, envelope: Envelope
 ) -> list[Problem]:
     """Every problem with the bus-store attachments ``agency_id`` refers to in ``envelope``
-    (see :func:`bus.attachments.submission_problems`).
+    (see :func:`bus.attachments.submission_problems`); :func:`prepare_submission` without
+    filling in SM3 digests."""
+    return (await prepare_submission(db, store, agency_id, envelope))[1]
+
+
+async def prepare_submission(
+    db: Conn, store: AttachmentStore, agency_id: str, envelope: Envelope, *, fill_sm3: bool = False
+) -> tuple[Envelope, list[Problem]]:
+    """``(envelope, problems)``: every problem with the bus-store attachments ``agency_id``
+    refers to in ``envelope`` (see :func:`bus.attachments.submission_problems`; a given ``sm3``
+    must be the upload's), and, with ``fill_sm3`` (the sm2 crypto profile), the envelope with
+    each such attachment's SM3 digest filled in from its upload where the sender left it out.
 
     Call it inside the transaction that then records the submission's references
     (:func:`record_references`); OutsideTransactionError otherwise. It locks each file's row FOR
@@ -170,11 +202,14 @@ async def check_submission(
         )
     wanted = sorted({a.sha256 for _, a, named in bus_attachments(envelope) if named == a.sha256})
     rows = await db.fetch(
-        "SELECT sha256, state FROM attachment_files WHERE sha256 = ANY($1)"
+        "SELECT sha256, state, sm3 FROM attachment_files WHERE sha256 = ANY($1)"
         " ORDER BY sha256 FOR SHARE",
         [bytes.fromhex(h) for h in wanted],
     )
     tombstones = {bytes(r["sha256"]).hex() for r in rows if r["state"] == "deleted"}
+    digests = {
+        bytes(r["sha256"]).hex(): None if r["sm3"] is None else bytes(r["sm3"]).hex() for r in rows
+    }
     stored: dict[str, StoredAttachment | None] = {
         h: None if h in tombstones else await store.stat(h) for h in wanted
     }
@@ -184,7 +219,10 @@ async def check_submission(
         found = await last_deletion(db, h)
         if found is not None:
             deleted[h] = found.verdict.describe()
-    return submission_problems(envelope, stored, mine, deleted)
+    problems = submission_problems(envelope, stored, mine, deleted, digests, need_sm3=fill_sm3)
+    if fill_sm3 and not problems:
+        envelope = with_sm3(envelope, digests)
+    return envelope, problems
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,10 +35,10 @@ class MemoryAttachmentStore:
         sha256 = hasher.finish()
         existing = self._blobs.get(sha256)
         if existing is not None:
-            return Stored(existing[0], created=False)
+            return Stored(existing[0], created=False, sm3=hasher.sm3)
         attachment = StoredAttachment(sha256, len(data), media_type)
         self._blobs[sha256] = (attachment, bytes(data))
-        return Stored(attachment, created=True)
+        return Stored(attachment, created=True, sm3=hasher.sm3)
 
     async def aclose(self) -> None:
         """Nothing to close: memory only."""

@@ -1,7 +1,9 @@
 """The one port every attachment store implements, and what it answers with.
 
 A store keeps documents content-addressed: the SHA-256 of the bytes is the key, computed while
-the bytes stream in, so the same bytes uploaded twice are stored once. A store never shows a
+the bytes stream in, so the same bytes uploaded twice are stored once. The SM3 digest (GB/T
+32905) is computed in the same pass: the 国密 profile binds each file by it in the signed
+envelope (``Attachment.sm3``), while SHA-256 stays the store's address. A store never shows a
 partial file: an upload that fails or is cut off leaves nothing a reader can see.
 """
 
@@ -24,6 +26,7 @@ __all__ = [
     "StoredAttachment",
     "attachment_uri",
     "is_sha256",
+    "is_sm3",
     "rechunk",
     "sha256_of_uri",
 ]
@@ -33,6 +36,11 @@ URI_PREFIX: Final = "casebus://attachments/sha256/"
 DEFAULT_MEDIA_TYPE: Final = "application/octet-stream"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_sm3(text: str) -> bool:
+    """Whether ``text`` is a lower-case hex SM3 digest."""
+    return bool(_HEX64.match(text))
 
 
 def is_sha256(text: str) -> bool:
@@ -71,10 +79,12 @@ class StoredAttachment:
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """The answer to an upload: the document, and whether these bytes were new to the store."""
+    """The answer to an upload: the document, whether these bytes were new to the store, and
+    their SM3 digest (lower-case hex) computed from this upload's bytes."""
 
     attachment: StoredAttachment
     created: bool
+    sm3: str | None = None
 
 
 class Hasher:
@@ -83,6 +93,7 @@ class Hasher:
 
     def __init__(self, *, max_bytes: int, expected_sha256: str | None) -> None:
         self._sha = hashlib.sha256()
+        self._sm3 = hashlib.new("sm3")
         self.size_bytes = 0
         self._max = max_bytes
         self._expected = expected_sha256
@@ -93,6 +104,12 @@ class Hasher:
         if self.size_bytes > self._max:
             raise AttachmentTooLargeError(self._max)
         self._sha.update(chunk)
+        self._sm3.update(chunk)
+
+    @property
+    def sm3(self) -> str:
+        """The hex SM3 digest of the bytes so far (read it after :meth:`finish`)."""
+        return self._sm3.hexdigest()
 
     def finish(self) -> str:
         """The hex SHA-256; DigestMismatchError when the declared one differs."""

@@ -87,8 +87,10 @@ class PostgresAttachmentStore:
             existing = await self.stat(sha256)
             if existing is None:  # deleted by a retention sweep meanwhile
                 raise AttachmentNotFoundError(f"attachment {sha256} vanished") from None
-            return Stored(existing, created=False)
-        return Stored(StoredAttachment(sha256, hasher.size_bytes, media_type), created=True)
+            return Stored(existing, created=False, sm3=hasher.sm3)
+        return Stored(
+            StoredAttachment(sha256, hasher.size_bytes, media_type), created=True, sm3=hasher.sm3
+        )
 
     async def aclose(self) -> None:
         """Nothing to close: the pool is the service's."""

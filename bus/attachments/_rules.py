@@ -21,6 +21,7 @@ __all__ = [
     "parse_range",
     "readers",
     "submission_problems",
+    "with_sm3",
 ]
 
 RefRole = Literal["sender", "recipient", "copy"]
@@ -55,15 +56,23 @@ def submission_problems(
     stored: Mapping[str, StoredAttachment | None],
     possessed: Iterable[str],
     deleted: Mapping[str, str] | None = None,
+    sm3: Mapping[str, str | None] | None = None,
+    *,
+    need_sm3: bool = False,
 ) -> list[Problem]:
     """Every bus-store attachment of ``envelope`` its sender may not refer to: a URI whose hash
     is not the attachment's, bytes not in the store (or uploaded by someone else, whose file the
-    sender may not read), bytes the retention sweep deleted, or another size than stored.
+    sender may not read), bytes the retention sweep deleted, another size than stored, or an
+    SM3 digest other than the upload's.
     ``stored`` maps each hash to what the store holds; ``possessed`` are the hashes the sender
     uploaded or may read already; ``deleted`` maps each deleted hash the sender may know of to
-    the retention rule that allowed its deletion, in a sentence."""
+    the retention rule that allowed its deletion, in a sentence; ``sm3`` maps each hash to the
+    SM3 digest its upload computed (None: uploaded before SM3 was computed). An attachment that
+    gives ``sm3`` is checked against it; with ``need_sm3`` (the sm2 profile, which fills the
+    digest in) one whose digest is not known is refused too."""
     mine = frozenset(possessed)
     gone = deleted or {}
+    digests = sm3 or {}
     problems: list[Problem] = []
     for i, attachment, named in bus_attachments(envelope):
         path = f"attachments[{i}]"
@@ -112,7 +121,44 @@ def submission_problems(
                     message_zh=f"附件大小与已上传的文件（{found.size_bytes} 字节）不一致",
                 )
             )
+        elif attachment.sm3 is not None or need_sm3:
+            known = digests.get(attachment.sha256)
+            if known is None:
+                problems.append(
+                    Problem(
+                        path=f"{path}.sm3",
+                        rule="attachment_sm3_unknown",
+                        message=f"the SM3 digest of attachment {attachment.name!r} is not known "
+                        "(uploaded before the bus computed SM3): upload it again "
+                        "(POST /v1/attachments)",
+                        value=attachment.sm3,
+                        message_zh="该附件上传时未计算 SM3 杂凑值，请重新上传附件",
+                    )
+                )
+            elif attachment.sm3 is not None and attachment.sm3 != known:
+                problems.append(
+                    Problem(
+                        path=f"{path}.sm3",
+                        rule="attachment_sm3_mismatch",
+                        message=f"attachment {attachment.name!r} has the SM3 digest {known}",
+                        value=attachment.sm3,
+                        message_zh="附件 SM3 杂凑值与已上传的文件不一致",
+                    )
+                )
     return problems
+
+
+def with_sm3(envelope: Envelope, sm3: Mapping[str, str | None]) -> Envelope:
+    """``envelope`` with each bus-store attachment that lacks ``sm3`` given the digest its
+    upload computed (``sm3`` maps hash to digest); ``envelope`` itself when none lacks one."""
+    attachments = list(envelope.attachments)
+    changed = False
+    for i, attachment, named in bus_attachments(envelope):
+        known = sm3.get(attachment.sha256)
+        if attachment.sm3 is None and named == attachment.sha256 and known is not None:
+            attachments[i] = attachment.model_copy(update={"sm3": known})
+            changed = True
+    return envelope.model_copy(update={"attachments": attachments}) if changed else envelope
 
 
 def delivery_role(envelope: Envelope, agency_id: str) -> RefRole:

@@ -197,7 +197,7 @@ class S3AttachmentStore:
             existing = await self.stat(sha256)
             if existing is not None:
                 await self._abort(staging, upload_id)
-                return Stored(existing, created=False)
+                return Stored(existing, created=False, sm3=hasher.sm3)
             body = "".join(
                 f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>" for n, etag in parts
             )
@@ -231,8 +231,10 @@ class S3AttachmentStore:
             existing = await self.stat(sha256)
             if existing is None:  # deleted by a retention sweep between the two requests
                 raise AttachmentNotFoundError(f"attachment {sha256} vanished")
-            return Stored(existing, created=False)
-        return Stored(StoredAttachment(sha256, hasher.size_bytes, media_type), created=True)
+            return Stored(existing, created=False, sm3=hasher.sm3)
+        return Stored(
+            StoredAttachment(sha256, hasher.size_bytes, media_type), created=True, sm3=hasher.sm3
+        )
 
     def _blob(self, sha256: str) -> str:
         return f"{self._prefix}blobs/{sha256}"

@@ -32,6 +32,7 @@ __all__ = [
     "INT_MAX",
     "LONG_MAX",
     "SHA256_PATTERN",
+    "SM3_PATTERN",
     "AgencyId",
     "AttachmentRef",
     "AvroEnum",
@@ -45,6 +46,7 @@ __all__ = [
     "PayloadModel",
     "Quantity",
     "Sha256Hex",
+    "Sm3Hex",
     "Subject",
     "Text",
     "UtcDatetime",
@@ -56,6 +58,8 @@ AGENCY_ID_PATTERN = r"^[a-z0-9]+(\.[a-z0-9_]+)*$"
 """An agency id such as ``ygh.regulator.planning``."""
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 """A SHA-256 digest in lower-case hex."""
+SM3_PATTERN = r"^[0-9a-f]{64}$"
+"""An SM3 digest (GB/T 32905, 32 bytes) in lower-case hex."""
 CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
 """A stable machine code such as ``unauthorized_route``."""
 CREDIT_CODE_PATTERN = r"^[0-9A-HJ-NPQRTUWXY]{18}$"
@@ -92,6 +96,8 @@ AgencyId = Annotated[str, StringConstraints(pattern=AGENCY_ID_PATTERN, max_lengt
 """An agency id from the agency registry."""
 Sha256Hex = Annotated[str, StringConstraints(pattern=SHA256_PATTERN)]
 """A SHA-256 digest, lower-case hex."""
+Sm3Hex = Annotated[str, StringConstraints(pattern=SM3_PATTERN)]
+"""An SM3 digest, lower-case hex."""
 CreditCode = Annotated[str, StringConstraints(pattern=CREDIT_CODE_PATTERN)]
 """A unified social credit code; the check digit is not verified here."""
 

@@ -1,11 +1,12 @@
-"""The envelope every message travels in, mirroring ``schemas/envelope.avsc`` field for field."""
+"""The envelope every message travels in, mirroring the newest envelope schema
+(``schemas/envelope.v2.avsc``) field for field."""
 
 from __future__ import annotations
 
 import functools
 import typing
 from collections.abc import Iterator
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 from annotated_types import Ge, Le
@@ -18,6 +19,7 @@ from bus.models._common import (
     AvroModel,
     Count,
     Sha256Hex,
+    Sm3Hex,
     Text,
     UtcDatetime,
     rule_error,
@@ -49,6 +51,17 @@ class Attachment(AvroModel):
     size_bytes: Count
     sha256: Sha256Hex
     uri: Text
+    sm3: Sm3Hex | None = None
+    """The SM3 digest of the bytes (envelope schema v2): the 国密 profile binds each file by it
+    as well as by SHA-256; None writes the envelope as version 1, as before the field."""
+
+    def to_avro(self) -> dict[str, Any]:
+        """The Avro datum; without ``sm3`` when there is none, so an envelope with no SM3
+        digest is the version-1 record it always was (docs/wire-format.md §4.1)."""
+        record = super().to_avro()
+        if record["sm3"] is None:
+            del record["sm3"]
+        return record
 
 
 class Signature(AvroModel):
