@@ -359,8 +359,8 @@ class Codec:
 
     def own_envelope_body(self, record: dict[str, Any]) -> bytes:
         """:meth:`envelope_body` of an envelope record the bus builds itself (``signature.value``
-        already ``b""``), without the schema check a mapping gets there; see
-        :meth:`encode_own_payload`."""
+        already ``b""``, no attachment), written with envelope version 1, without the schema
+        check a mapping gets there; see :meth:`encode_own_payload`."""
         return self._write(self._index.envelope, record, check=False, header=False)
 
     def signed_body_of(self, value: bytes, signature_value: bytes) -> bytes | None:

@@ -210,8 +210,10 @@ class Outputs:
                 }
             )
             # What sign_and_encode signs: canonical_bytes, the body with signature.value empty.
+            # A receipt carries no attachment, so it is written with envelope version 1, the
+            # schema own_envelope_body writes with.
             value = self._codec.encode_signed_envelope(
-                body, self._signer.sign(DOMAIN_PREFIX + body)
+                body, self._signer.sign(DOMAIN_PREFIX + body), version=1
             )
         headers = cloudevents_headers_of(
             message_id=message_id,
