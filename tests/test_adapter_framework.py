@@ -22,6 +22,7 @@ from buskit import Bus
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from adapters import enforcement, regulators
 from adapters._framework.auth import create_token, token_agency
@@ -271,8 +272,21 @@ async def test_health_readiness_metrics_and_openapi(bus: Bus, tmp_path: Path) ->
         }
         metrics = await enf.client.get("/metrics")
         assert "casebus_adapter_requests_total" in metrics.text
+        before = _requests("/v1/inbox", "401"), _requests("/healthz", "200")
+        assert (await enf.client.get("/v1/inbox")).status_code == 401
+        assert (await enf.client.get("/healthz")).status_code == 200
+        assert (_requests("/v1/inbox", "401"), _requests("/healthz", "200")) == (
+            before[0] + 1,
+            before[1] + 1,
+        )
         spec = (await enf.client.get("/openapi.json")).json()
         assert {"/v1/submissions", "/v1/inbox", "/v1/inbox/{message_id}/ack"} <= set(spec["paths"])
+
+
+def _requests(route: str, status: str) -> float:
+    """The enforcement adapter's request count of ``route`` with ``status`` so far."""
+    labels = {"adapter": "enforcement", "route": route, "status": status}
+    return REGISTRY.get_sample_value("casebus_adapter_requests_total", labels) or 0.0
 
 
 @pytest.mark.integration
