@@ -7,6 +7,7 @@ and database, with fake departments as real HTTP servers on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import uuid
@@ -257,6 +258,67 @@ async def test_an_idempotency_key_answers_the_same_id_and_refuses_another_body(
         )
         assert len({r.json()["message_id"] for r in concurrent}) == 1
         assert await regs.service.pool.fetchval("SELECT count(*) FROM outbox") == 2
+
+
+@pytest.mark.integration
+async def test_a_key_committed_by_a_racing_request_answers_its_message_and_queues_nothing(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """The submission's one statement waits on a concurrent request's uncommitted record of
+    the same key; once that commits, it queues nothing and answers that request's message
+    (same body) or 409 (another body)."""
+    async with running_adapter(
+        regulators.build_service, bus.settings, key_dir=tmp_path / "keys", webhooks={PLANNING: None}
+    ) as regs:
+        dept = regs.department(PLANNING)
+        headers = {**dept.headers, "Content-Type": "application/json"}
+        for key, same_body in (("race-same", True), ("race-other", False)):
+            body = json.dumps(clue_handover(ajbh=case_no(), xsbh="X-1", jsdw=[BUREAU])).encode()
+            recorded = body if same_body else body + b" "
+            racer_id = uuid.uuid4()
+            racer = await asyncpg.connect(bus.settings.database_url)
+            try:
+                racing = racer.transaction()
+                await racing.start()
+                await racer.execute(
+                    "INSERT INTO adapter_submissions"
+                    " (agency_id, idempotency_key, body_sha256, message_id, kind, case_id)"
+                    " VALUES ($1, $2, $3, $4, 'clue.handover', 'c')",
+                    PLANNING,
+                    key,
+                    hashlib.sha256(recorded).digest(),
+                    racer_id,
+                )
+                post = asyncio.create_task(
+                    regs.client.post(
+                        "/v1/submissions", content=body, headers={**headers, "Idempotency-Key": key}
+                    )
+                )
+                await _until_waiting_on_a_lock(regs.service.pool, racer)
+                await racing.commit()
+                answer = await post
+            finally:
+                await racer.close()
+            if same_body:
+                assert answer.status_code == 200, answer.text
+                assert answer.json() == {"message_id": str(racer_id)}
+            else:
+                assert answer.status_code == 409 and fields(answer) == {"Idempotency-Key"}
+        assert await regs.service.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def _until_waiting_on_a_lock(pool: asyncpg.Pool, holder: asyncpg.Connection) -> None:
+    """Until a session waits for a lock ``holder`` holds."""
+    holder_pid = holder.get_server_pid()
+    for _ in range(500):
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            holder_pid,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no session came to wait for the racing transaction's lock")
 
 
 @pytest.mark.integration

@@ -30,12 +30,17 @@ from pydantic import ValidationError
 from adapters._framework.checks import DeadlineRules, SubmissionCheck, run_checks
 from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.agencies import load_registry
-from bus.attachments import AttachmentStore, check_submission, record_references
+from bus.attachments import (
+    AttachmentStore,
+    bus_attachments,
+    check_submission,
+    record_references,
+)
 from bus.codec import Codec, default_codec
 from bus.errors import Problem, SubmissionRejectedError, ValidationFailedError, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
-from bus.outbox import OutboxWriter
+from bus.outbox import OUTBOX_COLUMNS, OutboxWriter
 from bus.routing import RoutingPolicy, load_policy
 from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
@@ -46,6 +51,28 @@ __all__ = ["Accepted", "Submitter", "department_problem"]
 log = structlog.get_logger("casebus.adapter.inbound")
 
 MAX_IDEMPOTENCY_KEY: Final = 200
+
+# A submission's idempotency record and its outbox row, in one statement: atomic on its own, so
+# without attachments to lock and reference it needs no BEGIN and COMMIT of its own. Without an
+# Idempotency-Key ($1 NULL) the row is always queued; with one, only if this statement recorded
+# the key (ON CONFLICT: a concurrent request with the key committed first). The message id is
+# fresh, so an outbox row with it already there is an error, not a replay. True if queued.
+_QUEUE: Final = f"""
+WITH recorded AS (
+    INSERT INTO adapter_submissions
+        (agency_id, idempotency_key, body_sha256, message_id, kind, case_id)
+    SELECT $4::text, $1::text, $2::bytea, $5::uuid, $3::text, $6::text
+    WHERE $1::text IS NOT NULL
+    ON CONFLICT (agency_id, idempotency_key) DO NOTHING
+    RETURNING true
+), queued AS (
+    INSERT INTO outbox ({OUTBOX_COLUMNS})
+    SELECT $4::text, $5::uuid, $6::text, $7::text, $8::bytea, $9::bytea, $10::jsonb
+    WHERE $1::text IS NULL OR EXISTS (SELECT FROM recorded)
+    RETURNING true
+)
+SELECT EXISTS (SELECT FROM queued)
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,31 +183,25 @@ class Submitter:
                 if earlier is not None:
                     return earlier
             envelope = self._envelope(agency_id, body, signer)
-            async with conn.transaction():
-                # In the transaction that records the references: it locks the files against
-                # the retention sweep until the references are committed (bus.attachments).
-                await self._check_attachments(conn, agency_id, envelope)
-                if idempotency_key is not None:
-                    fresh = await conn.fetchval(
-                        """INSERT INTO adapter_submissions
-                           (agency_id, idempotency_key, body_sha256, message_id, kind, case_id)
-                           VALUES ($1, $2, $3, $4, $5, $6)
-                           ON CONFLICT (agency_id, idempotency_key) DO NOTHING
-                           RETURNING true""",
-                        agency_id,
-                        idempotency_key,
-                        digest,
-                        envelope.message_id,
-                        envelope.kind,
-                        envelope.case_id,
-                    )
-                    if not fresh:  # a concurrent request with the same key won the race
-                        earlier = await self._earlier(conn, agency_id, idempotency_key, digest)
-                        assert earlier is not None
-                        return earlier
-                await self._writer.add(conn, envelope, owner=agency_id)
-                # The sender may read the case files its message carries (bus.attachments).
-                await record_references(conn, envelope, agency_id, "sender")
+            row = self._writer.row(envelope, owner=agency_id)
+            args = (idempotency_key, digest, envelope.kind, *row)
+            if bus_attachments(envelope):
+                async with conn.transaction():
+                    # In the transaction that records the references: it locks the files
+                    # against the retention sweep until the references are committed
+                    # (bus.attachments).
+                    await self._check_attachments(conn, agency_id, envelope)
+                    fresh = await conn.fetchval(_QUEUE, *args)
+                    if fresh:
+                        # The sender may read the case files its message carries.
+                        await record_references(conn, envelope, agency_id, "sender")
+            else:  # nothing else to write: one statement is the transaction
+                fresh = await conn.fetchval(_QUEUE, *args)
+            if not fresh:  # a concurrent request with the same key won the race
+                assert idempotency_key is not None
+                earlier = await self._earlier(conn, agency_id, idempotency_key, digest)
+                assert earlier is not None
+                return earlier
         log.info(
             "adapter.submitted",
             agency=agency_id,
