@@ -383,8 +383,28 @@ def _integer(text: str) -> int | _LongInteger:
 
 
 def _parse(body: bytes) -> dict[str, Any]:
+    # Numbers no field may hold are seen as they are parsed; only then, or when a string may
+    # hold NUL or a lone surrogate, is the whole document walked to name them.
+    odd: list[str] = []
+
+    def integer(text: str) -> int | _LongInteger:
+        value = _integer(text)
+        if isinstance(value, _LongInteger):
+            odd.append(text)
+        return value
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            odd.append(text)
+        return value
+
+    def constant(name: str) -> float:  # NaN, Infinity, -Infinity
+        odd.append(name)
+        return float(name)
+
     try:
-        doc = json.loads(body, parse_int=_integer)
+        doc = json.loads(body, parse_int=integer, parse_float=number, parse_constant=constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError: ValueError
         raise SubmissionRejectedError(
             400,
@@ -394,7 +414,7 @@ def _parse(body: bytes) -> dict[str, Any]:
                 )
             ],
         ) from e
-    if isinstance(doc, dict):
+    if isinstance(doc, dict) and (odd or not _plain_strings(body)):
         try:
             bad = list(_unusable(doc, ""))
         except RecursionError:
@@ -411,6 +431,28 @@ def _parse(body: bytes) -> dict[str, Any]:
             ],
         )
     return doc
+
+
+_SHALLOW: Final = 100
+"""At most this many arrays and objects: nested no deeper, so the walk cannot exceed the
+recursion limit."""
+
+
+def _plain_strings(body: bytes) -> bool:
+    """Whether no string parsed from ``body`` can hold NUL or a lone surrogate (and the walk
+    would find nothing else than the parser saw): JSON refuses raw
+    control characters in strings, so both come only from a ``\\u`` escape, or from text that
+    is not strict UTF-8 (Python's JSON decodes UTF-16 and UTF-32, told by their NUL bytes, and
+    UTF-8 with surrogates passed through)."""
+    if b"\\u" in body or b"\x00" in body:
+        return False
+    if body.count(b"[") + body.count(b"{") > _SHALLOW:
+        return False  # walked as before: how a document too deep for the walk is refused
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _invalid_characters(path: str) -> dict[str, Any]:
