@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from adapters import enforcement, regulators
-from adapters._framework.auth import create_token, token_agency
+from adapters._framework.auth import create_token, revoke_token, token_agency
 from adapters._framework.fake_department import free_socket, running_adapter
 from adapters._framework.outbound import CircuitBreaker, answer_id, sign_webhook
 from adapters._framework.vocabulary import Vocabulary
@@ -176,6 +176,54 @@ async def test_tokens_are_required_and_scoped_to_one_agency(bus: Bus, tmp_path: 
         assert all(regs.tokens[PLANNING].encode() not in bytes(r[0]) for r in stored)
         ok = await regs.department(LAND).submit({**doc, "fsdw": LAND})
         assert ok.status_code == 202, ok.text
+
+
+@pytest.mark.integration
+async def test_a_submission_is_refused_in_the_same_order_whatever_its_size(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """A body up to 64 KiB is read before its token is looked up (one connection then serves
+    both), a larger one after: either way the token is refused first (401 before 413 and before
+    the Idempotency-Key's 422), then the size, and a revoked token is refused at once."""
+    async with running_adapter(
+        regulators.build_service,
+        bus.settings,
+        key_dir=tmp_path / "keys",
+        webhooks={PLANNING: None},
+        max_body_bytes=4096,
+    ) as regs:
+        dept = regs.department(PLANNING)
+        doc = json.dumps(clue_handover(ajbh=case_no(), xsbh="X-1", jsdw=[BUREAU])).encode()
+        small, over_limit, over_read_first = doc, doc + b" " * 4096, doc + b" " * (70 * 1024)
+        json_type = {"Content-Type": "application/json"}
+        long_key = {"Idempotency-Key": "k" * 201}
+
+        async def post(body: bytes, headers: dict[str, str]) -> httpx.Response:
+            return await regs.client.post(
+                "/v1/submissions", content=body, headers={**json_type, **headers}
+            )
+
+        bad = {"Authorization": "Bearer cbt_nonsense"}
+        for body in (small, over_limit, over_read_first):
+            refused = await post(body, {**bad, **long_key})
+            assert refused.status_code == 401, (len(body), refused.text)
+            assert [p["rule"] for p in refused.json()["problems"]] == ["invalid_token"]
+            assert refused.headers["WWW-Authenticate"] == "Bearer"
+            missing = await post(body, long_key)
+            assert missing.status_code == 401
+            assert [p["rule"] for p in missing.json()["problems"]] == ["missing_token"]
+            assert (await post(body, {**dept.headers, **long_key})).status_code == 422
+        assert (await post(over_limit, dept.headers)).status_code == 413
+        assert (await post(over_read_first, dept.headers)).status_code == 413
+        accepted = await post(small, {**dept.headers, "Idempotency-Key": "k-1"})
+        assert accepted.status_code == 202, accepted.text
+        again = await post(small, {**dept.headers, "Idempotency-Key": "k-1"})
+        assert again.status_code == 200 and again.json() == accepted.json()
+        assert await revoke_token(regs.service.pool, dept.token)
+        revoked = await post(small, dept.headers)
+        assert revoked.status_code == 401
+        assert [p["rule"] for p in revoked.json()["problems"]] == ["invalid_token"]
+        assert await regs.service.pool.fetchval("SELECT count(*) FROM outbox") == 1
 
 
 @pytest.mark.integration

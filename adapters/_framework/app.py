@@ -21,11 +21,13 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,8 +35,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters._framework.attachments import attachment_routes
 from adapters._framework.audit_trail import audit_trail_routes
-from adapters._framework.auth import served_reader
-from adapters._framework.inbound import department_problem
+from adapters._framework.auth import (
+    BEARER,
+    bearer_token,
+    invalid_token,
+    not_served,
+    served_reader,
+    stored_token,
+    token_agency,
+)
+from adapters._framework.inbound import Caller, department_problem
 from adapters._framework.outbound import pending_deliveries
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
@@ -235,11 +245,46 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
             {"problems": [problem]}, status_code=exc.status_code, headers=exc.headers
         )
 
-    agency_of = served_reader(
-        lambda: service.pool, lambda agency: service.config.agency(agency) is not None
-    )
+    agency_of = served_reader(lambda: service.pool, lambda agency: serves(agency))
 
     Agency = Annotated[str, Depends(agency_of)]
+
+    def serves(agency: str) -> bool:
+        return service.config.agency(agency) is not None
+
+    async def submitting(
+        request: Request,
+        # Read for the OpenAPI description's security scheme; bearer_token parses the header.
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> AsyncIterator[_Submitting]:
+        """The caller of ``POST /v1/submissions``, refused as :func:`served_reader` refuses.
+
+        A body of at most :data:`_READ_FIRST` bytes (declared) is read first; then the token,
+        the Idempotency-Key's earlier submission and the submission itself take one connection
+        and two statements. A larger body is read only once the token is found good, as every
+        other route's, and never while a connection is held for it."""
+        token = bearer_token(request)
+        declared = request.headers.get("content-length", "")
+        if not (declared.isdigit() and int(declared) <= _READ_FIRST):
+            agency = await token_agency(service.pool, token)
+            if agency is None:
+                raise invalid_token()
+            if not serves(agency):
+                raise not_served(agency)
+            yield _Submitting(agency)
+            return
+        body = None if int(declared) > max_body else await _read(request, max_body)
+        stored = stored_token(token)
+        if stored is None:
+            raise invalid_token()
+        async with service.pool.acquire() as conn:
+            key = request.headers.get("idempotency-key")
+            caller = await service.submitter.caller(conn, stored, key)
+            if caller.agency_id is None:
+                raise invalid_token()
+            if not serves(caller.agency_id):
+                raise not_served(caller.agency_id)
+            yield _Submitting(caller.agency_id, conn, caller, body, too_large=body is None)
 
     @app.post(
         "/v1/submissions",
@@ -273,21 +318,22 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
     )
     async def submit(
         request: Request,
-        agency: Agency,
+        submitting: Annotated[_Submitting, Depends(submitting)],
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> Response:
         started = time.perf_counter()
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body:
+        body = submitting.body
+        if body is None and not submitting.too_large:  # not read before the token's check
+            body = await _read(request, max_body)
+        if body is None:
             return _too_large(max_body)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body:
-                return _too_large(max_body)
         try:
             accepted = await service.submitter.submit(
-                agency, bytes(body), idempotency_key=idempotency_key
+                submitting.agency,
+                body,
+                idempotency_key=idempotency_key,
+                conn=submitting.conn,
+                caller=submitting.caller,
             )
         except SubmissionRejectedError as e:
             return _problems(e.status, e.problems)
@@ -408,6 +454,36 @@ class _CountRequests:
         finally:
             path = getattr(scope.get("route"), "path", "other")
             REQUESTS.labels(adapter=self._adapter, route=path, status=str(status)).inc()
+
+
+_READ_FIRST: Final = 64 * 1024
+"""A submission declaring at most this many bytes is read before its token is looked up, so
+that one connection serves the lookup and the submission; no more than uvicorn buffers of a
+request before its app reads it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Submitting:
+    """Who submits, and what was done for the submission before its route ran."""
+
+    agency: str
+    conn: Any = None
+    """The connection the token was looked up on, for the submission too; None: take one."""
+    caller: Caller | None = None
+    """The token's agency and the key's earlier submission, looked up on ``conn``."""
+    body: bytes | None = None
+    """The body, read already; None: read it (unless ``too_large``)."""
+    too_large: bool = False
+
+
+async def _read(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None once it exceeds ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _too_large(limit: int) -> JSONResponse:

@@ -46,7 +46,7 @@ from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
 from bus.sla.clock import Clock, RealClock
 
-__all__ = ["Accepted", "Submitter", "department_problem"]
+__all__ = ["Accepted", "Caller", "Submitter", "department_problem"]
 
 log = structlog.get_logger("casebus.adapter.inbound")
 
@@ -72,6 +72,23 @@ WITH recorded AS (
     RETURNING true
 )
 SELECT EXISTS (SELECT FROM queued)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Whom a token belongs to (None: unknown or revoked) and, for an Idempotency-Key, the
+    body hash and message id of its earlier submission (None: the key is new)."""
+
+    agency_id: str | None
+    earlier: tuple[bytes, uuid.UUID] | None
+
+
+_CALLER: Final = """
+SELECT t.agency_id, s.body_sha256, s.message_id
+FROM adapter_tokens t
+LEFT JOIN adapter_submissions s ON s.agency_id = t.agency_id AND s.idempotency_key = $2::text
+WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL
 """
 
 
@@ -147,9 +164,17 @@ class Submitter:
         return list(self._sends)
 
     async def submit(
-        self, agency_id: str, body: bytes, *, idempotency_key: str | None = None
+        self,
+        agency_id: str,
+        body: bytes,
+        *,
+        idempotency_key: str | None = None,
+        conn: Any = None,
+        caller: Caller | None = None,
     ) -> Accepted:
-        """Check, sign and queue one document for ``agency_id`` (already authenticated)."""
+        """Check, sign and queue one document for ``agency_id`` (already authenticated), on a
+        connection of the pool or ``conn``; ``caller`` (from :meth:`caller` on ``conn``, for
+        the same key) saves looking the key up again."""
         signer = self._signers.get(agency_id)
         if signer is None:
             raise SubmissionRejectedError(
@@ -177,31 +202,67 @@ class Submitter:
                 ],
             )
         digest = hashlib.sha256(body).digest()
-        async with self._pool.acquire() as conn:
-            if idempotency_key is not None:
-                earlier = await self._earlier(conn, agency_id, idempotency_key, digest)
-                if earlier is not None:
-                    return earlier
-            envelope = self._envelope(agency_id, body, signer)
-            row = self._writer.row(envelope, owner=agency_id)
-            args = (idempotency_key, digest, envelope.kind, *row)
-            if bus_attachments(envelope):
-                async with conn.transaction():
-                    # In the transaction that records the references: it locks the files
-                    # against the retention sweep until the references are committed
-                    # (bus.attachments).
-                    await self._check_attachments(conn, agency_id, envelope)
-                    fresh = await conn.fetchval(_QUEUE, *args)
-                    if fresh:
-                        # The sender may read the case files its message carries.
-                        await record_references(conn, envelope, agency_id, "sender")
-            else:  # nothing else to write: one statement is the transaction
+        if conn is None:
+            async with self._pool.acquire() as own:
+                accepted = await self._queue(own, agency_id, signer, body, digest, idempotency_key)
+        else:
+            accepted = await self._queue(
+                conn, agency_id, signer, body, digest, idempotency_key, caller
+            )
+        if self._on_commit is not None and not accepted.replay:
+            self._on_commit(agency_id)
+        return accepted
+
+    async def caller(self, conn: Any, token_sha256: bytes, idempotency_key: str | None) -> Caller:
+        """The agency of an active token (see :func:`~adapters._framework.auth.stored_token`)
+        and what ``idempotency_key`` answered it before, in one query; pass it to
+        :meth:`submit` with the same connection."""
+        row = await conn.fetchrow(_CALLER, token_sha256, idempotency_key)
+        if row is None:
+            return Caller(None, None)
+        earlier = None if row["message_id"] is None else (bytes(row[1]), row["message_id"])
+        return Caller(str(row["agency_id"]), earlier)
+
+    async def _queue(
+        self,
+        conn: Any,
+        agency_id: str,
+        signer: Signer,
+        body: bytes,
+        digest: bytes,
+        idempotency_key: str | None,
+        caller: Caller | None = None,
+    ) -> Accepted:
+        """Queue the document unless the key answers it; ``caller``: the key already looked up."""
+        if idempotency_key is not None:
+            if caller is None:
+                replay = await self._earlier(conn, agency_id, idempotency_key, digest)
+            elif caller.earlier is not None:
+                replay = _replay(idempotency_key, digest, *caller.earlier)
+            else:
+                replay = None
+            if replay is not None:
+                return replay
+        envelope = self._envelope(agency_id, body, signer)
+        row = self._writer.row(envelope, owner=agency_id)
+        args = (idempotency_key, digest, envelope.kind, *row)
+        if bus_attachments(envelope):
+            async with conn.transaction():
+                # In the transaction that records the references: it locks the files
+                # against the retention sweep until the references are committed
+                # (bus.attachments).
+                await self._check_attachments(conn, agency_id, envelope)
                 fresh = await conn.fetchval(_QUEUE, *args)
-            if not fresh:  # a concurrent request with the same key won the race
-                assert idempotency_key is not None
-                earlier = await self._earlier(conn, agency_id, idempotency_key, digest)
-                assert earlier is not None
-                return earlier
+                if fresh:
+                    # The sender may read the case files its message carries.
+                    await record_references(conn, envelope, agency_id, "sender")
+        else:  # nothing else to write: one statement is the transaction
+            fresh = await conn.fetchval(_QUEUE, *args)
+        if not fresh:  # a concurrent request with the same key won the race
+            assert idempotency_key is not None
+            replay = await self._earlier(conn, agency_id, idempotency_key, digest)
+            assert replay is not None
+            return replay
         log.info(
             "adapter.submitted",
             agency=agency_id,
@@ -209,8 +270,6 @@ class Submitter:
             case_id=envelope.case_id,
             kind=envelope.kind,
         )
-        if self._on_commit is not None:
-            self._on_commit(agency_id)
         return Accepted(envelope.message_id, replay=False)
 
     async def _check_attachments(self, conn: Any, agency_id: str, envelope: Envelope) -> None:
@@ -233,20 +292,7 @@ class Submitter:
         )
         if row is None:
             return None
-        if bytes(row["body_sha256"]) != digest:
-            raise SubmissionRejectedError(
-                409,
-                [
-                    department_problem(
-                        "Idempotency-Key",
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was used with another body",
-                        "该幂等键已用于内容不同的提交",
-                        key,
-                    )
-                ],
-            )
-        return Accepted(row["message_id"], replay=True)
+        return _replay(key, digest, bytes(row["body_sha256"]), row["message_id"])
 
     # -- checking and building ------------------------------------------------------------------
 
@@ -365,6 +411,24 @@ class Submitter:
             )
             for p in decision.problems
         ]
+
+
+def _replay(key: str, digest: bytes, stored: bytes, message_id: uuid.UUID) -> Accepted:
+    """The answer to a key used before: its message again, or 409 for another body."""
+    if stored != digest:
+        raise SubmissionRejectedError(
+            409,
+            [
+                department_problem(
+                    "Idempotency-Key",
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with another body",
+                    "该幂等键已用于内容不同的提交",
+                    key,
+                )
+            ],
+        )
+    return Accepted(message_id, replay=True)
 
 
 @dataclass(frozen=True, slots=True)
