@@ -33,7 +33,7 @@ from adapters._framework.vocabulary import Vocabulary
 from adapters.enforcement.testing import FakeBureau, opinion_request
 from adapters.regulators.mapping import VOCABULARY
 from adapters.regulators.testing import FakeRegulator, clue_handover, opinion_response
-from bus.errors import ConfigError
+from bus.errors import ConfigError, OutboxConflictError
 from bus.models import validate_payload
 from bus.samples import sample_payload
 from bus.signing import write_keypair
@@ -367,6 +367,50 @@ async def _until_waiting_on_a_lock(pool: asyncpg.Pool, holder: asyncpg.Connectio
             return
         await asyncio.sleep(0.02)
     raise AssertionError("no session came to wait for the racing transaction's lock")
+
+
+@pytest.mark.integration
+async def test_settling_answers_once_and_refuses_an_answer_already_queued_otherwise(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """Settling writes the delivery's state and its bus.ack together; if an answer with the
+    ack's fixed id is already in the outbox with other bytes, nothing changes and the conflict
+    is raised, as writing the answer in the delivery's locked transaction always raised it."""
+    async with running_adapter(
+        regulators.build_service, bus.settings, key_dir=tmp_path / "keys", webhooks={PLANNING: None}
+    ) as regs:
+        pool = regs.service.pool
+        first, second = uuid.uuid4(), uuid.uuid4()
+        for i, message_id in enumerate((first, second)):
+            await pool.execute(
+                "INSERT INTO adapter_deliveries (agency_id, message_id, case_id, kind, sender,"
+                " correlation_id, document, needs_ack)"
+                " VALUES ($1, $2, $3, 'opinion.request', $4, $5, '{}'::jsonb, true)",
+                PLANNING,
+                message_id,
+                f"{case_no()}-{i}",
+                BUREAU,
+                str(message_id),
+            )
+        settle = regs.service.settler.settle
+        assert await settle(pool, PLANNING, first, "accepted") is True
+        assert await settle(pool, PLANNING, first, "accepted") is False
+        ack = answer_id(PLANNING, "bus.ack", first)
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = $1", ack) == 1
+
+        squatter = answer_id(PLANNING, "bus.ack", second)
+        await pool.execute(
+            "INSERT INTO outbox (owner, message_id, case_id, topic, key, value, headers)"
+            " VALUES ($1, $2, 'c', 't', 'k', 'other bytes', '[]')",
+            PLANNING,
+            squatter,
+        )
+        with pytest.raises(OutboxConflictError):
+            await settle(pool, PLANNING, second, "accepted")
+        state = await pool.fetchval(
+            "SELECT state FROM adapter_deliveries WHERE message_id = $1", second
+        )
+        assert state == "pending"
 
 
 @pytest.mark.integration
