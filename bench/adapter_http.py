@@ -12,7 +12,10 @@ own and drops the database at the end.
    (closed loop: each client sends its next request when the last one was answered), then at a
    fixed offered rate (open loop: request ``i`` is due at ``start + i / rate`` whether or not
    earlier ones were answered; its latency counts from when it was due, so a stall is not
-   hidden by the requests it held back).
+   hidden by the requests it held back). With ``--acks``, N pending deliveries (stored as the
+   inbox reader stores them, each a case of its own) are then acknowledged by pull, 8 clients:
+   the settling a webhook delivery also goes through (mark it, sign a ``bus.ack`` into the
+   outbox).
 2. An :class:`~bus.outbox.OutboxRelay` in this process then publishes the rows to Kafka
    (``acks=all``, idempotent); the table reports rows per second.
 
@@ -79,15 +82,17 @@ class _Client:
             else None
         )
 
-    async def post(self, body: bytes, headers: dict[str, str]) -> int:
+    async def post(
+        self, body: bytes, headers: dict[str, str], path: str = "/v1/submissions", want: int = 202
+    ) -> int:
         if self._raw is not None:
-            answer = await self._raw.post("/v1/submissions", body, headers)
+            answer = await self._raw.post(path, body, headers)
             status, text = answer.status, answer.body
         else:
             assert self._httpx is not None
-            r = await self._httpx.post("/v1/submissions", content=body, headers=headers)
+            r = await self._httpx.post(path, content=body, headers=headers)
             status, text = r.status_code, r.content
-        if status != 202:
+        if status != want:
             raise RuntimeError(f"{status}: {text[:500]!r}")
         return status
 
@@ -148,6 +153,44 @@ async def _open_loop(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(due, body, key)))
     await asyncio.gather(*tasks)
+    return time.perf_counter() - started, latencies
+
+
+async def _deliveries(dsn: str, n: int) -> list[uuid.UUID]:
+    """``n`` pending deliveries to AGENCY that answer with a bus.ack, each a case of its own,
+    stored as the adapter's inbox reader stores them."""
+    ids = [uuid.uuid4() for _ in range(n)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO adapter_deliveries (agency_id, message_id, case_id, kind, sender,"
+            " correlation_id, document, needs_ack)"
+            " VALUES ($1, $2, $3, 'opinion.request', $4, $5, '{}'::jsonb, true)",
+            [(AGENCY, m, f"阳城执〔2026〕A{i:05d}号", BUREAU, str(m)) for i, m in enumerate(ids)],
+        )
+    finally:
+        await conn.close()
+    return ids
+
+
+async def _acks(
+    client: _Client, token: str, ids: list[uuid.UUID], concurrency: int
+) -> tuple[float, list[float]]:
+    """``POST /v1/inbox/{id}/ack`` for each of ``ids`` by ``concurrency`` clients: the settling
+    path a webhook delivery also takes (mark the delivery, sign a bus.ack into the outbox)."""
+    todo = list(ids)
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def worker() -> None:
+        while todo:
+            message_id = todo.pop()
+            t0 = time.perf_counter()
+            await client.post(b"", headers, path=f"/v1/inbox/{message_id}/ack", want=200)
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return time.perf_counter() - started, latencies
 
 
@@ -220,6 +263,12 @@ async def main(args: argparse.Namespace) -> None:
                     f"POST /v1/submissions c={c}",
                     lambda c=c, first=sent: _closed_loop(client, token, first, args.n, c),
                 )
+            if args.acks:
+                ids = await _deliveries(dsn, args.n)
+                await phase(
+                    "POST /v1/inbox/{id}/ack c=8",
+                    lambda: _acks(client, token, ids, 8),
+                )
             for rate in args.rate:
                 sent += await phase(
                     f"POST /v1/submissions {rate:g}/s offered",
@@ -281,6 +330,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each rate phase")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
+    parser.add_argument(
+        "--acks", action="store_true", help="also settle N pending deliveries by pull ack"
+    )
     parser.add_argument(
         "--server-tree", default="", help="run the adapter from this checkout (PYTHONPATH)"
     )
