@@ -426,13 +426,12 @@ async def test_health_readiness_metrics_and_openapi(bus: Bus, tmp_path: Path) ->
         }
         metrics = await enf.client.get("/metrics")
         assert "casebus_adapter_requests_total" in metrics.text
-        before = _requests("/v1/inbox", "401"), _requests("/healthz", "200")
+        counted = [("/v1/inbox", "401"), ("/healthz", "200"), ("/v1/submissions", "401")]
+        before = [_requests(route, status) for route, status in counted]
         assert (await enf.client.get("/v1/inbox")).status_code == 401
         assert (await enf.client.get("/healthz")).status_code == 200
-        assert (_requests("/v1/inbox", "401"), _requests("/healthz", "200")) == (
-            before[0] + 1,
-            before[1] + 1,
-        )
+        assert (await enf.client.post("/v1/submissions", json={})).status_code == 401
+        assert [_requests(route, status) for route, status in counted] == [n + 1 for n in before]
         spec = (await enf.client.get("/openapi.json")).json()
         assert {"/v1/submissions", "/v1/inbox", "/v1/inbox/{message_id}/ack"} <= set(spec["paths"])
 
