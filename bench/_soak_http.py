@@ -33,6 +33,10 @@ class Answer:
 
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
+IDLE_S = 2.0
+"""How long an idle connection is reused: uvicorn closes one idle for 5 s (its
+``timeout_keep_alive``), and a request written to a connection the server is closing is reset."""
+
 
 class Pool:
     """Up to ``size`` keep-alive connections to ``host:port``; a request waits for a free one."""
@@ -40,13 +44,13 @@ class Pool:
     def __init__(self, host: str, port: int, *, size: int, timeout_s: float = 30.0) -> None:
         self._host, self._port = host, port
         self._timeout_s = timeout_s
-        self._idle: list[_Conn] = []
+        self._idle: list[tuple[float, _Conn]] = []
         self._slots = asyncio.Semaphore(size)
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST ``body``; HttpError when no answer came."""
         async with self._slots:
-            conn = self._idle.pop() if self._idle else None
+            conn = self._fresh_idle()
             try:
                 if conn is None:
                     conn = await asyncio.wait_for(
@@ -60,10 +64,20 @@ class Pool:
                     conn[1].transport.abort()
                 raise HttpError(f"{type(e).__name__}: {e}") from e
             if keep:
-                self._idle.append(conn)
+                self._idle.append((time.monotonic(), conn))
             else:
                 conn[1].close()
             return answer
+
+    def _fresh_idle(self) -> _Conn | None:
+        """The most recently used idle connection; those idle too long are closed."""
+        now = time.monotonic()
+        while self._idle:
+            since, conn = self._idle.pop()
+            if now - since < IDLE_S:
+                return conn
+            conn[1].close()
+        return None
 
     async def _exchange(
         self, conn: _Conn, path: str, body: bytes, headers: Mapping[str, str]
@@ -98,7 +112,7 @@ class Pool:
 
     async def close(self) -> None:
         """Close the idle connections."""
-        for _, writer in self._idle:
+        for _, (_, writer) in self._idle:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 from uuid import UUID
@@ -44,10 +45,12 @@ from bus.models import Envelope
 from bus.settings import Settings
 
 __all__ = [
+    "OUTBOX_COLUMNS",
     "OUTBOX_PENDING",
     "OUTBOX_PUBLISHED",
     "OUTBOX_PUBLISH_ERRORS",
     "OutboxRelay",
+    "OutboxRow",
     "OutboxWriter",
     "RelayRound",
 ]
@@ -75,14 +78,53 @@ OUTBOX_PENDING: Final = Gauge(
 """Rows waiting to be published, by owner."""
 
 
-_INSERT: Final = """
-INSERT INTO outbox (owner, message_id, case_id, topic, key, value, headers)
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An outbox row's columns as written, in the order of :data:`OUTBOX_COLUMNS` (iterate it
+    for a statement's arguments)."""
+
+    owner: str
+    message_id: UUID
+    case_id: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: str
+    """The CloudEvents headers as a JSON array of ``[name, value]`` (the ``jsonb`` column)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(
+            (
+                self.owner,
+                self.message_id,
+                self.case_id,
+                self.topic,
+                self.key,
+                self.value,
+                self.headers,
+            )
+        )
+
+
+OUTBOX_COLUMNS: Final = "owner, message_id, case_id, topic, key, value, headers"
+"""The columns of :class:`OutboxRow`, in its order."""
+
+
+_INSERT: Final = f"""
+INSERT INTO outbox ({OUTBOX_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
 ON CONFLICT (message_id) DO NOTHING
 RETURNING id
 """
 
 _EXISTING: Final = "SELECT owner, topic, key, value FROM outbox WHERE message_id = $1"
+
+
+_NO_OWNER: Final = "owner must name the adapter or agency writing the row"
+
+
+def _context(envelope: Envelope, owner: str) -> dict[str, str]:
+    return {"message_id": str(envelope.message_id), "case_id": envelope.case_id, "agency": owner}
 
 
 class OutboxWriter:
@@ -96,6 +138,31 @@ class OutboxWriter:
         """The topic a row of ``sender`` is published to (the row keeps it)."""
         return self._settings.topic_submit(sender)
 
+    def row(self, envelope: Envelope, *, owner: str) -> OutboxRow:
+        """The outbox row of ``envelope`` (already signed) as :meth:`add` writes it, for a
+        caller that writes it in a statement of its own together with its own state (the
+        adapter's submissions); OutboxMisuseError for an unsigned envelope or no owner."""
+        context = _context(envelope, owner)
+        if not owner:
+            raise OutboxMisuseError(_NO_OWNER, **context)
+        if not envelope.signature.value:
+            raise OutboxMisuseError(
+                "the envelope must be signed before it enters the outbox", **context
+            )
+        headers = json.dumps(
+            [[name, raw.decode()] for name, raw in self._codec.cloudevents_headers(envelope)],
+            ensure_ascii=False,
+        )
+        return OutboxRow(
+            owner=owner,
+            message_id=envelope.message_id,
+            case_id=envelope.case_id,
+            topic=self.topic_for(envelope.sender),
+            key=self._codec.kafka_key(envelope),
+            value=self._codec.encode_envelope(envelope),
+            headers=headers,
+        )
+
     async def add(self, conn: Conn, envelope: Envelope, *, owner: str) -> bool:
         """Queue ``envelope`` (already signed) for publishing; True if added, False if a no-op.
 
@@ -103,40 +170,23 @@ class OutboxWriter:
         back with the caller's own writes. Adding a ``message_id`` again with the same bytes
         changes nothing; with other bytes it raises :class:`OutboxConflictError`.
         """
-        context = {
-            "message_id": str(envelope.message_id),
-            "case_id": envelope.case_id,
-            "agency": owner,
-        }
+        context = _context(envelope, owner)
         if not owner:
-            raise OutboxMisuseError(
-                "owner must name the adapter or agency writing the row", **context
-            )
+            raise OutboxMisuseError(_NO_OWNER, **context)
         if not conn.is_in_transaction():
             raise OutboxMisuseError(
                 "OutboxWriter.add must run inside the caller's transaction, with its own writes",
                 **context,
             )
-        if not envelope.signature.value:
-            raise OutboxMisuseError(
-                "the envelope must be signed before it enters the outbox", **context
-            )
-        topic = self.topic_for(envelope.sender)
-        value = self._codec.encode_envelope(envelope)
-        key = self._codec.kafka_key(envelope)
-        headers = json.dumps(
-            [[name, raw.decode()] for name, raw in self._codec.cloudevents_headers(envelope)],
-            ensure_ascii=False,
-        )
+        row = self.row(envelope, owner=owner)
+        topic, key, value = row.topic, row.key, row.value
         bound = log.bind(
             message_id=context["message_id"],
             case_id=envelope.case_id,
             owner=owner,
             topic=topic,
         )
-        row_id = await conn.fetchval(
-            _INSERT, owner, envelope.message_id, envelope.case_id, topic, key, value, headers
-        )
+        row_id = await conn.fetchval(_INSERT, *row)
         if row_id is not None:
             bound.debug("outbox.added", outbox_id=row_id)
             return True

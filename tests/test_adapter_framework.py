@@ -7,6 +7,7 @@ and database, with fake departments as real HTTP servers on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import uuid
@@ -22,16 +23,17 @@ from buskit import Bus
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from adapters import enforcement, regulators
-from adapters._framework.auth import create_token, token_agency
+from adapters._framework.auth import create_token, revoke_token, token_agency
 from adapters._framework.fake_department import free_socket, running_adapter
 from adapters._framework.outbound import CircuitBreaker, answer_id, sign_webhook
 from adapters._framework.vocabulary import Vocabulary
 from adapters.enforcement.testing import FakeBureau, opinion_request
 from adapters.regulators.mapping import VOCABULARY
 from adapters.regulators.testing import FakeRegulator, clue_handover, opinion_response
-from bus.errors import ConfigError
+from bus.errors import ConfigError, OutboxConflictError
 from bus.models import validate_payload
 from bus.samples import sample_payload
 from bus.signing import write_keypair
@@ -177,6 +179,54 @@ async def test_tokens_are_required_and_scoped_to_one_agency(bus: Bus, tmp_path: 
 
 
 @pytest.mark.integration
+async def test_a_submission_is_refused_in_the_same_order_whatever_its_size(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """A body up to 64 KiB is read before its token is looked up (one connection then serves
+    both), a larger one after: either way the token is refused first (401 before 413 and before
+    the Idempotency-Key's 422), then the size, and a revoked token is refused at once."""
+    async with running_adapter(
+        regulators.build_service,
+        bus.settings,
+        key_dir=tmp_path / "keys",
+        webhooks={PLANNING: None},
+        max_body_bytes=4096,
+    ) as regs:
+        dept = regs.department(PLANNING)
+        doc = json.dumps(clue_handover(ajbh=case_no(), xsbh="X-1", jsdw=[BUREAU])).encode()
+        small, over_limit, over_read_first = doc, doc + b" " * 4096, doc + b" " * (70 * 1024)
+        json_type = {"Content-Type": "application/json"}
+        long_key = {"Idempotency-Key": "k" * 201}
+
+        async def post(body: bytes, headers: dict[str, str]) -> httpx.Response:
+            return await regs.client.post(
+                "/v1/submissions", content=body, headers={**json_type, **headers}
+            )
+
+        bad = {"Authorization": "Bearer cbt_nonsense"}
+        for body in (small, over_limit, over_read_first):
+            refused = await post(body, {**bad, **long_key})
+            assert refused.status_code == 401, (len(body), refused.text)
+            assert [p["rule"] for p in refused.json()["problems"]] == ["invalid_token"]
+            assert refused.headers["WWW-Authenticate"] == "Bearer"
+            missing = await post(body, long_key)
+            assert missing.status_code == 401
+            assert [p["rule"] for p in missing.json()["problems"]] == ["missing_token"]
+            assert (await post(body, {**dept.headers, **long_key})).status_code == 422
+        assert (await post(over_limit, dept.headers)).status_code == 413
+        assert (await post(over_read_first, dept.headers)).status_code == 413
+        accepted = await post(small, {**dept.headers, "Idempotency-Key": "k-1"})
+        assert accepted.status_code == 202, accepted.text
+        again = await post(small, {**dept.headers, "Idempotency-Key": "k-1"})
+        assert again.status_code == 200 and again.json() == accepted.json()
+        assert await revoke_token(regs.service.pool, dept.token)
+        revoked = await post(small, dept.headers)
+        assert revoked.status_code == 401
+        assert [p["rule"] for p in revoked.json()["problems"]] == ["invalid_token"]
+        assert await regs.service.pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+
+@pytest.mark.integration
 async def test_bad_input_lists_every_problem_in_the_departments_terms(
     bus: Bus, tmp_path: Path
 ) -> None:
@@ -259,6 +309,111 @@ async def test_an_idempotency_key_answers_the_same_id_and_refuses_another_body(
 
 
 @pytest.mark.integration
+async def test_a_key_committed_by_a_racing_request_answers_its_message_and_queues_nothing(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """The submission's one statement waits on a concurrent request's uncommitted record of
+    the same key; once that commits, it queues nothing and answers that request's message
+    (same body) or 409 (another body)."""
+    async with running_adapter(
+        regulators.build_service, bus.settings, key_dir=tmp_path / "keys", webhooks={PLANNING: None}
+    ) as regs:
+        dept = regs.department(PLANNING)
+        headers = {**dept.headers, "Content-Type": "application/json"}
+        for key, same_body in (("race-same", True), ("race-other", False)):
+            body = json.dumps(clue_handover(ajbh=case_no(), xsbh="X-1", jsdw=[BUREAU])).encode()
+            recorded = body if same_body else body + b" "
+            racer_id = uuid.uuid4()
+            racer = await asyncpg.connect(bus.settings.database_url)
+            try:
+                racing = racer.transaction()
+                await racing.start()
+                await racer.execute(
+                    "INSERT INTO adapter_submissions"
+                    " (agency_id, idempotency_key, body_sha256, message_id, kind, case_id)"
+                    " VALUES ($1, $2, $3, $4, 'clue.handover', 'c')",
+                    PLANNING,
+                    key,
+                    hashlib.sha256(recorded).digest(),
+                    racer_id,
+                )
+                post = asyncio.create_task(
+                    regs.client.post(
+                        "/v1/submissions", content=body, headers={**headers, "Idempotency-Key": key}
+                    )
+                )
+                await _until_waiting_on_a_lock(regs.service.pool, racer)
+                await racing.commit()
+                answer = await post
+            finally:
+                await racer.close()
+            if same_body:
+                assert answer.status_code == 200, answer.text
+                assert answer.json() == {"message_id": str(racer_id)}
+            else:
+                assert answer.status_code == 409 and fields(answer) == {"Idempotency-Key"}
+        assert await regs.service.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def _until_waiting_on_a_lock(pool: asyncpg.Pool, holder: asyncpg.Connection) -> None:
+    """Until a session waits for a lock ``holder`` holds."""
+    holder_pid = holder.get_server_pid()
+    for _ in range(500):
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            holder_pid,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no session came to wait for the racing transaction's lock")
+
+
+@pytest.mark.integration
+async def test_settling_answers_once_and_refuses_an_answer_already_queued_otherwise(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """Settling writes the delivery's state and its bus.ack together; if an answer with the
+    ack's fixed id is already in the outbox with other bytes, nothing changes and the conflict
+    is raised, as writing the answer in the delivery's locked transaction always raised it."""
+    async with running_adapter(
+        regulators.build_service, bus.settings, key_dir=tmp_path / "keys", webhooks={PLANNING: None}
+    ) as regs:
+        pool = regs.service.pool
+        first, second = uuid.uuid4(), uuid.uuid4()
+        for i, message_id in enumerate((first, second)):
+            await pool.execute(
+                "INSERT INTO adapter_deliveries (agency_id, message_id, case_id, kind, sender,"
+                " correlation_id, document, needs_ack)"
+                " VALUES ($1, $2, $3, 'opinion.request', $4, $5, '{}'::jsonb, true)",
+                PLANNING,
+                message_id,
+                f"{case_no()}-{i}",
+                BUREAU,
+                str(message_id),
+            )
+        settle = regs.service.settler.settle
+        assert await settle(pool, PLANNING, first, "accepted") is True
+        assert await settle(pool, PLANNING, first, "accepted") is False
+        ack = answer_id(PLANNING, "bus.ack", first)
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE message_id = $1", ack) == 1
+
+        squatter = answer_id(PLANNING, "bus.ack", second)
+        await pool.execute(
+            "INSERT INTO outbox (owner, message_id, case_id, topic, key, value, headers)"
+            " VALUES ($1, $2, 'c', 't', 'k', 'other bytes', '[]')",
+            PLANNING,
+            squatter,
+        )
+        with pytest.raises(OutboxConflictError):
+            await settle(pool, PLANNING, second, "accepted")
+        state = await pool.fetchval(
+            "SELECT state FROM adapter_deliveries WHERE message_id = $1", second
+        )
+        assert state == "pending"
+
+
+@pytest.mark.integration
 async def test_health_readiness_metrics_and_openapi(bus: Bus, tmp_path: Path) -> None:
     async with running_adapter(
         enforcement.build_service, bus.settings, key_dir=tmp_path / "keys", webhooks={BUREAU: None}
@@ -271,8 +426,20 @@ async def test_health_readiness_metrics_and_openapi(bus: Bus, tmp_path: Path) ->
         }
         metrics = await enf.client.get("/metrics")
         assert "casebus_adapter_requests_total" in metrics.text
+        counted = [("/v1/inbox", "401"), ("/healthz", "200"), ("/v1/submissions", "401")]
+        before = [_requests(route, status) for route, status in counted]
+        assert (await enf.client.get("/v1/inbox")).status_code == 401
+        assert (await enf.client.get("/healthz")).status_code == 200
+        assert (await enf.client.post("/v1/submissions", json={})).status_code == 401
+        assert [_requests(route, status) for route, status in counted] == [n + 1 for n in before]
         spec = (await enf.client.get("/openapi.json")).json()
         assert {"/v1/submissions", "/v1/inbox", "/v1/inbox/{message_id}/ack"} <= set(spec["paths"])
+
+
+def _requests(route: str, status: str) -> float:
+    """The enforcement adapter's request count of ``route`` with ``status`` so far."""
+    labels = {"adapter": "enforcement", "route": route, "status": status}
+    return REGISTRY.get_sample_value("casebus_adapter_requests_total", labels) or 0.0
 
 
 @pytest.mark.integration

@@ -4,6 +4,7 @@ each once, in per-case order, by one or several relays, and Kafka outages are wa
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -18,7 +19,7 @@ from prometheus_client import REGISTRY
 from bus.codec import decode_envelope
 from bus.errors import OutboxConflictError, OutboxMisuseError
 from bus.models import Envelope
-from bus.outbox import OutboxRelay, OutboxWriter
+from bus.outbox import OUTBOX_COLUMNS, OutboxRelay, OutboxWriter
 from bus.party import Party
 from bus.settings import Settings
 from bus.signing import Ed25519Signer, generate_keypair, sign_envelope
@@ -161,6 +162,34 @@ async def test_adding_a_message_twice_is_a_no_op_and_other_bytes_conflict(
     assert [(r["owner"], r["message_id"], r["topic"], r["attempts"]) for r in rows] == [
         (owner, envelope.message_id, settings.topic_submit(), 0)
     ]
+
+
+async def test_a_row_is_what_add_stores_and_is_refused_unsigned_or_without_owner(
+    settings: Settings, pool: asyncpg.Pool, signer: Ed25519Signer, owner: str
+) -> None:
+    """:meth:`OutboxWriter.row` (for a caller writing the row in a statement of its own, the
+    adapter's submissions) gives the columns :meth:`OutboxWriter.add` stores, in
+    ``OUTBOX_COLUMNS`` order, and refuses what ``add`` refuses but the transaction."""
+    writer = OutboxWriter(settings)
+    envelope = _envelope(signer, "YGH-2026-0011")
+    row = writer.row(envelope, owner=owner)
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            assert await writer.add(conn, envelope, owner=owner)
+        stored = await conn.fetchrow(
+            f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE message_id = $1", envelope.message_id
+        )
+    assert stored is not None
+    assert [bytes(v) if isinstance(v, bytes) else v for v in stored.values()][:6] == list(row)[:6]
+    assert json.loads(stored["headers"]) == json.loads(row.headers)
+    assert decode_envelope(row.value) == envelope
+    unsigned = envelope.model_copy(
+        update={"signature": envelope.signature.model_copy(update={"value": b""})}
+    )
+    with pytest.raises(OutboxMisuseError, match="signed"):
+        writer.row(unsigned, owner=owner)
+    with pytest.raises(OutboxMisuseError, match="owner"):
+        writer.row(envelope, owner="")
 
 
 async def test_rows_of_a_rolled_back_transaction_are_never_published(

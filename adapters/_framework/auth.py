@@ -18,7 +18,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import asyncpg
 from fastapi import Depends, HTTPException, Request
@@ -30,15 +30,21 @@ from bus.db import Executor
 
 __all__ = [
     "ANONYMOUS",
+    "BEARER",
     "INVALID_TOKEN",
     "AgencyReader",
+    "bearer_token",
     "caller",
     "create_token",
     "forbidden",
     "hash_token",
+    "invalid_token",
     "message_reader",
+    "missing_token",
+    "not_served",
     "revoke_token",
     "served_reader",
+    "stored_token",
     "token_agency",
     "token_reader",
 ]
@@ -47,6 +53,8 @@ AgencyReader = Callable[..., Awaitable[str]]
 """A FastAPI dependency: the agency the request's token belongs to, or an HTTPException."""
 
 _bearer = HTTPBearer(auto_error=False, description="The department's API token.")
+BEARER: Final = _bearer
+"""The security scheme every route with a token declares (a dependency that checks nothing)."""
 
 _PREFIX = "cbt_"
 
@@ -85,11 +93,12 @@ async def revoke_token(db: Executor, token: str) -> bool:
 
 async def token_agency(db: Executor, token: str) -> str | None:
     """The agency an active token belongs to, or None."""
-    if not token or len(token) > 256:
+    stored = stored_token(token)
+    if stored is None:
         return None
     agency = await db.fetchval(
         "SELECT agency_id FROM adapter_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
-        hash_token(token),
+        stored,
     )
     return None if agency is None else str(agency)
 
@@ -151,23 +160,57 @@ def token_reader(
     ) -> str:
         token = _presented(request.headers.get("authorization", ""), basic=basic_realm is not None)
         if token is None:
-            raise _unauthorized(
-                "missing_token",
-                "an API token is required: Authorization: Bearer <token>",
-                "缺少访问令牌",
-                challenge,
-            )
+            raise missing_token(challenge)
         agency = await token_agency(pool(), token)
         if agency is None:
-            raise _unauthorized(
-                INVALID_TOKEN,
-                "the API token is unknown or revoked",
-                "访问令牌无效或已注销",
-                challenge,
-            )
+            raise invalid_token(challenge)
         return agency
 
     return agency_of
+
+
+def bearer_token(request: Request) -> str:
+    """The request's bearer token; the 401 ``missing_token`` of :func:`token_reader` without
+    one. For a route that looks the token up itself (:func:`stored_token`, then
+    :func:`invalid_token` or :func:`not_served`), declaring :data:`BEARER` for the description."""
+    token = _presented(request.headers.get("authorization", ""), basic=False)
+    if token is None:
+        raise missing_token("Bearer")
+    return token
+
+
+def stored_token(token: str) -> bytes | None:
+    """What ``adapter_tokens.token_sha256`` holds for ``token``; None for one that cannot be
+    valid (so :func:`token_agency` would not look)."""
+    return hash_token(token) if token and len(token) <= 256 else None
+
+
+def missing_token(challenge: str = "Bearer") -> HTTPException:
+    """The 401 of a request without a token."""
+    return _unauthorized(
+        "missing_token",
+        "an API token is required: Authorization: Bearer <token>",
+        "缺少访问令牌",
+        challenge,
+    )
+
+
+def invalid_token(challenge: str = "Bearer") -> HTTPException:
+    """The 401 of an unknown or revoked token."""
+    return _unauthorized(
+        INVALID_TOKEN, "the API token is unknown or revoked", "访问令牌无效或已注销", challenge
+    )
+
+
+def not_served(agency: str) -> HTTPException:
+    """The 403 of :func:`served_reader`: a valid token of an agency the adapter does not serve."""
+    return forbidden(
+        "Authorization",
+        "agency_not_served",
+        "the token's agency is not served by this adapter",
+        "本适配器不为该令牌所属单位提供服务",
+        agency,
+    )
 
 
 def served_reader(pool: Callable[[], asyncpg.Pool], serves: Callable[[str], bool]) -> AgencyReader:
@@ -176,13 +219,7 @@ def served_reader(pool: Callable[[], asyncpg.Pool], serves: Callable[[str], bool
 
     async def agency_of(agency: Annotated[str, Depends(any_token)]) -> str:
         if not serves(agency):
-            raise forbidden(
-                "Authorization",
-                "agency_not_served",
-                "the token's agency is not served by this adapter",
-                "本适配器不为该令牌所属单位提供服务",
-                agency,
-            )
+            raise not_served(agency)
         return agency
 
     return agency_of

@@ -30,22 +30,66 @@ from pydantic import ValidationError
 from adapters._framework.checks import DeadlineRules, SubmissionCheck, run_checks
 from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.agencies import load_registry
-from bus.attachments import AttachmentStore, prepare_submission, record_references
+from bus.attachments import (
+    AttachmentStore,
+    bus_attachments,
+    prepare_submission,
+    record_references,
+)
 from bus.codec import Codec, default_codec
 from bus.errors import Problem, SubmissionRejectedError, ValidationFailedError, render_value
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
-from bus.outbox import OutboxWriter
+from bus.outbox import OUTBOX_COLUMNS, OutboxWriter
 from bus.routing import RoutingPolicy, load_policy
 from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
 from bus.sla.clock import Clock, RealClock
 
-__all__ = ["Accepted", "Submitter", "department_problem"]
+__all__ = ["Accepted", "Caller", "Submitter", "department_problem"]
 
 log = structlog.get_logger("casebus.adapter.inbound")
 
 MAX_IDEMPOTENCY_KEY: Final = 200
+
+# A submission's idempotency record and its outbox row, in one statement: atomic on its own, so
+# without attachments to lock and reference it needs no BEGIN and COMMIT of its own. Without an
+# Idempotency-Key ($1 NULL) the row is always queued; with one, only if this statement recorded
+# the key (ON CONFLICT: a concurrent request with the key committed first). The message id is
+# fresh, so an outbox row with it already there is an error, not a replay. True if queued.
+_QUEUE: Final = f"""
+WITH recorded AS (
+    INSERT INTO adapter_submissions
+        (agency_id, idempotency_key, body_sha256, message_id, kind, case_id)
+    SELECT $4::text, $1::text, $2::bytea, $5::uuid, $3::text, $6::text
+    WHERE $1::text IS NOT NULL
+    ON CONFLICT (agency_id, idempotency_key) DO NOTHING
+    RETURNING true
+), queued AS (
+    INSERT INTO outbox ({OUTBOX_COLUMNS})
+    SELECT $4::text, $5::uuid, $6::text, $7::text, $8::bytea, $9::bytea, $10::jsonb
+    WHERE $1::text IS NULL OR EXISTS (SELECT FROM recorded)
+    RETURNING true
+)
+SELECT EXISTS (SELECT FROM queued)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Whom a token belongs to (None: unknown or revoked) and, for an Idempotency-Key, the
+    body hash and message id of its earlier submission (None: the key is new)."""
+
+    agency_id: str | None
+    earlier: tuple[bytes, uuid.UUID] | None
+
+
+_CALLER: Final = """
+SELECT t.agency_id, s.body_sha256, s.message_id
+FROM adapter_tokens t
+LEFT JOIN adapter_submissions s ON s.agency_id = t.agency_id AND s.idempotency_key = $2::text
+WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +166,17 @@ class Submitter:
         return list(self._sends)
 
     async def submit(
-        self, agency_id: str, body: bytes, *, idempotency_key: str | None = None
+        self,
+        agency_id: str,
+        body: bytes,
+        *,
+        idempotency_key: str | None = None,
+        conn: Any = None,
+        caller: Caller | None = None,
     ) -> Accepted:
-        """Check, sign and queue one document for ``agency_id`` (already authenticated)."""
+        """Check, sign and queue one document for ``agency_id`` (already authenticated), on a
+        connection of the pool or ``conn``; ``caller`` (from :meth:`caller` on ``conn``, for
+        the same key) saves looking the key up again."""
         signer = self._signers.get(agency_id)
         if signer is None:
             raise SubmissionRejectedError(
@@ -152,37 +204,70 @@ class Submitter:
                 ],
             )
         digest = hashlib.sha256(body).digest()
-        async with self._pool.acquire() as conn:
-            if idempotency_key is not None:
-                earlier = await self._earlier(conn, agency_id, idempotency_key, digest)
-                if earlier is not None:
-                    return earlier
-            envelope = self._envelope(agency_id, body, signer)
+        if conn is None:
+            async with self._pool.acquire() as own:
+                accepted = await self._queue(own, agency_id, signer, body, digest, idempotency_key)
+        else:
+            accepted = await self._queue(
+                conn, agency_id, signer, body, digest, idempotency_key, caller
+            )
+        if self._on_commit is not None and not accepted.replay:
+            self._on_commit(agency_id)
+        return accepted
+
+    async def caller(self, conn: Any, token_sha256: bytes, idempotency_key: str | None) -> Caller:
+        """The agency of an active token (see :func:`~adapters._framework.auth.stored_token`)
+        and what ``idempotency_key`` answered it before, in one query; pass it to
+        :meth:`submit` with the same connection."""
+        row = await conn.fetchrow(_CALLER, token_sha256, idempotency_key)
+        if row is None:
+            return Caller(None, None)
+        earlier = None if row["message_id"] is None else (bytes(row[1]), row["message_id"])
+        return Caller(str(row["agency_id"]), earlier)
+
+    async def _queue(
+        self,
+        conn: Any,
+        agency_id: str,
+        signer: Signer,
+        body: bytes,
+        digest: bytes,
+        idempotency_key: str | None,
+        caller: Caller | None = None,
+    ) -> Accepted:
+        """Queue the document unless the key answers it; ``caller``: the key already looked up."""
+        if idempotency_key is not None:
+            if caller is None:
+                replay = await self._earlier(conn, agency_id, idempotency_key, digest)
+            elif caller.earlier is not None:
+                replay = _replay(idempotency_key, digest, *caller.earlier)
+            else:
+                replay = None
+            if replay is not None:
+                return replay
+        envelope = self._envelope(agency_id, body, signer)
+        if bus_attachments(envelope):
             async with conn.transaction():
-                # In the transaction that records the references: it locks the files against
-                # the retention sweep until the references are committed (bus.attachments).
+                # In the transaction that records the references: it locks the files
+                # against the retention sweep until the references are committed
+                # (bus.attachments). Under the sm2 profile the check may fill in SM3 digests
+                # and sign again, so the outbox row is made from what it returns.
                 envelope = await self._check_attachments(conn, agency_id, envelope, signer)
-                if idempotency_key is not None:
-                    fresh = await conn.fetchval(
-                        """INSERT INTO adapter_submissions
-                           (agency_id, idempotency_key, body_sha256, message_id, kind, case_id)
-                           VALUES ($1, $2, $3, $4, $5, $6)
-                           ON CONFLICT (agency_id, idempotency_key) DO NOTHING
-                           RETURNING true""",
-                        agency_id,
-                        idempotency_key,
-                        digest,
-                        envelope.message_id,
-                        envelope.kind,
-                        envelope.case_id,
-                    )
-                    if not fresh:  # a concurrent request with the same key won the race
-                        earlier = await self._earlier(conn, agency_id, idempotency_key, digest)
-                        assert earlier is not None
-                        return earlier
-                await self._writer.add(conn, envelope, owner=agency_id)
-                # The sender may read the case files its message carries (bus.attachments).
-                await record_references(conn, envelope, agency_id, "sender")
+                fresh = await conn.fetchval(
+                    _QUEUE, *self._args(envelope, agency_id, idempotency_key, digest)
+                )
+                if fresh:
+                    # The sender may read the case files its message carries.
+                    await record_references(conn, envelope, agency_id, "sender")
+        else:  # nothing else to write: one statement is the transaction
+            fresh = await conn.fetchval(
+                _QUEUE, *self._args(envelope, agency_id, idempotency_key, digest)
+            )
+        if not fresh:  # a concurrent request with the same key won the race
+            assert idempotency_key is not None
+            replay = await self._earlier(conn, agency_id, idempotency_key, digest)
+            assert replay is not None
+            return replay
         log.info(
             "adapter.submitted",
             agency=agency_id,
@@ -190,9 +275,14 @@ class Submitter:
             case_id=envelope.case_id,
             kind=envelope.kind,
         )
-        if self._on_commit is not None:
-            self._on_commit(agency_id)
         return Accepted(envelope.message_id, replay=False)
+
+    def _args(
+        self, envelope: Envelope, agency_id: str, idempotency_key: str | None, digest: bytes
+    ) -> tuple[Any, ...]:
+        """The parameters of ``_QUEUE``: the idempotency record and the outbox row."""
+        row = self._writer.row(envelope, owner=agency_id)
+        return (idempotency_key, digest, envelope.kind, *row)
 
     async def _check_attachments(
         self, conn: Any, agency_id: str, envelope: Envelope, signer: Signer
@@ -223,20 +313,7 @@ class Submitter:
         )
         if row is None:
             return None
-        if bytes(row["body_sha256"]) != digest:
-            raise SubmissionRejectedError(
-                409,
-                [
-                    department_problem(
-                        "Idempotency-Key",
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was used with another body",
-                        "该幂等键已用于内容不同的提交",
-                        key,
-                    )
-                ],
-            )
-        return Accepted(row["message_id"], replay=True)
+        return _replay(key, digest, bytes(row["body_sha256"]), row["message_id"])
 
     # -- checking and building ------------------------------------------------------------------
 
@@ -357,6 +434,24 @@ class Submitter:
         ]
 
 
+def _replay(key: str, digest: bytes, stored: bytes, message_id: uuid.UUID) -> Accepted:
+    """The answer to a key used before: its message again, or 409 for another body."""
+    if stored != digest:
+        raise SubmissionRejectedError(
+            409,
+            [
+                department_problem(
+                    "Idempotency-Key",
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with another body",
+                    "该幂等键已用于内容不同的提交",
+                    key,
+                )
+            ],
+        )
+    return Accepted(message_id, replay=True)
+
+
 @dataclass(frozen=True, slots=True)
 class _LongInteger:
     """A JSON integer with more digits than Python converts (4,300 by default): kept as its
@@ -373,8 +468,28 @@ def _integer(text: str) -> int | _LongInteger:
 
 
 def _parse(body: bytes) -> dict[str, Any]:
+    # Numbers no field may hold are seen as they are parsed; only then, or when a string may
+    # hold NUL or a lone surrogate, is the whole document walked to name them.
+    odd: list[str] = []
+
+    def integer(text: str) -> int | _LongInteger:
+        value = _integer(text)
+        if isinstance(value, _LongInteger):
+            odd.append(text)
+        return value
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            odd.append(text)
+        return value
+
+    def constant(name: str) -> float:  # NaN, Infinity, -Infinity
+        odd.append(name)
+        return float(name)
+
     try:
-        doc = json.loads(body, parse_int=_integer)
+        doc = json.loads(body, parse_int=integer, parse_float=number, parse_constant=constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError: ValueError
         raise SubmissionRejectedError(
             400,
@@ -384,7 +499,7 @@ def _parse(body: bytes) -> dict[str, Any]:
                 )
             ],
         ) from e
-    if isinstance(doc, dict):
+    if isinstance(doc, dict) and (odd or not _plain_strings(body)):
         try:
             bad = list(_unusable(doc, ""))
         except RecursionError:
@@ -401,6 +516,28 @@ def _parse(body: bytes) -> dict[str, Any]:
             ],
         )
     return doc
+
+
+_SHALLOW: Final = 100
+"""At most this many arrays and objects: nested no deeper, so the walk cannot exceed the
+recursion limit."""
+
+
+def _plain_strings(body: bytes) -> bool:
+    """Whether no string parsed from ``body`` can hold NUL or a lone surrogate (and the walk
+    would find nothing else than the parser saw): JSON refuses raw
+    control characters in strings, so both come only from a ``\\u`` escape, or from text that
+    is not strict UTF-8 (Python's JSON decodes UTF-16 and UTF-32, told by their NUL bytes, and
+    UTF-8 with surrogates passed through)."""
+    if b"\\u" in body or b"\x00" in body:
+        return False
+    if body.count(b"[") + body.count(b"{") > _SHALLOW:
+        return False  # walked as before: how a document too deep for the walk is refused
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _invalid_characters(path: str) -> dict[str, Any]:

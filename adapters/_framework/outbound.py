@@ -44,7 +44,7 @@ from bus.inbox import InboxHandler
 from bus.lifecycle import EQUAL_JITTER, Backoff, Stoppable, pause
 from bus.models import BusAck, BusNack, Envelope, NackReason, Signature
 from bus.models.bus_kinds import BusDelivered
-from bus.outbox import OutboxWriter
+from bus.outbox import OUTBOX_COLUMNS, OutboxWriter
 from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
 from bus.sla.clock import Clock, RealClock
@@ -196,6 +196,32 @@ async def pending_deliveries(
 Outcome = Literal["accepted", "rejected"]
 
 
+_DELIVERY: Final = """
+SELECT id, case_id, kind, sender, correlation_id, state, needs_ack
+FROM adapter_deliveries WHERE agency_id = $1 AND message_id = $2
+"""
+
+# Settles a delivery still pending with no earlier pending message of its case, and queues its
+# answer ($4 NULL: none) with it; the UPDATE's row lock makes the state check and the change one.
+_SETTLE: Final = f"""
+WITH settled AS (
+    UPDATE adapter_deliveries d
+    SET state = $2, reason = $3, done_at = now(), attempts = attempts + 1
+    WHERE d.id = $1 AND d.state = 'pending'
+      AND NOT EXISTS (SELECT FROM adapter_deliveries e
+                      WHERE e.agency_id = d.agency_id AND e.case_id = d.case_id
+                        AND e.state = 'pending' AND e.id < d.id)
+    RETURNING true
+), answered AS (
+    INSERT INTO outbox ({OUTBOX_COLUMNS})
+    SELECT $4::text, $5::uuid, $6::text, $7::text, $8::bytea, $9::bytea, $10::jsonb
+    WHERE $4::text IS NOT NULL AND EXISTS (SELECT FROM settled)
+    RETURNING true
+)
+SELECT EXISTS (SELECT FROM settled)
+"""
+
+
 class Settler:
     """Marks deliveries accepted or rejected and answers the sender with a signed ack or nack."""
 
@@ -224,7 +250,61 @@ class Settler:
         reason: str | None = None,
     ) -> bool:
         """Settle one delivery; True if it changed now, False if it was settled so before."""
-        async with pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn:
+            row = await self._settle_at_once(conn, agency_id, message_id, outcome, reason)
+            if row is None:  # not a pending head of its case as found: decide under a lock
+                row = await self._settle_locked(conn, agency_id, message_id, outcome, reason)
+                if row is None:
+                    return False
+        DELIVERIES.labels(agency=agency_id, outcome=outcome).inc()
+        log.info(
+            "adapter.settled",
+            agency=agency_id,
+            message_id=str(message_id),
+            case_id=row["case_id"],
+            kind=row["kind"],
+            outcome=outcome,
+        )
+        if self._on_commit is not None:
+            self._on_commit(agency_id)
+        return True
+
+    async def _settle_at_once(
+        self,
+        conn: Conn,
+        agency_id: str,
+        message_id: uuid.UUID,
+        outcome: Outcome,
+        reason: str | None,
+    ) -> asyncpg.Record | None:
+        """The common case in two statements and no transaction of its own: read the delivery,
+        sign the answer, then one statement settles it only if it is still pending and heads
+        its case, and queues the answer with it. The delivery's row if settled so; None for
+        :meth:`_settle_locked` to decide (and to raise what it raises)."""
+        row = await conn.fetchrow(_DELIVERY, agency_id, message_id)
+        if row is None or row["state"] != "pending":
+            return None
+        answer: tuple[Any, ...] = (None,) * 7
+        if row["needs_ack"]:
+            envelope = self._answer(agency_id, message_id, row, outcome, reason)
+            answer = tuple(self._writer.row(envelope, owner=agency_id))
+        try:
+            settled = await conn.fetchval(_SETTLE, row["id"], outcome, reason, *answer)
+        except asyncpg.UniqueViolationError:  # the answer is in the outbox already
+            return None
+        return row if settled else None
+
+    async def _settle_locked(
+        self,
+        conn: Conn,
+        agency_id: str,
+        message_id: uuid.UUID,
+        outcome: Outcome,
+        reason: str | None,
+    ) -> asyncpg.Record | None:
+        """Settle under the delivery's row lock; its row if changed now, None if it was settled
+        so before; DeliveryNotFoundError, DeliveryConflictError otherwise."""
+        async with conn.transaction():
             row = await conn.fetchrow(
                 """SELECT id, case_id, kind, sender, correlation_id, state, needs_ack
                    FROM adapter_deliveries WHERE agency_id = $1 AND message_id = $2
@@ -238,7 +318,7 @@ class Settler:
                 )
             if row["state"] != "pending":
                 if row["state"] == outcome:
-                    return False
+                    return None
                 raise DeliveryConflictError(
                     f"message {message_id} is already {row['state']}", agency=agency_id
                 )
@@ -267,18 +347,7 @@ class Settler:
             if row["needs_ack"]:
                 envelope = self._answer(agency_id, message_id, row, outcome, reason)
                 await self._writer.add(conn, envelope, owner=agency_id)
-        DELIVERIES.labels(agency=agency_id, outcome=outcome).inc()
-        log.info(
-            "adapter.settled",
-            agency=agency_id,
-            message_id=str(message_id),
-            case_id=row["case_id"],
-            kind=row["kind"],
-            outcome=outcome,
-        )
-        if self._on_commit is not None:
-            self._on_commit(agency_id)
-        return True
+        return row
 
     def _answer(
         self,
@@ -441,12 +510,17 @@ class WebhookDeliverer(Stoppable):
         agency = self._endpoint.agency_id
         own_client = self._client is None
         client = self._client or httpx.AsyncClient(timeout=self._config.webhook_timeout_s)
+        counted = -float("inf")
         try:
             while not self.stopping:
                 busy = False
                 try:
                     busy = await self.deliver_round(client)
-                    await self._lateness()
+                    # A gauge and an alert: as often as an idle deliverer looks for work, not
+                    # after each round of a busy one (a query and a connection each time).
+                    if time.monotonic() - counted >= self._config.poll_interval_s:
+                        counted = time.monotonic()
+                        await self._lateness()
                 except Exception as e:  # a service loop: log, pause, go on
                     self._log.warning("adapter.delivery_round_failed", error=f"{e!r}")
                 if not busy:
