@@ -80,7 +80,12 @@ def _serve(
     # the operator has (`casebus agency key add`); start() stops, naming that, if not.
     service = spec.build_service(settings.for_service(config.service), config)
     api = spec.create_app(service)
-    uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None)).run()
+    # httptools and uvloop are dependencies: name them, so a missing one fails at start instead
+    # of uvicorn falling back to its pure-Python parser and loop (several times the CPU).
+    served = uvicorn.Config(
+        api, host=host, port=port, log_config=None, http="httptools", loop="uvloop"
+    )
+    uvicorn.Server(served).run()
 
 
 def _command(spec: AdapterSpec) -> None:
