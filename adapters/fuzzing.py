@@ -37,7 +37,7 @@ from adapters.police import testing as police_docs
 from adapters.procuratorate.testing import supervision_notice
 from adapters.regulators import testing as regulator_docs
 from bus.settings import Settings
-from bus.signing import write_keypair
+from bus.signing import algorithm_of_profile, write_keypair
 
 __all__ = [
     "ADAPTERS",
@@ -388,7 +388,8 @@ async def run_corpus(
     from adapters._framework.app import create_app
 
     spec = ADAPTERS[kind]
-    files = write_keypair(spec.agency, key_dir / kind, overwrite=True)
+    algorithm = algorithm_of_profile(settings.crypto_profile)
+    files = write_keypair(spec.agency, key_dir / kind, overwrite=True, algorithm=algorithm)
     config = AdapterConfig(
         adapter_kind=kind,
         agencies=(AgencyEndpoint(agency_id=spec.agency, key_file=files.private_key),),

@@ -14,7 +14,16 @@ from pydantic import BaseModel
 
 from bus.codec import Codec, default_codec
 from bus.models import Envelope, Signature
-from bus.signing import Ed25519Signer, PublicKeyRecord, sign_envelope, write_keypair
+from bus.settings import load_settings
+from bus.signing import (
+    Ed25519Signer,
+    PublicKeyRecord,
+    Sm2Signer,
+    algorithm_of_profile,
+    load_signer,
+    sign_envelope,
+    write_keypair,
+)
 
 __all__ = ["Party", "make_party"]
 
@@ -22,7 +31,9 @@ __all__ = ["Party", "make_party"]
 class Party:
     """One agency with a signing key: builds signed envelopes and their Kafka values."""
 
-    def __init__(self, agency_id: str, signer: Ed25519Signer, *, codec: Codec | None = None):
+    def __init__(
+        self, agency_id: str, signer: Ed25519Signer | Sm2Signer, *, codec: Codec | None = None
+    ):
         self.agency_id = agency_id
         self.signer = signer
         self.codec = codec or default_codec()
@@ -76,9 +87,14 @@ class Party:
         return self.codec.encode_envelope(envelope)
 
 
-def make_party(agency_id: str, key_dir: Path, *, codec: Codec | None = None) -> Party:
-    """A party with a fresh key pair written under ``key_dir``."""
-    files = write_keypair(agency_id, key_dir / agency_id)
-    return Party(
-        agency_id, Ed25519Signer.from_file(files.private_key, agency_id=agency_id), codec=codec
-    )
+def make_party(
+    agency_id: str, key_dir: Path, *, codec: Codec | None = None, algorithm: str | None = None
+) -> Party:
+    """A party with a fresh key pair written under ``key_dir``, of ``algorithm`` (``ed25519`` or
+    ``sm2-sm3``). Callers that hold settings pass ``algorithm_of_profile(settings.crypto_profile)``;
+    None is the crypto profile of :func:`~bus.settings.load_settings` (``CASEBUS_CRYPTO_PROFILE``),
+    so a test run under the sm2 profile signs with SM2 throughout."""
+    if algorithm is None:
+        algorithm = algorithm_of_profile(load_settings().crypto_profile)
+    files = write_keypair(agency_id, key_dir / agency_id, algorithm=algorithm)
+    return Party(agency_id, load_signer(files.private_key, agency_id=agency_id), codec=codec)

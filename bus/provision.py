@@ -23,7 +23,7 @@ from bus.agencies import Registry
 from bus.agency_db import add_key, sync_agencies
 from bus.db import Conn
 from bus.errors import ConfigError
-from bus.signing import Ed25519Signer, PublicKeyRecord
+from bus.signing import Ed25519Signer, PublicKeyRecord, Sm2Signer
 
 __all__ = ["OwnKey", "ensure_registered"]
 
@@ -36,7 +36,9 @@ class OwnKey:
     key_file: Path
 
     @classmethod
-    def of(cls, signer: Ed25519Signer, key_file: Path, *, valid_from: datetime) -> OwnKey:
+    def of(
+        cls, signer: Ed25519Signer | Sm2Signer, key_file: Path, *, valid_from: datetime
+    ) -> OwnKey:
         """The key of ``signer`` (read from ``key_file``), valid from ``valid_from``."""
         return cls(
             PublicKeyRecord(

@@ -35,7 +35,7 @@ from adapters._framework.spec import AdapterSpec
 from bus.db import connect
 from bus.provision import ensure_registered
 from bus.settings import Settings
-from bus.signing import write_keypair
+from bus.signing import algorithm_of_profile, write_keypair
 
 __all__ = [
     "DepartmentClient",
@@ -245,8 +245,9 @@ async def running_adapter(
     else as the owner too.
     """
     endpoints = []
+    algorithm = algorithm_of_profile(settings.crypto_profile)
     for agency_id, fake in webhooks.items():
-        files = write_keypair(agency_id, key_dir / agency_id, overwrite=True)
+        files = write_keypair(agency_id, key_dir / agency_id, overwrite=True, algorithm=algorithm)
         endpoints.append(
             AgencyEndpoint(
                 agency_id=agency_id,

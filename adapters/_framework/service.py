@@ -30,7 +30,7 @@ from bus.lifecycle import BackgroundService, Backoff
 from bus.outbox import OutboxRelay
 from bus.provision import OwnKey, ensure_registered
 from bus.settings import Settings
-from bus.signing import Ed25519Signer
+from bus.signing import load_signer
 
 if TYPE_CHECKING:
     from adapters._framework.spec import AdapterSpec
@@ -76,8 +76,7 @@ class AdapterService(BackgroundService):
         self._relays: dict[str, OutboxRelay] = {}
         self._deliverers: dict[str, WebhookDeliverer] = {}
         self.signers = {
-            a.agency_id: Ed25519Signer.from_file(a.key_file, agency_id=a.agency_id)
-            for a in config.agencies
+            a.agency_id: load_signer(a.key_file, agency_id=a.agency_id) for a in config.agencies
         }
         # Valid from well before any document an agency may still send: the keys are the
         # agencies', registered by the operator (`casebus agency key add`), not the adapter.

@@ -26,7 +26,7 @@ from bus.db import create_pool
 from bus.errors import CasebusError, DecodeError, SignatureError, ValidationFailedError
 from bus.models import Attachment, Envelope, Signature, validate_payload
 from bus.settings import load_settings
-from bus.signing import Ed25519Signer, sign_envelope, verify_envelope
+from bus.signing import load_signer, sign_envelope, verify_envelope
 
 app = typer.Typer(help="Encode and decode Kafka values by hand.", no_args_is_help=True)
 
@@ -58,7 +58,7 @@ def encode_cmd(
         "--key",
         exists=True,
         dir_okay=False,
-        help="The sender's Ed25519 private key (PKCS#8 PEM).",
+        help="The sender's private key (PKCS#8 PEM, Ed25519 or SM2: the key says which).",
     ),
 ) -> None:
     """Read an envelope as JSON on stdin; write the signed Kafka value to stdout."""
@@ -73,7 +73,7 @@ def encode_cmd(
     kind = str(doc.get("kind", ""))
     try:
         payload = validate_payload(kind, doc["payload"])
-        signer = Ed25519Signer.from_file(key, agency_id=str(doc.get("sender", "")))
+        signer = load_signer(key, agency_id=str(doc.get("sender", "")))
         mid = uuid.UUID(str(doc["message_id"])) if doc.get("message_id") else uuid.uuid4()
         envelope = Envelope.model_validate(
             {

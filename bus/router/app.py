@@ -80,8 +80,6 @@ async def run_router(
     policy = load_policy(settings.routing_policy_file, registry)
     signer = load_signer(settings.bus_key_file, agency_id="casebus")
     # Ed25519 log key (+ an SM2 line when the bus key is SM2): bus/audit/checkpoint.py says why.
-    # The arg-type ignores below go when OwnKey.of, Router and Checkpointer are typed for an
-    # SM2 signer and a CheckpointSigner (they use only what both kinds have).
     checkpoint_signer = CheckpointSigner.load(signer, settings.audit_log_key_file)
     # A replica frozen (or cut off) inside its audit transaction holds the audit log's lock:
     # every other replica's audit waited for it (seen in bench/faults_loop.py, 80 s until the
@@ -92,7 +90,7 @@ async def run_router(
     )
     try:
         # The bus key signs receipts and tree heads: the owner registers it, not the router.
-        own = OwnKey.of(signer, settings.bus_key_file, valid_from=datetime.now(UTC))  # type: ignore[arg-type]
+        own = OwnKey.of(signer, settings.bus_key_file, valid_from=datetime.now(UTC))
         async with pool.acquire() as conn:
             await ensure_registered(conn, registry=registry, keys=[own])
         watch = _witness_watch(settings, policy_of_witnesses, pool)

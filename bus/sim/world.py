@@ -162,7 +162,12 @@ async def _running_parts(
     registry = load_registry(settings.agencies_file)
     await migrate(settings.database_url)
     await ensure_topics(settings, registry)
-    sla_key = write_keypair("casebus.sla", key_dir / "casebus.sla", overwrite=True).private_key
+    sla_key = write_keypair(
+        "casebus.sla",
+        key_dir / "casebus.sla",
+        overwrite=True,
+        algorithm=algorithm_of_profile(settings.crypto_profile),
+    ).private_key
     pool = await create_pool(settings.database_url, max_size=6)
     monitor_pool = await create_pool(settings.for_service("monitor").database_url, max_size=2)
     reader_pool = await create_pool(settings.for_service("procuratorate").database_url, max_size=2)
@@ -185,7 +190,7 @@ async def _running_parts(
                 conn,
                 registry=registry,
                 keys=[
-                    OwnKey.of(load_signer(path, agency_id=agency), path, valid_from=now)  # type: ignore[arg-type]
+                    OwnKey.of(load_signer(path, agency_id=agency), path, valid_from=now)
                     for agency, path in (("casebus", settings.bus_key_file), (SLA_AGENCY, sla_key))
                 ],
             )

@@ -22,7 +22,7 @@ from bus.inbox import InboxReader
 from bus.outbox import OutboxRelay
 from bus.provision import OwnKey, ensure_registered
 from bus.settings import REPO_ROOT, Settings
-from bus.signing import Ed25519Signer
+from bus.signing import load_signer
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, WorkCalendar
 from bus.sla.clock import Clock, clock_from_setting
 from bus.sla.deadline import SLA_AGENCY
@@ -65,7 +65,7 @@ async def run_sla_engine(
     registry = load_registry(settings.agencies_file)
     parties = Parties(registry)
     clock = clock if clock is not None else clock_from_setting(settings.clock)
-    signer = Ed25519Signer.from_file(key_file, agency_id=SLA_AGENCY)
+    signer = load_signer(key_file, agency_id=SLA_AGENCY)
     emitter = SlaEmitter(settings, signer=signer)
     engine = SlaEngine(
         policies=policies, calendar=calendar, parties=parties, clock=clock, emitter=emitter
