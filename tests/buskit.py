@@ -30,7 +30,7 @@ from bus.models.criminal import CriminalReceipt
 from bus.party import Party, make_party
 from bus.router.app import run_router
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, KeyFiles, write_keypair
+from bus.signing import Ed25519Signer, KeyFiles, algorithm_of_profile, write_keypair
 
 Record = ConsumerRecord[bytes, bytes]
 
@@ -86,7 +86,8 @@ class Bus:
     async def party(self, agency_id: str) -> Party:
         """A party whose key is registered (created on first use)."""
         if agency_id not in self.parties:
-            party = make_party(agency_id, self._tmp / "keys")
+            algorithm = algorithm_of_profile(self.settings.crypto_profile)
+            party = make_party(agency_id, self._tmp / "keys", algorithm=algorithm)
             conn = await asyncpg.connect(self.settings.database_url)
             try:
                 await add_key(conn, party.key_record())

@@ -22,6 +22,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from buskit import Bus
+from keykit import ALGORITHM
 
 from bus.agencies import load_registry
 from bus.db import SERVICE_ROLES, migrate
@@ -251,7 +252,7 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def sla_key(tmp_path: Path) -> Path:
     """A signing key for the SLA engine (agency ``casebus.sla``)."""
-    return write_keypair("casebus.sla", tmp_path / "sla-key").private_key
+    return write_keypair("casebus.sla", tmp_path / "sla-key", algorithm=ALGORITHM).private_key
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

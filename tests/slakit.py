@@ -22,7 +22,7 @@ from bus.models import Envelope
 from bus.party import Party
 from bus.samples import sample_envelope
 from bus.settings import Settings
-from bus.signing import Ed25519Signer
+from bus.signing import load_signer
 from bus.sla.app import run_sla_engine
 from bus.sla.calendar import SHANGHAI, WorkCalendar
 from bus.sla.clock import Clock
@@ -72,7 +72,7 @@ def day(d: int, hh: int = 23, mm: int = 59, ss: int = 59) -> datetime:
 
 
 def make_engine(settings: Settings, sla_key: Path, clock: Clock) -> SlaEngine:
-    emitter = SlaEmitter(settings, signer=Ed25519Signer.from_file(sla_key, agency_id=SLA_AGENCY))
+    emitter = SlaEmitter(settings, signer=load_signer(sla_key, agency_id=SLA_AGENCY))
     return SlaEngine(
         policies=POLICIES,
         calendar=CALENDAR,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from keykit import ALGORITHM
 
 from bus.agencies import load_registry
 from bus.agency_db import PgKeyStore, add_key, revoke_key, sync_agencies
@@ -16,8 +17,8 @@ from bus.errors import SignatureError
 from bus.models import Envelope, Signature
 from bus.settings import Settings
 from bus.signing import (
-    Ed25519Signer,
     PublicKeyRecord,
+    load_signer,
     sign_envelope,
     verify_envelope,
     write_keypair,
@@ -71,8 +72,8 @@ async def test_sync_twice_changes_nothing_the_second_time(settings: Settings) ->
 async def test_signatures_verify_against_the_database_and_fail_for_each_key_state(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    files = write_keypair(SENDER, tmp_path)
-    signer = Ed25519Signer.from_file(files.private_key, agency_id=SENDER)
+    files = write_keypair(SENDER, tmp_path, algorithm=ALGORITHM)
+    signer = load_signer(files.private_key, agency_id=SENDER)
     now = datetime.now(UTC)
     await add_key(
         pool,
@@ -86,10 +87,8 @@ async def test_signatures_verify_against_the_database_and_fail_for_each_key_stat
     assert record.key_id == files.key_id
 
     # A key nobody registered.
-    other = write_keypair(SENDER, tmp_path / "other")
-    stranger = sign_envelope(
-        _envelope(), Ed25519Signer.from_file(other.private_key, agency_id=SENDER)
-    )
+    other = write_keypair(SENDER, tmp_path / "other", algorithm=ALGORITHM)
+    stranger = sign_envelope(_envelope(), load_signer(other.private_key, agency_id=SENDER))
     with pytest.raises(SignatureError) as unknown:
         await verify_envelope(stranger, store)
     assert unknown.value.reason == "unknown_key"
@@ -108,7 +107,7 @@ async def test_signatures_verify_against_the_database_and_fail_for_each_key_stat
 async def test_rotation_keeps_the_old_key_verifying_until_its_end_date(
     pool: asyncpg.Pool, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
 ) -> None:
-    old = write_keypair(SENDER, tmp_path / "old")
+    old = write_keypair(SENDER, tmp_path / "old", algorithm=ALGORITHM)
     await add_key(
         pool,
         PublicKeyRecord.from_pem(
@@ -117,9 +116,7 @@ async def test_rotation_keeps_the_old_key_verifying_until_its_end_date(
             valid_from=datetime.now(UTC) - timedelta(days=30),
         ),
     )
-    signed_before = sign_envelope(
-        _envelope(), Ed25519Signer.from_file(old.private_key, agency_id=SENDER)
-    )
+    signed_before = sign_envelope(_envelope(), load_signer(old.private_key, agency_id=SENDER))
     out = tmp_path / "live"
     proc = subprocess.run(
         [
@@ -149,6 +146,6 @@ async def test_rotation_keeps_the_old_key_verifying_until_its_end_date(
         await verify_envelope(signed_before, store, at=datetime.now(UTC) + timedelta(days=3))
     assert late.value.reason == "expired_key"
     # The new key signs and verifies.
-    new_signer = Ed25519Signer.from_file(out / f"{SENDER}.key.pem", agency_id=SENDER)
+    new_signer = load_signer(out / f"{SENDER}.key.pem", agency_id=SENDER)
     await verify_envelope(sign_envelope(_envelope(), new_signer), store)
     assert (out / f"{SENDER}.key.pem").stat().st_mode & 0o077 == 0

@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 from buskit import signed_ack
+from keykit import ALGORITHM
 
 from adapters._framework.auth import create_token
 from adapters._framework.fake_department import free_socket
@@ -29,7 +30,7 @@ from bus.models import Attachment
 from bus.party import make_party
 from bus.provision import OwnKey, ensure_registered
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, write_keypair
+from bus.signing import load_signer, write_keypair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -117,10 +118,10 @@ async def adapter(
     provisioned: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
 ) -> AsyncIterator[Adapter]:
     keys = tmp_path / "keys"
-    files = write_keypair(BUREAU, keys)
+    files = write_keypair(BUREAU, keys, algorithm=ALGORITHM)
     owner = await asyncpg.create_pool(provisioned.database_url, min_size=1, max_size=3)
     async with owner.acquire() as conn:  # what the operator does before the adapter starts
-        signer = Ed25519Signer.from_file(files.private_key, agency_id=BUREAU)
+        signer = load_signer(files.private_key, agency_id=BUREAU)
         await ensure_registered(
             conn,
             registry=load_registry(provisioned.agencies_file),

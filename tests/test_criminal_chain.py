@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from adapterkit import BUREAU, case_no, wait_kind
 from buskit import Bus
+from keykit import ALGORITHM
 from slakit import JumpingClock
 
 from adapters import enforcement, police, regulators
@@ -423,7 +424,7 @@ async def test_a_regulator_cannot_send_criminal_kinds(bus: Bus, tmp_path: Path) 
 @contextlib.asynccontextmanager
 async def sla_engine(bus: Bus, tmp_path: Path, clock: Clock) -> AsyncIterator[None]:
     """The SLA engine in this process, on ``clock``."""
-    key = write_keypair("casebus.sla", tmp_path / "sla-key").private_key
+    key = write_keypair("casebus.sla", tmp_path / "sla-key", algorithm=ALGORITHM).private_key
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_sla_engine(

@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from buskit import signed_ack
+from keykit import ALGORITHM
 from prometheus_client import REGISTRY
 
 from bus.codec import cloudevents_headers, encode_envelope, kafka_key
@@ -23,7 +24,7 @@ from bus.inbox import InboxReader, handled_ids
 from bus.models import Envelope
 from bus.party import Party
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, write_keypair
+from bus.signing import Signer, load_signer, write_keypair
 
 AGENCY = "ygh.police.bureau"
 SENDER = "ygh.enforcement.bureau"
@@ -59,9 +60,9 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def signer(tmp_path: Path) -> Ed25519Signer:
-    files = write_keypair(SENDER, tmp_path)
-    return Ed25519Signer.from_file(files.private_key, agency_id=SENDER)
+def signer(tmp_path: Path) -> Signer:
+    files = write_keypair(SENDER, tmp_path, algorithm=ALGORITHM)
+    return load_signer(files.private_key, agency_id=SENDER)
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def consumer_name() -> str:
     return f"police-adapter-{uuid.uuid4().hex[:8]}"
 
 
-def _envelope(signer: Ed25519Signer, case_id: str) -> Envelope:
+def _envelope(signer: Signer, case_id: str) -> Envelope:
     """A signed bus.ack from SENDER on ``case_id``."""
     return signed_ack(Party(SENDER, signer), recipients=[AGENCY], case_id=case_id)
 
@@ -165,7 +166,7 @@ async def test_redelivered_messages_are_handled_exactly_once(
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     envelopes = [_envelope(signer, f"YGH-2026-{i % 3:04d}") for i in range(9)]
@@ -204,7 +205,7 @@ async def test_a_failing_handler_is_retried_without_skipping_and_keeps_order(
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     envelopes = [_envelope(signer, "YGH-2026-0007") for _ in range(5)]
@@ -238,7 +239,7 @@ async def test_a_handler_failing_every_attempt_stops_the_reader_before_the_messa
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     envelopes = [_envelope(signer, "YGH-2026-0008") for _ in range(3)]
@@ -275,7 +276,7 @@ async def test_undecodable_records_are_skipped_and_the_next_message_is_handled(
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     good = _envelope(signer, "YGH-2026-0001")
@@ -292,7 +293,7 @@ async def test_stop_finishes_the_record_in_flight_and_commits_it(
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     envelopes = [_envelope(signer, "YGH-2026-0009") for _ in range(3)]
@@ -329,7 +330,7 @@ async def test_a_fetched_batch_is_handled_in_one_transaction_of_at_most_max_reco
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     # Several cases, so the batch spans partitions.
@@ -356,7 +357,7 @@ async def test_a_message_twice_in_one_batch_is_handled_once(
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     a, b, c = (_envelope(signer, "YGH-2026-0010") for _ in range(3))
@@ -384,7 +385,7 @@ async def test_a_handler_failing_mid_batch_rolls_back_and_the_batch_goes_one_by_
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     envelopes = [_envelope(signer, "YGH-2026-0011") for _ in range(6)]
@@ -439,7 +440,7 @@ async def test_a_batch_redelivered_after_a_crash_before_the_offset_commit_is_ski
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     envelopes = [_envelope(signer, f"YGH-2026-{i % 2:04d}") for i in range(12)]
@@ -482,7 +483,7 @@ async def test_two_readers_sharing_a_consumer_name_handle_each_batch_message_onc
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
-    signer: Ed25519Signer,
+    signer: Signer,
     consumer_name: str,
 ) -> None:
     # Two groups read the same records at the same time; their batch transactions race for the

@@ -24,11 +24,12 @@ from typing import Any
 import avro.io
 import avro.schema
 import pytest
+from keykit import new_signer
 
 from bus.codec import HEADER_SIZE, decode_payload, encode_envelope, encode_payload
 from bus.models import Envelope, Signature
 from bus.schema_index import SINGLE_OBJECT_MARKER, SchemaEntry, default_index
-from bus.signing import Ed25519Signer, generate_keypair, sign_envelope
+from bus.signing import sign_envelope
 
 INDEX = default_index()
 ALL = [INDEX.envelope, *INDEX]
@@ -123,9 +124,7 @@ def _find_with_avro(value: bytes) -> avro.schema.Schema:
     return AVRO_BY_FINGERPRINT[value[2:HEADER_SIZE]]
 
 
-_SIGNER = Ed25519Signer.from_pem(
-    generate_keypair("ygh.enforcement.city")[0], agency_id="ygh.enforcement.city"
-)
+_SIGNER = new_signer("ygh.enforcement.city")
 
 
 def _kafka_value(entry: SchemaEntry, record: dict[str, Any]) -> tuple[Envelope, bytes]:

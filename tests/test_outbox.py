@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from buskit import signed_ack
+from keykit import new_signer
 from prometheus_client import REGISTRY
 
 from bus.codec import decode_envelope
@@ -22,7 +23,7 @@ from bus.models import Envelope
 from bus.outbox import OUTBOX_COLUMNS, OutboxRelay, OutboxWriter
 from bus.party import Party
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, generate_keypair, sign_envelope
+from bus.signing import Ed25519Signer, Sm2Signer, sign_envelope
 
 SENDER = "ygh.enforcement.bureau"
 RECIPIENT = "ygh.police.bureau"
@@ -41,9 +42,8 @@ async def submit_topic(settings: Settings) -> str:
 
 
 @pytest.fixture
-def signer() -> Ed25519Signer:
-    private_pem, _, _ = generate_keypair(SENDER)
-    return Ed25519Signer.from_pem(private_pem, agency_id=SENDER)
+def signer() -> Ed25519Signer | Sm2Signer:
+    return new_signer(SENDER)  # of the run's crypto profile
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from bus.audit.log import AuditLog
 from bus.router.service import Router
 from bus.routing import load_policy
 from bus.settings import REPO_ROOT, load_settings
-from bus.signing import Ed25519Signer, InMemoryKeyStore
+from bus.signing import Ed25519Signer, InMemoryKeyStore, load_signer
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
@@ -192,7 +192,6 @@ async def test_a_duplicate_is_delivered_once_and_a_conflicting_one_is_refused(bu
 
 async def test_tree_heads_reach_the_procuratorate_and_verify(bus: Bus) -> None:
     from bus.audit.checkpoint import verify_signed_checkpoint
-    from bus.signing import Ed25519Signer
 
     police = await bus.party(POLICE)
     async with bus.router():
@@ -299,7 +298,7 @@ async def test_the_transactional_producer_retries_on_the_configured_backoffs(bus
         keystore=InMemoryKeyStore([]),
         registry=registry,
         policy=load_policy(REPO_ROOT / "deploy" / "routing.yaml", registry),
-        signer=Ed25519Signer.from_file(bus.settings.bus_key_file, agency_id="casebus"),
+        signer=load_signer(bus.settings.bus_key_file, agency_id="casebus"),
     )
     producer = await router._new_producer()
     try:

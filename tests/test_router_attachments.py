@@ -21,6 +21,7 @@ from typing import Any, cast
 import asyncpg
 from aiokafka.structs import ConsumerRecord
 from buskit import Bus, Record, receipt_payload
+from keykit import ALGORITHM
 
 from bus.attachments import attachment_uri, delivery_role, held, record_references, record_upload
 from bus.audit.log import AuditLog
@@ -35,7 +36,7 @@ from bus.router.plan import ATTACHMENT_NOT_HELD, attachment_claims, not_held_pro
 from bus.router.store_pg import PostgresRouterStore
 from bus.router.verdict import Accepted
 from bus.settings import REPO_ROOT, Settings
-from bus.signing import Ed25519Signer, sign_envelope, write_keypair
+from bus.signing import load_signer, sign_envelope, write_keypair
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
@@ -170,7 +171,7 @@ async def router(bus: Bus) -> AsyncIterator[None]:
     The owner registers the bus key first, as an operator does: the router may not."""
     key_file = bus.settings.bus_key_file
     assert key_file is not None
-    signer = Ed25519Signer.from_file(key_file, agency_id="casebus")
+    signer = load_signer(key_file, agency_id="casebus")
     conn = await asyncpg.connect(bus.settings.database_url)
     try:
         own = OwnKey.of(signer, key_file, valid_from=datetime(2020, 1, 1, tzinfo=UTC))
@@ -372,8 +373,9 @@ async def test_a_batch_reads_the_ledger_once_or_not_at_all_and_replans_as_before
 ) -> None:
     police, bureau = make_party(POLICE, tmp_path), make_party(BUREAU, tmp_path)
     police_file, bureau_file, nobodys = b"police's", b"bureau's", b"nobody's"
-    signer = Ed25519Signer.from_file(
-        write_keypair("casebus", tmp_path / "bus").private_key, agency_id="casebus"
+    signer = load_signer(
+        write_keypair("casebus", tmp_path / "bus", algorithm=ALGORITHM).private_key,
+        agency_id="casebus",
     )
     outputs = Outputs(settings, signer=signer, codec=default_codec())
     owner = await asyncpg.connect(settings.database_url)

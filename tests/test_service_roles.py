@@ -18,13 +18,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from keykit import ALGORITHM
 
 from adapters._framework.fake_department import free_socket
 from bus.agencies import load_registry
 from bus.db import SERVICE_ROLES
 from bus.provision import OwnKey, ensure_registered
 from bus.settings import Service, Settings
-from bus.signing import Ed25519Signer, write_keypair
+from bus.signing import load_signer, write_keypair
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,7 @@ def _keys_of(proc: Proc, cli_env: dict[str, str], keys: Path) -> tuple[Path, dic
     """Key pairs of ``proc``'s agencies written under ``keys``, and the CLI's environment
     naming the bus's key there."""
     for agency in proc.agencies:
-        write_keypair(agency, keys)
+        write_keypair(agency, keys, algorithm=ALGORITHM)
     return keys, {**cli_env, "CASEBUS_BUS_KEY_FILE": str(keys / "casebus.key.pem")}
 
 
@@ -138,7 +139,7 @@ async def test_each_service_process_connects_as_its_own_login(
             registry=load_registry(provisioned.agencies_file),
             keys=[
                 OwnKey.of(
-                    Ed25519Signer.from_file(keys / f"{a}.key.pem", agency_id=a),
+                    load_signer(keys / f"{a}.key.pem", agency_id=a),
                     keys / f"{a}.key.pem",
                     valid_from=datetime.now(UTC),
                 )

@@ -44,7 +44,7 @@ from bus.agencies import load_registry
 from bus.audit.log import AuditLog
 from bus.party import make_party
 from bus.settings import Settings
-from bus.signing import Ed25519Signer
+from bus.signing import load_signer
 from bus.sla.calendar import SHANGHAI
 from bus.sla.clock import Clock
 from bus.sla.deadline import SLA_AGENCY, Deadline, deadline_id
@@ -228,7 +228,7 @@ async def test_monthly_penalty_feedback_deadlines_open_and_a_report_closes_its_o
 def make_scheduler(
     settings: Settings, sla_key: Path, pool: asyncpg.Pool, clock: Clock, **kw: Any
 ) -> SlaScheduler:
-    emitter = SlaEmitter(settings, signer=Ed25519Signer.from_file(sla_key, agency_id=SLA_AGENCY))
+    emitter = SlaEmitter(settings, signer=load_signer(sla_key, agency_id=SLA_AGENCY))
     return SlaScheduler(
         pool=pool,
         emitter=emitter,
