@@ -6,6 +6,10 @@ registry, checks it at start-up and raises one :class:`RoutingPolicyError` (a
 router then asks :meth:`RoutingPolicy.authorize` about each message; a later ``casebus acl plan``
 derives Kafka ACLs and docs from :meth:`RoutingPolicy.rules` and :meth:`RoutingPolicy.grants`.
 
+An optional ``signatures:`` section requires a signature algorithm (the 国密 profile's
+``sm2-sm3``) of given kinds, given senders, or both: :meth:`RoutingPolicy.check_signature` is what
+the router (after verifying the signature) and the adapters (at submit) ask.
+
 The file is parsed with PyYAML's node API (``yaml.compose``) rather than ``safe_load`` so that
 each problem can name its line, and so that a kind written twice is caught instead of the second
 entry silently replacing the first.
@@ -26,6 +30,7 @@ from bus.agencies import Agency, AgencyKind, Registry
 from bus.errors import ConfigError, Problem, RoutingPolicyError, UnknownKindError
 from bus.models import KINDS
 from bus.settings import REPO_ROOT
+from bus.signing import ALGORITHMS, PROFILES
 
 __all__ = [
     "DEFAULT_POLICY_PATH",
@@ -34,6 +39,7 @@ __all__ = [
     "Route",
     "RouteDecision",
     "RoutingPolicy",
+    "SignatureRule",
     "load_policy",
     "parse_policy",
 ]
@@ -42,6 +48,7 @@ DEFAULT_POLICY_PATH: Final = REPO_ROOT / "deploy" / "routing.yaml"
 """The shipped routing policy."""
 
 _AGENCY_KINDS: Final[tuple[str, ...]] = get_args(AgencyKind)
+_PROFILE_OF: Final[Mapping[str, str]] = {a: p for p, a in PROFILES.items()}
 
 _KIND_ZH: Final[Mapping[str, str]] = {
     "enforcement": "执法机关",
@@ -54,6 +61,7 @@ _KIND_ZH: Final[Mapping[str, str]] = {
 _STR = "tag:yaml.org,2002:str"
 _RULE_FIELDS: Final = ("zh", "en", "routes", "copy_to")
 _ROUTE_FIELDS: Final = ("from", "to")
+_SIGNATURE_FIELDS: Final = ("algorithm", "kinds", "senders")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,23 @@ class KindRule:
     routes: tuple[Route, ...]
     copy_to: tuple[str, ...]
     line: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureRule:
+    """One entry of ``signatures:``: messages of ``kinds`` from ``senders`` must be signed with
+    ``algorithm``. An empty ``kinds`` is every kind, an empty ``senders`` every sender (written
+    as in the file: agency kinds or exact agency ids)."""
+
+    algorithm: str
+    kinds: tuple[str, ...]
+    senders: tuple[str, ...]
+    line: int
+
+    def describe(self) -> str:
+        """What the rule covers, for refusals: ``criminal.transfer from police``."""
+        kinds = ", ".join(self.kinds) if self.kinds else "every kind"
+        return kinds + (f" from {', '.join(self.senders)}" if self.senders else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +141,12 @@ class RoutingPolicy:
     """
 
     def __init__(
-        self, rules: Sequence[KindRule], registry: Registry, *, source: str = "<policy>"
+        self,
+        rules: Sequence[KindRule],
+        registry: Registry,
+        *,
+        source: str = "<policy>",
+        signatures: Sequence[SignatureRule] = (),
     ) -> None:
         self.source = source
         self._rules = {rule.kind: rule for rule in rules}
@@ -137,6 +167,8 @@ class RoutingPolicy:
             self._senders[rule.kind] = frozenset(s for s, _ in pairs)
             self._receivers[rule.kind] = frozenset(r for _, r in pairs)
             self._copies[rule.kind] = self._members(rule.copy_to)
+        self._signatures = tuple(signatures)
+        self._signers = tuple(frozenset(self._members(r.senders)) for r in self._signatures)
 
     def _members(self, entries: Sequence[str]) -> tuple[str, ...]:
         """The agency ids the entries stand for, in entry order (a kind: registry order)."""
@@ -174,6 +206,40 @@ class RoutingPolicy:
     def may_send(self, sender: str, kind: str) -> bool:
         """Whether agency ``sender`` may send ``kind`` to anyone at all."""
         return sender in self._senders.get(kind, frozenset())
+
+    def signature_rules(self) -> tuple[SignatureRule, ...]:
+        """The ``signatures:`` rules, in file order."""
+        return self._signatures
+
+    def required_algorithm(self, kind: str, sender: str) -> SignatureRule | None:
+        """The rule that fixes the signature algorithm of ``kind`` from ``sender``, or None when
+        any algorithm the registry knows will do. (The parser refuses rules that overlap with
+        different algorithms, so the first match is the only one.)"""
+        for rule, senders in zip(self._signatures, self._signers, strict=True):
+            if (not rule.kinds or kind in rule.kinds) and (not rule.senders or sender in senders):
+                return rule
+        return None
+
+    def check_signature(self, *, kind: str, sender: str, algorithm: str) -> tuple[Problem, ...]:
+        """The problem (rule ``signature_algorithm_not_allowed``, path ``signature.algorithm``)
+        when the policy requires another algorithm than ``algorithm`` for ``kind`` from
+        ``sender``; empty when it does not."""
+        rule = self.required_algorithm(kind, sender)
+        if rule is None or rule.algorithm == algorithm:
+            return ()
+        where = f"{self.source}:{rule.line}"
+        return (
+            Problem(
+                "signature.algorithm",
+                "signature_algorithm_not_allowed",
+                f"{kind} from {sender} must be signed with {rule.algorithm}, not {algorithm} "
+                f"(signatures rule at {where}: {rule.describe()}); the agency's key must "
+                f"be rotated (casebus agency key rotate --alg {_PROFILE_OF[rule.algorithm]})",
+                algorithm,
+                f"{sender} 发送的 {kind} 须使用 {rule.algorithm} 签名，不得使用 {algorithm}"
+                f"（{where} 的签名算法规则）",
+            ),
+        )
 
     def grants(self) -> dict[str, AgencyGrants]:
         """Per agency id (registry order): the kinds it may send and the kinds it may receive."""
@@ -298,7 +364,7 @@ def parse_policy(text: str, registry: Registry, *, source: str = "<policy>") -> 
     if parser.problems:
         ordered = sorted(parser.problems, key=lambda p: int(p.path.rpartition(":")[2]))
         raise RoutingPolicyError(source, ordered)
-    return RoutingPolicy(rules, registry, source=source)
+    return RoutingPolicy(rules, registry, source=source, signatures=parser.signature_rules)
 
 
 def _line(node: Node) -> int:
@@ -318,6 +384,7 @@ class _Parser:
         self.registry = registry
         self.ids = {a.id for a in registry.agencies}
         self.problems: list[Problem] = []
+        self.signature_rules: list[SignatureRule] = []
 
     def problem(self, node: Node, rule: str, message: str, value: object = None) -> None:
         self.problems.append(Problem(f"{self.source}:{_line(node)}", rule, message, value))
@@ -352,9 +419,11 @@ class _Parser:
                 Problem(f"{self.source}:1", "empty_file", "the policy file is empty")
             )
             return []
-        top = self.mapping(root, "the policy file", ("version", "kinds"))
+        top = self.mapping(root, "the policy file", ("version", "kinds", "signatures"))
         if top is None:
             return []
+        if "signatures" in top:
+            self.signatures(top["signatures"])
         version = top.get("version")
         if version is None:
             self.problem(root, "missing_field", "field 'version' is missing (version: 1)")
@@ -366,6 +435,95 @@ class _Parser:
             return []
         key = next(k for k, v in root.value if v is kinds)
         return self.kinds(heading=key, node=kinds)
+
+    def signatures(self, node: Node) -> None:
+        """The ``signatures:`` rules (an empty section or ``[]`` is none); two rules that can
+        cover the same kind from the same sender must require the same algorithm."""
+        if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            return
+        if not isinstance(node, SequenceNode):
+            self.problem(node, "wrong_type", "signatures must be a list of rules")
+            return
+        resolved: list[tuple[SignatureRule, frozenset[str], frozenset[str] | None]] = []
+        for item in node.value:
+            rule = self.signature(item)
+            if rule is None:
+                continue
+            kinds = frozenset(rule.kinds or KINDS)
+            senders = frozenset(self.members(rule.senders)) if rule.senders else None
+            for other, other_kinds, other_senders in resolved:
+                overlap = kinds & other_kinds and (
+                    senders is None or other_senders is None or senders & other_senders
+                )
+                if overlap and other.algorithm != rule.algorithm:
+                    self.problem(
+                        item,
+                        "conflicting_signature_rule",
+                        f"signatures: this rule requires {rule.algorithm} and the rule at line "
+                        f"{other.line} {other.algorithm} of some of the same messages "
+                        f"({', '.join(sorted(kinds & other_kinds)[:3])}...)",
+                        rule.algorithm,
+                    )
+            resolved.append((rule, kinds, senders))
+            self.signature_rules.append(rule)
+
+    def signature(self, node: Node) -> SignatureRule | None:
+        what = "signatures: a rule"
+        before = len(self.problems)
+        fields = self.mapping(node, what, _SIGNATURE_FIELDS)
+        if fields is None:
+            return None
+        algorithm: str | None = None
+        if "algorithm" not in fields:
+            self.problem(
+                node, "missing_field", f"{what} has no 'algorithm' ({' or '.join(ALGORITHMS)})"
+            )
+        elif (name := self.text(fields["algorithm"], f"{what}: algorithm")) is not None:
+            if name in ALGORITHMS:
+                algorithm = name
+            else:
+                self.problem(
+                    fields["algorithm"],
+                    "unknown_algorithm",
+                    f"{what}: unknown signature algorithm {name!r} (known: "
+                    f"{', '.join(ALGORITHMS)}){_hint(name, ALGORITHMS)}",
+                    name,
+                )
+        kinds: list[str] = []
+        if "kinds" in fields:
+            node_kinds = fields["kinds"]
+            items = node_kinds.value if isinstance(node_kinds, SequenceNode) else [node_kinds]
+            if not items:
+                self.problem(
+                    node_kinds,
+                    "wrong_type",
+                    f"{what}: kinds must name at least one kind (leave it out for every kind)",
+                )
+            for item in items:
+                kind = self.text(item, f"an entry of {what}: kinds")
+                if kind is None:
+                    continue
+                if kind in kinds:
+                    self.problem(
+                        item, "duplicate_entry", f"{what}: kinds: {kind!r} is listed twice", kind
+                    )
+                elif kind not in KINDS:
+                    hint = _hint(kind, KINDS)
+                    self.problem(
+                        item, "unknown_kind", f"{what}: {kind!r} is not a message kind{hint}", kind
+                    )
+                else:
+                    kinds.append(kind)
+        senders: tuple[str, ...] = ()
+        if "senders" in fields:
+            senders = self.parties(fields["senders"], f"{what}: senders", copy=False)
+        if algorithm is None or len(self.problems) > before:
+            return None  # a broken rule is reported, not checked against the others
+        return SignatureRule(algorithm, tuple(kinds), senders, _line(node))
+
+    def members(self, entries: Sequence[str]) -> list[str]:
+        """The agency ids of checked party entries (an agency kind: each of that kind)."""
+        return [a.id for e in entries for a in self.registry.agencies if e in (a.id, a.kind)]
 
     def kinds(self, *, heading: Node, node: Node) -> list[KindRule]:
         """Every rule under ``kinds:``; a kind with no rule is reported at that key's line."""

@@ -422,6 +422,9 @@ class Submitter:
         decision = self._routing.authorize(
             kind=envelope.kind, sender=envelope.sender, recipients=envelope.recipients
         )
+        wrong = self._routing.check_signature(
+            kind=envelope.kind, sender=envelope.sender, algorithm=envelope.signature.algorithm
+        )
         return [
             department_problem(
                 self._vocabulary.department_path(None, p.path, envelope=True),
@@ -430,7 +433,7 @@ class Submitter:
                 p.message_zh or p.message,
                 p.value,
             )
-            for p in decision.problems
+            for p in (*decision.problems, *wrong)
         ]
 
 

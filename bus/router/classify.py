@@ -176,6 +176,12 @@ class Classifier:
                 message_zh="签名无效",
             )
             return refused("bad_signature", [problem], reply_to=reply_to, envelope=envelope)
+        # 2b. An algorithm the routing policy's signatures: section forbids for this message.
+        wrong = self._policy.check_signature(
+            kind=envelope.kind, sender=envelope.sender, algorithm=key.algorithm
+        )
+        if wrong:
+            return refused("bad_signature", wrong, reply_to=reply_to, envelope=envelope, key=key)
         # 3. The payload, for its kind.
         try:
             _, version, payload = self._codec.decode_payload_model(
