@@ -109,7 +109,7 @@ async def run_demo(
         console.print(
             f"casebus demo: seed {seed}, {days} simulated days from "
             f"{clock.now().astimezone(SHANGHAI):%Y-%m-%d}; router, SLA engine, audit monitor, "
-            "5 adapters and 2 witnesses running"
+            f"5 adapters and 2 witnesses running; crypto profile {settings.crypto_profile}"
         )
         sim = Fortnight(world, seed=seed, days=days)
         await run_days(sim, sim.plan(list(REGULATORS)), console=console, since=since)

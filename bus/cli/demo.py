@@ -14,9 +14,10 @@ from rich.console import Console
 from adapters._framework.auth import create_token
 from bus.console import create_app
 from bus.demo import run_demo
-from bus.errors import CasebusError
+from bus.errors import CasebusError, ConfigError
 from bus.logs import configure_logging
 from bus.settings import REPO_ROOT, load_settings
+from bus.signing import algorithm_of_profile
 from bus.sim.world import World
 
 app = typer.Typer(
@@ -43,12 +44,26 @@ def demo(
     console_port: int | None = typer.Option(
         None, "--console-port", help="The ops console's port (default CASEBUS_CONSOLE_PORT, 8088)."
     ),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="The crypto profile of the keys the demo makes: ed25519, or sm2 (SM2 over SM3, "
+        "GB/T 32918) for every agency, the SLA engine and the bus. Default "
+        "CASEBUS_CRYPTO_PROFILE, else ed25519.",
+    ),
 ) -> None:
     """Router, SLA engine, audit monitor, every adapter, the procuratorate's and the court's
     witnesses and fake departments in one process, driving a seeded fortnight of clues,
     opinions, penalty feedback, criminal transfers and a court application; then a summary.
     Without --headless the bus stays up until Ctrl-C."""
     settings = load_settings()
+    if profile is not None:
+        try:
+            algorithm_of_profile(profile)
+        except ConfigError as e:
+            typer.echo(str(e), err=True)
+            raise typer.Exit(2) from e
+        settings = settings.model_copy(update={"crypto_profile": profile})
     state_dir = settings.state_dir if state_dir is None else state_dir
     port = settings.console_port if console_port is None else console_port
     if not verbose:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +13,7 @@ import asyncpg
 from bus.audit.log import AuditLog
 from bus.audit.verify import VerifyReport, verify_log
 from bus.audit.witnessing import cosigned_note
+from bus.signing import algorithm_of_profile
 from bus.sim.fortnight import Expected
 from bus.sim.world import PROCURATORATE, World
 from bus.trace import messages_by_kind
@@ -62,6 +64,11 @@ class Summary:
     as a signed note with their lines; "" if none."""
     screening: list[str]
     flows: dict[str, str]
+    signatures: Counter[str] = field(default_factory=Counter)
+    """The messages the router accepted, by the algorithm of the key their signature verified
+    with (their audit entries say)."""
+    profile: str = "ed25519"
+    """The crypto profile the run's keys were made for."""
     missing: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -75,6 +82,8 @@ class Summary:
                 f"  {row['agency']:<28} {row['policy']:<34} "
                 f"met {row['met']:>3}  breached {row['breached']:>3}  open {row['open']:>3}"
             )
+        out.append(f"== signatures the router verified (crypto profile {self.profile})")
+        out += [f"  {alg:<36} {n:>5}" for alg, n in sorted(self.signatures.items())]
         out.append("== audit log")
         out.append(f"  audit log size: {self.audit_entries} entries")
         out.append(f"  verify_log: {self.verify.line()}")
@@ -127,6 +136,16 @@ _EXPECTED_KINDS = (
 )
 
 
+async def signatures_verified(pool: asyncpg.Pool, *, since: datetime) -> Counter[str]:
+    """The messages the router accepted since ``since``, by the algorithm of the registry key
+    their signature verified with (each accepted entry's leaf names it)."""
+    rows = await pool.fetch(
+        "SELECT leaf FROM audit_entries WHERE event_kind = 'accepted' AND recorded_at >= $1",
+        since,
+    )
+    return Counter(str(json.loads(bytes(r["leaf"]))["signing_key"]["algorithm"]) for r in rows)
+
+
 async def _cosigned(pool: asyncpg.Pool, report: VerifyReport) -> str:
     """The checkpoint verify_log found cosigned by every witness, with their lines; ""."""
     size = report.witnessing.witnessed_size if report.witnessing is not None else 0
@@ -158,6 +177,7 @@ async def summarize(world: World, expected: Expected, since: datetime) -> Summar
         )
     }
     entries = await pool.fetchval("SELECT count(*) FROM audit_entries")
+    signatures = await signatures_verified(pool, since=since)
     # Held to the witnesses' keys, as a verifier outside the bus would (casebus audit verify
     # --witness ... for each): a checkpoint counts only with every witness's valid cosignature.
     witnesses = tuple(w.key for w in world.witnesses)
@@ -181,6 +201,8 @@ async def summarize(world: World, expected: Expected, since: datetime) -> Summar
         cosigned=cosigned,
         screening=found,
         flows=dict(expected.flows),
+        signatures=signatures,
+        profile=world.settings.crypto_profile,
     )
     missing = summary.missing
     missing += [f"no {kind} message" for kind in _EXPECTED_KINDS if not kinds.get(kind)]
@@ -193,6 +215,14 @@ async def summarize(world: World, expected: Expected, since: datetime) -> Summar
         missing.append("no deadline met")
     if not report.ok:
         missing.append(f"the audit log does not verify: {report.line()}")
+    profile_algorithm = algorithm_of_profile(world.settings.crypto_profile)
+    missing += [
+        f"{n} message(s) signed with {alg} under the {world.settings.crypto_profile} profile"
+        for alg, n in sorted(signatures.items())
+        if alg != profile_algorithm
+    ]
+    if not signatures.get(profile_algorithm):
+        missing.append(f"no message signed with {profile_algorithm}")
     if witnesses and not cosigned:
         missing.append("no checkpoint is cosigned by every witness")
     if not summary.monitor_heads or summary.monitor_alarms:
