@@ -26,7 +26,7 @@ from bus.agencies import load_registry
 from bus.agency_db import sync_agencies
 from bus.provision import ensure_registered
 from bus.settings import Settings
-from bus.signing import write_keypair
+from bus.signing import algorithm_of_profile, write_keypair
 
 __all__ = [
     "BUREAU",
@@ -96,6 +96,12 @@ class InProcess:
     tokens: dict[str, str]
 
 
+def _key(settings: Settings, agency: str, folder: Path) -> Path:
+    """A fresh key of the settings' crypto profile for ``agency``: its private key file."""
+    algorithm = algorithm_of_profile(settings.crypto_profile)
+    return write_keypair(agency, folder, algorithm=algorithm).private_key
+
+
 @contextlib.asynccontextmanager
 async def adapters_in_process(
     settings: Settings, keys: Path, kinds: Mapping[str, tuple[ModuleType, tuple[str, ...]]]
@@ -113,7 +119,7 @@ async def adapters_in_process(
         }
         for kind, (module, agencies) in kinds.items():
             endpoints = tuple(
-                AgencyEndpoint(agency_id=a, key_file=write_keypair(a, keys / kind / a).private_key)
+                AgencyEndpoint(agency_id=a, key_file=_key(settings, a, keys / kind / a))
                 for a in agencies
             )
             config = AdapterConfig(adapter_kind=kind, agencies=endpoints)

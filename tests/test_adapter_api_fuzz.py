@@ -24,6 +24,7 @@ import uvicorn
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis.errors import Unsatisfiable
+from keykit import ALGORITHM
 from schemathesis import GenerationMode
 
 from adapters import court, enforcement, fuzzing, police, procuratorate, regulators
@@ -53,7 +54,7 @@ MUTATIONS = 400
 def adapter_in_thread(kind: str, settings: Settings, key_dir: Path) -> Iterator[tuple[str, str]]:
     """``(base URL, token)`` of an adapter served from a thread until the block ends."""
     agency = AGENCIES[kind]
-    files = write_keypair(agency, key_dir)
+    files = write_keypair(agency, key_dir, algorithm=ALGORITHM)
     config = AdapterConfig(
         adapter_kind=kind,
         agencies=(AgencyEndpoint(agency_id=agency, key_file=files.private_key),),

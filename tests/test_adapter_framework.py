@@ -23,6 +23,7 @@ from buskit import Bus
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from keykit import ALGORITHM
 from prometheus_client import REGISTRY
 
 from adapters import enforcement, regulators
@@ -668,7 +669,7 @@ async def test_the_cli_issues_tokens_and_serves_an_adapter(
         await conn.close()
 
     keys = tmp_path / "cli-keys"
-    write_keypair(PLANNING, keys)
+    write_keypair(PLANNING, keys, algorithm=ALGORITHM)
     # The adapter connects as casebus_adapter, which may not register keys: the operator does.
     added = await asyncio.create_subprocess_exec(
         str(casebus_exe),

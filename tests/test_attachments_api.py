@@ -18,6 +18,7 @@ import httpx
 import pytest
 from adapterkit import adapters_in_process
 from buskit import signed_ack
+from keykit import ALGORITHM
 from s3kit import seaweedfs
 
 from adapters import enforcement, police, procuratorate, regulators
@@ -342,7 +343,9 @@ async def test_an_adapter_keeps_case_files_in_s3_when_told(
             agencies=(
                 AgencyEndpoint(
                     agency_id=BUREAU,
-                    key_file=write_keypair(BUREAU, tmp_path / "keys").private_key,
+                    key_file=write_keypair(
+                        BUREAU, tmp_path / "keys", algorithm=ALGORITHM
+                    ).private_key,
                 ),
             ),
         )

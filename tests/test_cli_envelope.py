@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+from keykit import ALGORITHM
 
 from bus.agencies import load_registry
 from bus.agency_db import add_key, sync_agencies
@@ -38,7 +39,7 @@ def _run(
 async def test_encode_then_decode_with_the_registry_checking_the_signature(
     settings: Settings, cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
 ) -> None:
-    keys = write_keypair("ygh.enforcement.bureau", tmp_path)
+    keys = write_keypair("ygh.enforcement.bureau", tmp_path, algorithm=ALGORITHM)
     conn = await asyncpg.connect(settings.database_url)
     try:
         await sync_agencies(conn, load_registry(settings.agencies_file))

@@ -40,6 +40,7 @@ from buskit import signed_ack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from keykit import ALGORITHM
 from starlette.routing import Route
 
 from adapters import court, enforcement, police, procuratorate, regulators
@@ -198,7 +199,7 @@ async def apps(
     out: dict[str, FastAPI] = {"console": create_console(settings, pool=world.pool)}
     try:
         for kind, (module, agency, _) in ADAPTERS.items():
-            files = write_keypair(agency, tmp_path / "keys" / kind)
+            files = write_keypair(agency, tmp_path / "keys" / kind, algorithm=ALGORITHM)
             config = AdapterConfig(
                 adapter_kind=kind,
                 agencies=(AgencyEndpoint(agency_id=agency, key_file=files.private_key),),

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from keykit import ALGORITHM
 
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
 from adapters._framework.outbound import _RETRIED_4XX, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -32,7 +33,7 @@ async def _openapi(kind: str, tmp_path: Path) -> tuple[dict[str, Any], Any]:
     document needs no database or broker)."""
     module = importlib.import_module(f"adapters.{kind}")
     agency = ADAPTERS[kind]
-    files = write_keypair(agency, tmp_path / kind)
+    files = write_keypair(agency, tmp_path / kind, algorithm=ALGORITHM)
     config = AdapterConfig(
         adapter_kind=kind,
         agencies=(AgencyEndpoint(agency_id=agency, key_file=files.private_key),),
