@@ -30,7 +30,7 @@ from bus.agency_db import sync_agencies
 from bus.db import migrate
 from bus.routing import RoutingPolicy, load_policy
 from bus.settings import REPO_ROOT, Settings
-from bus.signing import write_keypair
+from bus.signing import algorithm_of_profile, write_keypair
 from bus.sim.world import PROCURATORATE, REGULATORS
 from bus.topics import ensure_topics
 
@@ -145,6 +145,7 @@ class SoakWorld:
         await ensure_topics(self.settings, registry)
         write_keypair("casebus", self.bus_key.parent)
         groups = layout(self.split)
+        algorithm = algorithm_of_profile(self.settings.crypto_profile)  # the agencies' keys
         agencies = [a for _, _, group in groups for a in group]
         ports = _free_ports(len(groups) + len(agencies))
         self.adapters = [
@@ -156,7 +157,7 @@ class SoakWorld:
         try:
             await sync_agencies(conn, registry)
             for agency, port in zip(agencies, ports[len(groups) :], strict=True):
-                write_keypair(agency, self.key_dir)
+                write_keypair(agency, self.key_dir, algorithm=algorithm)
                 secret = secrets.token_hex(16).encode()
                 # Owner-only from the start: `casebus adapter` refuses a readable secret.
                 path = self.key_dir / f"{agency}.webhook-secret"

@@ -69,7 +69,7 @@ from bus.models import Attachment, BusAck
 from bus.party import make_party
 from bus.provision import OwnKey, ensure_registered
 from bus.settings import load_settings
-from bus.signing import Ed25519Signer, write_keypair
+from bus.signing import algorithm_of_profile, load_signer, write_keypair
 
 BENCH = "attachments"
 AGENCY = "ygh.enforcement.bureau"
@@ -153,7 +153,7 @@ async def http_rows(
             registry=load_registry(load_settings().agencies_file),
             keys=[
                 OwnKey.of(
-                    Ed25519Signer.from_file(keys / f"{AGENCY}.key.pem", agency_id=AGENCY),
+                    load_signer(keys / f"{AGENCY}.key.pem", agency_id=AGENCY),
                     keys / f"{AGENCY}.key.pem",
                     valid_from=datetime(2020, 1, 1, tzinfo=UTC),
                 )
@@ -304,7 +304,7 @@ async def main(mib: int) -> None:
                 await s3.aclose()
         say(BENCH, "through the adapter process")
         keys = scratch / "keys"
-        write_keypair(AGENCY, keys)
+        write_keypair(AGENCY, keys, algorithm=algorithm_of_profile(load_settings().crypto_profile))
         http, grown = await http_rows(dsn, admin_dsn, src, size, keys)
         rows += http
 

@@ -38,13 +38,12 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 from _common import scratch_database
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.agencies import load_registry
 from bus.db import create_pool, migrate
 from bus.local_infra import local_database_url
 from bus.settings import load_settings
-from bus.signing import Ed25519Signer
+from bus.signing import algorithm_of_profile, generate_keypair, signer_from_pem
 from bus.sla.calendar import DEFAULT_HOLIDAYS_OVERRIDE_PATH, WorkCalendar
 from bus.sla.clock import RealClock
 from bus.sla.deadline import SLA_AGENCY, Deadline, deadline_id
@@ -136,7 +135,10 @@ async def _insert(pool: asyncpg.Pool, deadlines: list[Deadline]) -> None:
 
 def _scheduler(pool: asyncpg.Pool, dsn: str, **kw: object) -> SlaScheduler:
     settings = load_settings(database_url=dsn, topic_prefix="bench")
-    signer = Ed25519Signer(Ed25519PrivateKey.generate(), agency_id=SLA_AGENCY)
+    algorithm = algorithm_of_profile(settings.crypto_profile)  # the run's crypto profile
+    signer = signer_from_pem(
+        generate_keypair(SLA_AGENCY, algorithm=algorithm)[0], agency_id=SLA_AGENCY
+    )
     return SlaScheduler(
         pool=pool,
         emitter=SlaEmitter(settings, signer=signer),
