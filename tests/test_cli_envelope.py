@@ -91,7 +91,7 @@ async def test_encode_then_decode_with_the_registry_checking_the_signature(
 def test_encode_lists_every_problem_of_a_bad_payload(
     cli_env: dict[str, str], casebus_exe: Path, tmp_path: Path
 ) -> None:
-    keys = write_keypair("ygh.enforcement.bureau", tmp_path)
+    keys = write_keypair("ygh.enforcement.bureau", tmp_path, algorithm=ALGORITHM)
     bad = {**DOC, "payload": {"decision": "MAYBE", "decided_at": "nope"}}
     enc = _run(
         casebus_exe,
