@@ -456,12 +456,13 @@ class _Parser:
                     senders is None or other_senders is None or senders & other_senders
                 )
                 if overlap and other.algorithm != rule.algorithm:
+                    shared = sorted(kinds & other_kinds)
+                    some = ", ".join(shared[:3]) + (", ..." if len(shared) > 3 else "")
                     self.problem(
                         item,
                         "conflicting_signature_rule",
                         f"signatures: this rule requires {rule.algorithm} and the rule at line "
-                        f"{other.line} {other.algorithm} of some of the same messages "
-                        f"({', '.join(sorted(kinds & other_kinds)[:3])}...)",
+                        f"{other.line} {other.algorithm} of some of the same messages ({some})",
                         rule.algorithm,
                     )
             resolved.append((rule, kinds, senders))
