@@ -116,8 +116,8 @@ def _keys_of(proc: Proc, cli_env: dict[str, str], keys: Path) -> tuple[Path, dic
     """Key pairs of ``proc``'s agencies written under ``keys``, and the CLI's environment
     naming the bus's key there."""
     for agency in proc.agencies:
-        # The bus's own key stays Ed25519 until the router loads it by load_signer (#19's
-        # checkpoint work: an SM2 bus key beside the Ed25519 log key).
+        # The bus's own key stays Ed25519 here: an SM2 one needs an Ed25519 log key beside it
+        # (CASEBUS_AUDIT_LOG_KEY_FILE), which this test does not make yet.
         write_keypair(agency, keys, algorithm=ED25519 if agency == "casebus" else ALGORITHM)
     return keys, {**cli_env, "CASEBUS_BUS_KEY_FILE": str(keys / "casebus.key.pem")}
 
