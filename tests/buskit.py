@@ -13,14 +13,16 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
+import keykit
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from bus.agencies import load_registry
 from bus.agency_db import add_key, sync_agencies
+from bus.audit.checkpoint import load_log_key
 from bus.audit.checkpointer import Checkpointer
 from bus.audit.events import message_leaf
 from bus.audit.log import AuditLog, AuditRecord
@@ -30,7 +32,7 @@ from bus.models.criminal import CriminalReceipt
 from bus.party import Party, make_party
 from bus.router.app import run_router
 from bus.settings import Settings
-from bus.signing import Ed25519Signer, KeyFiles, algorithm_of_profile, write_keypair
+from bus.signing import ED25519, Ed25519Signer, KeyFiles, algorithm_of_profile, write_keypair
 
 Record = ConsumerRecord[bytes, bytes]
 
@@ -59,12 +61,23 @@ class Bus:
     """One test's view of the bus."""
 
     def __init__(self, settings: Settings, tmp: Path) -> None:
-        bus_key = write_keypair("casebus", tmp / "bus-key")
-        self.settings = settings.model_copy(
-            update={"bus_key_file": bus_key.private_key, "checkpoint_interval_s": 0.5}
-        )
+        # The bus's key follows the run's profile like the agencies' (the sm2 lane signs
+        # receipts and tree heads with SM2); checkpoints then need an Ed25519 log key of their
+        # own (C2SP), as a deployment under the profile has.
+        bus_key = write_keypair("casebus", tmp / "bus-key", algorithm=keykit.ALGORITHM)
+        update: dict[str, object] = {
+            "bus_key_file": bus_key.private_key,
+            "checkpoint_interval_s": 0.5,
+        }
+        if keykit.ALGORITHM != ED25519:
+            update["audit_log_key_file"] = write_keypair("casebus.log", tmp / "log-key").private_key
+        self.settings = settings.model_copy(update=update)
         self._tmp = tmp
         self.parties: dict[str, Party] = {}
+        self.log_key: Final = load_log_key(
+            self.settings.audit_log_key_file or self.settings.bus_key_file
+        ).public_key()
+        """The Ed25519 public key the log's checkpoints verify with (the bus key by default)."""
         self.codec = default_codec()
         self._producer: AIOKafkaProducer | None = None
 

@@ -16,7 +16,6 @@ from bus.audit.cosignature import add_signature_lines, cosign, cosigner_vkey, pa
 from bus.audit.merkle import root_hash
 from bus.audit.monitor import FAILED, DatabaseProofSource, Monitor, run_monitor
 from bus.settings import Settings
-from bus.signing import Ed25519Signer
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
@@ -38,7 +37,7 @@ async def test_monitor_follows_tree_heads_and_alarms_on_a_rewrite(
     bus: Bus, superuser_url: str
 ) -> None:
     police = await bus.party(POLICE)
-    log_key = Ed25519Signer.from_file(bus.settings.bus_key_file, agency_id="casebus")
+    log_key = bus.log_key
     pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=6)
     stop = asyncio.Event()
     FAILED.set(0)
@@ -48,7 +47,7 @@ async def test_monitor_follows_tree_heads_and_alarms_on_a_rewrite(
                 run_monitor(
                     bus.settings,
                     pool=pool,
-                    log_key=log_key.private_key.public_key(),
+                    log_key=log_key,
                     proofs=DatabaseProofSource(pool),
                     stop_event=stop,
                 )

@@ -33,7 +33,7 @@ from adapters.police.testing import reconsideration_decision as police_reconside
 from adapters.procuratorate.testing import running_procuratorate, supervision_notice
 from bus.audit.evidence import verify_bundle
 from bus.samples import sample_envelope, sample_payload
-from bus.signing import Ed25519Signer, write_keypair
+from bus.signing import write_keypair
 from bus.sim import documents as docs
 from bus.sim.documents import ALL_DOCUMENTS
 from bus.sla.app import run_sla_engine
@@ -131,9 +131,8 @@ async def timeline(c: Chain, ajbh: str, kinds: list[str], timeout_s: float = 30)
 
 
 async def verify_steps(c: Chain, body: dict[str, Any]) -> None:
-    key = Ed25519Signer.from_file(c.bus.settings.bus_key_file, agency_id="casebus")
     for step in body["steps"]:
-        verdict = await verify_bundle(step["evidence"], log_key=key.private_key.public_key())
+        verdict = await verify_bundle(step["evidence"], log_key=c.bus.log_key)
         assert verdict.message_id == step["message_id"]
         assert verdict.leaf_index == step["audit_index"]
         assert verdict.sender == step["sender"]

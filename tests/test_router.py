@@ -18,7 +18,7 @@ from bus.audit.log import AuditLog
 from bus.router.service import Router
 from bus.routing import load_policy
 from bus.settings import REPO_ROOT, load_settings
-from bus.signing import Ed25519Signer, InMemoryKeyStore, load_signer
+from bus.signing import InMemoryKeyStore, load_signer
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
@@ -209,11 +209,10 @@ async def test_tree_heads_reach_the_procuratorate_and_verify(bus: Bus) -> None:
         ]
     assert heads, "no tree head reached the procuratorate"
     head = bus.payload(heads[-1])
-    key = Ed25519Signer.from_file(bus.settings.bus_key_file, agency_id="casebus")
     cp = verify_signed_checkpoint(
         head.checkpoint,
         bus.settings.audit_origin,
-        key.private_key.public_key(),  # type: ignore[attr-defined]
+        bus.log_key,
     )
     assert cp.size == head.tree_size >= 6  # type: ignore[attr-defined]
     assert uuid.UUID(str(heads[-1].message_id))

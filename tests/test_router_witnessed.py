@@ -23,7 +23,6 @@ from bus.audit.checkpoint import parse_verifier_key, verifier_key_string
 from bus.errors import ConfigError
 from bus.router.app import run_router
 from bus.router.witnessed import WitnessState, unwitnessed_refusal
-from bus.signing import Ed25519Signer
 from bus.witness import MemoryWitnessStore, Witness, create_app, logs_by_origin
 
 POLICE = "ygh.police.bureau"
@@ -86,8 +85,7 @@ async def test_a_router_whose_witness_is_down_refuses_after_the_limit_and_resume
     bus: Bus,
 ) -> None:
     origin = bus.settings.audit_origin
-    log_key = Ed25519Signer.from_file(bus.settings.bus_key_file, agency_id="casebus")
-    trusted = parse_verifier_key(verifier_key_string(origin, log_key.private_key.public_key()))
+    trusted = parse_verifier_key(verifier_key_string(origin, bus.log_key))
     witness = Witness(
         name="ygh.procuratorate/witness",
         private_key=Ed25519PrivateKey.generate(),

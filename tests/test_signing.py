@@ -341,7 +341,11 @@ def test_public_key_record_needs_aware_times_and_a_32_byte_key() -> None:
 
 def test_cli_generates_a_key_pair_and_prints_the_key_id(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(keys_app, ["generate", "--agency", SENDER, "--out", str(tmp_path)])
+    # --alg ed25519: this test is of the Ed25519 key, whatever CASEBUS_CRYPTO_PROFILE says.
+    ed25519 = ["--alg", "ed25519"]
+    result = runner.invoke(
+        keys_app, ["generate", "--agency", SENDER, "--out", str(tmp_path), *ed25519]
+    )
     assert result.exit_code == 0, result.output
     key_id = result.stdout.strip()
     public = raw_public_key_from_pem((tmp_path / f"{SENDER}.pub.pem").read_bytes())
@@ -349,7 +353,9 @@ def test_cli_generates_a_key_pair_and_prints_the_key_id(tmp_path: Path) -> None:
     assert (tmp_path / f"{SENDER}.key.pem").stat().st_mode & 0o777 == 0o600
     signer = Ed25519Signer.from_file(tmp_path / f"{SENDER}.key.pem", agency_id=SENDER)
     assert signer.key_id == key_id
-    again = runner.invoke(keys_app, ["generate", "--agency", SENDER, "--out", str(tmp_path)])
+    again = runner.invoke(
+        keys_app, ["generate", "--agency", SENDER, "--out", str(tmp_path), *ed25519]
+    )
     assert again.exit_code == 1
     assert "--force" in again.stderr
     bad = runner.invoke(keys_app, ["generate", "--agency", "Bad Id", "--out", str(tmp_path)])
