@@ -113,9 +113,11 @@ def _envelope_trait(index: SchemaIndex) -> dict[str, Any]:
     return {
         "description": (
             "Every casebus record: the Kafka key is the case id, the value is the Envelope "
-            "record (components/schemas/Envelope) in Avro single-object encoding (C3 01, the "
-            "8-byte CRC-64-AVRO fingerprint of the writer schema, Avro binary), signed by the "
-            "sender; the headers follow the CloudEvents Kafka binding, binary mode."
+            "record (components/schemas/Envelope, version 1; components/schemas/EnvelopeV2 "
+            "when an attachment carries an SM3 digest, the 国密 profile) in Avro single-object "
+            "encoding (C3 01, the 8-byte CRC-64-AVRO fingerprint of the writer schema, which "
+            "names the version, then Avro binary), signed by the sender; the headers follow the "
+            "CloudEvents Kafka binding, binary mode."
         ),
         "bindings": {
             "kafka": {
@@ -124,6 +126,9 @@ def _envelope_trait(index: SchemaIndex) -> dict[str, Any]:
             }
         },
         "x-casebus-envelope-fingerprint": f"{index.envelope.fingerprint:016x}",
+        "x-casebus-envelope-fingerprints": {
+            str(v): f"{index.envelope_version(v).fingerprint:016x}" for v in index.envelope_versions
+        },
     }
 
 
@@ -275,7 +280,17 @@ def build_document(
                 "Envelope": {
                     "schemaFormat": AVRO_SCHEMA_FORMAT,
                     "schema": json.loads(index.envelope.path.read_text(encoding="utf-8")),
-                }
+                },
+                **{
+                    f"EnvelopeV{v}": {
+                        "schemaFormat": AVRO_SCHEMA_FORMAT,
+                        "schema": json.loads(
+                            index.envelope_version(v).path.read_text(encoding="utf-8")
+                        ),
+                    }
+                    for v in index.envelope_versions
+                    if v > 1
+                },
             },
             "messages": messages,
             "messageTraits": {"envelope": _envelope_trait(index)},

@@ -66,6 +66,25 @@ def test_every_kind_and_version_is_a_message_with_its_avro_schema() -> None:
     assert "opinion.request.v2" in messages  # both versions of an evolved kind are described
 
 
+def test_both_envelope_versions_are_published_with_their_fingerprints() -> None:
+    doc = _document()
+    index = default_index()
+    schemas = doc["components"]["schemas"]
+    assert index.envelope_versions == (1, 2)
+    for v in index.envelope_versions:
+        entry = index.envelope_version(v)
+        published = schemas["Envelope" if v == 1 else f"EnvelopeV{v}"]
+        assert published["schema"] == json.loads(entry.path.read_text(encoding="utf-8"))
+    trait = doc["components"]["messageTraits"]["envelope"]
+    assert trait["x-casebus-envelope-fingerprints"] == {
+        str(v): f"{index.envelope_version(v).fingerprint:016x}" for v in index.envelope_versions
+    }
+    # Only v2 has the SM3 digest of an attachment.
+    v2_attachment = schemas["EnvelopeV2"]["schema"]["fields"]
+    assert any("sm3" in json.dumps(f) for f in v2_attachment)
+    assert not any('"sm3"' in json.dumps(f) for f in schemas["Envelope"]["schema"]["fields"])
+
+
 def test_each_agency_may_send_exactly_what_the_routing_policy_grants() -> None:
     doc = _document()
     grants = POLICY.grants()
