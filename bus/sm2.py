@@ -19,10 +19,12 @@ uncompressed point ``04 || x || y``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any, Final
 
 from bus.errors import ConfigError
@@ -227,6 +229,28 @@ def _check_distid(distid: bytes) -> None:
         raise ConfigError(f"an SM2 distinguishing id is 1 to 8191 bytes, not {len(distid)}")
 
 
+@contextlib.contextmanager
+def _sm3_context(init: Any, key: _Pkey, distid: bytes, what: str) -> Iterator[int]:
+    """An ``EVP_MD_CTX`` set up by ``init`` (DigestSign or DigestVerify) for SM3 with ``key``
+    and the distinguishing id ``distid``, freed on leaving."""
+    _check_distid(distid)
+    lib = _libcrypto()
+    mctx = lib.EVP_MD_CTX_new()
+    if not mctx:
+        raise MemoryError("EVP_MD_CTX_new")
+    try:
+        # The EVP_PKEY_CTX the init hands back belongs to mctx; the id goes into Z on the
+        # first update, so it may be set after the init (as openssl pkeyutl does).
+        pctx = ctypes.c_void_p()
+        if init(mctx, ctypes.byref(pctx), lib.sm3_md, None, key.ptr) != 1:
+            raise ConfigError(f"SM2 {what} could not start: {lib.error()}")
+        if lib.EVP_PKEY_CTX_set1_id(pctx, distid, len(distid)) != 1:
+            raise ConfigError(f"SM2 {what} could not take the id: {lib.error()}")
+        yield mctx
+    finally:
+        lib.EVP_MD_CTX_free(mctx)
+
+
 class Sm2PublicKey:
     """An SM2 public key: verifies SM2-with-SM3 signatures."""
 
@@ -265,26 +289,12 @@ class Sm2PublicKey:
 
     def verify(self, signature: bytes, data: bytes, *, distid: bytes = DEFAULT_DISTID) -> bool:
         """Whether ``signature`` (DER) is this key's SM2 signature of ``data`` with SM3."""
-        _check_distid(distid)
         lib = _libcrypto()
-        mctx = lib.EVP_MD_CTX_new()
-        if not mctx:
-            raise MemoryError("EVP_MD_CTX_new")
-        try:
-            pctx = ctypes.c_void_p()
-            if (
-                lib.EVP_DigestVerifyInit(mctx, ctypes.byref(pctx), lib.sm3_md, None, self._key.ptr)
-                != 1
-            ):
-                raise ConfigError(f"SM2 verify could not start: {lib.error()}")
-            if lib.EVP_PKEY_CTX_set1_id(pctx, distid, len(distid)) != 1:
-                raise ConfigError(f"SM2 verify could not take the id: {lib.error()}")
+        with _sm3_context(lib.EVP_DigestVerifyInit, self._key, distid, "verify") as mctx:
             ok: bool = lib.EVP_DigestVerify(mctx, signature, len(signature), data, len(data)) == 1
             if not ok:
                 lib.ERR_clear_error()  # a malformed DER signature leaves an error behind
             return ok
-        finally:
-            lib.EVP_MD_CTX_free(mctx)
 
 
 class Sm2PrivateKey:
@@ -312,20 +322,8 @@ class Sm2PrivateKey:
 
     def sign(self, data: bytes, *, distid: bytes = DEFAULT_DISTID) -> bytes:
         """The DER SM2 signature of ``data`` with SM3: ``e = SM3(Z || data)``."""
-        _check_distid(distid)
         lib = _libcrypto()
-        mctx = lib.EVP_MD_CTX_new()
-        if not mctx:
-            raise MemoryError("EVP_MD_CTX_new")
-        try:
-            pctx = ctypes.c_void_p()
-            if (
-                lib.EVP_DigestSignInit(mctx, ctypes.byref(pctx), lib.sm3_md, None, self._key.ptr)
-                != 1
-            ):
-                raise ConfigError(f"SM2 sign could not start: {lib.error()}")
-            if lib.EVP_PKEY_CTX_set1_id(pctx, distid, len(distid)) != 1:
-                raise ConfigError(f"SM2 sign could not take the id: {lib.error()}")
+        with _sm3_context(lib.EVP_DigestSignInit, self._key, distid, "sign") as mctx:
             size = ctypes.c_size_t(0)
             if lib.EVP_DigestSign(mctx, None, ctypes.byref(size), None, 0) != 1:
                 raise ConfigError(f"SM2 sign could not size its output: {lib.error()}")
@@ -333,8 +331,6 @@ class Sm2PrivateKey:
             if lib.EVP_DigestSign(mctx, buf, ctypes.byref(size), data, len(data)) != 1:
                 raise ConfigError(f"SM2 sign failed: {lib.error()}")
             return buf.raw[: size.value]
-        finally:
-            lib.EVP_MD_CTX_free(mctx)
 
 
 def generate_private_key() -> Sm2PrivateKey:
