@@ -275,8 +275,9 @@ def verifier_key_string(name: str, public_key: Ed25519PublicKey) -> str:
     return f"{name}+{key_id.hex()}+{blob.decode('ascii')}"
 
 
-def parse_verifier_key(vkey: str) -> VerifierKey:
-    """Parse an Ed25519 vkey; raises :class:`CheckpointError` (``bad_key``) if it is not one."""
+def _vkey_parts(vkey: str) -> tuple[str, str, bytes]:
+    """A verifier key's name, key id (hex) and decoded key material, each checked for form;
+    CheckpointError (``bad_key``) naming what is wrong."""
     # Split at the first two: base64 key material may itself contain '+'.
     parts = vkey.split("+", 2)
     if len(parts) != 3:
@@ -289,6 +290,12 @@ def parse_verifier_key(vkey: str) -> VerifierKey:
         raise CheckpointError("bad_key", str(e)) from e
     if not _HEX_KEY_ID.fullmatch(key_id_hex):
         raise CheckpointError("bad_key", "key id must be 8 lowercase hex digits")
+    return name, key_id_hex, blob
+
+
+def parse_verifier_key(vkey: str) -> VerifierKey:
+    """Parse an Ed25519 vkey; raises :class:`CheckpointError` (``bad_key``) if it is not one."""
+    name, key_id_hex, blob = _vkey_parts(vkey)
     if len(blob) != 1 + _ED25519_KEY_SIZE or blob[0] != ED25519_SIGNATURE_TYPE:
         raise CheckpointError("bad_key", "key material is not 0x01 || 32-byte Ed25519 key")
     public_key = Ed25519PublicKey.from_public_bytes(blob[1:])
@@ -429,17 +436,7 @@ def sm2_verifier_key_string(name: str, public_key: bytes) -> str:
 
 def parse_sm2_verifier_key(vkey: str) -> Sm2VerifierKey:
     """Parse an SM2 vkey; raises :class:`CheckpointError` (``bad_key``) if it is not one."""
-    parts = vkey.strip().split("+", 2)
-    if len(parts) != 3:
-        raise CheckpointError("bad_key", "a verifier key has three parts separated by '+'")
-    name, key_id_hex, blob_text = parts
-    try:
-        _check_name(name, "key name")
-        blob = _b64decode(blob_text, "key material")
-    except CheckpointError as e:
-        raise CheckpointError("bad_key", str(e)) from e
-    if not _HEX_KEY_ID.fullmatch(key_id_hex):
-        raise CheckpointError("bad_key", "key id must be 8 lowercase hex digits")
+    name, key_id_hex, blob = _vkey_parts(vkey.strip())
     head = bytes([SM2_SIGNATURE_TYPE]) + SM2_SM3_OID
     if not blob.startswith(head):
         raise CheckpointError("bad_key", "key material is not 0xff || SM2-with-SM3 OID || point")
