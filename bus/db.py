@@ -92,6 +92,20 @@ async def connect(dsn: str) -> asyncpg.Connection:
         raise TransportError(f"cannot connect to PostgreSQL: {e}", retriable=True) from e
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs on its way back to the pool beyond what asyncpg always does
+    (roll back a transaction left open, drop its listener callbacks): nothing.
+
+    asyncpg's default reset sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release, a round trip that doubled the cost of a one-statement
+    ``pool.fetch`` here (deploy/CAPACITY.md §8.7). None of it has anything to undo in casebus:
+    no pooled connection takes a session-level advisory lock (the migration runner's is on a
+    connection of its own), opens a cursor WITH HOLD, or changes a setting with ``SET`` (only
+    ``SET LOCAL``, which ends with its transaction); the SLA engine's LISTEN is undone by
+    ``remove_listener`` before it gives its connection back. Code that needs a session-level
+    change must undo it itself, or hold its own connection."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, idle_in_transaction_ms: int | None = None
 ) -> asyncpg.Pool:
@@ -106,7 +120,11 @@ async def create_pool(
         server_settings["idle_in_transaction_session_timeout"] = str(idle_in_transaction_ms)
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, server_settings=server_settings
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            server_settings=server_settings,
+            reset=_keep_session,
         )
     except (OSError, asyncpg.PostgresError) as e:
         raise TransportError(f"cannot connect to PostgreSQL: {e}", retriable=True) from e

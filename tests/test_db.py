@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bus.db import MIGRATIONS_DIR, discover, migrate
+from bus.db import MIGRATIONS_DIR, create_pool, discover, migrate
 from bus.errors import ConfigError
 
 
@@ -57,3 +57,37 @@ def test_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_bad.sql").write_text("SELECT 1;")
     with pytest.raises(ConfigError, match=r"NNNN_snake_name\.sql"):
         discover(tmp_path)
+
+
+async def test_a_pooled_connection_goes_back_without_a_reset_round_trip(database_url: str) -> None:
+    # asyncpg's default reset sends "... RESET ALL" on every release; casebus's pools do not.
+    pool = await create_pool(database_url, max_size=1)
+    sent: list[str] = []
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: sent.append(record.query))
+            await conn.fetchval("SELECT 1")
+        async with pool.acquire() as conn:  # the same connection: the pool holds one
+            await conn.fetchval("SELECT 2")
+    finally:
+        await pool.close()
+    assert sent == ["SELECT 1", "SELECT 2"], sent
+
+
+async def test_a_connection_given_back_inside_a_transaction_comes_back_rolled_back(
+    database_url: str,
+) -> None:
+    pool = await create_pool(database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            first = await conn.fetchval("SELECT pg_backend_pid()")
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMP TABLE left_open (x int)")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == first
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+            # what the pool was started with is still set: the session was not reset to defaults
+            assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+    finally:
+        await pool.close()
