@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -268,6 +269,9 @@ UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NU
 WHERE id = ANY($1::bigint[])
 """
 
+# How often, at most, a relay refreshes the pending gauge; and once more as it stops.
+_COUNT_EVERY_S: Final = 1.0
+
 _MARK_FAILED: Final = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1"
 
 _PENDING: Final = """
@@ -319,6 +323,7 @@ class OutboxRelay(BackgroundService):
         self._producer: Any = None
         self._owners_seen: set[str] = set() if owner is None else {owner}
         self._wake = asyncio.Event()
+        self._pending_counted = -float("inf")
         self._log = log.bind(relay_owner=owner or "*")
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -348,12 +353,16 @@ class OutboxRelay(BackgroundService):
                     delay = self._backoff.delay(failures)
                     self._log.debug("outbox.backoff", failures=failures, retry_in_s=delay)
                     await self.pause(delay)  # a wake-up does not cut a backoff short
-                elif result.published == 0:
+                elif result.claimed < self._batch_size:
+                    # Everything committed before the round began was claimed in it; what was
+                    # committed since woke us, so the pause ends at once. Going on regardless
+                    # cost an empty round (four round trips) after every burst.
                     failures = 0
                     await self._poll_pause()
                 else:
-                    failures = 0  # more rows may be waiting: go on at once
+                    failures = 0  # a full batch: more rows may be waiting, go on at once
         finally:
+            await self._count_pending_at_stop()
             await self._close_producer()
             self._log.info("outbox.relay_stopped")
 
@@ -386,7 +395,12 @@ class OutboxRelay(BackgroundService):
             for row, _ in failed:
                 OUTBOX_PUBLISH_ERRORS.labels(owner=row.owner).inc()
             self._owners_seen.update(row.owner for row in rows)
-            await self._refresh_pending(conn)
+            # The gauge is read by a scraper every few seconds: count the pending rows at most
+            # once a second (a statement each time), not every round or poll.
+            now = time.monotonic()
+            if now - self._pending_counted >= _COUNT_EVERY_S:
+                self._pending_counted = now
+                await self._refresh_pending(conn)
         if failed:
             await self._close_producer()  # a fresh producer next round clears any fatal state
         return RelayRound(
@@ -460,6 +474,14 @@ class OutboxRelay(BackgroundService):
                 await producer.stop()
             except Exception as e:
                 self._log.warning("outbox.producer_close_failed", error=str(e))
+
+    async def _count_pending_at_stop(self) -> None:
+        """The gauge as the relay leaves it; best effort (the database may be what stopped)."""
+        try:
+            async with self._pool.acquire(timeout=2.0) as conn:
+                await asyncio.wait_for(self._refresh_pending(conn), 2.0)
+        except Exception as e:
+            self._log.debug("outbox.pending_uncounted", error=f"{type(e).__name__}: {e}")
 
     async def _refresh_pending(self, conn: Conn) -> None:
         counts = {r["owner"]: r["n"] for r in await conn.fetch(_PENDING, self._owner)}

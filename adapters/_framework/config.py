@@ -57,7 +57,14 @@ class AdapterConfig:
     max_wait_s: float = 300.0
     """A message pending longer than this raises the ``late`` metric and logs an alert."""
     poll_interval_s: float = 0.5
-    relay_poll_interval_s: float = 0.2
+    """How often a webhook deliverer looks for due deliveries it was not woken for (retries)."""
+    lateness_interval_s: float = 5.0
+    """How often the lateness gauges and alert are refreshed (a query each time)."""
+    relay_poll_interval_s: float = 1.0
+    """How often an agency's outbox relay looks for rows it was not woken for. Every commit
+    of this process wakes it, so this only picks up what another replica left; at 0.2 s the
+    sixteen agencies' relays of a deployment cost PostgreSQL a few hundred statements a
+    second doing nothing (deploy/CAPACITY.md §8.7)."""
     pull_max_limit: int = 500
     db_pool_max_size: int = 20
     clock: Clock = field(default_factory=RealClock)

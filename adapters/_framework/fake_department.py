@@ -261,6 +261,7 @@ async def running_adapter(
         "retry_max_s": 0.5,
         "breaker_open_s": 0.5,
         "poll_interval_s": 0.1,
+        "lateness_interval_s": 0.1,
     }
     defaults.update(config)
     spec = getattr(build_service, "__self__", None)  # an adapter's build_service is its spec's

@@ -245,7 +245,7 @@ class AdapterService(BackgroundService):
                 await record_lateness(self.pool, agency_id, self.config.max_wait_s)
             except Exception as e:
                 log.warning("adapter.lateness_failed", agency=agency_id, error=f"{e!r}")
-            await self.pause(5.0)
+            await self.pause(self.config.lateness_interval_s)
 
     def request_stop(self) -> None:
         """Ask every loop of the service, the webhook deliverers' too, to finish and return."""
