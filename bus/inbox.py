@@ -6,7 +6,10 @@ message's ``(consumer, message_id)`` row is inserted in the same PostgreSQL tran
 handler's own writes, and the handler runs only if that row is new. The work therefore commits
 together with the "handled" marker, or not at all; a redelivered message finds its marker and
 skips the handler. Kafka offsets are committed after the database commit, so a crash in between
-re-reads records whose markers already exist.
+re-reads records whose markers already exist. For the same reason the offsets need not be
+committed after every batch: a reader commits at most once a second (``commit_every_s``), and
+whatever is left when it stops; a crash or a rebalance in between only re-reads records its
+markers skip.
 
 Each fetched batch (up to ``max_records``) is handled in ONE transaction: one statement inserts
 the markers of all its messages, then the handler runs for each new one, in offset order per
@@ -21,6 +24,7 @@ past a message of a case before it is handled and per-case order holds. After ``
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -134,6 +138,7 @@ class InboxReader(BackgroundService):
         retry_max_s: float = 5.0,
         poll_timeout_ms: int = 500,
         max_records: int = 100,
+        commit_every_s: float = 1.0,
     ) -> None:
         if not consumer_name:
             raise ConfigError("consumer_name must not be empty")
@@ -151,6 +156,9 @@ class InboxReader(BackgroundService):
         self._retry = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, jitter=EQUAL_JITTER)
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
+        self._commit_every_s = commit_every_s
+        self._uncommitted: dict[TopicPartition, int] = {}  # handled, offsets not yet in Kafka
+        self._committed_at = -float("inf")
         self._log = log.bind(consumer=consumer_name, group_id=self._group_id)
 
     @property
@@ -199,8 +207,13 @@ class InboxReader(BackgroundService):
                     ) from e
                 if batch:
                     await self._handle_batch(consumer, batch)
+                else:
+                    await self._commit_due(consumer)
         finally:
-            await consumer.stop()
+            try:
+                await self._commit_due(consumer, now=True)
+            finally:
+                await consumer.stop()
             self._log.info("inbox.stopped", topic=self._topic)
 
     # -- records --------------------------------------------------------------------------------
@@ -237,7 +250,19 @@ class InboxReader(BackgroundService):
                 for item in items[:settled]
             }
             if done:
-                await self._commit(consumer, done)
+                self._uncommitted.update(done)
+                await self._commit_due(consumer)
+
+    async def _commit_due(self, consumer: Any, *, now: bool = False) -> None:
+        """Commit the handled offsets if ``commit_every_s`` passed since the last commit (an
+        OffsetCommit request to the broker each time), or ``now``."""
+        if not self._uncommitted:
+            return
+        if not now and time.monotonic() - self._committed_at < self._commit_every_s:
+            return
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._committed_at = time.monotonic()
+        await self._commit(consumer, offsets)
 
     async def _commit(self, consumer: Any, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -506,3 +506,26 @@ async def test_two_readers_sharing_a_consumer_name_handle_each_batch_message_onc
     assert _seen(consumer_name, "handled") == 120
     assert _seen(consumer_name, "duplicate") == 120
     _assert_in_case_order(work, envelopes)
+
+
+async def test_offsets_are_committed_at_most_once_a_second_and_all_of_them_at_stop(
+    settings: Settings,
+    inbox_topic: str,
+    pool: asyncpg.Pool,
+    signer: Signer,
+    consumer_name: str,
+) -> None:
+    # An OffsetCommit per batch was a broker request per record at a light load; the markers,
+    # not the offsets, keep a message from being handled twice.
+    envelopes = [_envelope(signer, f"YGH-2026-{i:04d}") for i in range(5)]
+    reader = _reader(settings, pool, consumer_name, commit_every_s=60.0)
+    async with reader:
+        await _produce(settings, inbox_topic, list(envelopes[:2]))
+        await _until(_work_reaches(pool, 2))
+        await _produce(settings, inbox_topic, list(envelopes[2:]))
+        await _until(_work_reaches(pool, 5))
+        # The first batch was committed at once; the later ones wait for the minute or the stop.
+        meanwhile = await _committed_offsets(settings, reader.group_id)
+    assert 1 <= meanwhile <= 2, meanwhile
+    assert await _committed_offsets(settings, reader.group_id) == 5
+    assert _seen(consumer_name, "duplicate") == 0
