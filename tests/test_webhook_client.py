@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +24,10 @@ import asyncpg
 import pytest
 from adapterkit import BUREAU, case_no
 from buskit import Bus
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -343,3 +349,55 @@ async def test_the_environments_proxy_carries_the_post(
             assert (await delivery(pool, message_id, settled))["state"] == "accepted"
         [(request, _)] = proxy.requests
         assert request.headers["Host"] == "planning.invalid"
+
+
+def self_signed(folder: Path) -> ssl.SSLContext:
+    """A server TLS context for 127.0.0.1 with a certificate no trust store holds."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context
+
+
+@pytest.mark.integration
+async def test_a_certificate_no_trust_store_holds_is_refused_and_retried(
+    bus: Bus, tmp_path: Path
+) -> None:
+    handshakes = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal handshakes
+        handshakes += 1
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=self_signed(tmp_path))
+    impostor = FakeDepartment(secret=SECRET)
+    impostor.url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/webhook"
+    async with server, delivering(bus, tmp_path, impostor) as pool:
+        message_id = await store(pool, {"ywlx": "意见征询"})
+        row = await delivery(pool, message_id, failed(2))
+    assert row["state"] == "pending"
+    assert row["last_error"].startswith("ClientConnectorCertificateError: "), row["last_error"]
+    assert "CERTIFICATE_VERIFY_FAILED" in row["last_error"]
+    assert handshakes == 0  # no request ever got through the handshake
