@@ -18,13 +18,15 @@ import hashlib
 import hmac
 import json
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import aiohttp
 import asyncpg
-import httpx
 import structlog
 from aiokafka import ConsumerRecord
 from prometheus_client import Counter, Gauge
@@ -61,6 +63,7 @@ __all__ = [
     "inbox_handler",
     "pending_deliveries",
     "sign_webhook",
+    "webhook_proxy",
 ]
 
 log = structlog.get_logger("casebus.adapter.outbound")
@@ -251,11 +254,50 @@ class Settler:
     ) -> bool:
         """Settle one delivery; True if it changed now, False if it was settled so before."""
         async with pool.acquire() as conn:
-            row = await self._settle_at_once(conn, agency_id, message_id, outcome, reason)
-            if row is None:  # not a pending head of its case as found: decide under a lock
-                row = await self._settle_locked(conn, agency_id, message_id, outcome, reason)
-                if row is None:
-                    return False
+            row = await conn.fetchrow(_DELIVERY, agency_id, message_id)
+            row = await self._settle_row(conn, agency_id, message_id, row, outcome, reason)
+        return self._settled(agency_id, message_id, row, outcome)
+
+    async def settle_read(
+        self,
+        pool: asyncpg.Pool,
+        agency_id: str,
+        row: asyncpg.Record,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+    ) -> bool:
+        """:meth:`settle` a delivery whose row the caller has just read (with the columns of
+        ``_DELIVERY`` and ``message_id``), one statement fewer: the webhook deliverer's
+        heads. A row gone stale meanwhile is no risk: the settling statement checks the state
+        itself, and the locked path decides what it did not settle."""
+        message_id = row["message_id"]
+        async with pool.acquire() as conn:
+            settled = await self._settle_row(conn, agency_id, message_id, row, outcome, reason)
+        return self._settled(agency_id, message_id, settled, outcome)
+
+    async def _settle_row(
+        self,
+        conn: Conn,
+        agency_id: str,
+        message_id: uuid.UUID,
+        row: asyncpg.Record | None,
+        outcome: Outcome,
+        reason: str | None,
+    ) -> asyncpg.Record | None:
+        """Settle the delivery read as ``row``: at once if it still heads its case, else under
+        a lock. Its row if changed now, None if it was settled so before."""
+        settled = await self._settle_at_once(conn, agency_id, message_id, row, outcome, reason)
+        if settled is None:  # not a pending head of its case as found: decide under a lock
+            settled = await self._settle_locked(conn, agency_id, message_id, outcome, reason)
+        return settled
+
+    def _settled(
+        self, agency_id: str, message_id: uuid.UUID, row: asyncpg.Record | None, outcome: Outcome
+    ) -> bool:
+        """Count, log and announce a settlement (``row``; None: nothing changed now)."""
+        if row is None:
+            return False
         DELIVERIES.labels(agency=agency_id, outcome=outcome).inc()
         log.info(
             "adapter.settled",
@@ -274,14 +316,14 @@ class Settler:
         conn: Conn,
         agency_id: str,
         message_id: uuid.UUID,
+        row: asyncpg.Record | None,
         outcome: Outcome,
         reason: str | None,
     ) -> asyncpg.Record | None:
-        """The common case in two statements and no transaction of its own: read the delivery,
-        sign the answer, then one statement settles it only if it is still pending and heads
-        its case, and queues the answer with it. The delivery's row if settled so; None for
+        """The common case in one statement and no transaction of its own: sign the answer,
+        then one statement settles the delivery read as ``row`` only if it is still pending
+        and heads its case, and queues the answer with it. The row if settled so; None for
         :meth:`_settle_locked` to decide (and to raise what it raises)."""
-        row = await conn.fetchrow(_DELIVERY, agency_id, message_id)
         if row is None or row["state"] != "pending":
             return None
         answer: tuple[Any, ...] = (None,) * 7
@@ -426,8 +468,11 @@ class CircuitBreaker:
             self._open_until = now + self.open_s
 
 
+# The columns Settler.settle_read needs come with each head: settling an accepted or rejected
+# delivery then takes one statement, not a read and a statement.
 _HEADS: Final = """
-SELECT d.id, d.message_id, d.case_id, d.kind, d.document, d.attempts
+SELECT d.id, d.message_id, d.case_id, d.kind, d.document, d.attempts,
+       d.sender, d.correlation_id, d.needs_ack, d.state
 FROM adapter_deliveries d
 WHERE d.agency_id = $1 AND d.state = 'pending' AND d.next_attempt_at <= now()
   AND NOT EXISTS (SELECT 1 FROM adapter_deliveries e
@@ -451,17 +496,35 @@ FROM adapter_deliveries WHERE agency_id = $1 AND state = 'pending'
 """
 
 
-def _reason(response: httpx.Response) -> str:
+def _reason(status: int, body: bytes, charset: str | None) -> str:
+    """A rejection's reason as the department gave it: the JSON body's ``jjyy``, ``reason`` or
+    ``yy``, else the body's text (up to 500 characters), else ``HTTP <status>``."""
     try:
-        data = response.json()
-    except ValueError:
+        data = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
         data = None
     if isinstance(data, dict):
         for key in ("jjyy", "reason", "yy"):
             if isinstance(data.get(key), str) and data[key]:
                 return str(data[key])
-    text = response.text.strip()
-    return text[:500] or f"HTTP {response.status_code}"
+    try:
+        text = body.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        text = body.decode("utf-8", errors="replace")
+    return text.strip()[:500] or f"HTTP {status}"
+
+
+def webhook_proxy(url: str) -> str | None:
+    """The proxy a POST to ``url`` goes through, or None: as ``HTTP_PROXY``, ``HTTPS_PROXY``,
+    ``ALL_PROXY`` and ``NO_PROXY`` in the environment say (what httpx, which delivered webhooks
+    before, honoured by default). Decided once per deliverer, since its URL never changes;
+    aiohttp's ``trust_env`` would read the environment again on every request."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 class WebhookDeliverer(Stoppable):
@@ -474,17 +537,16 @@ class WebhookDeliverer(Stoppable):
         config: AdapterConfig,
         pool: asyncpg.Pool,
         settler: Settler,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
         if endpoint.webhook_url is None:
             raise CasebusError(f"{endpoint.agency_id} has no webhook", agency=endpoint.agency_id)
         super().__init__()
         self._endpoint = endpoint
         self._url = endpoint.webhook_url
+        self._proxy = webhook_proxy(self._url)
         self._config = config
         self._pool = pool
         self._settler = settler
-        self._client = client
         self._breaker = CircuitBreaker(config.breaker_failures, config.breaker_open_s)
         self._retry = Backoff(
             initial_s=config.retry_initial_s, max_s=config.retry_max_s, jitter=EQUAL_JITTER
@@ -505,36 +567,42 @@ class WebhookDeliverer(Stoppable):
         super().request_stop()
         self._wake.set()
 
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP client :meth:`run` delivers with (the caller closes it): a whole request
+        within ``webhook_timeout_s``, idle connections kept 5 s as httpx kept them, the
+        environment's proxy decided once (:func:`webhook_proxy`), certificates verified."""
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=5.0),
+            timeout=aiohttp.ClientTimeout(total=self._config.webhook_timeout_s),
+        )
+
     async def run(self) -> None:
         """Deliver until :meth:`stop`; never raises for HTTP or database failures."""
         agency = self._endpoint.agency_id
-        own_client = self._client is None
-        client = self._client or httpx.AsyncClient(timeout=self._config.webhook_timeout_s)
         counted = -float("inf")
         try:
-            while not self.stopping:
-                busy = False
-                try:
-                    busy = await self.deliver_round(client)
-                    # A gauge and an alert: as often as an idle deliverer looks for work, not
-                    # after each round of a busy one (a query and a connection each time).
-                    if time.monotonic() - counted >= self._config.poll_interval_s:
-                        counted = time.monotonic()
-                        await self._lateness()
-                except Exception as e:  # a service loop: log, pause, go on
-                    self._log.warning("adapter.delivery_round_failed", error=f"{e!r}")
-                if not busy:
-                    await self._pause(self._config.poll_interval_s)
+            async with self.session() as session:
+                while not self.stopping:
+                    busy = False
+                    try:
+                        busy = await self.deliver_round(session)
+                        # A gauge and an alert: as often as an idle deliverer looks for work,
+                        # not after each round of a busy one (a query and a connection each).
+                        if time.monotonic() - counted >= self._config.poll_interval_s:
+                            counted = time.monotonic()
+                            await self._lateness()
+                    except Exception as e:  # a service loop: log, pause, go on
+                        self._log.warning("adapter.delivery_round_failed", error=f"{e!r}")
+                    if not busy:
+                        await self._pause(self._config.poll_interval_s)
         finally:
-            if own_client:
-                await client.aclose()
             BREAKER_OPEN.labels(agency=agency).set(0)
 
     async def _pause(self, delay_s: float) -> None:
         await pause(delay_s, self._wake)
         self._wake.clear()
 
-    async def deliver_round(self, client: httpx.AsyncClient) -> bool:
+    async def deliver_round(self, session: aiohttp.ClientSession) -> bool:
         """Offer each due head of a case once; True if something was accepted or rejected."""
         agency = self._endpoint.agency_id
         if not self._breaker.allows(time.monotonic()):
@@ -547,11 +615,11 @@ class WebhookDeliverer(Stoppable):
             async with gate:
                 if self.stopping or not self._breaker.allows(time.monotonic()):
                     return False
-                return await self._deliver(client, row)
+                return await self._deliver(session, row)
 
         return any(await asyncio.gather(*(one(row) for row in rows)))
 
-    async def _deliver(self, client: httpx.AsyncClient, row: asyncpg.Record) -> bool:
+    async def _deliver(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> bool:
         agency = self._endpoint.agency_id
         body = json.dumps(json.loads(row["document"]), ensure_ascii=False).encode()
         stamp = str(int(time.time()))
@@ -564,18 +632,27 @@ class WebhookDeliverer(Stoppable):
         bound = self._log.bind(message_id=str(row["message_id"]), case_id=row["case_id"])
         error: str
         try:
-            response = await client.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError as e:
+            # Bytes, so the body goes as it was signed, with a Content-Length; a redirect is
+            # not followed (it is a failure, retried), as httpx did not follow one either.
+            async with session.post(
+                self._url, data=body, headers=headers, allow_redirects=False, proxy=self._proxy
+            ) as response:
+                status = response.status
+                answer = await response.read()  # all of it: the connection goes back reusable
+                charset = response.charset
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
             error = f"{type(e).__name__}: {e}"
+            if isinstance(e, TimeoutError) and not str(e):
+                limit = self._config.webhook_timeout_s
+                error += f"no answer within webhook_timeout_s = {limit} s"
         else:
-            status = response.status_code
             if 200 <= status < 300:
                 self._closed()
                 await self._settle(row, "accepted", None)
                 return True
             if 400 <= status < 500 and status not in _RETRIED_4XX:
                 self._closed()
-                await self._settle(row, "rejected", _reason(response))
+                await self._settle(row, "rejected", _reason(status, answer, charset))
                 return True
             error = f"HTTP {status}"
         self._breaker.failure(time.monotonic())
@@ -592,8 +669,8 @@ class WebhookDeliverer(Stoppable):
 
     async def _settle(self, row: asyncpg.Record, outcome: Outcome, reason: str | None) -> None:
         try:
-            await self._settler.settle(
-                self._pool, self._endpoint.agency_id, row["message_id"], outcome, reason=reason
+            await self._settler.settle_read(
+                self._pool, self._endpoint.agency_id, row, outcome, reason=reason
             )
         except DeliveryConflictError as e:  # settled by a pull meanwhile: nothing left to do
             self._log.info("adapter.settle_conflict", error=str(e))
