@@ -401,3 +401,38 @@ async def test_a_certificate_no_trust_store_holds_is_refused_and_retried(
     assert row["last_error"].startswith("ClientConnectorCertificateError: "), row["last_error"]
     assert "CERTIFICATE_VERIFY_FAILED" in row["last_error"]
     assert handshakes == 0  # no request ever got through the handshake
+
+
+@pytest.mark.integration
+async def test_a_case_s_next_message_goes_at_once_not_at_the_next_poll(
+    bus: Bus, tmp_path: Path
+) -> None:
+    # A round goes on at once only when a settled head's case has a next message; the poll is
+    # 30 s here, so a chain that waited for it would not arrive within the test's 15 s.
+    conn = await asyncpg.connect(bus.settings.database_url)
+    try:
+        case = case_no()
+        chain = []
+        for i in range(3):
+            message_id = uuid.uuid4()
+            await conn.execute(
+                """INSERT INTO adapter_deliveries (agency_id, message_id, case_id, kind, sender,
+                       correlation_id, document, needs_ack)
+                   VALUES ($1, $2, $3, 'opinion.request', $4, $5, $6::jsonb, true)""",
+                PLANNING,
+                message_id,
+                case,
+                BUREAU,
+                str(uuid.uuid4()),
+                json.dumps({"ywlx": "意见征询", "ajbh": case, "xxbh": str(message_id), "i": i}),
+            )
+            chain.append(message_id)
+    finally:
+        await conn.close()
+    async with (
+        Department() as planning,
+        delivering(bus, tmp_path, planning, poll_interval_s=30.0) as pool,
+    ):
+        for message_id in chain:
+            await delivery(pool, message_id, settled, timeout_s=15.0)
+    assert [uuid.UUID(r.headers["X-Casebus-Message-Id"]) for r, _ in planning.requests] == chain

@@ -226,7 +226,9 @@ SELECT EXISTS (SELECT FROM settled)
 
 
 class Settler:
-    """Marks deliveries accepted or rejected and answers the sender with a signed ack or nack."""
+    """Marks deliveries accepted or rejected and answers the sender with a signed ack or nack.
+    ``on_commit(agency)`` is called after a settlement that queued an answer (to wake the
+    agency's outbox relay); one that queued none calls nothing."""
 
     def __init__(
         self,
@@ -307,7 +309,7 @@ class Settler:
             kind=row["kind"],
             outcome=outcome,
         )
-        if self._on_commit is not None:
+        if self._on_commit is not None and row["needs_ack"]:  # an answer is in the outbox
             self._on_commit(agency_id)
         return True
 
@@ -472,7 +474,10 @@ class CircuitBreaker:
 # delivery then takes one statement, not a read and a statement.
 _HEADS: Final = """
 SELECT d.id, d.message_id, d.case_id, d.kind, d.document, d.attempts,
-       d.sender, d.correlation_id, d.needs_ack, d.state
+       d.sender, d.correlation_id, d.needs_ack, d.state,
+       EXISTS (SELECT 1 FROM adapter_deliveries f
+               WHERE f.agency_id = d.agency_id AND f.case_id = d.case_id
+                 AND f.state = 'pending' AND f.id > d.id) AS has_next
 FROM adapter_deliveries d
 WHERE d.agency_id = $1 AND d.state = 'pending' AND d.next_attempt_at <= now()
   AND NOT EXISTS (SELECT 1 FROM adapter_deliveries e
@@ -481,6 +486,8 @@ WHERE d.agency_id = $1 AND d.state = 'pending' AND d.next_attempt_at <= now()
 ORDER BY d.id
 LIMIT $2
 """
+
+_ROUND: Final = 50  # heads offered per round
 
 _FAILED: Final = """
 UPDATE adapter_deliveries
@@ -606,11 +613,11 @@ class WebhookDeliverer(Stoppable):
         self._wake.clear()
 
     async def deliver_round(self, session: aiohttp.ClientSession) -> bool:
-        """Offer each due head of a case once; True if something was accepted or rejected."""
+        """Offer each due head of a case once; True if another round may find one due now."""
         agency = self._endpoint.agency_id
         if not self._breaker.allows(time.monotonic()):
             return False
-        rows = await self._pool.fetch(_HEADS, agency, 50)
+        rows = await self._pool.fetch(_HEADS, agency, _ROUND)
         # Each row heads a different case: cases go in parallel, each case one at a time.
         gate = asyncio.Semaphore(self._config.webhook_concurrency)
 
@@ -620,7 +627,13 @@ class WebhookDeliverer(Stoppable):
                     return False
                 return await self._deliver(session, row)
 
-        return any(await asyncio.gather(*(one(row) for row in rows)))
+        settled = await asyncio.gather(*(one(row) for row in rows))
+        # Another round at once only if one can find something due now: a settled head whose
+        # case has a next message, or a full round. What is stored meanwhile wakes us; going
+        # on regardless cost an empty query after every delivery.
+        if len(rows) == _ROUND:
+            return any(settled)
+        return any(done and row["has_next"] for done, row in zip(settled, rows, strict=True))
 
     async def _deliver(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> bool:
         agency = self._endpoint.agency_id
