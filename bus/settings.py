@@ -132,6 +132,16 @@ class Settings(BaseSettings):
         "router-0", description="This router replica's stable id (its Kafka transactional id)."
     )
     router_max_batch: int = Field(500, ge=1, le=10_000, description="Records per router batch.")
+    router_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1_000,
+        description="After a batch smaller than router_max_batch, how long the router lets "
+        "records gather before it fetches the next. Each batch costs a Kafka transaction and "
+        "an audit-log transaction whatever its size; at a light load, batches of one or two "
+        "records made those most of the router's CPU (deploy/CAPACITY.md §8.7). 0: fetch at "
+        "once.",
+    )
     router_transaction_timeout_s: float = Field(
         15.0,
         ge=1,

@@ -145,6 +145,7 @@ class Router(Stoppable):
         self._group = f"{settings.topic_prefix}.router"
         self._txn_id = f"{settings.topic_prefix}.router.{router_id}"
         self._max_batch = max_batch
+        self._linger_s = settings.router_linger_ms / 1000
         self._batch_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -237,7 +238,12 @@ class Router(Stoppable):
         watch = asyncio.create_task(self._watch_offsets())
         try:
             assert self._consumer is not None
+            small = False
             while not self.stopping:
+                if small and self._linger_s:
+                    # The last batch was not full: let records gather a moment rather than
+                    # pay a transaction for each one or two (the one in flight goes on).
+                    await self.pause(self._linger_s)
                 # With a transaction in flight, take what has arrived and get to work on it;
                 # with none, wait a little for a batch.
                 wait_ms = 0 if self._in_flight is not None else 200
@@ -245,6 +251,7 @@ class Router(Stoppable):
                     timeout_ms=wait_ms, max_records=self._max_batch
                 )
                 records = [r for tp in sorted(batch) for r in batch[tp]]
+                small = 0 < len(records) < self._max_batch
                 # The generation these records were fetched in: their offsets commit only if
                 # this replica is still that generation's member when the transaction ends.
                 membership = eos.membership_of(self._consumer)
