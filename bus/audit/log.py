@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import asyncpg
 
@@ -33,11 +34,33 @@ __all__ = [
     "AuditLog",
     "AuditRecord",
     "LogEntry",
+    "LogTail",
     "StoredCheckpoint",
 ]
 
 # One fixed key for the append lock; it spells "audit" so it is easy to spot in pg_locks.
 _APPEND_LOCK = 0x6175646974
+
+# Lookups of a few keys given as arrays, shaped so that every plan PostgreSQL may cache for
+# them is an index lookup per key: a LATERAL subquery with LIMIT is never flattened into a
+# join, so it cannot become a hash join over the whole table. The plain join's generic plan,
+# made while the table was small, was exactly that (a sequential scan of audit_nodes) and
+# made proofs 6x slower on a long-lived connection (deploy/CAPACITY.md §8.5).
+_EXISTING: Final = """
+SELECT k.message_id, k.event_kind, e.idx
+FROM unnest($1::uuid[], $2::text[]) AS k(message_id, event_kind)
+CROSS JOIN LATERAL (SELECT idx FROM audit_entries e
+                    WHERE e.message_id = k.message_id AND e.event_kind = k.event_kind
+                    LIMIT 1) e
+"""
+
+_NODES: Final = """
+SELECT w.start_idx, w.end_idx, n.hash
+FROM unnest($1::bigint[], $2::bigint[]) AS w(start_idx, end_idx)
+CROSS JOIN LATERAL (SELECT hash FROM audit_nodes n
+                    WHERE n.start_idx = w.start_idx AND n.end_idx = w.end_idx
+                    LIMIT 1) n
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +71,15 @@ class AuditRecord:
     message_id: uuid.UUID
     case_id: str | None
     leaf: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogTail:
+    """Where an append left the log inside its transaction: the size and the frontier (the
+    right edge's subtree hashes) a later append of the same transaction continues from."""
+
+    size: int
+    frontier: CompactRange
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,21 +157,35 @@ class AuditLog:
     async def append(self, conn: Conn, records: Sequence[AuditRecord]) -> list[AppendedEntry]:
         """Append records in order inside the caller's transaction; idempotent per
         (message id, event kind): a record already in the log keeps its index."""
+        out, _ = await self.append_after(conn, records, None)
+        return out
+
+    async def append_after(
+        self, conn: Conn, records: Sequence[AuditRecord], tail: LogTail | None
+    ) -> tuple[list[AppendedEntry], LogTail]:
+        """:meth:`append`, and where it left the log. Given the ``tail`` an earlier append of
+        the SAME transaction returned, it neither takes the append lock again nor reads the
+        log's size and frontier: three round trips of the six an append costs. A tail holds
+        only inside the transaction that made it (the lock is held until that ends, so
+        nobody appended since); kept past it, it would be wrong, and nothing here could
+        tell."""
         if not conn.is_in_transaction():
             raise CasebusError("AuditLog.append must run inside a transaction")
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
+        if tail is None:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _APPEND_LOCK)
         existing: dict[tuple[uuid.UUID, str], int] = {}
         if records:
             rows = await conn.fetch(
-                """SELECT e.message_id, e.event_kind, e.idx FROM audit_entries e
-                   JOIN unnest($1::uuid[], $2::text[]) AS k(message_id, event_kind)
-                     USING (message_id, event_kind)""",
+                _EXISTING,
                 [r.message_id for r in records],
                 [r.event_kind for r in records],
             )
             existing = {(r["message_id"], r["event_kind"]): r["idx"] for r in rows}
-        size = await self._size(conn)
-        frontier = await self._frontier(conn, size)
+        if tail is None:
+            size = await self._size(conn)
+            frontier = await self._frontier(conn, size)
+        else:
+            size, frontier = tail.size, tail.frontier
         out: list[AppendedEntry] = []
         fresh: list[AuditRecord] = []
         for r in records:
@@ -151,28 +197,29 @@ class AuditLog:
             out.append(AppendedEntry(existing[key], r.event_kind, r.message_id, True))
             fresh.append(r)
         if not fresh:
-            return out
+            return out, LogTail(size, frontier)
         hashes = [leaf_hash(r.leaf) for r in fresh]
-        _, nodes = frontier.extend_with_nodes(hashes)
-        await conn.execute(
-            """INSERT INTO audit_entries (idx, leaf, leaf_hash, event_kind, message_id, case_id)
-               SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::text[],
-                                    $5::uuid[], $6::text[])""",
+        extended, nodes = frontier.extend_with_nodes(hashes)
+        await conn.execute(  # the leaves and the subtrees they complete: one round trip
+            """WITH entries AS (
+                   INSERT INTO audit_entries (idx, leaf, leaf_hash, event_kind, message_id,
+                                              case_id)
+                   SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::text[],
+                                        $5::uuid[], $6::text[])
+               )
+               INSERT INTO audit_nodes (start_idx, end_idx, hash)
+               SELECT * FROM unnest($7::bigint[], $8::bigint[], $9::bytea[])""",
             list(range(size, size + len(fresh))),
             [r.leaf for r in fresh],
             hashes,
             [r.event_kind for r in fresh],
             [r.message_id for r in fresh],
             [r.case_id for r in fresh],
-        )
-        await conn.execute(
-            """INSERT INTO audit_nodes (start_idx, end_idx, hash)
-               SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])""",
             [n.start for n in nodes],
             [n.end for n in nodes],
             [n.hash for n in nodes],
         )
-        return out
+        return out, LogTail(extended.size, extended)
 
     @staticmethod
     async def _size(db: Executor) -> int:
@@ -190,9 +237,7 @@ class AuditLog:
         if not wanted:
             return {}
         rows = await db.fetch(
-            """SELECT n.start_idx, n.end_idx, n.hash FROM audit_nodes n
-               JOIN unnest($1::bigint[], $2::bigint[]) AS w(start_idx, end_idx)
-                 USING (start_idx, end_idx)""",
+            _NODES,
             [s for s, _ in wanted],
             [e for _, e in wanted],
         )

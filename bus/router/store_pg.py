@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from bus.attachments import held
-from bus.audit.log import AppendedEntry, AuditLog, AuditRecord
+from bus.audit.log import AppendedEntry, AuditLog, AuditRecord, LogTail
 from bus.db import Conn
 from bus.router.store import Seen
 from bus.router.verdict import Refused
@@ -21,11 +21,15 @@ __all__ = ["PostgresRouterStore"]
 
 
 class PostgresRouterStore:
-    """The port on one connection, inside the caller's transaction."""
+    """The port on one connection, inside the caller's transaction: one store for each
+    transaction, since it remembers where its appends left the audit log."""
 
     def __init__(self, conn: Conn, audit_log: AuditLog) -> None:
         self._conn = conn
         self._log = audit_log
+        # Where this transaction's last append left the log: a batch appends twice (its
+        # submissions, then their receipts), and the second goes on from the first.
+        self._tail: LogTail | None = None
 
     async def seen(self, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Seen]:
         rows = await self._conn.fetch(
@@ -86,7 +90,8 @@ class PostgresRouterStore:
         return None if value is None else bytes(value)
 
     async def append(self, records: Sequence[AuditRecord]) -> list[AppendedEntry]:
-        return await self._log.append(self._conn, records)
+        out, self._tail = await self._log.append_after(self._conn, records, self._tail)
+        return out
 
     async def leaf(self, message_id: uuid.UUID, event_kind: str) -> bytes:
         return (await self._log.entry(self._conn, message_id, event_kind)).leaf
