@@ -107,15 +107,24 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, idle_in_transaction_ms: int | None = None
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    idle_in_transaction_ms: int | None = None,
+    plan_every_call: bool = True,
 ) -> asyncpg.Pool:
     """A connection pool; driver errors become TransportError. ``idle_in_transaction_ms``:
     PostgreSQL ends a session that sits that long inside a transaction (its client frozen or
-    cut off), so the locks it holds are not held for good."""
-    # A prepared statement's generic plan, chosen while a table was tiny, outlives the
-    # table's growth on a long-lived connection and made proofs several times slower
-    # (deploy/CAPACITY.md §8.5). Plan every call.
-    server_settings = {"plan_cache_mode": "force_custom_plan"}
+    cut off), so the locks it holds are not held for good.
+
+    ``plan_every_call``: PostgreSQL plans each execution of a prepared statement anew rather
+    than reusing a generic plan. A generic plan chosen while a table was tiny outlived the
+    table's growth on a long-lived connection and made proofs several times slower
+    (deploy/CAPACITY.md §8.5), so this is the default. A pool whose statements are all
+    index lookups under any plan may pass False: the adapters' (their head-of-case query
+    took 350 µs of the server's CPU planned anew each time, 155 µs reusing its plan, §8.7)."""
+    server_settings = {"plan_cache_mode": "force_custom_plan" if plan_every_call else "auto"}
     if idle_in_transaction_ms is not None:
         server_settings["idle_in_transaction_session_timeout"] = str(idle_in_transaction_ms)
     try:

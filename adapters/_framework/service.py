@@ -131,8 +131,14 @@ class AdapterService(BackgroundService):
         deliverers."""
         if self.started:
             return
+        # Generic plans: every statement of an adapter is an index lookup under any plan (the
+        # audit trail's proofs too, bus.audit.log), and planning the head-of-case and
+        # settling statements anew each time cost PostgreSQL more than running them.
         self._pool = await create_pool(
-            self.settings.database_url, min_size=1, max_size=self.config.db_pool_max_size
+            self.settings.database_url,
+            min_size=1,
+            max_size=self.config.db_pool_max_size,
+            plan_every_call=False,
         )
         try:
             async with self._pool.acquire() as conn:
