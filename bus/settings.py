@@ -136,8 +136,9 @@ class Settings(BaseSettings):
         50,
         ge=0,
         le=1_000,
-        description="After a batch smaller than router_max_batch, how long the router lets "
-        "records gather before it fetches the next. Each batch costs a Kafka transaction and "
+        description="After a batch of fewer than 8 records (a lightly loaded bus), how long "
+        "the router lets records gather before it fetches the next; busier, batches are larger "
+        "and nothing waits. Each batch costs a Kafka transaction and "
         "an audit-log transaction whatever its size; at a light load, batches of one or two "
         "records made those most of the router's CPU, and Kafka's (deploy/CAPACITY.md §8.7). "
         "It adds up to this much to a message's latency when the bus is lightly loaded. 0: "

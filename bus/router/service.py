@@ -109,6 +109,10 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
+# A batch of fewer records than this makes the router linger before its next fetch.
+_LINGER_BELOW: Final = 8
+
+
 class Router(Stoppable):
     """One router replica. ``await run()`` until ``stop()``."""
 
@@ -241,8 +245,10 @@ class Router(Stoppable):
             small = False
             while not self.stopping:
                 if small and self._linger_s:
-                    # The last batch was not full: let records gather a moment rather than
-                    # pay a transaction for each one or two (the one in flight goes on).
+                    # The last batch was tiny: the bus is lightly loaded, so let records gather
+                    # a moment rather than pay a transaction for each one or two (the one in
+                    # flight goes on meanwhile). Busier, batches grow past the mark by
+                    # themselves and nothing waits.
                     await self.pause(self._linger_s)
                 # With a transaction in flight, take what has arrived and get to work on it;
                 # with none, wait a little for a batch.
@@ -251,7 +257,7 @@ class Router(Stoppable):
                     timeout_ms=wait_ms, max_records=self._max_batch
                 )
                 records = [r for tp in sorted(batch) for r in batch[tp]]
-                small = 0 < len(records) < self._max_batch
+                small = 0 < len(records) < min(_LINGER_BELOW, self._max_batch)
                 # The generation these records were fetched in: their offsets commit only if
                 # this replica is still that generation's member when the transaction ends.
                 membership = eos.membership_of(self._consumer)
