@@ -293,6 +293,7 @@ _EVERY_FIELD: dict[str, object] = {
     "crypto_profile": "sm2",
     "router_id": "router-7",
     "router_max_batch": 64,
+    "router_linger_ms": 10,
     "router_transaction_timeout_s": 30.5,
     "router_hanging_offsets_after_s": 45.0,
     "router_retry_backoff_ms": 7,
