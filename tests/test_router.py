@@ -3,6 +3,7 @@ poison records, duplicates, and tree heads."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -15,6 +16,7 @@ from buskit import Bus, Record, receipt_payload
 
 from bus.agencies import load_registry
 from bus.audit.log import AuditLog
+from bus.router import metrics
 from bus.router.service import Router
 from bus.routing import load_policy
 from bus.settings import REPO_ROOT, load_settings
@@ -75,6 +77,42 @@ async def test_an_accepted_message_reaches_recipients_and_copies_with_a_receipt_
     assert body.audit_index == accepted.index  # type: ignore[attr-defined]
     assert headers["casebus_audit_index"] == str(accepted.index).encode()
     assert delivered_entry.index > accepted.index
+
+
+def _batches() -> float:
+    """How many batches the routers of this process have delivered."""
+    [family] = metrics.BATCH_SIZE.collect()
+    return next(s.value for s in family.samples if s.name.endswith("_count"))
+
+
+async def test_a_lightly_loaded_router_lingers_so_trickling_messages_share_a_batch(
+    bus: Bus,
+) -> None:
+    # Each batch costs a Kafka transaction and an audit transaction: after a tiny batch the
+    # router waits for more. Five messages 0.2 s apart would be five batches without it.
+    police = await bus.party(POLICE)
+    first = police.envelope(receipt_payload(), recipients=[BUREAU], case_id="YGH-2026-0300")
+    trickle = [
+        police.envelope(receipt_payload(i), recipients=[BUREAU], case_id="YGH-2026-0301")
+        for i in range(1, 6)
+    ]
+    async with bus.router(router_linger_ms=5000):
+        await bus.submit(first)
+        await bus.inbox(BUREAU, want=1)  # the router is up, and its first batch was tiny
+        await asyncio.sleep(0.3)  # its count is taken just after the commit the inbox saw
+        before = _batches()
+        for envelope in trickle:
+            await bus.submit(envelope)
+            await asyncio.sleep(0.2)
+        delivered = await bus.inbox(BUREAU, want=6, timeout_s=30)
+        await asyncio.sleep(0.3)
+        batches = _batches() - before
+    # (The first is on another case, so perhaps another partition: read in any order.)
+    assert [r.value for r in delivered if r.value != police.value(first)] == [
+        police.value(e) for e in trickle
+    ]
+    # One batch if the trickle fell within the first linger, two if it began just after it.
+    assert 1 <= batches <= 2, batches
 
 
 async def test_poison_records_go_to_dead_letters_with_reasons_and_never_block_the_partition(
