@@ -109,6 +109,9 @@ async def s3_subject(s3_server: S3Server) -> AsyncIterator[Subject]:
 
 
 INTEGRATION = pytest.mark.integration
+# The S3 server's fixture may wait minutes for its first build (tests/s3kit.py): the time limit
+# counts the test itself only.
+pytestmark = pytest.mark.timeout(func_only=True)
 
 
 @pytest.fixture(

@@ -50,7 +50,9 @@ from bus.models import Attachment, Envelope
 from bus.party import Party, make_party
 from bus.settings import Settings
 
-pytestmark = pytest.mark.integration
+# The S3 server's fixture may wait minutes for its first build (tests/s3kit.py): the time limit
+# counts the test itself only.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(func_only=True)]
 
 PLANNING = "ygh.regulator.planning"
 BUREAU = "ygh.enforcement.bureau"

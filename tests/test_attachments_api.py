@@ -19,7 +19,7 @@ import pytest
 from adapterkit import adapters_in_process
 from buskit import signed_ack
 from keykit import ALGORITHM
-from s3kit import seaweedfs
+from s3kit import seaweedfs, weed_binary
 
 from adapters import enforcement, police, procuratorate, regulators
 from adapters._framework.auth import create_token
@@ -34,7 +34,9 @@ from bus.provision import ensure_registered
 from bus.settings import Settings
 from bus.signing import write_keypair
 
-pytestmark = pytest.mark.integration
+# The S3 server's fixture may wait minutes for its first build (tests/s3kit.py): the time limit
+# counts the test itself only.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(func_only=True)]
 
 BUREAU = "ygh.enforcement.bureau"
 POLICE = "ygh.police.bureau"
@@ -321,8 +323,14 @@ async def test_a_submission_refers_only_to_files_its_sender_uploaded_whole(
     assert (await submit(adapters, PLANNING, external)).status_code == 202
 
 
+@pytest.fixture
+def weed() -> Path:
+    """The S3 server's binary, built (once, minutes) before the test's time starts."""
+    return weed_binary()
+
+
 async def test_an_adapter_keeps_case_files_in_s3_when_told(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, weed: Path
 ) -> None:
     data = blob(6 * 1024 * 1024 + 5, seed=20)  # two multipart parts
     with seaweedfs(tmp_path / "seaweedfs") as server:
