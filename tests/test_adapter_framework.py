@@ -29,8 +29,9 @@ from prometheus_client import REGISTRY
 from adapters import enforcement, regulators
 from adapters._framework.auth import create_token, revoke_token, token_agency
 from adapters._framework.fake_department import free_socket, running_adapter
-from adapters._framework.outbound import CircuitBreaker, answer_id, sign_webhook
+from adapters._framework.outbound import answer_id, sign_webhook
 from adapters._framework.vocabulary import Vocabulary
+from adapters._framework.webhooks import CircuitBreaker
 from adapters.enforcement.testing import FakeBureau, opinion_request
 from adapters.regulators.mapping import VOCABULARY
 from adapters.regulators.testing import FakeRegulator, clue_handover, opinion_response

@@ -39,8 +39,8 @@ from adapters._framework.outbound import (
     TIMESTAMP_HEADER,
     answer_id,
     sign_webhook,
-    webhook_proxy,
 )
+from adapters._framework.webhooks import webhook_proxy
 
 PLANNING = "ygh.regulator.planning"
 SECRET = b"planning-secret"

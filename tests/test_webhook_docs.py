@@ -13,9 +13,10 @@ import pytest
 from keykit import ALGORITHM
 
 from adapters._framework.config import AdapterConfig, AgencyEndpoint
-from adapters._framework.outbound import _RETRIED_4XX, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from adapters._framework.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from adapters._framework.vocabulary import BUS_KINDS
 from adapters._framework.webhook_docs import MESSAGE_ID_HEADER, RECOMMENDED_MAX_SKEW_S
+from adapters._framework.webhooks import _RETRIED_4XX
 from bus.settings import load_settings
 from bus.signing import write_keypair
 

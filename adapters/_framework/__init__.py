@@ -19,9 +19,7 @@ from adapters._framework.inbound import Accepted, Submitter
 from adapters._framework.outbound import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    CircuitBreaker,
     Settler,
-    WebhookDeliverer,
     inbox_handler,
     sign_webhook,
 )
@@ -36,6 +34,7 @@ from adapters._framework.vocabulary import (
     Nested,
     Vocabulary,
 )
+from adapters._framework.webhooks import CircuitBreaker, WebhookDeliverer
 
 __all__ = [
     "BUS_KINDS",

@@ -15,12 +15,8 @@ from adapters._framework.attachments import default_store, referencing
 from adapters._framework.checks import DeadlineRules
 from adapters._framework.config import AdapterConfig
 from adapters._framework.inbound import Submitter
-from adapters._framework.outbound import (
-    Settler,
-    WebhookDeliverer,
-    inbox_handler,
-    record_lateness,
-)
+from adapters._framework.outbound import Settler, inbox_handler
+from adapters._framework.webhooks import WebhookDeliverer, record_lateness
 from bus.attachments import AttachmentStore
 from bus.codec import default_codec
 from bus.db import create_pool

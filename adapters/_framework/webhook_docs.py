@@ -17,9 +17,10 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
-from adapters._framework.outbound import _RETRIED_4XX, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from adapters._framework.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import BUS_KINDS, KIND_FIELD
+from adapters._framework.webhooks import _RETRIED_4XX
 
 __all__ = ["MESSAGE_ID_HEADER", "RECOMMENDED_MAX_SKEW_S", "install_webhook_docs", "webhooks"]
 
