@@ -77,7 +77,7 @@ def message_leaf(
         "at": _ms(at),
     }
     if value is not None:
-        leaf["envelope"] = _b64(value)
+        leaf["envelope"] = ""  # filled in below, after the encoder ran
     if key is not None:
         leaf["signing_key"] = {
             "key_id": key.key_id,
@@ -87,7 +87,29 @@ def message_leaf(
         }
     if details:
         leaf["details"] = dict(details)
-    return canonical_json(leaf)
+    encoded = canonical_json(leaf)
+    if value is None:
+        return encoded
+    return _with_envelope(encoded, value) or canonical_json({**leaf, "envelope": _b64(value)})
+
+
+_EMPTY_ENVELOPE = b'"envelope":""'
+
+
+def _with_envelope(encoded: bytes, value: bytes) -> bytes | None:
+    """``encoded`` (a leaf whose ``envelope`` is ``""``) with the base64 of ``value`` put there.
+
+    The same bytes :func:`canonical_json` gives with the text in place: base64 has no character
+    JSON escapes, so it goes in as it is, and the encoder need not scan a value's 1-2 KB twice
+    per message (it was a tenth of the router's leaf-building). Inside a JSON string every
+    ``"`` is escaped, so ``"envelope":""`` unescaped can only be a key and its value; None
+    when more than one such key is present (a ``details`` field of that name), and the caller
+    encodes the whole leaf instead."""
+    at = encoded.find(_EMPTY_ENVELOPE)
+    if at < 0 or encoded.find(_EMPTY_ENVELOPE, at + 1) >= 0:
+        return None
+    cut = at + len(_EMPTY_ENVELOPE) - 1  # just before the closing quote
+    return encoded[:cut] + base64.b64encode(value) + encoded[cut:]
 
 
 def plain_leaf(event: EventKind, *, event_id: uuid.UUID, at: datetime, **fields: Any) -> bytes:
