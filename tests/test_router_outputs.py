@@ -23,7 +23,7 @@ from bus.codec import _rfc3339_millis, default_codec
 from bus.models import Envelope, Signature
 from bus.models.bus_kinds import BusDelivered
 from bus.party import make_party
-from bus.router.outputs import BUS_AGENCY, Outputs
+from bus.router.outputs import BUS_AGENCY, Outputs, _id, _id_text
 from bus.router.verdict import Accepted
 from bus.settings import Settings
 from bus.signing import (
@@ -185,3 +185,9 @@ def test_the_cloudevents_time_is_what_strftime_wrote(at: datetime) -> None:
         raise
     want = utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
     assert _rfc3339_millis(at) == want
+
+
+@given(purpose=st.sampled_from(["delivered", "nack", "reject"]), ref=st.text(max_size=80))
+def test_a_receipt_id_written_out_is_the_uuid5_of_its_name(purpose: str, ref: str) -> None:
+    assert _id_text(purpose, ref) == str(_id(purpose, ref))
+    assert uuid.UUID(_id_text(purpose, ref)).version == 5

@@ -39,6 +39,21 @@ def _id(purpose: str, ref: str) -> uuid.UUID:
     return uuid.uuid5(_NS, f"{purpose}:{ref}")
 
 
+_NS_BYTES = _NS.bytes
+
+
+def _id_text(purpose: str, ref: str) -> str:
+    """``str(_id(purpose, ref))`` without making the UUID: RFC 4122 §4.3 (SHA-1 of the
+    namespace and the name, version 5, the variant bits) written out directly. One receipt id
+    per accepted message; the uuid module's object and its str() were 2 % of the router's CPU."""
+    name = f"{purpose}:{ref}".encode()
+    d = bytearray(hashlib.sha1(_NS_BYTES + name, usedforsecurity=False).digest()[:16])
+    d[6] = (d[6] & 0x0F) | 0x50
+    d[8] = (d[8] & 0x3F) | 0x80
+    h = d.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def rejection_id(verdict: Refused) -> uuid.UUID:
     """The audit id of a rejected or dead-lettered submission: one per distinct byte string."""
     return _id(verdict.outcome, verdict.value_sha256.hex())
@@ -174,7 +189,7 @@ class Outputs:
             raise ValueError("a receipt names at least one recipient")
         at = _utc_millis(v.received_at)
         causation_id = str(env.message_id)
-        message_id = str(_id("delivered", causation_id))  # fastavro writes a uuid's str()
+        message_id = _id_text("delivered", causation_id)  # fastavro writes a uuid's str()
         if not self._codec.index.envelope_signature_is_last:
             value = self._checked_receipt(v, uuid.UUID(message_id), at, audit_index)
         else:
