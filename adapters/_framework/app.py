@@ -47,7 +47,12 @@ from adapters._framework.auth import (
     stored_token,
     token_agency,
 )
-from adapters._framework.inbound import MAX_IDEMPOTENCY_KEY, Caller, department_problem
+from adapters._framework.inbound import (
+    MAX_IDEMPOTENCY_KEY,
+    Caller,
+    InactiveTokenError,
+    department_problem,
+)
 from adapters._framework.outbound import pending_deliveries
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
@@ -266,8 +271,10 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
 
         A body of at most :data:`_READ_FIRST` bytes (declared) is read first; then the token,
         the Idempotency-Key's earlier submission and the submission itself take one connection
-        and two statements. A larger body is read only once the token is found good, as every
-        other route's, and never while a connection is held for it."""
+        and two statements, or one for a token this process found active before (its agency
+        is remembered, and the statement that queues the submission checks it is still
+        active). A larger body is read only once the token is found good, as every other
+        route's, and never while a connection is held for it."""
         token = bearer_token(request)
         declared = request.headers.get("content-length", "")
         if not (declared.isdigit() and int(declared) <= _READ_FIRST):
@@ -276,20 +283,28 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
                 raise invalid_token()
             if not serves(agency):
                 raise not_served(agency)
-            yield _Submitting(agency)
+            yield _Submitting(agency, token=stored_token(token))
             return
         body = None if int(declared) > max_body else await _read(request, max_body)
         stored = stored_token(token)
         if stored is None:
             raise invalid_token()
         async with service.pool.acquire() as conn:
+            known = service.submitter.tokens.get(stored)
+            if known is not None and serves(known):
+                yield _Submitting(
+                    known, conn, None, body, too_large=body is None, token=stored, known=True
+                )
+                return
             key = request.headers.get("idempotency-key")
             caller = await service.submitter.caller(conn, stored, key)
             if caller.agency_id is None:
                 raise invalid_token()
             if not serves(caller.agency_id):
                 raise not_served(caller.agency_id)
-            yield _Submitting(caller.agency_id, conn, caller, body, too_large=body is None)
+            yield _Submitting(
+                caller.agency_id, conn, caller, body, too_large=body is None, token=stored
+            )
 
     @app.post(
         "/v1/submissions",
@@ -334,31 +349,49 @@ def create_app(service: AdapterService, *, manage_service: bool = True) -> FastA
         checks a route (the token's dependency, then the header, then the handler), without
         FastAPI resolving dependencies for each request: that took a fifth of the adapter's
         CPU per submission, more than the route's own work but signing and building the
-        envelope."""
-        async with submitting(request) as caller:
-            started = time.perf_counter()  # as the handler's time was measured after the token's
-            idempotency_key = request.headers.get("idempotency-key")
-            if idempotency_key is not None:
-                _check_idempotency_key(idempotency_key)
-            body = caller.body
-            if body is None and not caller.too_large:  # not read before the token's check
-                body = await _read(request, max_body)
-            if body is None:
-                return _too_large(max_body)
-            try:
-                accepted = await service.submitter.submit(
-                    caller.agency,
-                    body,
-                    idempotency_key=idempotency_key,
-                    conn=caller.conn,
-                    caller=caller.caller,
-                )
-            except SubmissionRejectedError as e:
-                return _problems(e.status, e.problems)
+        envelope. A token known from before is checked last, by the statement that queues the
+        submission; a refusal before that checks it first, so the answers keep their order."""
+        try:
+            async with submitting(request) as caller:
+                started = time.perf_counter()  # as the handler's time was after the token's
+                idempotency_key = request.headers.get("idempotency-key")
+                if idempotency_key is not None:
+                    try:
+                        _check_idempotency_key(idempotency_key)
+                    except RequestValidationError:
+                        await confirm(caller)
+                        raise
+                body = caller.body
+                if body is None and not caller.too_large:  # not read before the token's check
+                    body = await _read(request, max_body)
+                if body is None:
+                    await confirm(caller)
+                    return _too_large(max_body)
+                try:
+                    accepted = await service.submitter.submit(
+                        caller.agency,
+                        body,
+                        idempotency_key=idempotency_key,
+                        conn=caller.conn,
+                        caller=caller.caller,
+                        token=caller.token,
+                        known=caller.known,
+                    )
+                except SubmissionRejectedError as e:
+                    return _problems(e.status, e.problems)
+        except InactiveTokenError:
+            raise invalid_token() from None
         SUBMIT_LATENCY.labels(adapter=kind).observe(time.perf_counter() - started)
         return JSONResponse(
             {"message_id": str(accepted.message_id)}, status_code=200 if accepted.replay else 202
         )
+
+    async def confirm(caller: _Submitting) -> None:
+        """For a known token (not looked up for this request): InactiveTokenError if it was
+        revoked, before any other refusal."""
+        if caller.known:
+            assert caller.token is not None
+            await service.submitter.confirm(caller.conn, caller.token, caller.agency)
 
     routes = [r for r in app.router.routes if isinstance(r, APIRoute) and r.endpoint is submit]
     if len(routes) != 1:
@@ -497,6 +530,10 @@ class _Submitting:
     body: bytes | None = None
     """The body, read already; None: read it (unless ``too_large``)."""
     too_large: bool = False
+    token: bytes | None = None
+    """The stored token: the statement that queues the submission checks it is still active."""
+    known: bool = False
+    """The agency is the one remembered for ``token``, not looked up for this request."""
 
 
 _IDEMPOTENCY_KEY: Final = TypeAdapter(

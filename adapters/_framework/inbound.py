@@ -46,33 +46,58 @@ from bus.settings import Settings
 from bus.signing import Signer, sign_envelope
 from bus.sla.clock import Clock, RealClock
 
-__all__ = ["Accepted", "Caller", "Submitter", "department_problem"]
+__all__ = [
+    "Accepted",
+    "Caller",
+    "InactiveTokenError",
+    "Submitter",
+    "TokenCache",
+    "department_problem",
+]
 
 log = structlog.get_logger("casebus.adapter.inbound")
 
 MAX_IDEMPOTENCY_KEY: Final = 200
+KNOWN_TOKENS: Final = 10_000
+"""At most this many tokens' agencies are remembered per process (:class:`TokenCache`)."""
 
 # A submission's idempotency record and its outbox row, in one statement: atomic on its own, so
 # without attachments to lock and reference it needs no BEGIN and COMMIT of its own. Without an
 # Idempotency-Key ($1 NULL) the row is always queued; with one, only if this statement recorded
 # the key (ON CONFLICT: a concurrent request with the key committed first). The message id is
-# fresh, so an outbox row with it already there is an error, not a replay. True if queued.
+# fresh, so an outbox row with it already there is an error, not a replay. With the stored token
+# ($11), nothing is written unless it is still active for the agency, judged in this statement:
+# a known token (TokenCache) needs no lookup of its own before it, and a token revoked before
+# the statement began queues nothing. Answers _QUEUED, _RECORDED (the key was recorded before)
+# or _INACTIVE.
 _QUEUE: Final = f"""
-WITH recorded AS (
+WITH caller AS (
+    SELECT $11::bytea IS NULL OR EXISTS (
+        SELECT FROM adapter_tokens
+        WHERE token_sha256 = $11::bytea AND agency_id = $4::text AND revoked_at IS NULL
+    ) AS active
+), recorded AS (
     INSERT INTO adapter_submissions
         (agency_id, idempotency_key, body_sha256, message_id, kind, case_id)
     SELECT $4::text, $1::text, $2::bytea, $5::uuid, $3::text, $6::text
-    WHERE $1::text IS NOT NULL
+    FROM caller WHERE caller.active AND $1::text IS NOT NULL
     ON CONFLICT (agency_id, idempotency_key) DO NOTHING
     RETURNING true
 ), queued AS (
     INSERT INTO outbox ({OUTBOX_COLUMNS})
     SELECT $4::text, $5::uuid, $6::text, $7::text, $8::bytea, $9::bytea, $10::jsonb
-    WHERE $1::text IS NULL OR EXISTS (SELECT FROM recorded)
+    FROM caller WHERE caller.active AND ($1::text IS NULL OR EXISTS (SELECT FROM recorded))
     RETURNING true
 )
-SELECT EXISTS (SELECT FROM queued)
+SELECT CASE
+    WHEN EXISTS (SELECT FROM queued) THEN 'queued'
+    WHEN (SELECT active FROM caller) THEN 'recorded'
+    ELSE 'inactive'
+END
 """
+_QUEUED: Final = "queued"
+_RECORDED: Final = "recorded"
+_INACTIVE: Final = "inactive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +115,44 @@ FROM adapter_tokens t
 LEFT JOIN adapter_submissions s ON s.agency_id = t.agency_id AND s.idempotency_key = $2::text
 WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL
 """
+
+
+class InactiveTokenError(Exception):
+    """The token a submission came with is no longer active for its agency (revoked): the 401
+    ``invalid_token``, found where a token known to the process is checked, in or after the
+    submission's work."""
+
+
+class TokenCache:
+    """The agency of each token this process found active, so that a submission with a token
+    seen before needs no lookup of its own before the statement that queues it, which checks
+    the token is still active (:data:`_QUEUE`): a revocation is seen by the next submission.
+
+    Sound because a token's agency never changes: an ``adapter_tokens`` row is only ever updated
+    to revoke it (``revoked_at``), and its key is the hash of a fresh random token. Only tokens
+    found active are kept, so random tokens cannot grow it; at most ``size``, the oldest
+    dropped first (a dropped token is looked up again, nothing worse)."""
+
+    def __init__(self, size: int = KNOWN_TOKENS) -> None:
+        self._size = size
+        self._agencies: dict[bytes, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._agencies)
+
+    def get(self, token_sha256: bytes) -> str | None:
+        """The agency of a token found active before, or None: look it up."""
+        return self._agencies.get(token_sha256)
+
+    def add(self, token_sha256: bytes, agency_id: str) -> None:
+        """Remember a token just found active."""
+        if token_sha256 not in self._agencies and len(self._agencies) >= self._size:
+            del self._agencies[next(iter(self._agencies))]
+        self._agencies[token_sha256] = agency_id
+
+    def forget(self, token_sha256: bytes) -> None:
+        """Drop a token found inactive."""
+        self._agencies.pop(token_sha256, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +222,8 @@ class Submitter:
             settings.routing_policy_file, load_registry(settings.agencies_file)
         )
         self._replies = dict(replies if replies is not None else self._rules.policies.replies())
+        self.tokens = TokenCache()
+        """The agencies of the tokens :meth:`caller` found active."""
 
     @property
     def sends(self) -> list[str]:
@@ -173,10 +238,70 @@ class Submitter:
         idempotency_key: str | None = None,
         conn: Any = None,
         caller: Caller | None = None,
+        token: bytes | None = None,
+        known: bool = False,
     ) -> Accepted:
         """Check, sign and queue one document for ``agency_id`` (already authenticated), on a
         connection of the pool or ``conn``; ``caller`` (from :meth:`caller` on ``conn``, for
-        the same key) saves looking the key up again."""
+        the same key) saves looking the key up again.
+
+        ``token``: the stored token the agency was found by; nothing is queued unless it is
+        still active for the agency when the queuing statement runs (else
+        :class:`InactiveTokenError`), so a revocation during the request is not missed.
+        ``known``: the agency came from :attr:`tokens` (with ``token`` and ``conn``, no
+        ``caller``): nothing has checked the token for this request before the queuing
+        statement, so a refusal before it first looks the token and the key up and answers as
+        that lookup would have first (:class:`InactiveTokenError`, or the key's earlier
+        answer for a document refused now)."""
+        assert not known or (token is not None and conn is not None and caller is None)
+        try:
+            signer = self._signer(agency_id)
+            _check_key(idempotency_key)
+        except SubmissionRejectedError:
+            if known:
+                assert token is not None
+                await self.confirm(conn, token, agency_id)
+            raise
+        digest = hashlib.sha256(body).digest()
+        if conn is None:
+            async with self._pool.acquire() as own:
+                accepted = await self._queue(
+                    own, agency_id, signer, body, digest, idempotency_key, token=token
+                )
+        else:
+            accepted = await self._queue(
+                conn, agency_id, signer, body, digest, idempotency_key, caller, token, known
+            )
+        if self._on_commit is not None and not accepted.replay:
+            self._on_commit(agency_id)
+        return accepted
+
+    async def caller(self, conn: Any, token_sha256: bytes, idempotency_key: str | None) -> Caller:
+        """The agency of an active token (see :func:`~adapters._framework.auth.stored_token`)
+        and what ``idempotency_key`` answered it before, in one query; pass it to
+        :meth:`submit` with the same connection. An active token is remembered in
+        :attr:`tokens`."""
+        row = await conn.fetchrow(_CALLER, token_sha256, idempotency_key)
+        if row is None:
+            return Caller(None, None)
+        agency_id = str(row["agency_id"])
+        self.tokens.add(token_sha256, agency_id)
+        earlier = None if row["message_id"] is None else (bytes(row[1]), row["message_id"])
+        return Caller(agency_id, earlier)
+
+    async def confirm(
+        self, conn: Any, token_sha256: bytes, agency_id: str, idempotency_key: str | None = None
+    ) -> Caller:
+        """:meth:`caller` for a token known to belong to ``agency_id``, before refusing its
+        request for anything else: :class:`InactiveTokenError` (and the token forgotten) if it
+        is no longer active for it, as the lookup would have refused it first."""
+        found = await self.caller(conn, token_sha256, idempotency_key)
+        if found.agency_id != agency_id:
+            self.tokens.forget(token_sha256)
+            raise InactiveTokenError
+        return found
+
+    def _signer(self, agency_id: str) -> Signer:
         signer = self._signers.get(agency_id)
         if signer is None:
             raise SubmissionRejectedError(
@@ -191,39 +316,7 @@ class Submitter:
                     )
                 ],
             )
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-            raise SubmissionRejectedError(
-                400,
-                [
-                    department_problem(
-                        "Idempotency-Key",
-                        "invalid_idempotency_key",
-                        f"the key must have 1 to {MAX_IDEMPOTENCY_KEY} characters",
-                        f"幂等键长度须为 1 至 {MAX_IDEMPOTENCY_KEY} 个字符",
-                    )
-                ],
-            )
-        digest = hashlib.sha256(body).digest()
-        if conn is None:
-            async with self._pool.acquire() as own:
-                accepted = await self._queue(own, agency_id, signer, body, digest, idempotency_key)
-        else:
-            accepted = await self._queue(
-                conn, agency_id, signer, body, digest, idempotency_key, caller
-            )
-        if self._on_commit is not None and not accepted.replay:
-            self._on_commit(agency_id)
-        return accepted
-
-    async def caller(self, conn: Any, token_sha256: bytes, idempotency_key: str | None) -> Caller:
-        """The agency of an active token (see :func:`~adapters._framework.auth.stored_token`)
-        and what ``idempotency_key`` answered it before, in one query; pass it to
-        :meth:`submit` with the same connection."""
-        row = await conn.fetchrow(_CALLER, token_sha256, idempotency_key)
-        if row is None:
-            return Caller(None, None)
-        earlier = None if row["message_id"] is None else (bytes(row[1]), row["message_id"])
-        return Caller(str(row["agency_id"]), earlier)
+        return signer
 
     async def _queue(
         self,
@@ -234,9 +327,13 @@ class Submitter:
         digest: bytes,
         idempotency_key: str | None,
         caller: Caller | None = None,
+        token: bytes | None = None,
+        known: bool = False,
     ) -> Accepted:
-        """Queue the document unless the key answers it; ``caller``: the key already looked up."""
-        if idempotency_key is not None:
+        """Queue the document unless the key answers it; ``caller``: the key already looked up.
+        With ``known`` (see :meth:`submit`) the key is not looked up first: the queuing
+        statement tells a key recorded before, and a replay is rare enough to be built again."""
+        if idempotency_key is not None and not known:
             if caller is None:
                 replay = await self._earlier(conn, agency_id, idempotency_key, digest)
             elif caller.earlier is not None:
@@ -245,25 +342,38 @@ class Submitter:
                 replay = None
             if replay is not None:
                 return replay
-        envelope = self._envelope(agency_id, body, signer)
-        if bus_attachments(envelope):
-            async with conn.transaction():
-                # In the transaction that records the references: it locks the files
-                # against the retention sweep until the references are committed
-                # (bus.attachments). Under the sm2 profile the check may fill in SM3 digests
-                # and sign again, so the outbox row is made from what it returns.
-                envelope = await self._check_attachments(conn, agency_id, envelope, signer)
-                fresh = await conn.fetchval(
-                    _QUEUE, *self._args(envelope, agency_id, idempotency_key, digest)
+        try:
+            envelope = self._envelope(agency_id, body, signer)
+            if bus_attachments(envelope):
+                async with conn.transaction():
+                    # In the transaction that records the references: it locks the files
+                    # against the retention sweep until the references are committed
+                    # (bus.attachments). Under the sm2 profile the check may fill in SM3
+                    # digests and sign again, so the outbox row is made from what it returns.
+                    envelope = await self._check_attachments(conn, agency_id, envelope, signer)
+                    status = await conn.fetchval(
+                        _QUEUE, *self._args(envelope, agency_id, idempotency_key, digest), token
+                    )
+                    self._active(status, token)  # raised in the transaction: it rolls back
+                    if status == _QUEUED:
+                        # The sender may read the case files its message carries.
+                        await record_references(conn, envelope, agency_id, "sender")
+            else:  # nothing else to write: one statement is the transaction
+                status = await conn.fetchval(
+                    _QUEUE, *self._args(envelope, agency_id, idempotency_key, digest), token
                 )
-                if fresh:
-                    # The sender may read the case files its message carries.
-                    await record_references(conn, envelope, agency_id, "sender")
-        else:  # nothing else to write: one statement is the transaction
-            fresh = await conn.fetchval(
-                _QUEUE, *self._args(envelope, agency_id, idempotency_key, digest)
-            )
-        if not fresh:  # a concurrent request with the same key won the race
+                self._active(status, token)
+        except SubmissionRejectedError:
+            if not known:
+                raise
+            assert token is not None
+            # Refused before the token and the key were looked up: answer what the lookup,
+            # first, would have answered (401; a replay of the key, or its 409).
+            earlier = (await self.confirm(conn, token, agency_id, idempotency_key)).earlier
+            if idempotency_key is None or earlier is None:
+                raise
+            return _replay(idempotency_key, digest, *earlier)
+        if status != _QUEUED:  # the key was recorded before, or by a concurrent request
             assert idempotency_key is not None
             replay = await self._earlier(conn, agency_id, idempotency_key, digest)
             assert replay is not None
@@ -276,6 +386,13 @@ class Submitter:
             kind=envelope.kind,
         )
         return Accepted(envelope.message_id, replay=False)
+
+    def _active(self, status: str, token: bytes | None) -> None:
+        """InactiveTokenError, the token forgotten, if the queuing statement found it revoked."""
+        if status == _INACTIVE:
+            assert token is not None
+            self.tokens.forget(token)
+            raise InactiveTokenError
 
     def _args(
         self, envelope: Envelope, agency_id: str, idempotency_key: str | None, digest: bytes
@@ -435,6 +552,21 @@ class Submitter:
             )
             for p in (*decision.problems, *wrong)
         ]
+
+
+def _check_key(key: str | None) -> None:
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise SubmissionRejectedError(
+            400,
+            [
+                department_problem(
+                    "Idempotency-Key",
+                    "invalid_idempotency_key",
+                    f"the key must have 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                    f"幂等键长度须为 1 至 {MAX_IDEMPOTENCY_KEY} 个字符",
+                )
+            ],
+        )
 
 
 def _replay(key: str, digest: bytes, stored: bytes, message_id: uuid.UUID) -> Accepted:
