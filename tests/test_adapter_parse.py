@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from adapters._framework.inbound import _integer, _parse, _unusable
+from adapters._framework.documents import _integer, _unusable
+from adapters._framework.documents import parse_document as _parse
 from bus.errors import SubmissionRejectedError
 
 Answer = tuple[int, list[tuple[str, str]]]

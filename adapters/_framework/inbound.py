@@ -15,11 +15,8 @@ forever (rule ``reply_needs_original``; which kinds answer which, :meth:`PolicyS
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,6 +25,7 @@ import structlog
 from pydantic import ValidationError
 
 from adapters._framework.checks import DeadlineRules, SubmissionCheck, run_checks
+from adapters._framework.documents import department_problem, parse_document
 from adapters._framework.vocabulary import KIND_FIELD, Vocabulary
 from bus.agencies import load_registry
 from bus.attachments import (
@@ -37,7 +35,7 @@ from bus.attachments import (
     record_references,
 )
 from bus.codec import Codec, default_codec
-from bus.errors import Problem, SubmissionRejectedError, ValidationFailedError, render_value
+from bus.errors import Problem, SubmissionRejectedError, ValidationFailedError
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
 from bus.outbox import OUTBOX_COLUMNS, OutboxWriter
@@ -161,17 +159,6 @@ class Accepted:
 
     message_id: uuid.UUID
     replay: bool
-
-
-def department_problem(
-    field: str, rule: str, message: str, message_zh: str, value: Any = None
-) -> dict[str, Any]:
-    """One problem as a department reads it: its field name, the value, the rule, both languages."""
-    out: dict[str, Any] = {"field": field, "rule": rule, "message": message}
-    out["message_zh"] = message_zh
-    if value is not None:
-        out["value"] = render_value(value)
-    return out
 
 
 def _as_department(problem: Problem, field: str) -> dict[str, Any]:
@@ -435,7 +422,7 @@ class Submitter:
     # -- checking and building ------------------------------------------------------------------
 
     def _envelope(self, agency_id: str, body: bytes, signer: Signer) -> Envelope:
-        doc = _parse(body)
+        doc = parse_document(body)
         voc = self._vocabulary
         sender = doc.get("fsdw")
         if sender is not None and sender != agency_id:
@@ -585,145 +572,3 @@ def _replay(key: str, digest: bytes, stored: bytes, message_id: uuid.UUID) -> Ac
             ],
         )
     return Accepted(message_id, replay=True)
-
-
-@dataclass(frozen=True, slots=True)
-class _LongInteger:
-    """A JSON integer with more digits than Python converts (4,300 by default): kept as its
-    size so the field can be named, instead of failing the whole body."""
-
-    digits: int
-
-
-def _integer(text: str) -> int | _LongInteger:
-    try:
-        return int(text)
-    except ValueError:
-        return _LongInteger(len(text.lstrip("-")))
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    # Numbers no field may hold are seen as they are parsed; only then, or when a string may
-    # hold NUL or a lone surrogate, is the whole document walked to name them.
-    odd: list[str] = []
-
-    def integer(text: str) -> int | _LongInteger:
-        value = _integer(text)
-        if isinstance(value, _LongInteger):
-            odd.append(text)
-        return value
-
-    def number(text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value):
-            odd.append(text)
-        return value
-
-    def constant(name: str) -> float:  # NaN, Infinity, -Infinity
-        odd.append(name)
-        return float(name)
-
-    try:
-        doc = json.loads(body, parse_int=integer, parse_float=number, parse_constant=constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError: ValueError
-        raise SubmissionRejectedError(
-            400,
-            [
-                department_problem(
-                    "$", "invalid_json", f"the body is not JSON: {e}", "请求体不是合法的 JSON"
-                )
-            ],
-        ) from e
-    if isinstance(doc, dict) and (odd or not _plain_strings(body)):
-        try:
-            bad = list(_unusable(doc, ""))
-        except RecursionError:
-            bad = [_invalid_characters("$")]
-        if bad:
-            raise SubmissionRejectedError(422, bad)
-    if not isinstance(doc, dict):
-        raise SubmissionRejectedError(
-            422,
-            [
-                department_problem(
-                    "$", "dict_type", "the body must be a JSON object", "请求体须为 JSON 对象"
-                )
-            ],
-        )
-    return doc
-
-
-_SHALLOW: Final = 100
-"""At most this many arrays and objects: nested no deeper, so the walk cannot exceed the
-recursion limit."""
-
-
-def _plain_strings(body: bytes) -> bool:
-    """Whether no string parsed from ``body`` can hold NUL or a lone surrogate (and the walk
-    would find nothing else than the parser saw): JSON refuses raw
-    control characters in strings, so both come only from a ``\\u`` escape, or from text that
-    is not strict UTF-8 (Python's JSON decodes UTF-16 and UTF-32, told by their NUL bytes, and
-    UTF-8 with surrogates passed through)."""
-    if b"\\u" in body or b"\x00" in body:
-        return False
-    if body.count(b"[") + body.count(b"{") > _SHALLOW:
-        return False  # walked as before: how a document too deep for the walk is refused
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _invalid_characters(path: str) -> dict[str, Any]:
-    return department_problem(
-        path,
-        "invalid_characters",
-        "text may not contain NUL or unpaired surrogate characters",
-        "文本中不得含有空字符或无效的 Unicode 字符",
-    )
-
-
-def _unusable(value: Any, path: str) -> Iterator[dict[str, Any]]:
-    """Problems with values no field may hold: strings (keys included) PostgreSQL and UTF-8
-    cannot store (NUL, lone surrogates), NaN and the infinities (JSON has none; Python reads
-    them, and ``1e999`` as infinity), and integers too long to convert."""
-    if isinstance(value, str):
-        if "\x00" in value or not _utf8(value):
-            yield _invalid_characters(path or "$")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            yield department_problem(
-                path or "$",
-                "non_finite_number",
-                "a number must be finite: NaN and Infinity are not JSON",
-                "数值须为有限数，不得为 NaN 或 Infinity",
-                value,
-            )
-    elif isinstance(value, _LongInteger):
-        limit = sys.get_int_max_str_digits()
-        yield department_problem(
-            path or "$",
-            "integer_too_long",
-            f"an integer may have at most {limit} digits",
-            f"整数至多 {limit} 位",
-            f"<an integer of {value.digits} digits>",
-        )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if "\x00" in key or not _utf8(key):
-                yield _invalid_characters(path or "$")
-            else:
-                yield from _unusable(item, sub)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _unusable(item, f"{path}[{i}]")
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
