@@ -24,7 +24,6 @@ past a message of a case before it is handled and per-case order holds. After ``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -45,7 +44,7 @@ from bus.errors import (
     TransportError,
     ValidationFailedError,
 )
-from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff
+from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, Every
 from bus.models import Envelope
 from bus.settings import Settings
 
@@ -156,9 +155,8 @@ class InboxReader(BackgroundService):
         self._retry = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, jitter=EQUAL_JITTER)
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
-        self._commit_every_s = commit_every_s
         self._uncommitted: dict[TopicPartition, int] = {}  # handled, offsets not yet in Kafka
-        self._committed_at = -float("inf")
+        self._commit_every = Every(commit_every_s)
         self._log = log.bind(consumer=consumer_name, group_id=self._group_id)
 
     @property
@@ -258,10 +256,9 @@ class InboxReader(BackgroundService):
         OffsetCommit request to the broker each time), or ``now``."""
         if not self._uncommitted:
             return
-        if not now and time.monotonic() - self._committed_at < self._commit_every_s:
+        if not self._commit_every.due(force=now):
             return
         offsets, self._uncommitted = self._uncommitted, {}
-        self._committed_at = time.monotonic()
         await self._commit(consumer, offsets)
 
     async def _commit(self, consumer: Any, offsets: dict[TopicPartition, int]) -> None:

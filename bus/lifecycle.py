@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import math
 import random
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
@@ -32,6 +33,7 @@ __all__ = [
     "EQUAL_JITTER",
     "BackgroundService",
     "Backoff",
+    "Every",
     "Stoppable",
     "cancel",
     "pause",
@@ -190,3 +192,24 @@ class BackgroundService(Stoppable, abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class Every:
+    """Work a loop does at most once per ``seconds`` (a gauge's statement, an offset commit, an
+    alert's query) rather than on each of its rounds: :meth:`due` is True the first time, then
+    again once ``seconds`` have passed on the monotonic clock since it last said so."""
+
+    __slots__ = ("_last", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = -math.inf
+
+    def due(self, *, force: bool = False) -> bool:
+        """True (and the clock starts again) if ``seconds`` passed since the last True, or
+        with ``force`` (the work is done now anyway, e.g. at a stop)."""
+        now = time.monotonic()
+        if now - self._last < self.seconds and not force:
+            return False
+        self._last = now
+        return True

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -41,7 +40,7 @@ from prometheus_client import Counter, Gauge
 from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import CasebusError, OutboxConflictError, OutboxMisuseError, TransportError
-from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, pause
+from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, Every, pause
 from bus.models import Envelope
 from bus.settings import Settings
 
@@ -323,7 +322,7 @@ class OutboxRelay(BackgroundService):
         self._producer: Any = None
         self._owners_seen: set[str] = set() if owner is None else {owner}
         self._wake = asyncio.Event()
-        self._pending_counted = -float("inf")
+        self._count_pending = Every(_COUNT_EVERY_S)
         self._log = log.bind(relay_owner=owner or "*")
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -397,9 +396,7 @@ class OutboxRelay(BackgroundService):
             self._owners_seen.update(row.owner for row in rows)
             # The gauge is read by a scraper every few seconds: count the pending rows at most
             # once a second (a statement each time), not every round or poll.
-            now = time.monotonic()
-            if now - self._pending_counted >= _COUNT_EVERY_S:
-                self._pending_counted = now
+            if self._count_pending.due():
                 await self._refresh_pending(conn)
         if failed:
             await self._close_producer()  # a fresh producer next round clears any fatal state

@@ -11,8 +11,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bus import lifecycle
 from bus.errors import CasebusError, ConfigError, ServiceMisuseError
-from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, Stoppable, cancel, pause
+from bus.lifecycle import (
+    EQUAL_JITTER,
+    BackgroundService,
+    Backoff,
+    Every,
+    Stoppable,
+    cancel,
+    pause,
+)
 
 # -- Backoff ----------------------------------------------------------------------------------
 
@@ -322,3 +331,20 @@ async def test_a_stoppable_tells_its_pauses_to_end() -> None:
     stoppable.request_stop()
     assert await asyncio.wait_for(waiting, 5) is True
     assert stoppable.stopping
+
+
+def test_every_is_due_first_then_once_per_period_or_when_forced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(lifecycle.time, "monotonic", lambda: clock[0])
+    every = Every(1.0)
+    assert every.due()
+    assert not every.due()
+    clock[0] += 0.99
+    assert not every.due()
+    assert every.due(force=True)  # and the period starts again from here
+    clock[0] += 0.5
+    assert not every.due()
+    clock[0] += 0.5
+    assert every.due()

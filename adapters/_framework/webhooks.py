@@ -31,7 +31,7 @@ from adapters._framework.outbound import (
     sign_webhook,
 )
 from bus.errors import CasebusError, DeliveryConflictError
-from bus.lifecycle import EQUAL_JITTER, Backoff, Stoppable, pause
+from bus.lifecycle import EQUAL_JITTER, Backoff, Every, Stoppable, pause
 
 __all__ = [
     "BREAKER_OPEN",
@@ -218,7 +218,7 @@ class WebhookDeliverer(Stoppable):
     async def run(self) -> None:
         """Deliver until :meth:`stop`; never raises for HTTP or database failures."""
         agency = self._endpoint.agency_id
-        counted = -float("inf")
+        lateness = Every(self._config.lateness_interval_s)
         try:
             async with self.session() as session:
                 while not self.stopping:
@@ -227,8 +227,7 @@ class WebhookDeliverer(Stoppable):
                         busy = await self.deliver_round(session)
                         # A gauge and an alert: every lateness_interval_s, not after each
                         # round of a busy one (a query and a connection each).
-                        if time.monotonic() - counted >= self._config.lateness_interval_s:
-                            counted = time.monotonic()
+                        if lateness.due():
                             await self._lateness()
                     except Exception as e:  # a service loop: log, pause, go on
                         self._log.warning("adapter.delivery_round_failed", error=f"{e!r}")
