@@ -34,6 +34,7 @@ from typing import Any
 
 import fastavro
 import pytest
+from toolkit import jdk, tool_missing
 
 from bus import sm2
 from bus.codec import cloudevents_headers, default_codec, kafka_key
@@ -395,10 +396,7 @@ async def test_a_registry_key_with_its_own_id_verifies_only_with_that_id() -> No
 def _openssl() -> str:
     found = shutil.which("openssl")
     if found is None:
-        why = "no openssl CLI: run deploy/setup-system, which installs it"
-        if os.environ.get("CI"):
-            pytest.fail(why)  # CI must run the interop checks, not skip them
-        pytest.skip(why)
+        tool_missing("no openssl CLI: run deploy/setup-system, which installs it")
     return found
 
 
@@ -729,20 +727,12 @@ def _bcprov_jar() -> Path:
     jar = Path.home() / ".m2" / "repository" / Path(*group.split("."))
     jar = jar / artifact / version / f"{artifact}-{version}.jar"
     if not jar.exists():
-        why = f"no {BCPROV} in ~/.m2: run deploy/setup-system, which fetches it with Maven"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+        tool_missing(f"no {BCPROV} in ~/.m2: run deploy/setup-system, which fetches it with Maven")
     return jar
 
 
 def test_the_java_sm2_example_in_the_docs_verifies_the_vector(tmp_path: Path) -> None:
-    javac, java = shutil.which("javac"), shutil.which("java")
-    if javac is None or java is None:
-        why = "no JDK (javac): run deploy/setup-system, which installs openjdk-17-jdk-headless"
-        if os.environ.get("CI"):
-            pytest.fail(why)  # CI must run the docs' Java, not skip it
-        pytest.skip(why)
+    javac, java = jdk()
     jar = _bcprov_jar()
     text = (REPO_ROOT / "docs" / "wire-format.md").read_text(encoding="utf-8")
     (source,) = re.findall(r"```java sm2\n(.*?)```", text, flags=re.DOTALL)

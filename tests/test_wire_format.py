@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -18,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from toolkit import jdk
 
 from adapters._framework.outbound import sign_webhook
 from bus.codec import cloudevents_headers, default_codec, kafka_key
@@ -249,12 +247,7 @@ public final class Main {
 
 
 def test_the_java_examples_in_the_docs_verify_the_vector(tmp_path: Path) -> None:
-    javac, java = shutil.which("javac"), shutil.which("java")
-    if javac is None or java is None:
-        why = "no JDK (javac): run deploy/setup-system, which installs openjdk-17-jdk-headless"
-        if os.environ.get("CI"):
-            pytest.fail(why)  # CI must run the docs' Java, not skip it
-        pytest.skip(why)
+    javac, java = jdk()
     (webhook,) = _code_blocks(DOCS / "webhooks.md", "java")
     (envelope,) = _code_blocks(DOCS / "wire-format.md", "java")
     (tmp_path / "CasebusWebhook.java").write_text(webhook, encoding="utf-8")
