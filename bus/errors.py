@@ -37,6 +37,7 @@ __all__ = [
     "DeliveryNotFoundError",
     "DigestMismatchError",
     "EntryNotFoundError",
+    "InactiveTokenError",
     "InboxHandlerError",
     "NaiveDatetimeError",
     "NoPartyError",
@@ -368,6 +369,14 @@ class SubmissionRejectedError(CasebusError):
         super().__init__(f"{status}: " + "; ".join(str(p.get("message")) for p in problems))
         self.status = status
         self.problems = problems
+
+
+class InactiveTokenError(CasebusError):
+    """The token a department's submission came with is no longer active for its agency
+    (revoked since the adapter last looked it up): answered 401 ``invalid_token``."""
+
+    def __init__(self) -> None:
+        super().__init__("the API token is no longer active")
 
 
 class DeliveryNotFoundError(CasebusError, ValueError):

@@ -47,17 +47,17 @@ from adapters._framework.auth import (
     stored_token,
     token_agency,
 )
-from adapters._framework.inbound import (
-    MAX_IDEMPOTENCY_KEY,
-    Caller,
-    InactiveTokenError,
-    department_problem,
-)
+from adapters._framework.inbound import MAX_IDEMPOTENCY_KEY, Caller, department_problem
 from adapters._framework.outbound import pending_deliveries
 from adapters._framework.service import AdapterService
 from adapters._framework.vocabulary import ENVELOPE_FIELDS, KIND_FIELD, Nested
 from adapters._framework.webhook_docs import install_webhook_docs
-from bus.errors import DeliveryConflictError, DeliveryNotFoundError, SubmissionRejectedError
+from bus.errors import (
+    DeliveryConflictError,
+    DeliveryNotFoundError,
+    InactiveTokenError,
+    SubmissionRejectedError,
+)
 from bus.models import MAX_IDENTIFIER_LENGTH
 
 __all__ = ["create_app"]

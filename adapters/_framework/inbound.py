@@ -35,7 +35,12 @@ from bus.attachments import (
     record_references,
 )
 from bus.codec import Codec, default_codec
-from bus.errors import Problem, SubmissionRejectedError, ValidationFailedError
+from bus.errors import (
+    InactiveTokenError,
+    Problem,
+    SubmissionRejectedError,
+    ValidationFailedError,
+)
 from bus.models import Envelope, PayloadModel, Signature, validate_payload
 from bus.models._problems import problems_from_validation_error
 from bus.outbox import OUTBOX_COLUMNS, OutboxWriter
@@ -47,7 +52,6 @@ from bus.sla.clock import Clock, RealClock
 __all__ = [
     "Accepted",
     "Caller",
-    "InactiveTokenError",
     "Submitter",
     "TokenCache",
     "department_problem",
@@ -113,12 +117,6 @@ FROM adapter_tokens t
 LEFT JOIN adapter_submissions s ON s.agency_id = t.agency_id AND s.idempotency_key = $2::text
 WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL
 """
-
-
-class InactiveTokenError(Exception):
-    """The token a submission came with is no longer active for its agency (revoked): the 401
-    ``invalid_token``, found where a token known to the process is checked, in or after the
-    submission's work."""
 
 
 class TokenCache:
@@ -285,7 +283,7 @@ class Submitter:
         found = await self.caller(conn, token_sha256, idempotency_key)
         if found.agency_id != agency_id:
             self.tokens.forget(token_sha256)
-            raise InactiveTokenError
+            raise InactiveTokenError()
         return found
 
     def _signer(self, agency_id: str) -> Signer:
@@ -379,7 +377,7 @@ class Submitter:
         if status == _INACTIVE:
             assert token is not None
             self.tokens.forget(token)
-            raise InactiveTokenError
+            raise InactiveTokenError()
 
     def _args(
         self, envelope: Envelope, agency_id: str, idempotency_key: str | None, digest: bytes
