@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -37,15 +35,15 @@ from bus.codec import Codec, default_codec
 from bus.db import Conn
 from bus.errors import Problem
 from bus.lifecycle import Backoff, Stoppable, cancel
-from bus.router import eos, metrics
+from bus.router import eos, metrics, report
 from bus.router.batch import BatchPlan, audit_batch
 from bus.router.classify import Classifier
 from bus.router.hanging import HangingWatch, OffsetsFate, Outcome
-from bus.router.outputs import Outputs, rejection_id
+from bus.router.outputs import Outputs
 from bus.router.principal import principal_check
 from bus.router.producers import discard_producer
 from bus.router.store_pg import PostgresRouterStore
-from bus.router.verdict import Accepted, Verdict, undeliverable
+from bus.router.verdict import Verdict, undeliverable
 from bus.routing import RoutingPolicy
 from bus.settings import Settings
 from bus.signing import KeyStore, Signer
@@ -295,16 +293,7 @@ class Router(Stoppable):
         failpoints.hit("router.after_audit")
         if plan is None:  # stopping while the database was away: nothing was committed
             return
-        context = _batch_context(plan.accepted) if plan.accepted else {}
-        if plan.accepted:
-            log.info("router.accepted", **context)
-            if _debug_on(log):
-                for v in plan.accepted:
-                    log.debug(
-                        "router.message_accepted",
-                        **_context(v),
-                        key_id=v.key.key_id if v.key else None,
-                    )
+        context = report.accepted(plan)
         offsets = {}
         for r in records:
             offsets[TopicPartition(r.topic, r.partition)] = OffsetAndMetadata(r.offset + 1, "")
@@ -329,37 +318,7 @@ class Router(Stoppable):
         if not await self._deliver(plan, offsets, membership):
             return False  # whoever settles this batch rewinds
         failpoints.hit("router.after_commit")
-        done_ms = datetime.now(UTC).timestamp() * 1000
-        metrics.BATCH_SIZE.observe(size)
-        delivered: Counter[str] = Counter()
-        for v in plan.accepted:
-            delivered[v.envelope.kind] += 1
-            metrics.LATENCY.observe((done_ms - v.record.timestamp) / 1000)
-        for kind, n in delivered.items():
-            metrics.MESSAGES.labels(kind=kind, outcome="delivered").inc(n)
-        if plan.accepted:
-            log.info("router.delivered", **context, offsets=_offsets(offsets))
-            if _debug_on(log):
-                for v in plan.accepted:
-                    log.debug(
-                        "router.message_delivered", **_context(v), deliver_to=list(v.deliver_to)
-                    )
-        for kind, n in Counter(_kind(d) for d in plan.duplicates).items():
-            metrics.MESSAGES.labels(kind=kind, outcome="duplicate").inc(n)
-        for r in plan.refused:
-            outcome = "dead_lettered" if r.outcome == "dead" else "rejected"
-            metrics.MESSAGES.labels(kind=_kind(r), outcome=outcome).inc()
-            log.warning(
-                f"router.{outcome}",
-                message_id=str(r.message_id or rejection_id(r)),
-                case_id=r.case_id,
-                kind=_kind(r),
-                sender=r.reply_to,
-                code=r.code,
-                problems=[p.as_dict() for p in r.problems],
-                partition=r.record.partition,
-                offset=r.record.offset,
-            )
+        report.delivered(plan, offsets, size=size, context=context)
         return True
 
     async def _decide_with_retry(
@@ -722,50 +681,5 @@ _REFUSED_FOR_GOOD = (
 )
 
 
-def _context(v: Accepted) -> dict[str, object]:
-    """What every event about an accepted message says: which message, whose, and where from."""
-    env = v.envelope
-    return {
-        "message_id": str(env.message_id),
-        "case_id": env.case_id,
-        "kind": env.kind,
-        "sender": env.sender,
-        "partition": v.record.partition,
-        "offset": v.record.offset,
-    }
-
-
-def _debug_on(logger: Any) -> bool:
-    """Whether per-message debug events would be written (not at the services' info)."""
-    enabled = getattr(logger, "is_enabled_for", None)
-    return bool(enabled(logging.DEBUG)) if callable(enabled) else True
-
-
-def _batch_context(accepted: Sequence[Accepted]) -> dict[str, object]:
-    """What the router says once per batch of accepted messages (per message at debug): how
-    many, their ids in record order, how many of each kind, and where they were read."""
-    kinds: Counter[str] = Counter(v.envelope.kind for v in accepted)
-    read: dict[str, list[int]] = {}
-    for v in accepted:
-        r = v.record
-        where = read.setdefault(f"{r.topic}/{r.partition}", [r.offset, r.offset])
-        where[0], where[1] = min(where[0], r.offset), max(where[1], r.offset)
-    return {
-        "messages": len(accepted),
-        "message_ids": [str(v.envelope.message_id) for v in accepted],
-        "kinds": dict(kinds),
-        "read": read,
-    }
-
-
-def _offsets(offsets: dict[TopicPartition, OffsetAndMetadata]) -> dict[str, int]:
-    """The consumer offsets the batch's transaction committed, as ``topic/partition: next``."""
-    return {f"{tp.topic}/{tp.partition}": om.offset for tp, om in sorted(offsets.items())}
-
-
 def _source(v: Verdict) -> tuple[str, int, int]:
     return (v.record.topic, v.record.partition, v.record.offset)
-
-
-def _kind(v: Verdict) -> str:
-    return v.envelope.kind if v.envelope is not None else "unknown"
