@@ -70,7 +70,7 @@ KNOWN_TOKENS: Final = 10_000
 # fresh, so an outbox row with it already there is an error, not a replay. With the stored token
 # ($11), nothing is written unless it is still active for the agency, judged in this statement:
 # a known token (TokenCache) needs no lookup of its own before it, and a token revoked before
-# the statement began queues nothing. Answers _QUEUED, _RECORDED (the key was recorded before)
+# the statement began queues nothing. Answers _QUEUED, 'recorded' (the key was recorded before)
 # or _INACTIVE.
 _QUEUE: Final = f"""
 WITH caller AS (
@@ -98,7 +98,6 @@ SELECT CASE
 END
 """
 _QUEUED: Final = "queued"
-_RECORDED: Final = "recorded"
 _INACTIVE: Final = "inactive"
 
 
