@@ -30,6 +30,8 @@ from bus.signing import algorithm_of_profile, write_keypair
 
 __all__ = [
     "BUREAU",
+    "LAND",
+    "PLANNING",
     "InProcess",
     "adapters_in_process",
     "case_no",
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 BUREAU = "ygh.enforcement.bureau"
+PLANNING = "ygh.regulator.planning"
+LAND = "ygh.regulator.land"
 
 
 def case_no() -> str:
