@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import typer
+import uvloop
 from prometheus_client import start_http_server
 
 from bus.errors import ConfigError
@@ -35,8 +36,10 @@ def router(
     if port:
         start_http_server(port, addr="127.0.0.1")
     try:
-        # As its own role (CASEBUS_ROUTER_DATABASE_URL), which may not alter the audit log.
-        asyncio.run(run_router(settings.for_service("router"), freeze_gc=True))
+        # As its own role (CASEBUS_ROUTER_DATABASE_URL), which may not alter the audit log. On
+        # uvloop, as the adapters run: a router's event loop and socket writes cost about a
+        # tenth of its CPU on asyncio's own loop (deploy/CAPACITY.md §8.9).
+        uvloop.run(run_router(settings.for_service("router"), freeze_gc=True))
     except ConfigError as e:  # e.g. the bus key is not registered: names the command that does
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
