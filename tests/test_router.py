@@ -12,15 +12,17 @@ import aiokafka.producer.sender
 import asyncpg
 import structlog
 from aiokafka.partitioner import murmur2
-from buskit import Bus, Record, receipt_payload
+from buskit import Bus, Record, receipt_payload, signed_ack
 
 from bus.agencies import load_registry
+from bus.audit.events import decode_leaf, leaf_envelope
 from bus.audit.log import AuditLog
+from bus.party import Party
 from bus.router import metrics
 from bus.router.service import Router
 from bus.routing import load_policy
 from bus.settings import REPO_ROOT, load_settings
-from bus.signing import InMemoryKeyStore, load_signer
+from bus.signing import InMemoryKeyStore, load_signer, verify_envelope
 
 POLICE = "ygh.police.bureau"
 BUREAU = "ygh.enforcement.bureau"
@@ -77,6 +79,49 @@ async def test_an_accepted_message_reaches_recipients_and_copies_with_a_receipt_
     assert body.audit_index == accepted.index  # type: ignore[attr-defined]
     assert headers["casebus_audit_index"] == str(accepted.index).encode()
     assert delivered_entry.index > accepted.index
+
+
+async def test_an_ack_is_delivered_without_a_receipt_sent_but_its_receipt_is_audited(
+    bus: Bus,
+) -> None:
+    # bus.ack and bus.nack are signals: the router sends their sender no bus.delivered (as AS4
+    # never receipts a receipt; nothing of ours acted on one). It still signs that receipt and
+    # keeps it in the ack's delivered leaf, the bus's word that the ack reached the sender.
+    bureau = await bus.party(BUREAU)
+    police = await bus.party(POLICE)
+    ack = signed_ack(bureau, recipients=[POLICE], case_id="YGH-2026-0102")
+    business = police.envelope(receipt_payload(), recipients=[BUREAU], case_id="YGH-2026-0103")
+    async with bus.router():
+        await bus.submit(ack, business)
+        to_police = bus.envelopes(await bus.inbox(POLICE, want=2, settle_s=1.0))
+        to_bureau = bus.envelopes(await bus.inbox(BUREAU, want=1, settle_s=1.0))
+    # The police get the ack, and the receipt of their own message; nothing more.
+    assert sorted(e.kind for e in to_police) == ["bus.ack", "bus.delivered"]
+    [police_receipt] = [e for e in to_police if e.kind == "bus.delivered"]
+    receipted = bus.payload(police_receipt).original_message_id  # type: ignore[attr-defined]
+    assert receipted == business.message_id
+    # The bureau gets the police's message, and no receipt of its ack.
+    assert [e.message_id for e in to_bureau] == [business.message_id]
+
+    pool = await asyncpg.create_pool(bus.settings.database_url, min_size=1, max_size=2)
+    try:
+        entry = await AuditLog().entry(pool, ack.message_id, "delivered")
+    finally:
+        await pool.close()
+    value = leaf_envelope(decode_leaf(entry.leaf))
+    assert value is not None
+    receipt = bus.codec.decode_envelope(value)
+    assert (receipt.kind, receipt.sender, receipt.recipients) == (
+        "bus.delivered",
+        "casebus",
+        [BUREAU],
+    )
+    body = bus.payload(receipt)
+    assert body.original_message_id == ack.message_id  # type: ignore[attr-defined]
+    assert body.original_kind == "bus.ack"  # type: ignore[attr-defined]
+    signer = load_signer(bus.settings.bus_key_file, agency_id="casebus")
+    keys = InMemoryKeyStore([Party("casebus", signer).key_record()])
+    assert (await verify_envelope(receipt, keys, value=value)).agency_id == "casebus"
 
 
 def _batches() -> float:

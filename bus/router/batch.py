@@ -19,7 +19,7 @@ import structlog
 from bus.audit.events import decode_leaf, leaf_envelope
 from bus.audit.log import AuditRecord
 from bus.models import Envelope
-from bus.router.outputs import Outputs, Send
+from bus.router.outputs import UNRECEIPTED_KINDS, Outputs, Send
 from bus.router.plan import (
     ATTACHMENT_NOT_HELD,
     Decision,
@@ -123,13 +123,15 @@ def _produce(
     outputs: Outputs,
 ) -> BatchPlan:
     """The records to produce, in record order: deliveries and the receipt of each delivered
-    submission, the dead letter and the nack of each refused one, nothing for a duplicate."""
+    submission (but a signal's, UNRECEIPTED_KINDS), the dead letter and the nack of each refused
+    one, nothing for a duplicate."""
     plan = BatchPlan()
     for p in decision.items:
         if (a := p.delivered) is not None:
             mid = a.envelope.message_id
             plan.add(a, *outputs.deliveries(a, audit_index=indexes[mid][0]))
-            plan.add(a, outputs.receipt_send(a, *receipts[mid]))
+            if a.envelope.kind not in UNRECEIPTED_KINDS:
+                plan.add(a, outputs.receipt_send(a, *receipts[mid]))
             plan.accepted.append(a)
         elif (r := p.refused) is not None:
             plan.add(r, outputs.dead_letter(r))

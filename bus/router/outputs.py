@@ -21,17 +21,30 @@ from bus.audit.log import AuditRecord
 from bus.codec import Codec, cloudevents_headers_of
 from bus.errors import Problem
 from bus.models import Envelope, Signature
-from bus.models.bus_kinds import BusDelivered, BusNack, NackReason
+from bus.models.bus_kinds import BusAck, BusDelivered, BusNack, NackReason
 from bus.router.classify import record_size
 from bus.router.verdict import Accepted, Refused, Verdict
 from bus.settings import Settings
 from bus.signing import DOMAIN_PREFIX, Signer, sign_and_encode
 
-__all__ = ["BUS_AGENCY", "OVERSIZE_PREFIX_BYTES", "Outputs", "Send", "rejection_id"]
+__all__ = [
+    "BUS_AGENCY",
+    "OVERSIZE_PREFIX_BYTES",
+    "UNRECEIPTED_KINDS",
+    "Outputs",
+    "Send",
+    "rejection_id",
+]
 
 BUS_AGENCY = "casebus"
 OVERSIZE_PREFIX_BYTES = 4096
 """How much of a too-large record its dead letter and audit entry keep, beside its digest."""
+UNRECEIPTED_KINDS = frozenset({BusAck.KIND, BusNack.KIND})
+"""Signals the router delivers without sending their sender a receipt, as AS4 never receipts
+its own receipts and errors: a ``bus.delivered`` for a ``bus.ack`` would answer an answer, and
+no consumer of ours acts on one (the adapters and the procuratorate's store drop it). The
+receipt is still made, signed and audited in the message's ``delivered`` leaf, so an evidence
+bundle for an ack holds the bus's signed word that it reached the original sender."""
 _NS = uuid.UUID("5b3f5e2a-7c1d-4c55-9a57-63617365b075")
 
 
