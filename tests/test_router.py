@@ -308,7 +308,7 @@ async def test_every_routing_rule_both_ways_through_the_router(bus: Bus) -> None
 
     from bus.agencies import load_registry
     from bus.models import KINDS
-    from bus.router.outputs import UNRECEIPTED_KINDS as UNRECEIPTED
+    from bus.models import SIGNAL_KINDS as SIGNALS
     from bus.routing import load_policy
     from bus.samples import SAMPLE_ROUTES, refused_route, sample_envelope
     from bus.settings import REPO_ROOT
@@ -339,7 +339,7 @@ async def test_every_routing_rule_both_ways_through_the_router(bus: Bus) -> None
     expected_deliveries = sum(len(to) for _, to in allowed.values())
     # A receipt for every allowed message but a signal's (bus.ack, bus.nack), a nack for each
     # refused one.
-    receipted = {env.message_id for kind, (env, _) in allowed.items() if kind not in UNRECEIPTED}
+    receipted = {env.message_id for kind, (env, _) in allowed.items() if kind not in SIGNALS}
     want = expected_deliveries + len(receipted) + len(refused)
     async with bus.router():
         await bus.submit(*(e for e, _ in allowed.values()), *refused.values())

@@ -164,6 +164,20 @@ def test_the_receipt_sent_without_headers_at_hand_gets_its_own() -> None:
     assert OUTPUTS.receipt_send(v, value, headers).topic == SETTINGS.topic_inbox(v.envelope.sender)
 
 
+def test_a_signals_receipt_is_made_for_the_log_but_gets_no_headers() -> None:
+    """A ``bus.ack``'s receipt is never sent (SIGNAL_KINDS), so no Kafka headers are made for it;
+    the receipt itself is made and signed as any other, for the ack's ``delivered`` leaf."""
+    v = _accepted("ygh.police.bureau", "YGH-1", "YGH-1", ["ygh.enforcement.bureau"], 0)
+    ack = dataclasses.replace(v, envelope=v.envelope.model_copy(update={"kind": "bus.ack"}))
+    _, value, headers = OUTPUTS.receipt(ack, audit_index=3)
+    assert headers is None
+    receipt = CODEC.decode_envelope(value)
+    assert run(verify_envelope(receipt, InMemoryKeyStore([_bus_key()]), codec=CODEC, value=value))
+    _, _, payload = CODEC.decode_payload_model(receipt.payload, kind="bus.delivered")
+    assert payload.original_kind == "bus.ack"  # type: ignore[attr-defined]
+    assert OUTPUTS.receipt(v, audit_index=3)[2] is not None
+
+
 def _bus_key() -> PublicKeyRecord:
     return PublicKeyRecord(
         key_id=SIGNER.key_id,

@@ -194,7 +194,7 @@ async def test_the_router_refuses_an_algorithm_the_policy_forbids_and_audits_it(
     assert (reason.path, reason.rule) == ("signature.algorithm", "signature_algorithm_not_allowed")
     for part in ("criminal.receipt", POLICE, SM2_SM3, ED25519, f"{path}:{rule_line}"):
         assert part in reason.message, (part, reason.message)
-    # The nack, and no receipt for the ack: a signal is not receipted (UNRECEIPTED_KINDS).
+    # The nack, and no receipt for the ack: a signal is not receipted (SIGNAL_KINDS).
     assert [e.kind for e in to_police] == ["bus.nack"]
     assert [e.kind for e in to_eco] == ["bus.delivered"]
 

@@ -36,7 +36,7 @@ from bus.errors import (
     ValidationFailedError,
 )
 from bus.inbox import InboxHandler
-from bus.models import BusAck, BusNack, Envelope, NackReason, Signature
+from bus.models import SIGNAL_KINDS, BusAck, BusNack, Envelope, NackReason, Signature
 from bus.models.bus_kinds import BusDelivered
 from bus.outbox import OUTBOX_COLUMNS, OutboxWriter
 from bus.settings import Settings
@@ -70,7 +70,6 @@ DELIVERIES: Final = Counter(
 
 
 _NAMESPACE: Final = uuid.UUID("5d1d7a3c-7a49-4c39-9d3e-0b7c1f2d6a11")
-_SILENT_RECEIPTS: Final = frozenset({"bus.ack", "bus.nack"})
 
 
 def answer_id(agency_id: str, kind: str, original: uuid.UUID) -> uuid.UUID:
@@ -104,7 +103,7 @@ def inbox_handler(
         except (DecodeError, ValidationFailedError) as e:
             log.warning("adapter.undecodable_payload", error=str(e), agency=agency_id)
             return
-        if isinstance(model, BusDelivered) and model.original_kind in _SILENT_RECEIPTS:
+        if isinstance(model, BusDelivered) and model.original_kind in SIGNAL_KINDS:
             return  # receipts of our own acks and nacks: nothing for the department
         head = envelope.model_dump(mode="json", exclude={"payload", "signature"})
         document = vocabulary.document(head, model.model_dump(mode="json"))

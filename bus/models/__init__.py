@@ -20,6 +20,7 @@ from bus.models._identifier import MAX_IDENTIFIER_LENGTH, Identifier, check_iden
 from bus.models._problems import problems_from_validation_error
 from bus.models.bus_kinds import (
     NACK_CODES,
+    SIGNAL_KINDS,
     AuditTreeHead,
     BusAck,
     BusDelivered,
@@ -92,6 +93,7 @@ __all__ = [
     "MAX_IDENTIFIER_LENGTH",
     "NACK_CODES",
     "PAYLOAD_MODELS",
+    "SIGNAL_KINDS",
     "SIGNATURE_ALGORITHMS",
     "Attachment",
     "AttachmentRef",

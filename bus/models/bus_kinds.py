@@ -21,6 +21,7 @@ from bus.models._identifier import Identifier
 
 __all__ = [
     "NACK_CODES",
+    "SIGNAL_KINDS",
     "AuditTreeHead",
     "BusAck",
     "BusDelivered",
@@ -107,6 +108,12 @@ class BusNack(PayloadModel):
     reasons: list[NackReason] = Field(default_factory=list)
     rejected_by: AgencyId
     rejected_at: UtcDatetime
+
+
+SIGNAL_KINDS: Final = frozenset({BusAck.KIND, BusNack.KIND})
+"""The signals: a recipient's answer to a message. The router delivers them without sending their
+sender a ``bus.delivered`` (an answer to an answer, as AS4 never receipts its own receipts and
+errors), and an adapter drops any such receipt it still finds in an inbox."""
 
 
 class _SlaEvent(PayloadModel):

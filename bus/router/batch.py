@@ -18,8 +18,8 @@ import structlog
 
 from bus.audit.events import decode_leaf, leaf_envelope
 from bus.audit.log import AuditRecord
-from bus.models import Envelope
-from bus.router.outputs import UNRECEIPTED_KINDS, Outputs, Send
+from bus.models import SIGNAL_KINDS, Envelope
+from bus.router.outputs import Outputs, Send
 from bus.router.plan import (
     ATTACHMENT_NOT_HELD,
     Decision,
@@ -123,14 +123,14 @@ def _produce(
     outputs: Outputs,
 ) -> BatchPlan:
     """The records to produce, in record order: deliveries and the receipt of each delivered
-    submission (but a signal's, UNRECEIPTED_KINDS), the dead letter and the nack of each refused
+    submission (but a signal's, SIGNAL_KINDS), the dead letter and the nack of each refused
     one, nothing for a duplicate."""
     plan = BatchPlan()
     for p in decision.items:
         if (a := p.delivered) is not None:
             mid = a.envelope.message_id
             plan.add(a, *outputs.deliveries(a, audit_index=indexes[mid][0]))
-            if a.envelope.kind not in UNRECEIPTED_KINDS:
+            if a.envelope.kind not in SIGNAL_KINDS:
                 plan.add(a, outputs.receipt_send(a, *receipts[mid]))
             plan.accepted.append(a)
         elif (r := p.refused) is not None:

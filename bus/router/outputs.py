@@ -20,8 +20,8 @@ from bus.audit.events import message_leaf
 from bus.audit.log import AuditRecord
 from bus.codec import Codec, cloudevents_headers_of
 from bus.errors import Problem
-from bus.models import Envelope, Signature
-from bus.models.bus_kinds import BusAck, BusDelivered, BusNack, NackReason
+from bus.models import SIGNAL_KINDS, Envelope, Signature
+from bus.models.bus_kinds import BusDelivered, BusNack, NackReason
 from bus.router.classify import record_size
 from bus.router.verdict import Accepted, Refused, Verdict
 from bus.settings import Settings
@@ -30,7 +30,6 @@ from bus.signing import DOMAIN_PREFIX, Signer, sign_and_encode
 __all__ = [
     "BUS_AGENCY",
     "OVERSIZE_PREFIX_BYTES",
-    "UNRECEIPTED_KINDS",
     "Outputs",
     "Send",
     "rejection_id",
@@ -39,12 +38,6 @@ __all__ = [
 BUS_AGENCY = "casebus"
 OVERSIZE_PREFIX_BYTES = 4096
 """How much of a too-large record its dead letter and audit entry keep, beside its digest."""
-UNRECEIPTED_KINDS = frozenset({BusAck.KIND, BusNack.KIND})
-"""Signals the router delivers without sending their sender a receipt, as AS4 never receipts
-its own receipts and errors: a ``bus.delivered`` for a ``bus.ack`` would answer an answer, and
-no consumer of ours acts on one (the adapters and the procuratorate's store drop it). The
-receipt is still made, signed and audited in the message's ``delivered`` leaf, so an evidence
-bundle for an ack holds the bus's signed word that it reached the original sender."""
 _NS = uuid.UUID("5b3f5e2a-7c1d-4c55-9a57-63617365b075")
 
 
@@ -189,9 +182,9 @@ class Outputs:
 
     def receipt(
         self, v: Accepted, *, audit_index: int
-    ) -> tuple[AuditRecord, bytes, list[tuple[str, bytes]]]:
-        """The ``bus.delivered`` receipt for the sender (its value and headers), and its audit
-        record.
+    ) -> tuple[AuditRecord, bytes, list[tuple[str, bytes]] | None]:
+        """The ``bus.delivered`` receipt for the sender (its value and headers, or None for a
+        signal's receipt, which is audited but never sent), and its audit record.
 
         One per accepted message, so it is written from plain records rather than models:
         every field is the bus's own, copied from the envelope the classifier validated, the
@@ -243,12 +236,16 @@ class Outputs:
             value = self._codec.encode_signed_envelope(
                 body, self._signer.sign(DOMAIN_PREFIX + body), version=1
             )
-        headers = cloudevents_headers_of(
-            message_id=message_id,
-            sender=BUS_AGENCY,
-            kind=BusDelivered.KIND,
-            sent_at=at,
-            case_id=env.case_id,
+        headers = (
+            None  # a signal's receipt is audited, never sent (SIGNAL_KINDS)
+            if env.kind in SIGNAL_KINDS
+            else cloudevents_headers_of(
+                message_id=message_id,
+                sender=BUS_AGENCY,
+                kind=BusDelivered.KIND,
+                sent_at=at,
+                case_id=env.case_id,
+            )
         )
         leaf = message_leaf(
             "delivered",
