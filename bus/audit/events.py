@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 from bus.signing import PublicKeyRecord
 
 __all__ = [
@@ -47,10 +49,41 @@ def _ms(at: datetime) -> str:
 
 
 def canonical_json(value: Mapping[str, Any]) -> bytes:
-    """One encoding per value: sorted keys, no insignificant spaces, UTF-8."""
+    """One encoding per value: sorted keys, no insignificant spaces, UTF-8.
+
+    The definition is Python's ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, allow_nan=False)`` in UTF-8, as every leaf so far was written. orjson
+    writes the same bytes ten times faster for a value made only of text, integers, booleans,
+    null, lists and objects, and is used for those; it writes some floats differently (``1e-05`` as
+    ``0.00001``), so a value holding a float, or anything orjson refuses (an integer beyond 64
+    bits, a key that is not text, a lone surrogate), goes the standard way.
+    tests/test_audit_events.py holds the two to the same bytes."""
+    return _encode(value, plain=_plain(value))
+
+
+def _encode(value: Mapping[str, Any], *, plain: bool) -> bytes:
+    """:func:`canonical_json` of ``value``; ``plain`` says whether it holds no float."""
+    if plain:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value`` holds only text, integers, booleans, None, lists, tuples and dicts
+    (exactly those types, not subclasses): the values orjson and json write alike."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return True
+    if t is dict:
+        return all(map(_plain, value.values()))  # type: ignore[attr-defined]
+    if t is list or t is tuple:
+        return all(map(_plain, value))  # type: ignore[call-overload]
+    return False
 
 
 def message_leaf(
@@ -87,10 +120,13 @@ def message_leaf(
         }
     if details:
         leaf["details"] = dict(details)
-    encoded = canonical_json(leaf)
+    # Only the details can hold a float: the rest is text, integers and None, made here, and a
+    # subclass of str or int is written alike by both encoders.
+    plain = not details or _plain(leaf["details"])
+    encoded = _encode(leaf, plain=plain)
     if value is None:
         return encoded
-    return _with_envelope(encoded, value) or canonical_json({**leaf, "envelope": _b64(value)})
+    return _with_envelope(encoded, value) or _encode({**leaf, "envelope": _b64(value)}, plain=plain)
 
 
 _EMPTY_ENVELOPE = b'"envelope":""'
