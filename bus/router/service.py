@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 from bus import failpoints
@@ -155,7 +155,6 @@ class Router(Stoppable):
         # After Kafka refused a record for good: produce one record at a time until the one
         # it refuses is found; its source is then refused itself, and the rest flow on.
         self._careful = False
-        self._partitioner = DefaultPartitioner()
         self._undeliverable: dict[tuple[str, int, int], list[str]] = {}
         # A hanging transaction of our own on the group's offsets (bus.router.hanging).
         self._fate = OffsetsFate()
@@ -427,6 +426,7 @@ class Router(Stoppable):
             await self._produce_each(producer, plan)
             return
         partitions: dict[str, list[int]] = {}
+        hashes: dict[bytes, int] = {}  # a message's records share its case's key
         batches: dict[tuple[str, int], list[Any]] = {}
         topic = None
         acks = []
@@ -436,8 +436,12 @@ class Router(Stoppable):
                 ids = partitions.get(topic)
                 if ids is None:
                     ids = partitions[topic] = sorted(await producer.partitions_for(topic))
-                # The producer's own choice for a keyed record (murmur2 of the key), as send().
-                tp = (topic, self._partitioner(s.key, ids, ids))
+                # The producer's own choice for a keyed record, as send() and the Java client
+                # make it: murmur2 of the key (pure Python in aiokafka, ~2.5 µs), once a batch.
+                h = hashes.get(s.key)
+                if h is None:
+                    h = hashes[s.key] = murmur2(s.key) & 0x7FFFFFFF
+                tp = (topic, ids[h % len(ids)])
                 chain = batches.get(tp)
                 if chain is None:
                     chain = batches[tp] = [producer.create_batch()]
