@@ -57,6 +57,14 @@ def _witness_watch(
     return WitnessWatch(pool, policy, fail_closed_after_s=limit_s)
 
 
+_GC_THRESHOLDS = (20_000, 20, 20)
+"""The collector's thresholds in a process that is only a router. A batch's verdicts, envelopes
+and leaves (hundreds of messages) live until the batch is done, so at Python's 700 the
+collector walked them again and again and found almost nothing: 1.9 % of the router's CPU in
+a bench run, 0.4 % with these (deploy/CAPACITY.md §8.10). Garbage in cycles waits a little
+longer to be freed."""
+
+
 async def run_router(
     settings: Settings,
     *,
@@ -71,7 +79,8 @@ async def run_router(
     ``freeze_gc`` (for a process that is only a router, as ``casebus router``): once set up,
     move every object made so far — modules, schemas, models, registry, policy — out of the
     garbage collector's reach. They live as long as the process, yet each full collection walked
-    them and collected nothing (the before/after figures are in deploy/CAPACITY.md)."""
+    them and collected nothing (the before/after figures are in deploy/CAPACITY.md). Then
+    collect the young generation every :data:`_GC_THRESHOLDS` allocations rather than 700."""
     policy_of_witnesses = WitnessPolicy.parse(
         settings.audit_witnesses, settings.audit_witness_quorum
     )
@@ -137,7 +146,10 @@ async def run_router(
         if freeze_gc:
             gc.collect()
             gc.freeze()
-            log.info("router.gc_frozen", objects=gc.get_freeze_count())
+            gc.set_threshold(*_GC_THRESHOLDS)
+            log.info(
+                "router.gc_frozen", objects=gc.get_freeze_count(), thresholds=gc.get_threshold()
+            )
         try:
             await asyncio.gather(router.run(), heads.run())
         finally:
