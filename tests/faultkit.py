@@ -149,6 +149,19 @@ def tail(log_file: Path, chars: int = 4000) -> str:
     return log_file.read_text(errors="replace")[-chars:]
 
 
+async def router_killed_at(bus: Bus, tmp_path: Path, sent: list[Envelope], failpoint: str) -> None:
+    """A router SIGKILLed by ``failpoint`` in its third batch over the backlog ``sent``, then a
+    second one started: every message arrives once, in order."""
+    await bus.submit(*sent)
+    first = bus.router_process(failpoints=f"{failpoint}:3", log_file=tmp_path / "r1.log")
+    assert await wait_exit(first, 120) == -signal.SIGKILL
+    second = bus.router_process(log_file=tmp_path / "r2.log")
+    try:
+        await check_exactly_once_in_order(bus, sent)
+    finally:
+        stop(second)
+
+
 async def two_routers_one_killed(bus: Bus, tmp_path: Path, sent: list[Envelope]) -> None:
     """Two router replicas share the partitions under load; one is SIGKILLed once both have
     delivered. The survivor takes its partitions over: every message arrives once, in order;

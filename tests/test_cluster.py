@@ -34,9 +34,9 @@ from conftest import Infra, make_service_logins
 from faultkit import (
     BUREAU,
     POLICE,
-    check_exactly_once_in_order,
     load_at,
     logged,
+    router_killed_at,
     stop,
     stream,
     tail,
@@ -452,12 +452,4 @@ async def test_router_killed_mid_batch_on_the_cluster_loses_nothing_and_delivers
     bus: Bus, tmp_path: Path, failpoint: str
 ) -> None:
     police = await bus.party(POLICE)
-    sent = stream(police, cases=20, per_case=20)
-    await bus.submit(*sent)
-    first = bus.router_process(failpoints=f"{failpoint}:3", log_file=tmp_path / "r1.log")
-    assert await wait_exit(first, 120) == -signal.SIGKILL
-    second = bus.router_process(log_file=tmp_path / "r2.log")
-    try:
-        await check_exactly_once_in_order(bus, sent)
-    finally:
-        stop(second)
+    await router_killed_at(bus, tmp_path, stream(police, cases=20, per_case=20), failpoint)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from faultkit import stop
 from keykit import ALGORITHM
 
 from adapters._framework.fake_department import free_socket
@@ -103,15 +104,6 @@ async def _users_while_running(
     raise AssertionError(f"the process never connected: {log.read_text()}")
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    child.terminate()
-    try:
-        child.wait(30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait(10)
-
-
 def _keys_of(proc: Proc, cli_env: dict[str, str], keys: Path) -> tuple[Path, dict[str, str]]:
     """Key pairs of ``proc``'s agencies written under ``keys``, and the CLI's environment
     naming the bus's key there."""
@@ -153,7 +145,7 @@ async def test_each_service_process_connects_as_its_own_login(
         try:
             users = await _users_while_running(owner, child, log)
         finally:
-            _stop(child)
+            stop(child)
     finally:
         await owner.close()
     assert users == {logins[proc.service]}, log.read_text()
