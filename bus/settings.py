@@ -14,6 +14,7 @@ from bus.secret_files import read_secret_file
 
 __all__ = [
     "REPO_ROOT",
+    "ROUTER_LINGER_BELOW",
     "SaslMechanism",
     "SecurityProtocol",
     "Service",
@@ -33,6 +34,10 @@ SubmitTopics = Literal["shared", "per_agency"]
 """One ``<prefix>.submit`` for every party, or one ``<prefix>.submit.<agency>`` per party."""
 Service = Literal["router", "sla", "adapter", "procuratorate_adapter", "monitor", "procuratorate"]
 """A kind of process with a PostgreSQL role of its own (``CASEBUS_<SERVICE>_DATABASE_URL``)."""
+
+ROUTER_LINGER_BELOW = 8
+"""A router batch of fewer records than this (a lightly loaded bus) makes the router linger
+``router_linger_ms`` before its next fetch."""
 
 # Which variable each SASL_SSL requirement is, in the order an operator would set them.
 _SASL_NEEDS = ("kafka_sasl_username", "kafka_sasl_password_file", "kafka_ca_file")
@@ -136,7 +141,8 @@ class Settings(BaseSettings):
         50,
         ge=0,
         le=1_000,
-        description="After a batch of fewer than 8 records (a lightly loaded bus), how long "
+        description=f"After a batch of fewer than {ROUTER_LINGER_BELOW} records (a lightly "
+        "loaded bus), how long "
         "the router lets records gather before it fetches the next; busier, batches are larger "
         "and nothing waits. Each batch costs a Kafka transaction and "
         "an audit-log transaction whatever its size; at a light load, batches of one or two "

@@ -45,7 +45,7 @@ from bus.router.producers import discard_producer
 from bus.router.store_pg import PostgresRouterStore
 from bus.router.verdict import Verdict, undeliverable
 from bus.routing import RoutingPolicy
-from bus.settings import Settings
+from bus.settings import ROUTER_LINGER_BELOW, Settings
 from bus.signing import KeyStore, Signer
 from bus.topics import submit_topics
 
@@ -105,10 +105,6 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: object) -> None:
         return None
-
-
-# A batch of fewer records than this makes the router linger before its next fetch.
-_LINGER_BELOW: Final = 8
 
 
 class Router(Stoppable):
@@ -254,7 +250,7 @@ class Router(Stoppable):
                     timeout_ms=wait_ms, max_records=self._max_batch
                 )
                 records = [r for tp in sorted(batch) for r in batch[tp]]
-                small = 0 < len(records) < min(_LINGER_BELOW, self._max_batch)
+                small = 0 < len(records) < min(ROUTER_LINGER_BELOW, self._max_batch)
                 # The generation these records were fetched in: their offsets commit only if
                 # this replica is still that generation's member when the transaction ends.
                 membership = eos.membership_of(self._consumer)
