@@ -142,8 +142,8 @@ class Settings(BaseSettings):
         ge=0,
         le=1_000,
         description=f"After a batch of fewer than {ROUTER_LINGER_BELOW} records (a lightly "
-        "loaded bus), how long "
-        "the router lets records gather before it fetches the next; busier, batches are larger "
+        "loaded bus), how long the router lets records gather before it fetches the next; "
+        "busier, batches are larger "
         "and nothing waits. Each batch costs a Kafka transaction and "
         "an audit-log transaction whatever its size; at a light load, batches of one or two "
         "records made those most of the router's CPU, and Kafka's (deploy/CAPACITY.md §8.7). "

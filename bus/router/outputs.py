@@ -27,13 +27,7 @@ from bus.router.verdict import Accepted, Refused, Verdict
 from bus.settings import Settings
 from bus.signing import DOMAIN_PREFIX, Signer, sign_and_encode
 
-__all__ = [
-    "BUS_AGENCY",
-    "OVERSIZE_PREFIX_BYTES",
-    "Outputs",
-    "Send",
-    "rejection_id",
-]
+__all__ = ["BUS_AGENCY", "OVERSIZE_PREFIX_BYTES", "Outputs", "Send", "rejection_id"]
 
 BUS_AGENCY = "casebus"
 OVERSIZE_PREFIX_BYTES = 4096
