@@ -7,9 +7,10 @@ handler's own writes, and the handler runs only if that row is new. The work the
 together with the "handled" marker, or not at all; a redelivered message finds its marker and
 skips the handler. Kafka offsets are committed after the database commit, so a crash in between
 re-reads records whose markers already exist. For the same reason the offsets need not be
-committed after every batch: a reader commits at most once a second (``commit_every_s``), and
-whatever is left when it stops; a crash or a rebalance in between only re-reads records its
-markers skip.
+committed after every batch: a reader commits at most every five seconds (``commit_every_s``),
+and whatever is left when it stops; a crash or a rebalance in between only re-reads records its
+markers skip. An idle reader's fetch waits at the broker for ``fetch_max_wait_ms``
+(:data:`~bus.settings.KAFKA_FETCH_MAX_WAIT_MS`); a new record ends the wait at once.
 
 Each fetched batch (up to ``max_records``) is handled in ONE transaction: one statement inserts
 the markers of all its messages, then the handler runs for each new one, in offset order per
@@ -46,7 +47,7 @@ from bus.errors import (
 )
 from bus.lifecycle import EQUAL_JITTER, BackgroundService, Backoff, Every
 from bus.models import Envelope
-from bus.settings import Settings
+from bus.settings import KAFKA_FETCH_MAX_WAIT_MS, Settings
 
 __all__ = [
     "INBOX_MESSAGES",
@@ -137,7 +138,8 @@ class InboxReader(BackgroundService):
         retry_max_s: float = 5.0,
         poll_timeout_ms: int = 500,
         max_records: int = 100,
-        commit_every_s: float = 1.0,
+        commit_every_s: float = 5.0,
+        fetch_max_wait_ms: int = KAFKA_FETCH_MAX_WAIT_MS,
     ) -> None:
         if not consumer_name:
             raise ConfigError("consumer_name must not be empty")
@@ -155,6 +157,7 @@ class InboxReader(BackgroundService):
         self._retry = Backoff(initial_s=retry_initial_s, max_s=retry_max_s, jitter=EQUAL_JITTER)
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._uncommitted: dict[TopicPartition, int] = {}  # handled, offsets not yet in Kafka
         self._commit_every = Every(commit_every_s)
         self._log = log.bind(consumer=consumer_name, group_id=self._group_id)
@@ -185,6 +188,7 @@ class InboxReader(BackgroundService):
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             client_id=f"casebus-inbox-{self._consumer_name}",
         )
         try:

@@ -13,6 +13,7 @@ from bus.errors import ConfigError
 from bus.secret_files import read_secret_file
 
 __all__ = [
+    "KAFKA_FETCH_MAX_WAIT_MS",
     "REPO_ROOT",
     "ROUTER_LINGER_BELOW",
     "SaslMechanism",
@@ -34,6 +35,11 @@ SubmitTopics = Literal["shared", "per_agency"]
 """One ``<prefix>.submit`` for every party, or one ``<prefix>.submit.<agency>`` per party."""
 Service = Literal["router", "sla", "adapter", "procuratorate_adapter", "monitor", "procuratorate"]
 """A kind of process with a PostgreSQL role of its own (``CASEBUS_<SERVICE>_DATABASE_URL``)."""
+
+KAFKA_FETCH_MAX_WAIT_MS = 5000
+"""How long the broker holds a consumer's fetch when nothing new is there (aiokafka's default is
+500). A record, or a transaction's commit marker, answers the fetch at once, so only an idle
+consumer's requests drop: ~2 a second each to one in five seconds."""
 
 ROUTER_LINGER_BELOW = 8
 """A router batch of fewer records than this (a lightly loaded bus) makes the router linger

@@ -508,7 +508,7 @@ async def test_two_readers_sharing_a_consumer_name_handle_each_batch_message_onc
     _assert_in_case_order(work, envelopes)
 
 
-async def test_offsets_are_committed_at_most_once_a_second_and_all_of_them_at_stop(
+async def test_offsets_are_committed_at_most_every_commit_every_s_and_all_of_them_at_stop(
     settings: Settings,
     inbox_topic: str,
     pool: asyncpg.Pool,
@@ -529,3 +529,49 @@ async def test_offsets_are_committed_at_most_once_a_second_and_all_of_them_at_st
     assert 1 <= meanwhile <= 2, meanwhile
     assert await _committed_offsets(settings, reader.group_id) == 5
     assert _seen(consumer_name, "duplicate") == 0
+
+
+async def test_an_idle_readers_parked_fetch_ends_when_a_transaction_commits(
+    settings: Settings,
+    inbox_topic: str,
+    pool: asyncpg.Pool,
+    signer: Signer,
+    consumer_name: str,
+) -> None:
+    # An idle reader's fetch waits at the broker (bus.settings.KAFKA_FETCH_MAX_WAIT_MS) so that
+    # it costs a request every few seconds, not two a second. The router writes inboxes in
+    # Kafka transactions, and a read_committed fetch may only see a record once its commit
+    # marker is written: the marker must end the wait, or each delivery would be late by it.
+    wait_s = 60
+    reader = _reader(settings, pool, consumer_name, fetch_max_wait_ms=wait_s * 1000)
+    envelopes = [_envelope(signer, f"YGH-2026-{i:04d}") for i in range(3)]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        transactional_id=f"test-parked-{consumer_name}",
+        enable_idempotence=True,
+    )
+    await producer.start()
+    try:
+        async with reader:
+            await _produce(settings, inbox_topic, envelopes[:1])
+            await _until(_work_reaches(pool, 1))  # the reader is up; its next fetch parks
+            for round_, envelope in enumerate(envelopes[1:], start=2):
+                await asyncio.sleep(1.0)
+                loop = asyncio.get_running_loop()
+                async with producer.transaction():
+                    await producer.send_and_wait(
+                        inbox_topic,
+                        encode_envelope(envelope),
+                        key=kafka_key(envelope),
+                        headers=cloudevents_headers(envelope),
+                    )
+                    # Held open: the record is in the log, invisible until the commit.
+                    await asyncio.sleep(0.3)
+                    assert len(await _work(pool)) == round_ - 1
+                committed = loop.time()
+                # Well inside the fetch's wait: a wait run out would take a minute.
+                await _until(_work_reaches(pool, round_), timeout_s=wait_s / 4)
+                assert loop.time() - committed < wait_s / 4
+    finally:
+        await producer.stop()
+    assert await _work(pool) == [e.message_id for e in envelopes]
