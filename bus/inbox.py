@@ -10,7 +10,8 @@ re-reads records whose markers already exist. For the same reason the offsets ne
 committed after every batch: a reader commits at most every five seconds (``commit_every_s``),
 and whatever is left when it stops; a crash or a rebalance in between only re-reads records its
 markers skip. An idle reader's fetch waits at the broker for ``fetch_max_wait_ms``
-(:data:`~bus.settings.KAFKA_FETCH_MAX_WAIT_MS`); a new record ends the wait at once.
+(:data:`~bus.settings.KAFKA_FETCH_MAX_WAIT_MS`); a new record ends the wait at once. Stopping a
+reader over TLS waits for the held fetch: the broker reads the TLS close once it answered it.
 
 Each fetched batch (up to ``max_records``) is handled in ONE transaction: one statement inserts
 the markers of all its messages, then the handler runs for each new one, in offset order per

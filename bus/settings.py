@@ -37,9 +37,10 @@ Service = Literal["router", "sla", "adapter", "procuratorate_adapter", "monitor"
 """A kind of process with a PostgreSQL role of its own (``CASEBUS_<SERVICE>_DATABASE_URL``)."""
 
 KAFKA_FETCH_MAX_WAIT_MS = 5000
-"""How long the broker holds a consumer's fetch when nothing new is there (aiokafka's default is
-500). A record, or a transaction's commit marker, answers the fetch at once, so only an idle
-consumer's requests drop: ~2 a second each to one in five seconds."""
+"""How long the broker holds an inbox reader's fetch when nothing new is there (aiokafka's
+default is 500). A record, or a transaction's commit marker, answers the fetch at once, so only
+an idle reader's requests drop: from ~2 a second to one in five seconds. Not for a consumer that
+seeks (the router rewinding): its next fetch waits for the one in flight."""
 
 ROUTER_LINGER_BELOW = 8
 """A router batch of fewer records than this (a lightly loaded bus) makes the router linger

@@ -45,7 +45,7 @@ from bus.router.producers import discard_producer
 from bus.router.store_pg import PostgresRouterStore
 from bus.router.verdict import Verdict, undeliverable
 from bus.routing import RoutingPolicy
-from bus.settings import KAFKA_FETCH_MAX_WAIT_MS, ROUTER_LINGER_BELOW, Settings
+from bus.settings import ROUTER_LINGER_BELOW, Settings
 from bus.signing import KeyStore, Signer
 from bus.topics import submit_topics
 
@@ -194,7 +194,9 @@ class Router(Stoppable):
             auto_offset_reset="earliest",
             max_poll_records=self._max_batch,
             max_poll_interval_ms=600_000,
-            fetch_max_wait_ms=KAFKA_FETCH_MAX_WAIT_MS,
+            # aiokafka's own fetch wait (500 ms), not KAFKA_FETCH_MAX_WAIT_MS: a rewind's seek
+            # waits for the fetch in flight before the partition is read again, and a router
+            # at work is seldom idle anyway.
         )
         self._consumer.subscribe(
             self._submit_topics, listener=_Revocations(self._batch_lock, self._settle)
