@@ -80,6 +80,8 @@ class Bus:
         """The Ed25519 public key the log's checkpoints verify with (the bus key by default)."""
         self.codec = default_codec()
         self._producer: AIOKafkaProducer | None = None
+        self._routers: list[asyncio.Task[None]] = []
+        """The routers running in :meth:`router` blocks: a read gives up once one has ended."""
 
     async def setup(self) -> None:
         conn = await asyncpg.connect(self.settings.database_url)
@@ -148,6 +150,7 @@ class Bus:
         settled: float | None = None
         try:
             while loop.time() < deadline:
+                self._routers_alive()
                 batch = await consumer.getmany(timeout_ms=300)
                 for records in batch.values():
                     got.extend(records)
@@ -161,6 +164,14 @@ class Bus:
         finally:
             await consumer.stop()
         return got
+
+    def _routers_alive(self) -> None:
+        """Raise at once if a router of a :meth:`router` block ended: what it would have
+        written will never come, and waiting out a read's timeout would hide why."""
+        for task in self._routers:
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                raise AssertionError(f"the router ended inside its block: {error!r}") from error
 
     async def inbox(self, agency_id: str, **kw: float | int) -> list[Record]:
         """An agency's inbox."""
@@ -183,9 +194,11 @@ class Bus:
                 stop_event=stop,
             )
         )
+        self._routers.append(task)
         try:
             yield
         finally:
+            self._routers.remove(task)
             stop.set()
             await asyncio.wait_for(task, 30)
 
