@@ -169,6 +169,7 @@ class RoutingPolicy:
             self._copies[rule.kind] = self._members(rule.copy_to)
         self._signatures = tuple(signatures)
         self._signers = tuple(frozenset(self._members(r.senders)) for r in self._signatures)
+        self._required: dict[tuple[str, str], SignatureRule | None] = {}
 
     def _members(self, entries: Sequence[str]) -> tuple[str, ...]:
         """The agency ids the entries stand for, in entry order (a kind: registry order)."""
@@ -214,11 +215,24 @@ class RoutingPolicy:
     def required_algorithm(self, kind: str, sender: str) -> SignatureRule | None:
         """The rule that fixes the signature algorithm of ``kind`` from ``sender``, or None when
         any algorithm the registry knows will do. (The parser refuses rules that overlap with
-        different algorithms, so the first match is the only one.)"""
-        for rule, senders in zip(self._signatures, self._signers, strict=True):
-            if (not rule.kinds or kind in rule.kinds) and (not rule.senders or sender in senders):
-                return rule
-        return None
+        different algorithms, so the first match is the only one.) Remembered per pair: the
+        router asks for every message, and a policy never changes once built."""
+        try:
+            return self._required[kind, sender]
+        except KeyError:
+            pass
+        found = next(
+            (
+                rule
+                for rule, senders in zip(self._signatures, self._signers, strict=True)
+                if (not rule.kinds or kind in rule.kinds)
+                and (not rule.senders or sender in senders)
+            ),
+            None,
+        )
+        if kind in self._rules and sender in self._agencies:  # bounded: kinds x agencies
+            self._required[kind, sender] = found
+        return found
 
     def check_signature(self, *, kind: str, sender: str, algorithm: str) -> tuple[Problem, ...]:
         """The problem (rule ``signature_algorithm_not_allowed``, path ``signature.algorithm``)
@@ -287,20 +301,27 @@ class RoutingPolicy:
                 problems.append(_sender_refused(rule, agency))
         named = list(dict.fromkeys(recipients))
         for r in named:
-            path = f"recipients[{recipients.index(r)}]"
             target = self._agencies.get(r)
             if target is None:
                 message, zh = (
                     f"recipient {r!r} is not in the registry",
                     f"收件方 {r} 不在机构名录中",
                 )
-                problems.append(Problem(path, "unknown_agency", message, r, zh))
+                problems.append(
+                    Problem(_recipient_path(recipients, r), "unknown_agency", message, r, zh)
+                )
             elif rule and checked and (sender, r) not in self._pairs[kind]:
+                path = _recipient_path(recipients, r)
                 problems.append(_recipient_refused(path, rule, checked, target))
         if problems:
             return RouteDecision(allowed=False, problems=problems, deliver_to=())
         copies = tuple(c for c in self._copies[kind] if c != sender and c not in named)
         return RouteDecision(allowed=True, problems=[], deliver_to=(*named, *copies), copies=copies)
+
+
+def _recipient_path(recipients: Sequence[str], recipient: str) -> str:
+    """The path of ``recipient``'s first place in ``recipients``, for its problem."""
+    return f"recipients[{recipients.index(recipient)}]"
 
 
 def _sender_refused(rule: KindRule, agency: Agency) -> Problem:

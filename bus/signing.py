@@ -464,6 +464,18 @@ def supported_algorithms() -> tuple[str, ...]:
     return tuple(sorted(_VERIFIERS))
 
 
+def _refusal(envelope: Envelope, reason: str, detail: str) -> SignatureError:
+    """:class:`SignatureError` naming ``envelope``'s message, case and sender: built only when a
+    signature is refused, not for every envelope that verifies."""
+    return SignatureError(
+        reason,
+        detail,
+        message_id=str(envelope.message_id),
+        case_id=envelope.case_id,
+        agency=envelope.sender,
+    )
+
+
 async def verify_envelope(
     envelope: Envelope,
     keystore: KeyStore,
@@ -484,50 +496,43 @@ async def verify_envelope(
     at = at or datetime.now(UTC)
     _aware("at", at)
     sig = envelope.signature
-    context = {
-        "message_id": str(envelope.message_id),
-        "case_id": envelope.case_id,
-        "agency": envelope.sender,
-    }
     verifier = _VERIFIERS.get(sig.algorithm)
     if verifier is None:
-        raise SignatureError(
+        raise _refusal(
+            envelope,
             "unsupported_algorithm",
             f"signature algorithm {sig.algorithm!r} is not one of {supported_algorithms()}",
-            **context,
         )
     record = await keystore.get_key(sig.key_id)
     if record is None:
-        raise SignatureError("unknown_key", f"no key {sig.key_id!r} in the key store", **context)
+        raise _refusal(envelope, "unknown_key", f"no key {sig.key_id!r} in the key store")
     if record.algorithm != sig.algorithm:
-        raise SignatureError(
+        raise _refusal(
+            envelope,
             "unsupported_algorithm",
             f"key {record.key_id} is a {record.algorithm} key, the signature says {sig.algorithm}",
-            **context,
         )
     if record.agency_id != envelope.sender:
-        raise SignatureError(
+        raise _refusal(
+            envelope,
             "sender_mismatch",
             f"key {record.key_id} belongs to {record.agency_id}, not to sender {envelope.sender}",
-            **context,
         )
     if record.revoked_at is not None and record.revoked_at <= at:
-        raise SignatureError(
+        raise _refusal(
+            envelope,
             "revoked_key",
             f"key {record.key_id} was revoked at {record.revoked_at.isoformat()}",
-            **context,
         )
     if at < record.valid_from:
-        raise SignatureError(
+        raise _refusal(
+            envelope,
             "key_not_yet_valid",
             f"key {record.key_id} is valid from {record.valid_from.isoformat()}",
-            **context,
         )
     if record.valid_to is not None and at >= record.valid_to:
-        raise SignatureError(
-            "expired_key",
-            f"key {record.key_id} expired at {record.valid_to.isoformat()}",
-            **context,
+        raise _refusal(
+            envelope, "expired_key", f"key {record.key_id} expired at {record.valid_to.isoformat()}"
         )
     body = (codec or default_codec()).signed_body_of(value, sig.value) if value else None
     signed = DOMAIN_PREFIX + body if body is not None else canonical_bytes(envelope, codec=codec)
@@ -536,10 +541,10 @@ async def verify_envelope(
     else:
         valid = verifier(record.public_key, sig.value, signed)
     if not valid:
-        raise SignatureError(
+        raise _refusal(
+            envelope,
             "bad_signature",
             f"signature does not verify with key {record.key_id} over the envelope as received",
-            **context,
         )
     return record
 

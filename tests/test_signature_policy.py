@@ -113,6 +113,19 @@ def test_a_rule_covers_its_kinds_its_senders_or_both() -> None:
     assert p.check_signature(kind="opinion.delegated", sender=PLANNING, algorithm=ED25519) == ()
 
 
+def test_answers_are_remembered_per_known_pair_only() -> None:
+    # The router asks for every message; a sender may write any kind, so a kind the policy
+    # does not know is answered each time but never kept (the memory stays kinds x agencies).
+    p = policy("  - algorithm: sm2-sm3\n    kinds: [criminal.transfer]\n")
+    for _ in range(2):
+        assert p.required_algorithm("criminal.transfer", BUREAU) is not None
+        assert p.required_algorithm("criminal.receipt", BUREAU) is None
+    for i in range(50):
+        assert p.required_algorithm(f"made.up.{i}", BUREAU) is None
+        assert p.required_algorithm("criminal.transfer", f"nobody.{i}") is not None
+    assert set(p._required) == {("criminal.transfer", BUREAU), ("criminal.receipt", BUREAU)}
+
+
 def test_every_mistake_in_the_section_is_named_with_its_line() -> None:
     section = (
         "  - algorithm: sm2\n"  # A

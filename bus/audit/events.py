@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -42,7 +43,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+@lru_cache(maxsize=1024)
 def _ms(at: datetime) -> str:
+    # Cached: a router writes two leaves per message (accepted, delivered) at one instant.
     if at.tzinfo is None:
         raise ValueError("audit times must be time-zone aware")
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

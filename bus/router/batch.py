@@ -50,7 +50,7 @@ class BatchPlan:
 
     def add(self, origin: Verdict, *sends: Send) -> None:
         self.sends.extend(sends)
-        self.origins.extend(origin for _ in sends)
+        self.origins.extend([origin] * len(sends))
 
 
 async def audit_batch(

@@ -108,6 +108,8 @@ def _digest_summary(v: Refused) -> dict[str, Any]:
 
 def _utc_millis(at: datetime) -> datetime:
     """``at`` as the models hold an instant for the wire: UTC, whole milliseconds."""
+    if at.tzinfo is UTC and not at.microsecond % 1000:
+        return at  # a broker timestamp (received_at) already is
     at = at.astimezone(UTC)
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import ClassVar, Final, Literal, TypeAlias, get_args
 
 from aiokafka.structs import ConsumerRecord
@@ -58,6 +59,13 @@ UNWITNESSED: Final = "log_unwitnessed"
 """The code of a submission refused because the audit log went unwitnessed too long."""
 
 
+@lru_cache(maxsize=4096)
+def _broker_time(timestamp_ms: int) -> datetime:
+    """A broker timestamp as an aware UTC instant. Cached: the router reads a verdict's
+    ``received_at`` for its audit leaves, its receipt and its logs (a datetime is immutable)."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+
+
 class _Received:
     """What every verdict says of its record, whichever way it went."""
 
@@ -68,7 +76,7 @@ class _Received:
     @property
     def received_at(self) -> datetime:
         """When the broker appended the submission: the bus's receive time."""
-        return datetime.fromtimestamp(self.record.timestamp / 1000, tz=UTC)
+        return _broker_time(self.record.timestamp)
 
     @property
     def message_id(self) -> uuid.UUID | None:
