@@ -489,8 +489,10 @@ def _version_needed(record: Mapping[str, Any]) -> int:
     return 1
 
 
+@functools.lru_cache(maxsize=256)
 def _long_bytes(n: int) -> bytes:
-    """Avro's encoding of the long ``n >= 0`` (zigzag, then base-128 varint)."""
+    """Avro's encoding of the long ``n >= 0`` (zigzag, then base-128 varint). Cached: the
+    router asks it for a signature's length (64 for Ed25519) twice per message."""
     z = n << 1
     out = bytearray()
     while z > 0x7F:
