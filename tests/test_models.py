@@ -473,6 +473,15 @@ def test_times_must_be_aware_and_are_kept_in_utc_milliseconds() -> None:
     )
     assert transfer.approval.approved_at == datetime(2017, 5, 2, 9, 30, 1, 123000, tzinfo=UTC)
     assert transfer.approval.approved_at.tzinfo is UTC
+    # Already UTC: rounded down to the millisecond all the same, and kept when it is whole.
+    for given_at, kept in (
+        (datetime(2017, 5, 2, 9, 30, 1, 123999, tzinfo=UTC), 123000),
+        (datetime(2017, 5, 2, 9, 30, 1, 123000, tzinfo=UTC), 123000),
+    ):
+        t = CriminalTransfer.model_validate(
+            _transfer(approval={"approver": "李四", "approved_at": given_at})
+        )
+        assert t.approval.approved_at == given_at.replace(microsecond=kept)
     with pytest.raises(ValidationFailedError) as caught:
         validate_payload(
             "criminal.transfer",
