@@ -138,10 +138,13 @@ class OutboxWriter:
         """The topic a row of ``sender`` is published to (the row keeps it)."""
         return self._settings.topic_submit(sender)
 
-    def row(self, envelope: Envelope, *, owner: str) -> OutboxRow:
+    def row(self, envelope: Envelope, *, owner: str, value: bytes | None = None) -> OutboxRow:
         """The outbox row of ``envelope`` (already signed) as :meth:`add` writes it, for a
         caller that writes it in a statement of its own together with its own state (the
-        adapter's submissions); OutboxMisuseError for an unsigned envelope or no owner."""
+        adapter's submissions); OutboxMisuseError for an unsigned envelope or no owner.
+
+        ``value`` is the envelope's Kafka value when the caller has it already
+        (:func:`~bus.signing.sign_and_encode` gives both): it is not encoded again."""
         context = _context(envelope, owner)
         if not owner:
             raise OutboxMisuseError(_NO_OWNER, **context)
@@ -159,7 +162,7 @@ class OutboxWriter:
             case_id=envelope.case_id,
             topic=self.topic_for(envelope.sender),
             key=self._codec.kafka_key(envelope),
-            value=self._codec.encode_envelope(envelope),
+            value=self._codec.encode_envelope(envelope) if value is None else value,
             headers=headers,
         )
 

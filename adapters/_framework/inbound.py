@@ -46,7 +46,7 @@ from bus.models._problems import problems_from_validation_error
 from bus.outbox import OUTBOX_COLUMNS, OutboxWriter
 from bus.routing import RoutingPolicy, load_policy
 from bus.settings import Settings
-from bus.signing import Signer, sign_envelope
+from bus.signing import Signer, sign_and_encode
 from bus.sla.clock import Clock, RealClock
 
 __all__ = [
@@ -327,16 +327,20 @@ class Submitter:
             if replay is not None:
                 return replay
         try:
-            envelope = self._envelope(agency_id, body, signer)
+            envelope, value = self._envelope(agency_id, body, signer)
             if bus_attachments(envelope):
                 async with conn.transaction():
                     # In the transaction that records the references: it locks the files
                     # against the retention sweep until the references are committed
                     # (bus.attachments). Under the sm2 profile the check may fill in SM3
                     # digests and sign again, so the outbox row is made from what it returns.
-                    envelope = await self._check_attachments(conn, agency_id, envelope, signer)
+                    envelope, value = await self._check_attachments(
+                        conn, agency_id, envelope, value, signer
+                    )
                     status = await conn.fetchval(
-                        _QUEUE, *self._args(envelope, agency_id, idempotency_key, digest), token
+                        _QUEUE,
+                        *self._args(envelope, value, agency_id, idempotency_key, digest),
+                        token,
                     )
                     self._active(status, token)  # raised in the transaction: it rolls back
                     if status == _QUEUED:
@@ -344,7 +348,7 @@ class Submitter:
                         await record_references(conn, envelope, agency_id, "sender")
             else:  # nothing else to write: one statement is the transaction
                 status = await conn.fetchval(
-                    _QUEUE, *self._args(envelope, agency_id, idempotency_key, digest), token
+                    _QUEUE, *self._args(envelope, value, agency_id, idempotency_key, digest), token
                 )
                 self._active(status, token)
         except SubmissionRejectedError:
@@ -379,21 +383,28 @@ class Submitter:
             raise InactiveTokenError()
 
     def _args(
-        self, envelope: Envelope, agency_id: str, idempotency_key: str | None, digest: bytes
+        self,
+        envelope: Envelope,
+        value: bytes,
+        agency_id: str,
+        idempotency_key: str | None,
+        digest: bytes,
     ) -> tuple[Any, ...]:
-        """The parameters of ``_QUEUE``: the idempotency record and the outbox row."""
-        row = self._writer.row(envelope, owner=agency_id)
+        """The parameters of ``_QUEUE``: the idempotency record and the outbox row
+        (``value``: the signed envelope's Kafka value)."""
+        row = self._writer.row(envelope, owner=agency_id, value=value)
         return (idempotency_key, digest, envelope.kind, *row)
 
     async def _check_attachments(
-        self, conn: Any, agency_id: str, envelope: Envelope, signer: Signer
-    ) -> Envelope:
+        self, conn: Any, agency_id: str, envelope: Envelope, value: bytes, signer: Signer
+    ) -> tuple[Envelope, bytes]:
         """422 naming each ``fj`` entry in the bus's store that the sender did not upload (or
         may not read), or whose size, URI or SM3 digest is not the stored file's. Under the sm2
         crypto profile, the envelope signed again with each such entry's SM3 digest filled in
-        from its upload where the department left it out; else ``envelope`` as it was."""
+        from its upload where the department left it out, with its Kafka value; else
+        ``envelope`` and ``value`` as they were."""
         if self._attachments is None:
-            return envelope
+            return envelope, value
         filled, problems = await prepare_submission(
             conn, self._attachments, agency_id, envelope, fill_sm3=self._fill_sm3
         )
@@ -402,8 +413,8 @@ class Submitter:
             named = [(p, voc.department_path(None, p.path, envelope=True)) for p in problems]
             raise SubmissionRejectedError(422, [_as_department(p, field) for p, field in named])
         if filled is envelope:
-            return envelope
-        return sign_envelope(filled, signer, codec=self._codec)
+            return envelope, value
+        return sign_and_encode(filled, signer, codec=self._codec)
 
     async def _earlier(self, conn: Any, agency_id: str, key: str, digest: bytes) -> Accepted | None:
         row = await conn.fetchrow(
@@ -418,7 +429,9 @@ class Submitter:
 
     # -- checking and building ------------------------------------------------------------------
 
-    def _envelope(self, agency_id: str, body: bytes, signer: Signer) -> Envelope:
+    def _envelope(self, agency_id: str, body: bytes, signer: Signer) -> tuple[Envelope, bytes]:
+        """The department's document as a signed envelope and its Kafka value (encoded once,
+        :func:`~bus.signing.sign_and_encode`); SubmissionRejectedError naming every problem."""
         doc = parse_document(body)
         voc = self._vocabulary
         sender = doc.get("fsdw")
@@ -496,7 +509,7 @@ class Submitter:
             problems += self._unroutable(envelope)
         if problems or envelope is None:
             raise SubmissionRejectedError(422, problems)
-        return sign_envelope(envelope, signer, codec=self._codec)
+        return sign_and_encode(envelope, signer, codec=self._codec)
 
     def _unanswerable(
         self, envelope: Envelope, code: str, doc: Mapping[str, Any]
