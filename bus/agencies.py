@@ -6,7 +6,6 @@ The file is the source of truth that ``casebus agency sync`` loads into PostgreS
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -74,15 +73,9 @@ class Registry(BaseModel):
             raise ValueError("; ".join(problems))
         return self
 
-    @cached_property
-    def by_id(self) -> dict[str, Agency]:
-        """Every agency, by id (ids are unique: checked above). Built once: the router asks
-        for a sender and its recipients on every message, and a province has thousands."""
-        return {a.id: a for a in self.agencies}
-
     def get(self, agency_id: str) -> Agency | None:
         """The agency with this id, or None."""
-        return self.by_id.get(agency_id)
+        return next((a for a in self.agencies if a.id == agency_id), None)
 
     def ids(self) -> list[str]:
         """Every agency id, in file order."""

@@ -52,3 +52,18 @@ def test_dangling_parent_is_refused(tmp_path: Path) -> None:
 )
 def test_unified_social_credit_code_check_character(code: str, ok: bool) -> None:
     assert uscc_is_valid(code) is ok
+
+
+def test_get_answers_from_the_agencies_the_registry_holds_even_after_a_copy() -> None:
+    registry = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")
+    first, *rest = registry.agencies
+    assert registry.get(first.id) == first  # the index is built now
+    assert registry.get("no.such.agency") is None
+    # model_copy copies the private index and runs no validator: get must not read it stale.
+    without = registry.model_copy(update={"agencies": rest})
+    assert without.get(first.id) is None
+    renamed = registry.model_copy(
+        update={"agencies": [first.model_copy(update={"kind": "bus"}), *rest]}
+    )
+    assert renamed.get(first.id) is not None and renamed.get(first.id).kind == "bus"
+    assert registry.get(first.id) == first

@@ -83,12 +83,14 @@ class Classifier:
         self._log_gate = log_gate
         self._codec = codec
         self._keys = keystore
-        self._registry = registry
+        # Asked for every message's sender: a set, not Registry.get's scan of a province's
+        # thousands of agencies.
+        self._agencies = frozenset(registry.ids())
         self._policy = policy
         self._principal = principal
 
     def _known(self, agency: str | None) -> str | None:
-        return agency if agency is not None and self._registry.get(agency) else None
+        return agency if agency in self._agencies else None
 
     def _reply_to(self, record: ConsumerRecord[bytes, bytes], claimed: str | None) -> str | None:
         # On a per-agency submit topic the nack goes to the topic's agency, the one party known
