@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from _router_plan import Message  # bench/, first on sys.path when a bench runs as a script
-from aiokafka.structs import ConsumerRecord
+from _router_plan import (  # bench/, first on sys.path when a bench runs as a script
+    Message,
+    submitted_record,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bus import sm2
@@ -100,18 +102,12 @@ async def signature_floor(
     now = datetime.now(UTC)
     verifies = []
     for i, m in enumerate(messages):
-        record = ConsumerRecord(
+        record = submitted_record(
+            m,
             topic=settings.topic_submit(),
             partition=0,
             offset=i,
-            timestamp=int(now.timestamp() * 1000),
-            timestamp_type=0,
-            key=m.key,
-            value=m.value,
-            checksum=None,
-            serialized_key_size=len(m.key),
-            serialized_value_size=len(m.value),
-            headers=m.headers,
+            timestamp_ms=int(now.timestamp() * 1000),
         )
         v = await classifier.classify(record, now=now)
         if not isinstance(v, Accepted):

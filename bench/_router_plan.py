@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from aiokafka.structs import ConsumerRecord
+
 from bus.models.criminal import CriminalReceipt
 from bus.party import Party
 
@@ -122,3 +124,23 @@ def signed_messages(plan: Plan, party: Party, count: int, seed: int) -> list[Mes
 
 def sender_and_recipient(plan: Plan) -> tuple[str, str]:
     return (BUREAU, POLICE) if plan.message == "transfer" else (POLICE, BUREAU)
+
+
+def submitted_record(
+    message: Message, *, topic: str, partition: int, offset: int, timestamp_ms: int
+) -> ConsumerRecord[bytes, bytes]:
+    """``message`` as the router's consumer would hand it over, read from ``topic``: for the
+    benches that run the router's classifier in process (the floor, the instruction count)."""
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=timestamp_ms,
+        timestamp_type=0,
+        key=message.key,
+        value=message.value,
+        checksum=None,
+        serialized_key_size=len(message.key),
+        serialized_value_size=len(message.value),
+        headers=message.headers,
+    )

@@ -102,18 +102,8 @@ def _child(n: int) -> None:
         now = datetime(2026, 12, 5, 12, 0, 0, 123_000, tzinfo=UTC)
         base = int(now.timestamp() * 1000)
         records = [
-            ConsumerRecord(
-                topic=settings.topic_submit(),
-                partition=i % 6,
-                offset=i,
-                timestamp=base + i,
-                timestamp_type=0,
-                key=m.key,
-                value=m.value,
-                checksum=None,
-                serialized_key_size=len(m.key),
-                serialized_value_size=len(m.value),
-                headers=m.headers,
+            _router_plan.submitted_record(
+                m, topic=settings.topic_submit(), partition=i % 6, offset=i, timestamp_ms=base + i
             )
             for i, m in enumerate(messages)
         ]
