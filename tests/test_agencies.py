@@ -57,9 +57,10 @@ def test_unified_social_credit_code_check_character(code: str, ok: bool) -> None
 def test_get_answers_from_the_agencies_the_registry_holds_even_after_a_copy() -> None:
     registry = load_registry(REPO_ROOT / "deploy" / "agencies.yaml")
     first, *rest = registry.agencies
-    assert registry.get(first.id) == first  # the index is built now
+    assert registry.get(first.id) == first
     assert registry.get("no.such.agency") is None
-    # model_copy copies the private index and runs no validator: get must not read it stale.
+    # model_copy copies the instance's attributes and runs no validator: whatever get() looks
+    # in (a cached index did, once), a copy must answer from the agencies it holds.
     without = registry.model_copy(update={"agencies": rest})
     assert without.get(first.id) is None
     renamed = registry.model_copy(
