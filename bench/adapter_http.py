@@ -214,6 +214,8 @@ async def main(args: argparse.Namespace) -> None:
     server: asyncio.subprocess.Process | None = None
     rows: list[tuple[str, float, float, float, float]] = []
     load_before = _load()
+    # The agency's private key lives only as long as the run.
+    keys_dir = tempfile.TemporaryDirectory(prefix="casebus-bench-keys-")
     try:
         await migrate(dsn)
         registry = load_registry(settings.agencies_file)
@@ -222,7 +224,7 @@ async def main(args: argparse.Namespace) -> None:
         await sync_agencies(conn, registry)
         token = await create_token(conn, AGENCY)
         await conn.close()
-        keys = Path(tempfile.mkdtemp(prefix="casebus-bench-keys-"))
+        keys = Path(keys_dir.name)
         write_keypair(AGENCY, keys)
         sock = free_socket()
         port = sock.getsockname()[1]
@@ -304,6 +306,7 @@ async def main(args: argparse.Namespace) -> None:
         if server is not None:
             server.terminate()
             await server.wait()
+        keys_dir.cleanup()
         admin = await asyncpg.connect(base_settings.database_url)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

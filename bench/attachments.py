@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -225,7 +226,8 @@ async def _reference(dsn: str, digest: str, size: int) -> None:
     """The agency sent a message carrying the file: it may download it."""
     conn = await asyncpg.connect(dsn)
     try:
-        party = make_party(AGENCY, Path(tempfile.mkdtemp(prefix="casebus-bench-party-")))
+        with tempfile.TemporaryDirectory(prefix="casebus-bench-party-") as keys:
+            party = make_party(AGENCY, Path(keys))
         ack = BusAck(
             original_message_id=uuid.uuid4(),
             acknowledged_by=AGENCY,
@@ -316,9 +318,7 @@ async def main(mib: int) -> None:
         print("\n".join(markdown_table(("what", "s", "MiB/s", "× file copy"), table)))
     finally:
         await admin_sql(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        for p in scratch.rglob("*"):
-            if p.is_file():
-                p.unlink()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

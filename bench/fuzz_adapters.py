@@ -41,6 +41,7 @@ async def main(cases: int, seed: int, kinds: list[str]) -> int:
     settings = scratch_settings(database_url=dsn)
     rows: list[list[str]] = []
     failed = False
+    keys_dir = tempfile.TemporaryDirectory(prefix="casebus-fuzz-keys-")
     try:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
@@ -48,7 +49,7 @@ async def main(cases: int, seed: int, kinds: list[str]) -> int:
             await sync_agencies(conn, load_registry(settings.agencies_file))
         finally:
             await conn.close()
-        keys = Path(tempfile.mkdtemp(prefix="casebus-fuzz-keys-"))
+        keys = Path(keys_dir.name)
         for kind in kinds:
             say("fuzz", f"{kind}: {cases} cases")
             started = time.perf_counter()
@@ -73,6 +74,7 @@ async def main(cases: int, seed: int, kinds: list[str]) -> int:
                 say("fuzz", f"{kind}: {line}")
             failed |= result.five_xx > 0 or bool(result.unnamed)
     finally:
+        keys_dir.cleanup()
         await admin_sql(base.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(
         f"`.venv/bin/python bench/fuzz_adapters.py --cases {cases} --seed {seed}` — "
