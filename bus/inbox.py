@@ -122,6 +122,10 @@ class InboxReader(BackgroundService):
     not) never handle a message twice. Use ``async with`` or :meth:`start` / :meth:`stop`, or
     await :meth:`run` directly. Stopping finishes the record in flight, commits what is handled
     and its offsets, and closes; :meth:`stop` re-raises what ended :meth:`run`.
+
+    ``on_committed`` is called after each transaction in which the handler ran commits: what
+    the handler wrote is visible to other connections from then on (a task woken from inside
+    the handler would look before the commit and find nothing).
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class InboxReader(BackgroundService):
         max_records: int = 100,
         commit_every_s: float = 5.0,
         fetch_max_wait_ms: int = KAFKA_FETCH_MAX_WAIT_MS,
+        on_committed: Callable[[], None] | None = None,
     ) -> None:
         if not consumer_name:
             raise ConfigError("consumer_name must not be empty")
@@ -159,6 +164,7 @@ class InboxReader(BackgroundService):
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._on_committed = on_committed
         self._uncommitted: dict[TopicPartition, int] = {}  # handled, offsets not yet in Kafka
         self._commit_every = Every(commit_every_s)
         self._log = log.bind(consumer=consumer_name, group_id=self._group_id)
@@ -328,6 +334,8 @@ class InboxReader(BackgroundService):
             if current is not None:
                 self._note_failure(items[current], 1, e)
             raise _BatchFailed(current, e) from e
+        if handled:
+            self._committed()
         for i, item in enumerate(items[:settled]):
             if item.envelope is None:
                 continue  # counted when decoded
@@ -394,7 +402,13 @@ class InboxReader(BackgroundService):
             fresh = bool(await self._mark(conn, {envelope.message_id: record}))
             if fresh:
                 await self._handler(conn, envelope, record)
-            return fresh
+        if fresh:
+            self._committed()
+        return fresh
+
+    def _committed(self) -> None:
+        if self._on_committed is not None:
+            self._on_committed()
 
     async def _mark(
         self, conn: Conn, records: dict[UUID, ConsumerRecord[bytes, bytes]]

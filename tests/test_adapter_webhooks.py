@@ -248,3 +248,29 @@ async def test_pending_deliveries_survive_an_adapter_restart_and_arrive_once(
             await asyncio.sleep(1.0)
             docs = [d for d in planning.received if d["ywlx"] == "意见征询"]
             assert [d["xxbh"] for d in docs] == ids
+
+
+@pytest.mark.integration
+async def test_a_stored_delivery_is_posted_at_once_not_at_the_next_poll(
+    bus: Bus, tmp_path: Path
+) -> None:
+    # The inbox reader wakes the deliverer once the transaction that stored the delivery has
+    # committed. Woken from inside it, as it was, the deliverer looked before the row was
+    # visible and slept out its poll interval: here a minute, so each message below would wait
+    # for it (or for the next message).
+    loop = asyncio.get_running_loop()
+    async with (
+        FakeRegulator(secret=b"planning-secret") as planning,
+        regulators_and_bureau(
+            bus, tmp_path, {PLANNING: planning}, bureau=None, poll_interval_s=60.0
+        ) as (_, enf),
+    ):
+        for i in range(3):
+            r = await enf.department(BUREAU).submit(
+                opinion_request(ajbh=case_no(), qqbh=f"q-{i}", jsdw=[PLANNING])
+            )
+            assert r.status_code == 202, r.text
+            message_id, sent = r.json()["message_id"], loop.time()
+            while message_id not in [d["xxbh"] for d in planning.received]:
+                assert loop.time() - sent < 15, f"message {i} not POSTed within 15 s"
+                await asyncio.sleep(0.02)

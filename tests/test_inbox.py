@@ -531,6 +531,48 @@ async def test_offsets_are_committed_at_most_every_commit_every_s_and_all_of_the
     assert _seen(consumer_name, "duplicate") == 0
 
 
+async def test_on_committed_is_called_after_each_transaction_that_handled_work_commits(
+    settings: Settings,
+    inbox_topic: str,
+    pool: asyncpg.Pool,
+    signer: Signer,
+    consumer_name: str,
+) -> None:
+    # The adapters wake their webhook deliverer this way: a task started from the callback must
+    # find the transaction's work, as the deliverer's query must find the stored delivery.
+    envelopes = [_envelope(signer, f"YGH-2026-{i % 3:04d}") for i in range(30)]
+    visible: dict[int, int] = {}  # call number -> work rows another connection saw
+    checks: list[asyncio.Task[None]] = []
+
+    async def look(call: int) -> None:
+        visible[call] = await pool.fetchval("SELECT count(*) FROM work_done")
+
+    def committed() -> None:
+        checks.append(asyncio.get_running_loop().create_task(look(len(checks))))
+
+    async def duplicates_seen() -> bool:
+        return _seen(consumer_name, "duplicate") >= len(envelopes)
+
+    async with _reader(settings, pool, consumer_name, max_records=8, on_committed=committed):
+        await _produce(settings, inbox_topic, list(envelopes[:10]))
+        await _until(_work_reaches(pool, 10))
+        await _produce(settings, inbox_topic, list(envelopes[10:]))
+        await _until(_work_reaches(pool, 30))
+        calls = len(checks)
+        # The same messages again: handled before, so no transaction handles anything.
+        await _produce(settings, inbox_topic, list(envelopes))
+        await _until(duplicates_seen)
+        await asyncio.gather(*checks)
+
+    transactions = await _transactions(pool)
+    assert calls == len(checks) == len(transactions) >= 4  # batches of at most 8
+    committed_by = [sum(len(t) for t in transactions[: i + 1]) for i in range(len(transactions))]
+    assert [visible[i] >= committed_by[i] for i in range(calls)] == [True] * calls, (
+        visible,
+        committed_by,
+    )
+
+
 async def test_an_idle_readers_parked_fetch_ends_when_a_transaction_commits(
     settings: Settings,
     inbox_topic: str,

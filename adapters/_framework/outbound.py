@@ -94,7 +94,11 @@ def inbox_handler(
     codec: Codec | None = None,
     on_stored: Callable[[str], None] | None = None,
 ) -> InboxHandler:
-    """The :class:`~bus.inbox.InboxReader` handler storing each message as a pending delivery."""
+    """The :class:`~bus.inbox.InboxReader` handler storing each message as a pending delivery.
+
+    ``on_stored(agency_id)`` is called after a delivery's row is written, inside the reader's
+    transaction: the row is visible to others only once the reader commits (its
+    ``on_committed``)."""
     the_codec = codec or default_codec()
 
     async def handle(conn: Conn, envelope: Envelope, record: ConsumerRecord[bytes, bytes]) -> None:

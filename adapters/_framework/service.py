@@ -41,6 +41,28 @@ _READER_RESTART: Final = Backoff(initial_s=1.0, max_s=30.0)
 """After an inbox reader gave up: wait, then start a new one."""
 
 
+class _WakeAfterCommit:
+    """Wakes a deliverer after the reader's transaction that stored a delivery commits.
+
+    Woken from the inbox handler, inside that transaction, the deliverer looked for the row
+    before it was committed, found nothing due and slept out its poll interval (0.5 s by
+    default) unless another message woke it: deliveries waited for the next message or the
+    poll (a p99 of 517 ms from stored to answered in the soak at 20/s). A transaction that
+    rolls back leaves the note for the next commit: one query more, nothing missed."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self._stored = False
+
+    def stored(self, _agency_id: str) -> None:
+        self._stored = True
+
+    def committed(self) -> None:
+        if self._stored:
+            self._stored = False
+            self._wake()
+
+
 class AdapterService(BackgroundService):
     """Everything behind one adapter's HTTP API, built from its spec; ``async with`` runs it.
     :meth:`start` and :meth:`stop` are idempotent."""
@@ -198,7 +220,9 @@ class AdapterService(BackgroundService):
         await asyncio.gather(self._deliveries(agency_id), *extra)
 
     async def _deliveries(self, agency_id: str) -> None:
-        """Keep the reader storing the agency's messages as pending deliveries running."""
+        """Keep the reader storing the agency's messages as pending deliveries running; the
+        agency's deliverer is woken once a transaction that stored one has committed."""
+        wake = _WakeAfterCommit(lambda: self._stored(agency_id))
         await self.keep_reading(
             agency_id,
             lambda: InboxReader(
@@ -211,12 +235,13 @@ class AdapterService(BackgroundService):
                         agency_id,
                         vocabulary=self.vocabulary,
                         codec=self._codec,
-                        on_stored=self._stored,
+                        on_stored=wake.stored,
                     ),
                 ),
                 pool=self.pool,
                 codec=self._codec,
                 poll_timeout_ms=200,
+                on_committed=wake.committed,
             ),
         )
 
